@@ -1,0 +1,20 @@
+"""The volume data plane: open any supported format as a lazy multiscale volume."""
+
+from napari_connectome.volume.lazy import ChunkedArray, NumpyArray, TensorStoreArray
+from napari_connectome.volume.location import Location, parse_uri
+from napari_connectome.volume.model import Level, LazyArray, MultiscaleVolume
+from napari_connectome.volume.open import FORMATS, from_array, open_volume
+
+__all__ = [
+    "FORMATS",
+    "ChunkedArray",
+    "LazyArray",
+    "Level",
+    "Location",
+    "MultiscaleVolume",
+    "NumpyArray",
+    "TensorStoreArray",
+    "from_array",
+    "open_volume",
+    "parse_uri",
+]
