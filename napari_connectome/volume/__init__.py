@@ -2,7 +2,7 @@
 
 from napari_connectome.volume.lazy import ChunkedArray, NumpyArray, TensorStoreArray
 from napari_connectome.volume.location import Location, parse_uri
-from napari_connectome.volume.model import Level, LazyArray, MultiscaleVolume
+from napari_connectome.volume.model import LazyArray, Level, MultiscaleVolume
 from napari_connectome.volume.open import FORMATS, from_array, open_volume
 
 __all__ = [

@@ -1,0 +1,113 @@
+"""The model registry: name → weights file, sha256, voxel size, field of view, card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib.resources import as_file, files
+from pathlib import Path
+
+
+class ModelRegistryError(Exception):
+    """A registry entry or its weights are missing or do not match (one line)."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model.
+
+    Attributes
+    ----------
+    name
+        Registry key, e.g. ``"unet-affinities-fib25"``.
+    task
+        What it predicts (``"affinities"``, ``"boundaries"``, ``"synapses"``, ...).
+    file
+        Weights file, relative to this package.
+    sha256
+        Hex digest the weights file must have.
+    voxel_size_nm
+        Voxel size (z, y, x) the network was trained at.
+    fov_voxels
+        Input field of view (z, y, x) in voxels.
+    card
+        Model card, relative to this package.
+    """
+
+    name: str
+    task: str
+    file: str
+    sha256: str
+    voxel_size_nm: tuple[float, float, float]
+    fov_voxels: tuple[int, int, int]
+    card: str
+
+    @classmethod
+    def from_dict(cls, record: dict) -> ModelEntry:
+        try:
+            return cls(
+                name=str(record["name"]),
+                task=str(record["task"]),
+                file=str(record["file"]),
+                sha256=str(record["sha256"]).lower(),
+                voxel_size_nm=tuple(float(v) for v in record["voxel_size_nm"]),
+                fov_voxels=tuple(int(v) for v in record["fov_voxels"]),
+                card=str(record["card"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelRegistryError(f"registry entry {record!r} is malformed: {exc}") from None
+
+
+def load_registry(path: str | Path | None = None) -> dict[str, ModelEntry]:
+    """Read a registry file (default: the packaged ``registry.json``)."""
+    if path is None:
+        text = files(__package__).joinpath("registry.json").read_text(encoding="utf-8")
+        where = "napari_connectome_models/registry.json"
+    else:
+        where = str(path)
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        records = json.loads(text)["models"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelRegistryError(f"{where}: not a model registry ({exc})") from None
+    entries = [ModelEntry.from_dict(r) for r in records]
+    return {e.name: e for e in entries}
+
+
+def list_models(task: str | None = None) -> list[ModelEntry]:
+    """The packaged models, optionally only those for ``task``."""
+    return [e for e in load_registry().values() if task is None or e.task == task]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_path(entry: ModelEntry, *, root: Path | None = None) -> Path:
+    """Path of a model's weights after checking their sha256.
+
+    Parameters
+    ----------
+    entry
+        The registry entry.
+    root
+        Folder the entry's ``file`` is relative to (default: this package).
+    """
+    if root is None:
+        with as_file(files(__package__).joinpath(entry.file)) as p:
+            path = Path(p)
+    else:
+        path = Path(root) / entry.file
+    if not path.is_file():
+        raise ModelRegistryError(f"{path}: weights of model {entry.name!r} are missing")
+    actual = _sha256(path)
+    if actual != entry.sha256:
+        raise ModelRegistryError(
+            f"{path}: sha256 {actual[:12]}… does not match the registry's {entry.sha256[:12]}… for {entry.name!r}"
+        )
+    return path

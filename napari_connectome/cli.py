@@ -1,0 +1,256 @@
+"""The ``napari-connectome`` command line.
+
+Every command that fails on bad input prints one line,
+``napari-connectome: error: FILE: problem``, and exits with code 2; nothing
+already saved is touched. ``--debug`` shows the traceback instead.
+
+The GUI commands (``view``, ``demo``) live in the napari face and are found
+through the ``napari_connectome.viewer`` entry points, so the engine never
+imports napari or Qt and works where they are not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from napari_connectome.errors import ConnectomeError, InputError
+
+PROG = "napari-connectome"
+
+
+def _voxel_size_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--voxel-size",
+        nargs=3,
+        type=float,
+        metavar=("Z", "Y", "X"),
+        help="voxel size of the finest level in nm (overrides or supplies the file's)",
+    )
+
+
+def _kind_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kind", choices=("image", "labels"), help="treat the volume as an image or as labels"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Local, offline connectome proofreading: open, convert and view EM volumes.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe a volume: shape, levels, voxel size, dtype, chunks")
+    p.add_argument("uri", help="path or URI (FILE.h5/dataset for HDF5)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _voxel_size_arg(p)
+    _kind_arg(p)
+
+    p = sub.add_parser("convert", help="write an OME-Zarr multiscale pyramid of a volume")
+    p.add_argument("src", help="source volume (any supported format)")
+    p.add_argument("dst", help="destination OME-Zarr folder (must not exist)")
+    _voxel_size_arg(p)
+    _kind_arg(p)
+    p.add_argument("--chunks", type=int, default=64, help="chunk edge in voxels (default 64)")
+    p.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4", help="OME-NGFF version (0.4 = zarr v2, 0.5 = zarr v3)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("project", help="create or describe a proofreading project folder")
+    psub = p.add_subparsers(dest="project_command", metavar="ACTION")
+    c = psub.add_parser("create", help="create a project folder that refers to its volumes")
+    c.add_argument("dir", help="the project folder")
+    c.add_argument("--raw", required=True, help="the EM volume")
+    c.add_argument("--supervoxels", help="supervoxel labels")
+    c.add_argument("--boundaries", help="boundary probability map or affinities")
+    c.add_argument("--groundtruth", help="ground-truth segmentation (for measuring quality)")
+    c.add_argument("--name", help="display name")
+    _voxel_size_arg(c)
+    i = psub.add_parser("info", help="describe a project folder")
+    i.add_argument("dir")
+    i.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("synthetic", help="write a synthetic EM volume and its ground truth as OME-Zarr")
+    p.add_argument("dst", help="output folder (raw.ome.zarr and groundtruth.ome.zarr go inside)")
+    p.add_argument("--shape", nargs=3, type=int, default=(128, 256, 256), metavar=("Z", "Y", "X"))
+    p.add_argument("--voxel-size", nargs=3, type=float, default=(8.0, 8.0, 8.0), metavar=("Z", "Y", "X"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    for name, text in (("view", "open volumes or a project in napari with the suite"), ("demo", "the bundled sample in napari with the suite")):
+        v = sub.add_parser(name, help=text)
+        if name == "view":
+            v.add_argument("uris", nargs="+", help="volumes or project folders")
+            _voxel_size_arg(v)
+            _kind_arg(v)
+        else:
+            v.add_argument("--sample", choices=("gala-fib", "synthetic"), default="gala-fib")
+        v.add_argument("--screenshot", metavar="PNG", help="render off-screen to PNG and exit")
+        v.add_argument("--ndisplay", type=int, choices=(2, 3), default=2)
+    return parser
+
+
+def _print_info(info: dict) -> None:
+    vs = " × ".join(f"{v:g}" for v in info["voxel_size_nm"])
+    print(f"{info['source']}")
+    print(f"  format      {info['format']}  ({info['kind']})")
+    print(f"  axes        {','.join(info['axes'])}")
+    print(f"  shape       {tuple(info['shape'])}  {info['dtype']}")
+    print(f"  voxel size  {vs} nm" + ("  (assumed)" if info["voxel_size_assumed"] else ""))
+    print(f"  offset      {tuple(info['offset_nm'])} nm")
+    print(f"  levels      {len(info['levels'])}")
+    for k, lv in enumerate(info["levels"]):
+        lvs = " × ".join(f"{v:g}" for v in lv["voxel_size_nm"])
+        print(f"    {k}: shape {tuple(lv['shape'])}  voxel {lvs} nm  chunks {tuple(lv['chunks'])}")
+    for note in info["notes"]:
+        print(f"  note: {note}")
+
+
+def _cmd_info(args) -> int:
+    from napari_connectome.volume import open_volume
+
+    volume = open_volume(args.uri, voxel_size=args.voxel_size, kind=args.kind)
+    info = volume.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.pyramid import convert
+
+    if args.chunks < 1:
+        raise InputError("--chunks", f"must be ≥ 1, got {args.chunks}")
+    progress = TqdmProgress(disable=args.quiet)
+    try:
+        out = convert(
+            args.src,
+            args.dst,
+            voxel_size=args.voxel_size,
+            kind=args.kind,
+            chunks=args.chunks,
+            ngff=args.ngff,
+            progress=progress,
+            overwrite=args.overwrite,
+        )
+    finally:
+        progress.close()
+    print(out)
+    return 0
+
+
+def _cmd_project(args, parser) -> int:
+    from napari_connectome.project import create_project, open_project
+
+    if args.project_command == "create":
+        project = create_project(
+            args.dir,
+            raw=args.raw,
+            supervoxels=args.supervoxels,
+            boundaries=args.boundaries,
+            groundtruth=args.groundtruth,
+            voxel_size=args.voxel_size,
+            name=args.name,
+        )
+        print(f"created project {project.name!r} in {project.root}")
+        for role, rec in project.inputs.items():
+            vs = " × ".join(f"{v:g}" for v in rec["voxel_size_nm"])
+            note = " (assumed)" if rec["voxel_size_assumed"] else ""
+            print(f"  {role:<12} {rec['uri']}  {tuple(rec['shape'])} {rec['dtype']}  {vs} nm{note}")
+        return 0
+    if args.project_command == "info":
+        project = open_project(args.dir)
+        if args.json:
+            print(json.dumps(project.manifest, indent=2))
+        else:
+            print(f"{project.name}  ({project.root})")
+            for role, rec in project.inputs.items():
+                print(f"  {role:<12} {rec['uri']}  {tuple(rec['shape'])} {rec['dtype']}")
+        return 0
+    parser.parse_args(["project", "--help"])
+    return 2
+
+
+def _cmd_synthetic(args) -> int:
+    from pathlib import Path
+
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.pyramid import write_ome_zarr
+    from napari_connectome.synthetic import SyntheticSpec, synthetic_volumes
+
+    dst = Path(args.dst)
+    spec = SyntheticSpec(shape=tuple(args.shape), voxel_size=tuple(args.voxel_size), seed=args.seed)
+    raw, gt = synthetic_volumes(spec)
+    for name, volume in (("raw.ome.zarr", raw), ("groundtruth.ome.zarr", gt)):
+        progress = TqdmProgress(disable=args.quiet)
+        try:
+            write_ome_zarr(dst / name, volume, kind=volume.kind, progress=progress)
+        finally:
+            progress.close()
+        print(dst / name)
+    return 0
+
+
+def _cmd_gui(args) -> int:
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="napari_connectome.viewer")}
+    if args.command not in found:
+        raise ConnectomeError(
+            f"'{args.command}' needs the napari face: pip install 'napari-connectome[all]'"
+        )
+    try:
+        func = found[args.command].load()
+    except ImportError as exc:
+        raise ConnectomeError(
+            f"'{args.command}' needs napari and a Qt binding ({exc}); pip install 'napari-connectome[all]'"
+        ) from None
+    if args.command == "view":
+        return int(func(args.uris, voxel_size=args.voxel_size, kind=args.kind, screenshot=args.screenshot, ndisplay=args.ndisplay))
+    return int(func(sample=args.sample, screenshot=args.screenshot, ndisplay=args.ndisplay))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 bad input, 1 internal error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "info":
+            return _cmd_info(args)
+        if args.command == "convert":
+            return _cmd_convert(args)
+        if args.command == "project":
+            return _cmd_project(args, parser)
+        if args.command == "synthetic":
+            return _cmd_synthetic(args)
+        return _cmd_gui(args)
+    except ConnectomeError as exc:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line, and how to see more
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"{PROG}: internal error: {type(exc).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: where the real EM fixtures are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """../shared/data beside the checkout (CI clones with it there), or $NAPARI_CONNECTOME_SHARED_DATA."""
+    env = os.environ.get("NAPARI_CONNECTOME_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("../shared/data (real EM fixtures) is not beside this checkout")
+    return path
