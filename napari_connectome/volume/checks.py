@@ -18,13 +18,13 @@ _LABEL_NAME = re.compile(r"(label|seg|gt|groundtruth|ground_truth|fragment|super
 def infer_kind(dtype, name: str = "") -> str:
     """Guess ``"image"`` or ``"labels"`` when the metadata does not say.
 
-    Integer types wider than 8 bits are segment ids (EM intensities are 8-bit
-    or float); an 8-bit volume is labels only when its name says so
-    (``*labels*``, ``*seg*``, ``*gt*``, ``*fragments*``, ``*ws*``, ...).
+    Integers of 32 or 64 bits are segment ids (no EM detector writes them);
+    8- and 16-bit volumes are images (EM intensities) unless their name says
+    labels (``*labels*``, ``*seg*``, ``*gt*``, ``*fragments*``, ``*ws*``, ...).
     Pass ``kind=`` to :func:`open_volume` to decide explicitly.
     """
     dtype = np.dtype(dtype)
-    if dtype.kind in "iu" and dtype.itemsize > 1:
+    if dtype.kind in "iu" and dtype.itemsize > 2:
         return "labels"
     if dtype.kind in "iu" and _LABEL_NAME.search(name or ""):
         return "labels"
