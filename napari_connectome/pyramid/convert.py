@@ -1,0 +1,69 @@
+"""Convert any supported volume into an OME-Zarr pyramid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from napari_connectome.progress import Progress
+from napari_connectome.pyramid.write import write_ome_zarr
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    voxel_size=None,
+    kind: str | None = None,
+    chunks: int | tuple[int, ...] = 64,
+    ngff: str = "0.4",
+    levels: int | None = None,
+    name: str | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Open ``src`` in any supported format and write it as an OME-Zarr pyramid at ``dst``.
+
+    Parameters
+    ----------
+    src
+        Anything :func:`~napari_connectome.volume.open.open_volume` opens
+        (OME-Zarr, zarr, N5, precomputed, HDF5 ``FILE.h5/dataset``, TIFF, a
+        folder of slices; local or remote). Its level 0 is converted.
+    dst
+        The OME-Zarr directory to create.
+    voxel_size
+        Voxel size of level 0 in nm, ``(z, y, x)``; replaces the source's
+        (needed when the format stores none and the assumed one is wrong).
+    kind
+        ``"image"`` or ``"labels"``; None keeps what the source says or infers.
+    chunks, ngff, levels, name, progress, overwrite
+        As in :func:`~napari_connectome.pyramid.write.write_ome_zarr`.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: unreadable or unknown source, a corrupt
+        chunk (:class:`~napari_connectome.errors.ChunkReadError`), ``dst``
+        exists, a failed write. A failed conversion leaves nothing at ``dst``
+        that looks like a complete pyramid.
+    """
+    from napari_connectome.volume.open import open_volume
+
+    volume = open_volume(src, voxel_size=voxel_size, kind=kind)
+    return write_ome_zarr(
+        dst,
+        volume,
+        kind=kind,
+        chunks=chunks,
+        levels=levels,
+        ngff=ngff,
+        name=name,
+        progress=progress,
+        overwrite=overwrite,
+    )
