@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-
 from napari_connectome_models.registry import ModelRegistryError, load_registry, weights_path
 
 
