@@ -1,0 +1,431 @@
+"""The edit log: an append-only SQLite table of operations, written before the state changes.
+
+One row per operation, written in one transaction (``BEGIN IMMEDIATE`` …
+``COMMIT``) in WAL mode with ``synchronous=FULL``: when :meth:`EditLog.append`
+returns, the row is on disk, and a crash at any moment leaves either the
+whole row or none of it. Triggers refuse ``UPDATE`` and ``DELETE``; nothing
+in the suite rewrites a row.
+
+Columns: ``operation_id`` (1, 2, …), ``uuid`` (identifies an operation
+across copies of a project), ``type`` (merge, split, split_supervoxel, undo,
+redo), ``supervoxel_ids`` and ``seeds_nm`` (JSON), ``user``, ``timestamp``
+(UTC ISO 8601) and ``unix_time``, ``session``, ``task_id``, ``before_roots``
+and ``after_roots`` (JSON lists of segment ids), ``suggested_by``,
+``undo_of`` (the operation an undo or redo reverses), ``payload`` (JSON: the
+effect on the graph, so replay needs no recomputation) and ``patch`` (the
+zlib-compressed overlay patch of a split inside a supervoxel).
+
+A second table, ``meta``, records what the log was made on (the supervoxel
+graph's and the base segmentation's fingerprints); a log is only replayed on
+the base it was recorded on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from napari_connectome.errors import InputError
+
+LOG_FORMAT = "napari-connectome-edit-log"
+LOG_VERSION = 1
+TYPES = ("merge", "split", "split_supervoxel", "undo", "redo")
+#: Seconds to wait for another program's write lock before giving up.
+DEFAULT_LOCK_TIMEOUT = 2.0
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS operations (
+    operation_id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL CHECK (type IN ('merge', 'split', 'split_supervoxel', 'undo', 'redo')),
+    supervoxel_ids TEXT NOT NULL,
+    seeds_nm TEXT NOT NULL,
+    user TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    unix_time REAL NOT NULL,
+    session TEXT,
+    task_id,
+    before_roots TEXT NOT NULL,
+    after_roots TEXT NOT NULL,
+    suggested_by TEXT,
+    undo_of INTEGER REFERENCES operations (operation_id),
+    payload TEXT NOT NULL,
+    patch BLOB)""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TRIGGER IF NOT EXISTS operations_no_update BEFORE UPDATE ON operations
+    BEGIN SELECT RAISE(ABORT, 'the edit log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS operations_no_delete BEFORE DELETE ON operations
+    BEGIN SELECT RAISE(ABORT, 'the edit log is append-only'); END""",
+)
+
+COLUMNS = (
+    "operation_id", "uuid", "type", "supervoxel_ids", "seeds_nm", "user", "timestamp", "unix_time",
+    "session", "task_id", "before_roots", "after_roots", "suggested_by", "undo_of", "payload", "patch",
+)
+_JSON_COLUMNS = ("supervoxel_ids", "seeds_nm", "before_roots", "after_roots", "payload")
+
+
+def _problem(path, exc: BaseException, *, action: str) -> InputError:
+    """One line a person understands for an SQLite failure."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return InputError(
+            path,
+            f"the edit log is locked by another program (another napari-connectome on this project?); "
+            f"{action} — close the other one and try again",
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text or "disk image" in text:
+        return InputError(
+            path,
+            "the edit log is corrupt (not a readable SQLite database); it was left untouched — "
+            "restore a backup, or move it aside to start a new log",
+        )
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        return InputError(path, f"the edit log cannot be written (read-only file or folder); {action}")
+    return InputError(path, f"the edit log failed ({exc}); {action}")
+
+
+class EditLog:
+    """An open edit log.
+
+    Parameters
+    ----------
+    path
+        The SQLite file (``project.component_path("edit_log")``). Created
+        when missing, unless ``read_only``.
+    read_only
+        Open for reading only (never creates or changes the file; a missing
+        file reads as an empty log).
+    lock_timeout
+        Seconds to wait when another program holds the write lock.
+
+    Raises
+    ------
+    InputError
+        The file is corrupt (it is never overwritten), locked, or from a
+        newer suite.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._con: sqlite3.Connection | None = None
+        if read_only and not self.path.exists():
+            return
+        if not read_only and self.path.exists() and self.path.is_dir():
+            raise InputError(self.path, "the edit log path is a folder, not a file")
+        try:
+            if read_only:
+                con = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout,
+                    isolation_level=None, check_same_thread=False,
+                )
+            else:
+                con = sqlite3.connect(
+                    self.path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
+                )
+        except sqlite3.Error as exc:
+            raise _problem(self.path, exc, action="nothing was changed") from None
+        self._con = con
+        try:
+            self._setup()
+        except sqlite3.Error as exc:
+            self.close(checkpoint=False)
+            raise _problem(self.path, exc, action="nothing was changed") from None
+
+    def _setup(self) -> None:
+        con = self._con
+        # Reading the schema first: a file that is not SQLite fails here,
+        # before any PRAGMA could write to it.
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not self.read_only:
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
+            con.execute("PRAGMA synchronous=FULL")
+        check = con.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+        if "operations" not in tables:
+            if self.read_only:
+                return
+            if tables - {"meta"}:
+                raise InputError(self.path, "is an SQLite file but not a napari-connectome edit log; it was left untouched")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    con.execute(statement)
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(LOG_VERSION),))
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        meta = self.meta()
+        if meta.get("format") != LOG_FORMAT:
+            raise InputError(self.path, "is an SQLite file but not a napari-connectome edit log; it was left untouched")
+        if int(meta.get("version", "0")) > LOG_VERSION:
+            raise InputError(self.path, f"edit log version {meta['version']} is newer than this suite; update napari-connectome")
+
+    # ---------------------------------------------------------------- reading
+    def meta(self) -> dict[str, str]:
+        if self._con is None:
+            return {}
+        try:
+            return dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise _problem(self.path, exc, action="nothing was changed") from None
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        """Record what the log is made on (only while it holds no operation)."""
+        self._write(lambda con: con.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
+        ), action="nothing was changed")
+
+    def last_id(self) -> int:
+        if self._con is None:
+            return 0
+        try:
+            row = self._con.execute("SELECT MAX(operation_id) FROM operations").fetchone()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise _problem(self.path, exc, action="nothing was changed") from None
+        return int(row[0] or 0)
+
+    def rows(self, *, as_of: int | None = None, with_patch: bool = True) -> list[dict]:
+        """Every operation in order (JSON columns decoded); up to ``as_of`` if given."""
+        if self._con is None:
+            return []
+        cols = COLUMNS if with_patch else COLUMNS[:-1]
+        sql = f"SELECT {', '.join(cols)} FROM operations"
+        args: tuple = ()
+        if as_of is not None:
+            sql += " WHERE operation_id <= ?"
+            args = (int(as_of),)
+        sql += " ORDER BY operation_id"
+        try:
+            with self._lock:
+                raw = self._con.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return []
+            raise _problem(self.path, exc, action="nothing was changed") from None
+        out = []
+        for values in raw:
+            row = dict(zip(cols, values, strict=True))
+            try:
+                for c in _JSON_COLUMNS:
+                    row[c] = json.loads(row[c])
+            except (TypeError, json.JSONDecodeError):
+                raise InputError(
+                    self.path, f"operation {row['operation_id']} is damaged (unreadable JSON); the log was left untouched"
+                ) from None
+            out.append(row)
+        return out
+
+    def integrity_check(self) -> str:
+        """SQLite's full ``PRAGMA integrity_check`` ("ok" when sound)."""
+        if self._con is None:
+            return "ok"
+        return str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # ---------------------------------------------------------------- writing
+    def append(self, row: dict, *, expect_last: int) -> int:
+        """Append one operation in one transaction; returns its ``operation_id``.
+
+        ``expect_last`` is the last operation id the caller has applied: if
+        another program appended since, nothing is written (the caller's
+        state would no longer match the log).
+
+        Raises
+        ------
+        InputError
+            The log is locked, changed by another program, or cannot be
+            written; nothing was written then.
+        """
+        if row.get("type") not in TYPES:
+            raise InputError("edit", f"unknown operation type {row.get('type')!r}")
+        op_id = expect_last + 1
+        values = dict(row)
+        values["operation_id"] = op_id
+        for c in _JSON_COLUMNS:
+            values[c] = json.dumps(values.get(c), separators=(",", ":"))
+        values.setdefault("patch", None)
+
+        def insert(con: sqlite3.Connection) -> None:
+            last = con.execute("SELECT MAX(operation_id) FROM operations").fetchone()[0] or 0
+            if last != expect_last:
+                raise InputError(
+                    self.path,
+                    f"the edit log was changed by another program (it now ends at operation {last}, "
+                    f"this window knows {expect_last}); the edit was not applied — reopen the project",
+                )
+            con.execute(
+                f"INSERT INTO operations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                tuple(values[c] for c in COLUMNS),
+            )
+
+        self._write(insert, action="the edit was not applied, nothing was lost")
+        return op_id
+
+    def _write(self, fn, *, action: str) -> None:
+        if self.read_only:
+            raise InputError(self.path, "the edit log is open read-only")
+        if self._con is None:
+            raise InputError(self.path, "the edit log is closed; reopen the project to edit")
+        con = self._con
+        with self._lock:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _problem(self.path, exc, action=action) from None
+            try:
+                fn(con)
+                con.execute("COMMIT")
+            except BaseException as exc:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _problem(self.path, exc, action=action) from None
+                raise
+
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Close; folds the WAL into the main file first when writable."""
+        con, self._con = self._con, None
+        if con is None:
+            return
+        try:
+            if checkpoint and not self.read_only:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # another reader holds the WAL: it is folded in later
+        finally:
+            con.close()
+
+    def __enter__(self) -> EditLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------ export
+EXPORT_COLUMNS = (
+    # CAVE's get_tabular_change_log columns first …
+    "operation_id", "timestamp", "user_id", "is_merge", "before_root_ids", "after_root_ids",
+    # … then ours.
+    "type", "supervoxel_ids", "seeds_nm", "session", "task_id", "suggested_by", "undo_of", "uuid",
+    "unix_time",
+)
+
+
+def is_merge_of(rows: list[dict]) -> dict[int, bool]:
+    """Whether each operation joined segments (CAVE's ``is_merge``).
+
+    A merge joins; a split divides; an undo does the opposite of its target
+    and a redo the same as the operation its undo reversed.
+    """
+    out: dict[int, bool] = {}
+    for row in rows:
+        op = int(row["operation_id"])
+        kind = row["type"]
+        if kind == "merge":
+            out[op] = True
+        elif kind in ("split", "split_supervoxel"):
+            out[op] = False
+        else:
+            out[op] = not out.get(int(row["undo_of"]), False)
+    return out
+
+
+def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> Path:
+    """Write the project's edit log as CSV or JSON.
+
+    The columns are CAVE's ``get_tabular_change_log`` (``operation_id``,
+    ``timestamp``, ``user_id``, ``is_merge``, ``before_root_ids``,
+    ``after_root_ids``) followed by ours (``type``, ``supervoxel_ids``,
+    ``seeds_nm``, ``session``, ``task_id``, ``suggested_by``, ``undo_of``,
+    ``uuid``, ``unix_time``). In CSV, list columns are JSON text.
+
+    Parameters
+    ----------
+    project
+        A :class:`~napari_connectome.project.Project` or its folder.
+    path
+        The file to write (never an existing one's silent replacement: it is
+        written to a temporary file and renamed).
+    fmt
+        ``"csv"`` or ``"json"`` (a list of objects).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from napari_connectome.project import Project, open_project
+
+    if fmt not in ("csv", "json"):
+        raise InputError("--format", f"must be 'csv' or 'json', got {fmt!r}")
+    project = project if isinstance(project, Project) else open_project(project)
+    log = EditLog(project.component_path("edit_log"), read_only=True)
+    try:
+        rows = log.rows(with_patch=False)
+    finally:
+        log.close()
+    merges = is_merge_of(rows)
+    records = []
+    for row in rows:
+        records.append({
+            "operation_id": row["operation_id"],
+            "timestamp": row["timestamp"],
+            "user_id": row["user"],
+            "is_merge": merges[int(row["operation_id"])],
+            "before_root_ids": row["before_roots"],
+            "after_root_ids": row["after_roots"],
+            "type": row["type"],
+            "supervoxel_ids": row["supervoxel_ids"],
+            "seeds_nm": row["seeds_nm"],
+            "session": row["session"],
+            "task_id": row["task_id"],
+            "suggested_by": row["suggested_by"],
+            "undo_of": row["undo_of"],
+            "uuid": row["uuid"],
+            "unix_time": row["unix_time"],
+        })
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if fmt == "json":
+                json.dump(records, f, indent=1)
+                f.write("\n")
+            else:
+                writer = csv.writer(f)
+                writer.writerow(EXPORT_COLUMNS)
+                for rec in records:
+                    writer.writerow([
+                        json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
+                        for v in (rec[c] for c in EXPORT_COLUMNS)
+                    ])
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(path, f"cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
+def merge_logs(project_a, project_b, **kwargs):
+    """Bring the edits of a copy into a project; see :func:`napari_connectome.proofread.merge.merge_logs`."""
+    from napari_connectome.proofread.merge import merge_logs as _merge
+
+    return _merge(project_a, project_b, **kwargs)

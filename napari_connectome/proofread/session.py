@@ -1,0 +1,1020 @@
+"""The Proofreader: merge, split (with preview), split inside a supervoxel, undo, redo — logged first.
+
+State = base segmentation + the edit log. The base is the agglomeration's
+segments at the project's threshold (``manifest["agglomeration"]``), or
+every supervoxel on its own; opening a project replays the log on top of it
+and gives the same state, ids included, every time.
+
+Every edit follows the same three steps:
+
+1. compute its whole effect in memory (min-cut, watershed, new ids), without
+   touching the state;
+2. write one log row in one transaction and wait for the commit;
+3. only then change the in-memory state and bump :attr:`Proofreader.version`.
+
+A crash between 2 and 3 loses nothing: the next opening replays the row.
+
+Segment ids behave like CAVE's root ids: a segment created by an edit gets
+a new id from a counter that only grows (above every supervoxel id), never
+an old one — an undo too creates new ids. Supervoxels minted by a split
+inside a supervoxel take ids from the same counter.
+
+**Undo and redo** are new operations (CAVE style). :meth:`Proofreader.undo`
+reverses the most recent edit still in effect; :meth:`Proofreader.redo`
+reverses the most recent undo, as long as no new edit was made since (a new
+edit clears the redo list, as in every editor). ``undo(operation_id=N)``
+reverses an older edit only if the segments it made are still exactly as it
+left them; if a later operation changed them it is refused, naming the
+operations to undo first — applying the inverse of an old edit to segments
+that moved on would cut or join things the user never saw together.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import hashlib
+import threading
+import time
+import uuid as _uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_connectome.errors import InputError
+from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT, EditLog
+from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
+from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
+from napari_connectome.proofread.split import contact_edges, min_cut, seeded_watershed
+from napari_connectome.proofread.state import (
+    EffectConflict,
+    Plan,
+    SegmentationState,
+    members_digest,
+)
+
+EDIT_TYPES = ("merge", "split", "split_supervoxel")
+#: Largest supervoxel (voxels) a split inside one will read into memory.
+MAX_INSIDE_SPLIT_VOXELS = 128 * 2**20
+
+
+@dataclass
+class EditResult:
+    """What an edit did.
+
+    Attributes
+    ----------
+    operation_id
+        Its row in the edit log.
+    type
+        ``merge``, ``split``, ``split_supervoxel``, ``undo`` or ``redo``.
+    before_segments, after_segments
+        Segment ids that the edit retired and the ones it created.
+    supervoxels
+        The supervoxels it names (clicked, seeded, split or minted).
+    bbox_nm
+        ``((z0, y0, x0), (z1, y1, x1))`` world box (nm) where supervoxel
+        voxels changed (a split inside a supervoxel), or None when only the
+        mapping changed (the segments' colours change wherever they are).
+    """
+
+    operation_id: int
+    type: str
+    before_segments: list[int]
+    after_segments: list[int]
+    supervoxels: list[int]
+    bbox_nm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+
+
+@dataclass
+class SplitPreview:
+    """A split computed but not committed (nothing logged).
+
+    Attributes
+    ----------
+    segment_id
+        The segment the seeds are in.
+    source_supervoxels, sink_supervoxels
+        Supervoxel ids that end on the sources' / the sinks' side. For a
+        split inside a supervoxel, the two new supervoxels (ids it would get)
+        are listed, and the divided supervoxel is in neither.
+    cut_edges
+        ``(K, 2)`` supervoxel id pairs whose links the split removes.
+    inside_supervoxel
+        True when the seeds all fall in one supervoxel, which is divided by a
+        seeded watershed of the boundary signal.
+    bbox_nm
+        World box (nm) of the divided supervoxel, or None.
+    supervoxel
+        The supervoxel divided (inside split), else None.
+    patch_offset, patch
+        Level-0 voxel index and uint8 array (1 = sources' part, 2 = sinks'
+        part, 0 = elsewhere) of the division (inside split), else None.
+    sources_nm, sinks_nm
+        The seeds.
+    version
+        :attr:`Proofreader.version` when it was computed; :meth:`Proofreader.split`
+        recomputes it if the state changed since.
+    """
+
+    segment_id: int
+    source_supervoxels: np.ndarray
+    sink_supervoxels: np.ndarray
+    cut_edges: np.ndarray
+    inside_supervoxel: bool
+    bbox_nm: tuple | None
+    supervoxel: int | None
+    patch_offset: tuple[int, int, int] | None
+    patch: np.ndarray | None
+    sources_nm: list
+    sinks_nm: list
+    version: int
+    _effect: Effect = field(repr=False, default=None)
+    _plan: Plan = field(repr=False, default=None)
+    _new_patch: Patch | None = field(repr=False, default=None)
+    _proofreader: Proofreader = field(repr=False, default=None)
+    _seed_svs: list = field(repr=False, default_factory=list)
+    _seed_sides: tuple = field(repr=False, default=((), ()))
+
+    def labels(self, key) -> np.ndarray:
+        """Side of every voxel of a level-0 region: 1 = sources, 2 = sinks, 0 = elsewhere.
+
+        ``key`` is a tuple of slices / ints over ``(z, y, x)`` (level 0).
+        """
+        from napari_connectome.volume.lazy import normalize_key
+
+        pr = self._proofreader
+        norm = normalize_key(key, pr._level0_shape)
+        sv = pr._reader.supervoxels(0, norm)
+        out = np.zeros(sv.shape, dtype=np.uint8)
+        src = np.asarray(self.source_supervoxels, dtype=np.uint64)
+        snk = np.asarray(self.sink_supervoxels, dtype=np.uint64)
+        out[np.isin(sv, src)] = 1
+        out[np.isin(sv, snk)] = 2
+        if self.patch is not None:
+            from napari_connectome.proofread.overlay import _keep_dims
+
+            full, squeeze = _keep_dims(norm)
+            idx = [np.arange(k.start, k.stop, k.step) for k in full]
+            box = np.zeros([i.size for i in idx], dtype=np.uint8)
+            sel, src = [], []
+            for c, o, n in zip(idx, self.patch_offset, self.patch.shape, strict=True):
+                inside = (c >= o) & (c < o + n)
+                sel.append(np.flatnonzero(inside))
+                src.append(c[inside] - o)
+            box[np.ix_(*sel)] = self.patch[np.ix_(*src)]
+            box = box[squeeze]
+            out[box > 0] = box[box > 0]
+        return out
+
+    def volume(self):
+        """The preview as a lazy one-level labels volume (1 = sources, 2 = sinks)."""
+        from napari_connectome.volume.lazy import _LazyBase
+        from napari_connectome.volume.model import Level, MultiscaleVolume
+
+        pr = self._proofreader
+        preview = self
+
+        class _PreviewArray(_LazyBase):
+            def __init__(self) -> None:
+                super().__init__(source="split preview")
+                self.shape = pr._level0_shape
+                self.dtype = np.dtype(np.uint8)
+                self.chunks = pr._sv_volume.levels[0].chunks
+
+            def __getitem__(self, key):
+                return preview.labels(key)
+
+        lv0 = pr._sv_volume.levels[0]
+        return MultiscaleVolume(
+            levels=[Level(_PreviewArray(), lv0.voxel_size, lv0.offset, lv0.axes)],
+            kind="labels", source="split preview", format="proofread", name="split preview",
+        )
+
+
+@dataclass
+class _Op:
+    op_id: int
+    type: str
+    effect: Effect
+    undo_of: int | None
+    supervoxels: list[int]
+    before: list[int]
+    after: list[int]
+    digests: list[tuple[int, str]]  # (anchor supervoxel, digest of the component's members)
+
+
+def _now() -> tuple[str, float]:
+    t = time.time()
+    iso = _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    return iso, t
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def _digest_array(*arrays) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class Proofreader:
+    """An open proofreading session on a project.
+
+    Use :meth:`open`. Reads (:meth:`segment_at`, :meth:`labels_volume`, …)
+    are safe from any thread; edits are serialised by a lock.
+
+    Attributes
+    ----------
+    version
+        Increments on every change of the state; a viewer redraws when it moves.
+    user, session
+        Recorded on every edit.
+    notes
+        Things a person should be told about how the state was built.
+    """
+
+    def __init__(self, *, project, rag, tree, base_edges, threshold, supervoxels, log: EditLog,
+                 user: str, session: str, read_only: bool, as_of: int | None) -> None:
+        self.project = project
+        self.rag = rag
+        self.tree = tree
+        self.threshold = threshold
+        self.user = user
+        self.session = session
+        self.read_only = read_only or as_of is not None
+        self.as_of = as_of
+        self.notes: list[str] = []
+        self.version = 0
+        self.log = log
+        self.state = SegmentationState(rag, base_edges)
+        self.overlay = Overlay()
+        self._sv_volume = supervoxels
+        self._reader = LabelReader(supervoxels, self.overlay, self._table)
+        self._level0_shape = tuple(int(s) for s in supervoxels.levels[0].shape)
+        self._lock = threading.RLock()
+        self._ops: dict[int, _Op] = {}
+        self._rows: list[dict] = []
+        self._undo: list[int] = []
+        self._redo: list[int] = []
+        self._in_effect: dict[int, bool] = {}
+        self._last_id = 0
+        self._signal = None
+        self._listeners: list[Callable[[EditResult], None]] = []
+        self.footprints: dict[int, set[int]] | None = None
+
+    # ================================================================ opening
+    @classmethod
+    def open(cls, project, *, user: str | None = None, session: str | None = None,
+             graph=None, read_only: bool = False, as_of: int | None = None,
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT, track_footprints: bool = False,
+             progress=None) -> Proofreader:
+        """Open a project for proofreading: base segmentation + replay of its edit log.
+
+        Parameters
+        ----------
+        project
+            A :class:`~napari_connectome.project.Project` or its folder.
+        user
+            Name recorded on every edit (default: the login name).
+        session
+            Proofreading session id recorded on every edit (default: a new one).
+        graph
+            ``(RegionGraph, MergeTree | None)`` to use instead of the
+            project's saved graph (tests, benchmarks). Without it the saved
+            graph is loaded, or built if the project has none.
+        read_only
+            Replay the log but never write to it (edits are refused).
+        as_of
+            Replay only up to this operation id (read-only).
+        lock_timeout
+            Seconds to wait for another program's lock on the log.
+        track_footprints
+            Record, for every replayed operation, the supervoxels of the
+            segments it touched (for :func:`~napari_connectome.proofread.merge.merge_logs`).
+        progress
+            Told about building the graph, when the project has none yet.
+
+        Raises
+        ------
+        InputError
+            No supervoxels; the log is corrupt, locked, or made on another
+            graph; an operation of the log does not replay.
+        """
+        from napari_connectome.project import Project, open_project
+
+        if not isinstance(project, Project):
+            project = open_project(project)
+        if "supervoxels" not in project.inputs:
+            raise InputError(project.root, "the project has no supervoxels; create it with --supervoxels")
+        if graph is None:
+            from napari_connectome.graph import (
+                build_project_graph,
+                has_project_graph,
+                load_project_graph,
+            )
+
+            if not has_project_graph(project):
+                build_project_graph(project, progress=progress)
+            rag, tree = load_project_graph(project)
+        else:
+            rag, tree = graph
+        supervoxels = project.open_input("supervoxels")
+        if supervoxels.ndim != 3:
+            raise InputError(supervoxels.source, f"supervoxels must be 3D (z, y, x), got axes {supervoxels.axes}")
+        agglo = project.manifest.get("agglomeration") or {}
+        threshold = agglo.get("threshold") if tree is not None else None
+        log_path = project.component_path("edit_log")
+        log = EditLog(log_path, read_only=read_only or as_of is not None, lock_timeout=lock_timeout)
+        try:
+            meta = log.meta()
+            graph_digest = _digest_array(rag.node_ids, rag.edges)
+            has_ops = log.last_id() > 0
+            notes = []
+            if has_ops and meta.get("graph") and meta["graph"] != graph_digest:
+                raise InputError(
+                    log_path,
+                    "the edit log was recorded on another supervoxel graph (the graph was rebuilt since); "
+                    "its edits cannot be replayed on this one — move the log aside to start afresh",
+                )
+            if has_ops and "threshold" in meta:
+                logged = None if meta["threshold"] == "none" else float(meta["threshold"])
+                if logged != threshold:
+                    if logged is not None and tree is None:
+                        raise InputError(
+                            log_path, f"the edits were made on the agglomeration at threshold {logged}, "
+                            "but the project has no merge tree now; run agglomerate again",
+                        )
+                    notes.append(
+                        f"the edits were made on the agglomeration at threshold {logged}, "
+                        f"not at the project's {threshold}: that base is used"
+                    )
+                    threshold = logged
+            base_edges = (
+                tree.merge_edges_at(threshold) if tree is not None and threshold is not None
+                else np.empty((0, 2), np.uint64)
+            )
+            base_digest = _digest_array(np.asarray(base_edges, dtype=np.uint64))
+            if has_ops and meta.get("base") and meta["base"] != base_digest:
+                raise InputError(
+                    log_path,
+                    "the edit log was recorded on another base segmentation (the merge tree changed); "
+                    "move the log aside to start afresh",
+                )
+            if not has_ops and not log.read_only:
+                log.set_meta({
+                    "graph": graph_digest, "base": base_digest,
+                    "threshold": "none" if threshold is None else repr(float(threshold)),
+                    "n_supervoxels": str(int(rag.node_ids.size)),
+                })
+            pr = cls(
+                project=project, rag=rag, tree=tree, base_edges=base_edges, threshold=threshold,
+                supervoxels=supervoxels, log=log, user=user or _login(),
+                session=session or _dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + _uuid.uuid4().hex[:8],
+                read_only=read_only, as_of=as_of,
+            )
+            pr.notes.extend(notes)
+            if track_footprints:
+                pr.footprints = {}
+            pr._replay(log.rows(as_of=as_of))
+        except BaseException:
+            log.close(checkpoint=False)
+            raise
+        if not log.read_only and "edit_log" not in project.manifest.get("components", {}):
+            project.register_component("edit_log")
+        return pr
+
+    def _replay(self, rows: list[dict]) -> None:
+        for row in rows:
+            op_id = int(row["operation_id"])
+            source = f"{self.log.path}: operation {op_id}"
+            payload = row["payload"]
+            effect = Effect.from_json(payload["effect"])
+            if row.get("patch") is not None:
+                self.overlay.add(op_id, Patch.decode(payload["patch"], row["patch"], source=source))
+            try:
+                plan = self.state.plan(effect, source=source)
+            except EffectConflict as exc:
+                raise InputError(
+                    self.log.path,
+                    f"operation {op_id} does not replay on this project ({exc.problem}); the log was left untouched",
+                ) from None
+            after = [int(r) for r in row["after_roots"]]
+            anchors = plan.anchors(self.state.ids)
+            if len(after) != len(plan.components) or anchors != [int(a) for a in payload.get("anchors", anchors)]:
+                raise InputError(
+                    self.log.path,
+                    f"operation {op_id} does not replay on this project (it made {len(after)} segments, "
+                    f"the replay {len(plan.components)}); the log was left untouched",
+                )
+            self._apply(op_id, row, plan, after)
+
+    # ================================================================ reading
+    def _table(self):
+        st = self.state
+        return st.ids, st.seg
+
+    def _voxel_index(self, point_nm, *, what: str = "point") -> tuple[int, int, int]:
+        try:
+            p = np.asarray(point_nm, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError(what, f"{point_nm!r} is not a point (z, y, x) in nm") from None
+        if p.size != 3 or not np.isfinite(p).all():
+            raise InputError(what, f"{point_nm!r} is not a point (z, y, x) in nm")
+        lv = self._sv_volume.levels[0]
+        idx = np.floor((p - np.asarray(lv.offset)) / np.asarray(lv.voxel_size) + 0.5).astype(np.int64)
+        shape = np.asarray(self._level0_shape)
+        if (idx < 0).any() or (idx >= shape).any():
+            lo = np.asarray(lv.offset) - 0.5 * np.asarray(lv.voxel_size)
+            hi = lo + shape * np.asarray(lv.voxel_size)
+            extent = ", ".join(f"{a:g}–{b:g}" for a, b in zip(lo, hi, strict=True))
+            raise InputError(
+                f"{what} {tuple(float(x) for x in p)} nm",
+                f"is outside the volume (z, y, x extent {extent} nm)",
+            )
+        return tuple(int(i) for i in idx)
+
+    def _sv_at_index(self, idx) -> int:
+        return int(self._reader.supervoxels(0, tuple(int(i) for i in idx)))
+
+    def supervoxel_at(self, point_nm) -> int:
+        """The supervoxel at a world point (nm), split patches included; 0 = background."""
+        return self._sv_at_index(self._voxel_index(point_nm))
+
+    def segment_at(self, point_nm) -> int:
+        """The segment at a world point (nm); 0 = background."""
+        sv = self.supervoxel_at(point_nm)
+        return self.segment_of(sv) if sv else 0
+
+    def segment_of(self, sv_id: int) -> int:
+        """The segment a supervoxel belongs to now (0 for the background)."""
+        sv_id = int(sv_id)
+        if sv_id == 0:
+            return 0
+        (pos,) = self.state.positions([sv_id])
+        if not self.state.alive[pos]:
+            raise InputError("supervoxel", f"{sv_id} was divided by a split inside it and exists no more")
+        return int(self.state.seg[pos])
+
+    def segment_supervoxels(self, segment_id: int) -> np.ndarray:
+        """Supervoxel ids of a segment (sorted uint64)."""
+        members = self.state.members(int(segment_id))
+        if members.size == 0:
+            raise InputError("segment", f"{int(segment_id)} does not exist (an edit may have replaced it)")
+        return self.state.ids[members].copy()
+
+    def mapping(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sv_ids, segment_ids)`` of every supervoxel now, sorted by supervoxel id."""
+        return self.state.mapping()
+
+    def labels_volume(self):
+        """The segmentation now, as a lazy multiscale labels volume (segment ids, uint64).
+
+        Reads the base supervoxels (plus split patches) of the requested
+        region only and remaps them through the current mapping; after an
+        edit the next read shows it — nothing is rewritten.
+        """
+        return proofread_volume(self._reader, what="segments", name="segments")
+
+    def supervoxel_volume(self):
+        """The supervoxels now (split patches applied), as a lazy multiscale labels volume."""
+        return proofread_volume(self._reader, what="supervoxels", name="supervoxels (edited)")
+
+    def history(self) -> list[dict]:
+        """The log's operations, oldest first, with ``undone`` (True for an edit not in effect now)."""
+        out = []
+        for row in self._rows:
+            r = dict(row)
+            r["undone"] = r["type"] in EDIT_TYPES and not self._in_effect.get(r["operation_id"], True)
+            out.append(r)
+        return out
+
+    def can_undo(self) -> bool:
+        return bool(self._undo) and not self.read_only
+
+    def can_redo(self) -> bool:
+        return bool(self._redo) and not self.read_only
+
+    def add_listener(self, callback: Callable[[EditResult], None]) -> None:
+        """Call ``callback(result)`` after every committed edit (from the editing thread)."""
+        self._listeners.append(callback)
+
+    # ================================================================ edits
+    def merge(self, point_a_nm, point_b_nm, *, task_id=None, suggested_by: str | None = None) -> EditResult:
+        """Merge the segments under two points (any two supervoxels, touching or not)."""
+        a = self._seed_supervoxel(point_a_nm, "first merge point")
+        b = self._seed_supervoxel(point_b_nm, "second merge point")
+        return self._merge(a, b, seeds=[list(map(float, point_a_nm)), list(map(float, point_b_nm))],
+                           task_id=task_id, suggested_by=suggested_by)
+
+    def merge_supervoxels(self, sv_a: int, sv_b: int, *, task_id=None,
+                          suggested_by: str | None = None) -> EditResult:
+        """Merge the segments of two supervoxels given by id (for task queues)."""
+        for sv in (sv_a, sv_b):
+            self.segment_of(sv)
+        return self._merge(int(sv_a), int(sv_b), seeds=[], task_id=task_id, suggested_by=suggested_by)
+
+    def _merge(self, a: int, b: int, *, seeds, task_id, suggested_by) -> EditResult:
+        sa, sb = self.segment_of(a), self.segment_of(b)
+        if sa == sb:
+            raise InputError("merge", f"both points are in segment {sa} already; nothing to merge")
+        return self._execute("merge", Effect(edges_added=[(a, b)]), supervoxels=[a, b], seeds=seeds,
+                             task_id=task_id, suggested_by=suggested_by)
+
+    def _seed_supervoxel(self, point_nm, what: str) -> int:
+        sv = self._sv_at_index(self._voxel_index(point_nm, what=what))
+        if sv == 0:
+            raise InputError(
+                f"{what} {tuple(float(x) for x in np.ravel(point_nm))} nm", "is in the background (no supervoxel there)"
+            )
+        return sv
+
+    def preview_split(self, sources_nm, sinks_nm, *, inside: bool | None = None) -> SplitPreview:
+        """Compute a split without committing it.
+
+        Parameters
+        ----------
+        sources_nm, sinks_nm
+            Seed points (z, y, x) in nm on either side of the cut; all in one segment.
+        inside
+            None: split inside a supervoxel when every seed falls in one,
+            else cut the supervoxel graph. True / False force one of them.
+
+        Raises
+        ------
+        InputError
+            A seed outside the volume or in the background; no source or no
+            sink; seeds in different segments; a supervoxel holding both a
+            source and a sink for a graph split.
+        """
+        sources_nm = [list(map(float, np.ravel(p))) for p in (sources_nm or [])]
+        sinks_nm = [list(map(float, np.ravel(p))) for p in (sinks_nm or [])]
+        if not sources_nm or not sinks_nm:
+            side = "sink" if sources_nm else "source"
+            raise InputError(
+                "split", f"all seeds are on one side: add at least one {side} seed on the other side of the cut"
+            )
+        src_idx = [self._voxel_index(p, what="source seed") for p in sources_nm]
+        snk_idx = [self._voxel_index(p, what="sink seed") for p in sinks_nm]
+        src_sv = [self._sv_at_index(i) for i in src_idx]
+        snk_sv = [self._sv_at_index(i) for i in snk_idx]
+        for pts, svs, what in ((sources_nm, src_sv, "source seed"), (sinks_nm, snk_sv, "sink seed")):
+            for p, sv in zip(pts, svs, strict=True):
+                if sv == 0:
+                    raise InputError(f"{what} {tuple(p)} nm", "is in the background (no supervoxel there)")
+        segs = {self.segment_of(sv) for sv in src_sv + snk_sv}
+        if len(segs) > 1:
+            raise InputError(
+                "split", f"the seeds are in different segments {sorted(segs)}; put every seed in the segment to split"
+            )
+        (segment,) = segs
+        one = len(set(src_sv + snk_sv)) == 1
+        if inside is None:
+            inside = one
+        version = self.version
+        if inside:
+            if not one:
+                raise InputError(
+                    "split", "a split inside a supervoxel needs every seed in that one supervoxel; "
+                    f"these seeds are in supervoxels {sorted(set(src_sv + snk_sv))}"
+                )
+            return self._preview_inside(segment, src_sv[0], src_idx, snk_idx, sources_nm, sinks_nm, version)
+        both = sorted(set(src_sv) & set(snk_sv))
+        if both:
+            raise InputError(
+                "split", f"supervoxel {both[0]} holds both a source and a sink seed; move a seed, "
+                "or put every seed in that supervoxel to split inside it",
+            )
+        return self._preview_graph(segment, src_sv, snk_sv, sources_nm, sinks_nm, version)
+
+    def preview_split_supervoxels(self, source_svs, sink_svs) -> SplitPreview:
+        """A graph split between supervoxels given by id (for task queues)."""
+        src = [int(s) for s in np.ravel(source_svs)]
+        snk = [int(s) for s in np.ravel(sink_svs)]
+        if not src or not snk:
+            raise InputError("split", "all seeds are on one side: give at least one source and one sink supervoxel")
+        segs = {self.segment_of(sv) for sv in src + snk}
+        if 0 in segs:
+            raise InputError("split", "supervoxel 0 is the background")
+        if len(segs) > 1:
+            raise InputError("split", f"the supervoxels are in different segments {sorted(segs)}")
+        both = sorted(set(src) & set(snk))
+        if both:
+            raise InputError("split", f"supervoxel {both[0]} is both a source and a sink")
+        return self._preview_graph(segs.pop(), src, snk, [], [], self.version)
+
+    def _preview_graph(self, segment, src_sv, snk_sv, sources_nm, sinks_nm, version) -> SplitPreview:
+        st = self.state
+        members = st.members(segment)
+        pairs, caps = st.active_edges(members)
+        side, cut = min_cut(members, pairs, caps, st.positions(src_sv), st.positions(snk_sv))
+        cut_pairs = st.ids[pairs[cut]] if cut.size else np.empty((0, 2), np.uint64)
+        effect = Effect(edges_removed=[tuple(map(int, p)) for p in cut_pairs])
+        plan = st.plan(effect)
+        return SplitPreview(
+            segment_id=int(segment),
+            source_supervoxels=st.ids[members[side]].copy(),
+            sink_supervoxels=st.ids[members[~side]].copy(),
+            cut_edges=np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2),
+            inside_supervoxel=False, bbox_nm=None, supervoxel=None, patch_offset=None, patch=None,
+            sources_nm=sources_nm, sinks_nm=sinks_nm, version=version,
+            _effect=effect, _plan=plan, _new_patch=None, _proofreader=self,
+            _seed_svs=sorted({int(x) for x in [*src_sv, *snk_sv]}),
+            _seed_sides=(tuple(int(x) for x in src_sv), tuple(int(x) for x in snk_sv)),
+        )
+
+    def split(self, preview: SplitPreview | None = None, *, sources_nm=None, sinks_nm=None,
+              inside: bool | None = None, task_id=None, suggested_by: str | None = None) -> EditResult:
+        """Commit a split: from a preview, or computed from seed points.
+
+        A preview computed before the state changed is recomputed from its
+        seeds (the result may differ from what was shown; the new preview is
+        what is committed).
+        """
+        with self._lock:
+            if preview is None:
+                if sources_nm is None or sinks_nm is None:
+                    raise InputError("split", "give a preview, or sources_nm and sinks_nm")
+                preview = self.preview_split(sources_nm, sinks_nm, inside=inside)
+            elif preview.version != self.version or preview._proofreader is not self:
+                if not preview.sources_nm:
+                    preview = self.preview_split_supervoxels(*preview._seed_sides)
+                else:
+                    preview = self.preview_split(
+                        preview.sources_nm, preview.sinks_nm, inside=preview.inside_supervoxel
+                    )
+            kind = "split_supervoxel" if preview.inside_supervoxel else "split"
+            seeds = {"sources": preview.sources_nm, "sinks": preview.sinks_nm}
+            if preview.inside_supervoxel:
+                svs = [int(preview.supervoxel), *[int(n) for n in preview._effect.nodes_added]]
+            else:
+                svs = list(preview._seed_svs)
+            return self._execute(kind, preview._effect, supervoxels=svs, seeds=seeds, task_id=task_id,
+                                 suggested_by=suggested_by, plan=preview._plan, patch=preview._new_patch,
+                                 bbox_nm=preview.bbox_nm)
+
+    def undo(self, operation_id: int | None = None, *, task_id=None, suggested_by: str | None = None) -> EditResult:
+        """Reverse the latest edit in effect (or ``operation_id``), as a new operation.
+
+        Raises
+        ------
+        InputError
+            Nothing to undo; the operation is not an edit in effect; later
+            operations changed its segments (undo those first).
+        """
+        with self._lock:
+            self._check_writable()
+            if operation_id is None:
+                if not self._undo:
+                    raise InputError("undo", "nothing to undo")
+                target = self._undo[-1]
+            else:
+                target = int(operation_id)
+                if target not in self._undo:
+                    raise InputError(
+                        f"operation {target}", "is not an edit in effect (unknown, already undone, or an undo itself)"
+                    )
+            self._check_unchanged(target, "undone")
+            op = self._ops[target]
+            return self._execute("undo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
+                                 task_id=task_id, suggested_by=suggested_by, undo_of=target)
+
+    def redo(self, *, task_id=None, suggested_by: str | None = None) -> EditResult:
+        """Reverse the latest undo, as a new operation (only until a new edit is made)."""
+        with self._lock:
+            self._check_writable()
+            if not self._redo:
+                raise InputError("redo", "nothing to redo")
+            target = self._redo[-1]
+            self._check_unchanged(target, "redone")
+            op = self._ops[target]
+            return self._execute("redo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
+                                 task_id=task_id, suggested_by=suggested_by, undo_of=target)
+
+    def _check_unchanged(self, op_id: int, verb: str) -> None:
+        op = self._ops[op_id]
+        st = self.state
+        changed = False
+        for anchor, digest in op.digests:
+            pos = st._find(anchor)
+            if pos is None or not st.alive[pos]:
+                changed = True
+                break
+            members = st.members(int(st.seg[pos]))
+            if members_digest(st.ids[members]) != digest:
+                changed = True
+                break
+        if changed:
+            later = [i for i, o in self._ops.items() if i > op_id and set(o.before) & set(op.after)]
+            hint = f"; undo operation(s) {', '.join(map(str, later[-3:]))} first" if later else ""
+            raise InputError(
+                f"operation {op_id}", f"cannot be {verb}: later edits changed the segments it made{hint}"
+            )
+
+    def close(self) -> None:
+        """Close the log (the state stays readable)."""
+        self.log.close()
+
+    def __enter__(self) -> Proofreader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ================================================================ internals
+    def _check_writable(self) -> None:
+        if self.read_only:
+            why = f"opened as of operation {self.as_of}" if self.as_of is not None else "opened read-only"
+            raise InputError(self.log.path, f"this proofreader was {why}; edits are not possible")
+
+    def _execute(self, kind: str, effect: Effect, *, supervoxels, seeds, task_id, suggested_by,
+                 undo_of: int | None = None, plan: Plan | None = None, patch: Patch | None = None,
+                 bbox_nm=None, uuid: str | None = None, row_extra: dict | None = None,
+                 user: str | None = None, session: str | None = None, when=None) -> EditResult:
+        with self._lock:
+            self._check_writable()
+            op_id = self._last_id + 1
+            if patch is not None:
+                effect.patches_on = [op_id]
+            if plan is None:
+                plan = self.state.plan(effect, source=kind)
+            for p in effect.patches_on:
+                if p not in self.overlay.patches and not (patch is not None and p == op_id):
+                    raise EffectConflict(kind, f"the split patch of operation {p} is unknown")
+                if p in self.overlay.active:
+                    raise EffectConflict(kind, f"the split patch of operation {p} is already on")
+            for p in effect.patches_off:
+                if p not in self.overlay.active:
+                    raise EffectConflict(kind, f"the split patch of operation {p} is not on")
+            first = max(self.state.next_id, max(effect.nodes_added, default=0) + 1)
+            new_ids = list(range(first, first + len(plan.components)))
+            iso, unix = when if when is not None else _now()
+            payload = {"effect": effect.to_json(), "anchors": plan.anchors(self.state.ids)}
+            blob = None
+            if patch is not None:
+                payload["patch"], blob = patch.encode()
+            if row_extra:
+                payload.update(row_extra)
+            row = {
+                "uuid": uuid or str(_uuid.uuid4()),
+                "type": kind,
+                "supervoxel_ids": [int(s) for s in supervoxels],
+                "seeds_nm": seeds,
+                "user": user or self.user,
+                "timestamp": iso,
+                "unix_time": unix,
+                "session": session or self.session,
+                "task_id": task_id,
+                "before_roots": list(plan.before_segments),
+                "after_roots": new_ids,
+                "suggested_by": suggested_by,
+                "undo_of": undo_of,
+                "payload": payload,
+                "patch": blob,
+            }
+            written = self.log.append(row, expect_last=self._last_id)
+            row["operation_id"] = written
+            if patch is not None:
+                self.overlay.add(written, patch)
+            result = self._apply(written, row, plan, new_ids, bbox_nm=bbox_nm)
+        for callback in list(self._listeners):
+            callback(result)
+        return result
+
+    def _apply(self, op_id: int, row: dict, plan: Plan, new_ids: list[int], *, bbox_nm=None) -> EditResult:
+        st = self.state
+        effect = plan.effect
+        if self.footprints is not None:
+            before = np.flatnonzero(np.isin(st.seg, np.array(plan.before_segments, dtype=np.uint64)))
+            foot = {int(s) for s in st.ids[before]}
+        digests = st.commit(plan, new_ids)
+        if self.footprints is not None:
+            for comp in plan.components:
+                foot.update(int(s) for s in st.ids[comp])
+            self.footprints[op_id] = foot
+        switched = list(effect.patches_on) + list(effect.patches_off)
+        if switched:
+            self.overlay.switch(effect.patches_on, effect.patches_off)
+            boxes = self.overlay.boxes(switched)
+            self._reader.invalidate(boxes)
+            if bbox_nm is None:
+                bbox_nm = self._box_nm(boxes)
+        anchors = plan.anchors(st.ids)
+        kind = row["type"]
+        undo_of = row.get("undo_of")
+        op = _Op(op_id, kind, effect, None if undo_of is None else int(undo_of),
+                 [int(s) for s in row["supervoxel_ids"]], list(plan.before_segments), list(new_ids),
+                 list(zip(anchors, digests, strict=True)))
+        self._ops[op_id] = op
+        if kind in EDIT_TYPES:
+            self._undo.append(op_id)
+            self._redo.clear()
+            self._in_effect[op_id] = True
+        elif kind == "undo":
+            if op.undo_of in self._undo:
+                self._undo.remove(op.undo_of)
+            self._redo.append(op_id)
+            self._in_effect[self._origin(op_id)] = False
+        else:  # redo: reverses an undo
+            if op.undo_of in self._redo:
+                self._redo.remove(op.undo_of)
+            self._undo.append(op_id)
+            self._in_effect[self._origin(op_id)] = True
+        self._rows.append({k: v for k, v in row.items() if k not in ("payload", "patch")})
+        self._last_id = op_id
+        self.version += 1
+        return EditResult(op_id, kind, list(plan.before_segments), list(new_ids), list(op.supervoxels), bbox_nm)
+
+    def _origin(self, op_id: int) -> int:
+        """The edit an undo/redo chain goes back to."""
+        op = self._ops[op_id]
+        while op.type not in EDIT_TYPES and op.undo_of in self._ops:
+            op = self._ops[op.undo_of]
+        return op.op_id
+
+    def _box_nm(self, boxes):
+        if not boxes:
+            return None
+        lv = self._sv_volume.levels[0]
+        vs, off = np.asarray(lv.voxel_size), np.asarray(lv.offset)
+        lo = np.min([b[0] for b in boxes], axis=0)
+        hi = np.max([b[1] for b in boxes], axis=0)
+        return (tuple(float(x) for x in off + (lo - 0.5) * vs), tuple(float(x) for x in off + (hi - 0.5) * vs))
+
+    # ------------------------------------------------------- split inside
+    def _preview_inside(self, segment, sv, src_idx, snk_idx, sources_nm, sinks_nm, version) -> SplitPreview:
+        st = self.state
+        if set(map(tuple, src_idx)) & set(map(tuple, snk_idx)):
+            raise InputError("split", "a source and a sink seed are on the same voxel")
+        (tlo, thi), (plo, phi) = self._supervoxel_box(sv, np.array(src_idx + snk_idx))
+        padded = tuple(slice(int(a), int(b), 1) for a, b in zip(plo, phi, strict=True))
+        labels = self._reader.supervoxels(0, padded)
+        boundary, signal, kind = self._signal_box(plo, phi)
+        # The watershed sees only the supervoxel's box; the one-voxel rim
+        # around it is for the new supervoxels' contacts with their neighbours.
+        core = tuple(slice(int(a - p), int(b - p)) for a, b, p in zip(tlo, thi, plo, strict=True))
+        parts = seeded_watershed(
+            labels[core], boundary[core], sv,
+            np.array(src_idx) - tlo, np.array(snk_idx) - tlo,
+            voxel_size=self._sv_volume.levels[0].voxel_size,
+        )
+        n1 = st.next_id
+        n2 = n1 + 1
+        patch_data = np.zeros(parts.shape, np.uint64)
+        patch_data[parts == 1] = n1
+        patch_data[parts == 2] = n2
+        patch = Patch(tuple(int(a) for a in tlo), patch_data, int(sv))
+        patched = labels.copy()
+        sub = patched[core]
+        sub[parts > 0] = patch_data[parts > 0]
+        node_edges = contact_edges(patched, signal, [n1, n2], kind=kind)
+        effect, cut_pairs, side_ids = self._inside_effect(segment, sv, n1, n2, node_edges)
+        plan = st.plan(effect)
+        return SplitPreview(
+            segment_id=int(segment),
+            source_supervoxels=side_ids[0], sink_supervoxels=side_ids[1],
+            cut_edges=cut_pairs, inside_supervoxel=True, bbox_nm=self._box_nm([(patch.offset, patch.stop)]),
+            supervoxel=int(sv), patch_offset=patch.offset, patch=parts, sources_nm=sources_nm,
+            sinks_nm=sinks_nm, version=version, _effect=effect, _plan=plan, _new_patch=patch,
+            _proofreader=self, _seed_svs=[int(sv)],
+        )
+
+    def _inside_effect(self, segment: int, sv: int, n1: int, n2: int, node_edges: NodeEdges):
+        """The graph side of a split inside ``sv``: new nodes, moved links, and a min-cut between the parts."""
+        st = self.state
+        (px,) = st.positions([sv])
+        members = st.members(segment)
+        pairs, caps = st.active_edges(members)
+        at_x = (pairs[:, 0] == px) | (pairs[:, 1] == px)
+        x_links = pairs[at_x]
+        others = pairs[~at_x]
+        other_caps = caps[~at_x]
+        touch = {}
+        for (u, v), area, mean in zip(node_edges.edges, node_edges.contact_area, node_edges.features["mean"],
+                                      strict=True):
+            touch[(int(u), int(v))] = float(area) * (1.0 - float(mean)) + 1e-3
+        # Tentative positions of the new supervoxels, after every existing one.
+        q1, q2 = st.ids.size, st.ids.size + 1
+        new_pos = {n1: q1, n2: q2}
+        cand, cand_caps = [], []
+        for a, b in x_links:
+            y = int(b if a == px else a)
+            ysv = int(st.ids[y])
+            touching_parts = [n for n in (n1, n2) if (min(n, ysv), max(n, ysv)) in touch]
+            if not touching_parts and not st.touching(px, y):
+                touching_parts = [n1, n2]  # a manual link: both parts keep it until the cut decides
+            for n in touching_parts:
+                cand.append((min(new_pos[n], y), max(new_pos[n], y)))
+                key = (min(n, ysv), max(n, ysv))
+                cand_caps.append(touch.get(key, st.pair_capacity(px, y)))
+        nodes = np.union1d(members[members != px], [q1, q2])
+        cand_arr = np.array(cand, dtype=np.int64).reshape(-1, 2)
+        all_pairs = np.concatenate([others.reshape(-1, 2), cand_arr])
+        all_caps = np.concatenate([other_caps, np.asarray(cand_caps, dtype=np.float64)])
+        side, cut = min_cut(nodes, all_pairs, all_caps, np.array([q1]), np.array([q2]))
+        cut_set = {tuple(map(int, all_pairs[i])) for i in cut}
+
+        def ids_of(p: int) -> int:
+            return n1 if p == q1 else n2 if p == q2 else int(st.ids[p])
+
+        added = [(ids_of(a), ids_of(b)) for a, b in cand if (a, b) not in cut_set]
+        removed = [(int(st.ids[a]), int(st.ids[b])) for a, b in x_links]
+        removed += [(ids_of(a), ids_of(b)) for a, b in cut_set if a != q1 and a != q2 and b != q1 and b != q2]
+        cut_ids = np.array(sorted({tuple(sorted((ids_of(a), ids_of(b)))) for a, b in cut_set}),
+                           dtype=np.uint64).reshape(-1, 2)
+        effect = Effect(edges_added=added, edges_removed=removed, nodes_added=[n1, n2], nodes_removed=[sv],
+                        node_edges=node_edges)
+        src_ids = np.array(sorted(ids_of(p) for p in nodes[side]), dtype=np.uint64)
+        snk_ids = np.array(sorted(ids_of(p) for p in nodes[~side]), dtype=np.uint64)
+        return effect, cut_ids, (src_ids, snk_ids)
+
+    def _supervoxel_size(self, sv: int) -> int | None:
+        """Voxels of a supervoxel: from the graph, or counted in the patch that minted it."""
+        pos = self.state._find(sv)
+        if pos is not None and 0 < pos < self.state.n_base:
+            return int(self.rag.node_sizes[pos - 1])
+        for patch in self.overlay.patches.values():
+            count = int((patch.data == np.uint64(sv)).sum())
+            if count:
+                return count
+        return None
+
+    def _supervoxel_box(self, sv: int, seeds: np.ndarray):
+        """Level-0 boxes ``(lo, hi)`` of supervoxel ``sv``: tight, and with a one-voxel rim (clipped).
+
+        Grows a window around the seeds until it holds every voxel of the
+        supervoxel (its size is known from the graph), so pieces that do not
+        touch the seeds' piece are found too; no index of boxes is needed.
+        """
+        shape = np.asarray(self._level0_shape)
+        expected = self._supervoxel_size(sv)
+        margin = np.array([8, 32, 32])
+        lo = np.maximum(seeds.min(axis=0) - margin, 0)
+        hi = np.minimum(seeds.max(axis=0) + 1 + margin, shape)
+        while True:
+            if np.prod(hi - lo, dtype=np.int64) > MAX_INSIDE_SPLIT_VOXELS:
+                raise InputError(
+                    "split", f"supervoxel {sv} is too large to split inside (its box exceeds "
+                    f"{MAX_INSIDE_SPLIT_VOXELS} voxels)"
+                )
+            box = self._reader.supervoxels(0, tuple(slice(int(a), int(b), 1) for a, b in zip(lo, hi, strict=True)))
+            mask = box == np.uint64(sv)
+            new_lo, new_hi = lo.copy(), hi.copy()
+            for ax in range(3):
+                if lo[ax] > 0 and np.take(mask, 0, axis=ax).any():
+                    new_lo[ax] = max(0, lo[ax] - 2 * margin[ax])
+                if hi[ax] < shape[ax] and np.take(mask, -1, axis=ax).any():
+                    new_hi[ax] = min(shape[ax], hi[ax] + 2 * margin[ax])
+            whole = (lo == 0).all() and (hi == shape).all()
+            if (new_lo == lo).all() and (new_hi == hi).all():
+                if expected is None or int(mask.sum()) >= expected or whole:
+                    break
+                # A piece elsewhere: widen every side.
+                new_lo = np.maximum(lo - 2 * margin, 0)
+                new_hi = np.minimum(hi + 2 * margin, shape)
+            lo, hi, margin = new_lo, new_hi, margin * 2
+        if expected is not None and int(mask.sum()) != expected:
+            raise InputError(
+                "split", f"supervoxel {sv} has {int(mask.sum())} voxels in the volume but {expected} in the "
+                "graph; the graph does not match the supervoxels — rebuild it"
+            )
+        present = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        tlo = lo + np.array([p[0] for p in present])
+        thi = lo + np.array([p[-1] + 1 for p in present])
+        return (tlo, thi), (np.maximum(tlo - 1, 0), np.minimum(thi + 1, shape))
+
+    def _signal_box(self, lo, hi):
+        """Boundary per voxel (float32, 1 = membrane), the raw signal block for contacts, and its kind."""
+        if self._signal is None:
+            self._signal = self._open_signal()
+        volume, kind, normalise = self._signal
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        arr = volume.levels[0].array
+        if kind == "affinities":
+            block = normalise(np.asarray(arr[(slice(None), *box)]))
+            return (1.0 - block.mean(axis=0)).astype(np.float32), block, kind
+        block = normalise(np.asarray(arr[box]))
+        return block.astype(np.float32, copy=False), block, "boundaries"
+
+    def _open_signal(self):
+        from napari_connectome.graph.rag import signal_normaliser
+
+        inputs = self.project.inputs
+        kind = self.rag.signal
+        if kind in ("boundaries", "affinities") and "boundaries" in inputs:
+            volume = self.project.open_input("boundaries")
+            return volume, kind, signal_normaliser(volume, kind)
+        volume = self.project.open_input("raw")
+        if kind != "raw-intensity-proxy":
+            self.notes.append("no boundary map in the project: splits inside supervoxels use the raw intensity as a proxy")
+        return volume, "raw-intensity-proxy", signal_normaliser(volume, "raw-intensity-proxy")
