@@ -76,6 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("dir")
     i.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("agglomerate", help="build the supervoxel graph of a project and agglomerate it")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("--threshold", type=float, help="merge while the mean boundary signal is below T (0..1)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the region graph even if one is stored")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="VI split/merge and adapted Rand error of a segmentation against ground truth")
+    p.add_argument("seg", help="a segmentation volume, or a project folder (its current mapping)")
+    p.add_argument("gt", help="the ground-truth volume (label 0 is ignored)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--objects", type=int, default=0, metavar="N", help="also list the N worst split and merged bodies")
+
+    p = sub.add_parser("log", help="export or merge a project's edit log")
+    lsub = p.add_subparsers(dest="log_command", metavar="ACTION")
+    e = lsub.add_parser("export", help="write the edit log as CSV or JSON (CAVE change-log columns plus ours)")
+    e.add_argument("dir", help="the project folder")
+    e.add_argument("out", help="output file (.csv or .json)")
+    e.add_argument("--format", choices=("csv", "json"), help="default: from OUT's extension")
+    m = lsub.add_parser("merge", help="bring the edits of an offline copy B into project A; conflicts are reported")
+    m.add_argument("a", help="the project that receives the edits")
+    m.add_argument("b", help="the offline copy (only read)")
+    m.add_argument("--json", action="store_true", help="print the report as JSON")
+
     p = sub.add_parser("synthetic", help="write a synthetic EM volume and its ground truth as OME-Zarr")
     p.add_argument("dst", help="output folder (raw.ome.zarr and groundtruth.ome.zarr go inside)")
     p.add_argument("--shape", nargs=3, type=int, default=(128, 256, 256), metavar=("Z", "Y", "X"))
@@ -180,6 +203,91 @@ def _cmd_project(args, parser) -> int:
     return 2
 
 
+def _cmd_agglomerate(args) -> int:
+    from napari_connectome.graph import agglomerate_project, build_project_graph, load_project_graph
+    from napari_connectome.graph.project_graph import has_project_graph
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.project import open_project
+
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise InputError("--threshold", f"must be between 0 and 1, got {args.threshold}")
+    project = open_project(args.dir)
+    progress = TqdmProgress(disable=args.quiet)
+    try:
+        if args.rebuild or not has_project_graph(project):
+            rag = build_project_graph(project, progress=progress)
+        else:
+            rag, _tree = load_project_graph(project)
+        tree = agglomerate_project(project, threshold=args.threshold, progress=progress)
+    finally:
+        progress.close()
+    threshold = project.manifest["agglomeration"]["threshold"]
+    sv_ids, seg_ids = tree.mapping_at(threshold)
+    print(
+        f"{project.root}: {len(rag.node_ids)} supervoxels, {len(rag.edges)} edges ({rag.signal}); "
+        f"threshold {threshold:g} → {len(set(seg_ids.tolist()))} segments"
+    )
+    return 0
+
+
+def _segmentation_array(uri: str):
+    """Level-0 segment ids of a volume, or of a project's current mapping."""
+    from napari_connectome.project import is_project, open_project
+    from napari_connectome.volume import open_volume
+
+    if is_project(uri):
+        from napari_connectome.proofread import Proofreader
+
+        proofreader = Proofreader.open(open_project(uri))
+        try:
+            volume = proofreader.labels_volume()
+            return volume, volume.levels[0].read()
+        finally:
+            proofreader.close()
+    volume = open_volume(uri, kind="labels")
+    return volume, volume.levels[0].read()
+
+
+def _cmd_evaluate(args) -> int:
+    from napari_connectome.metrics import evaluate
+    from napari_connectome.volume import open_volume
+
+    seg_volume, seg = _segmentation_array(args.seg)
+    gt_volume = open_volume(args.gt, kind="labels")
+    if tuple(gt_volume.shape) != tuple(seg.shape):
+        raise InputError(args.gt, f"ground truth has shape {gt_volume.shape} but the segmentation {args.seg} has {seg.shape}")
+    result = evaluate(seg, gt_volume.levels[0].read())
+    summary = {k: float(result[k]) for k in ("vi_split", "vi_merge", "arand")}
+    if args.objects:
+        summary["split_bodies"] = result["split_bodies"][: args.objects]
+        summary["merged_segments"] = result["merged_segments"][: args.objects]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=float))
+    else:
+        print(f"VI split {summary['vi_split']:.4f}  merge {summary['vi_merge']:.4f}  "
+              f"sum {summary['vi_split'] + summary['vi_merge']:.4f}  adapted Rand error {summary['arand']:.4f}")
+        for key in ("split_bodies", "merged_segments"):
+            for row in summary.get(key, []):
+                print(f"  {key[:-1]}: {row}")
+    return 0
+
+
+def _cmd_log(args, parser) -> int:
+    from napari_connectome.project import open_project
+    from napari_connectome.proofread import export_change_log, merge_logs
+
+    if args.log_command == "export":
+        fmt = args.format or ("json" if str(args.out).lower().endswith(".json") else "csv")
+        print(export_change_log(open_project(args.dir), args.out, fmt=fmt))
+        return 0
+    if args.log_command == "merge":
+        report = merge_logs(open_project(args.a), open_project(args.b))
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+        return 0
+    parser.parse_args(["log", "--help"])
+    return 2
+
+
 def _cmd_synthetic(args) -> int:
     from pathlib import Path
 
@@ -235,6 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_project(args, parser)
         if args.command == "synthetic":
             return _cmd_synthetic(args)
+        if args.command == "agglomerate":
+            return _cmd_agglomerate(args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "log":
+            return _cmd_log(args, parser)
         return _cmd_gui(args)
     except ConnectomeError as exc:
         if args.debug:

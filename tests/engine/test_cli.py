@@ -101,3 +101,38 @@ def test_synthetic_command_writes_raw_and_groundtruth(tmp_path):
     assert raw.kind == "image" and gt.kind == "labels"
     assert raw.shape == gt.shape == (32, 64, 64)
     assert len(np.unique(gt.levels[0].read())) > 2
+
+
+def test_agglomerate_evaluate_and_log_export(tmp_path, capsys):
+    sample = gala_fib_path()
+    root = tmp_path / "p"
+    assert main(["project", "create", str(root), "--raw", f"{sample}/raw",
+                 "--supervoxels", f"{sample}/supervoxels", "--boundaries", f"{sample}/boundaries"]) == 0
+    assert main(["agglomerate", str(root), "--threshold", "0.5", "--quiet"]) == 0
+    assert "214 supervoxels" in capsys.readouterr().out
+    # The project's mapping merges supervoxels: less split than the raw supervoxels, same GT.
+    assert main(["evaluate", str(root), f"{sample}/groundtruth", "--json"]) == 0
+    project_scores = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", f"{sample}/supervoxels", f"{sample}/groundtruth", "--json"]) == 0
+    ws_scores = json.loads(capsys.readouterr().out)
+    assert abs(ws_scores["vi_split"] - 1.648) < 5e-4 and abs(ws_scores["vi_merge"] - 0.185) < 5e-4
+    assert abs(ws_scores["arand"] - 0.366) < 5e-4
+    assert project_scores["vi_split"] < ws_scores["vi_split"] - 0.2
+    # An edit through the engine shows up in the exported CAVE-style change log.
+    from napari_connectome.project import open_project
+    from napari_connectome.proofread import Proofreader
+
+    pr = Proofreader.open(open_project(root), user="ana")
+    try:
+        sv, seg = pr.mapping()
+        other = int(np.flatnonzero(seg != seg[0])[0])
+        pr.merge_supervoxels(int(sv[0]), int(sv[other]))
+    finally:
+        pr.close()
+    assert main(["log", "export", str(root), str(tmp_path / "log.json")]) == 0
+    rows = json.loads((tmp_path / "log.json").read_text())
+    rows = rows["operations"] if isinstance(rows, dict) else rows
+    assert len(rows) == 1
+    assert {"operation_id", "timestamp", "user_id", "is_merge", "before_root_ids", "after_root_ids"} <= set(rows[0])
+    assert rows[0]["user_id"] == "ana" and rows[0]["is_merge"] in (True, 1, "True", "true")
+    assert main(["agglomerate", str(root), "--threshold", "3"]) == 2
