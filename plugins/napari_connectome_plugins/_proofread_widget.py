@@ -1,0 +1,1027 @@
+"""The "Proofread" dock widget: select, merge, split with preview, undo, redo.
+
+Thin by design: every edit is a call on the engine's
+:class:`~napari_connectome.proofread.Proofreader`, which logs it first and
+applies it second. The panel shows the result by refreshing the
+``segments`` layer (its data object never changes: the Proofreader's lazy
+labels read through the current mapping) and by listing the log.
+
+Keys work wherever napari's keymap sees them: on the canvas, and in this
+panel (keys a panel widget does not use travel up to napari's main window,
+which hands them to the same keymap). They are bound on the proofreading
+layers themselves, so they win over the Labels/Points layer keys (``M`` new
+label, ``1``/``2`` modes, ``Ctrl+Z`` paint undo) while one of those layers is
+active, and on the viewer as a fallback when another layer is active and
+does not use the key.
+
+==================  =====================================================
+Click               select the segment under the cursor
+Shift+click         add a segment to the selection
+M                   merge the two selected segments, at the clicked points
+1 / 2               place split sources / sinks with clicks (again: back)
+P                   preview the split (sources blue, sinks red)
+Enter               confirm the split (previews first if needed)
+Esc                 cancel the preview and clear seeds; again: clear selection
+Ctrl+Z              undo the last edit (logged as a new operation)
+Ctrl+Shift+Z        redo
+==================  =====================================================
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_connectome_plugins import _notify
+from napari_connectome_plugins._layers import layer_meta
+from napari_connectome_plugins._proofread_layers import (
+    LiveArray,
+    MappedArray,
+    data_to_nm,
+    nm_to_data,
+    pick_point,
+    same_points,
+)
+
+logger = logging.getLogger(__name__)
+
+PLUGIN = "napari-connectome"
+# Marks the layers this panel made (and which project they show).
+PROOF_KEY = "napari_connectome_proofread"
+SEGMENTS = "segments"
+SELECTION = "selected segments"
+SOURCES = "split sources"
+SINKS = "split sinks"
+PREVIEW = "split preview"
+SOURCE_COLOUR = "royalblue"
+SINK_COLOUR = "red"
+SELECTION_COLOUR = "yellow"
+# Seed and selection markers, in voxels of level 0.
+MARKER_SIZE = 5.0
+# The slider's resolution on the boundary signal [0, 1].
+SLIDER_STEPS = 100
+# How long the slider must rest before the threshold is saved in the project.
+THRESHOLD_SAVE_DELAY_MS = 400
+
+# napari key name -> (action, what a person reads).
+KEYS: tuple[tuple[str, str, str], ...] = (
+    ("M", "merge", "M"),
+    ("1", "sources", "1"),
+    ("2", "sinks", "2"),
+    ("P", "preview", "P"),
+    ("Enter", "confirm", "Enter"),
+    ("Escape", "cancel", "Esc"),
+    ("Control-Z", "undo", "Ctrl+Z"),
+    ("Control-Shift-Z", "redo", "Ctrl+Shift+Z"),
+)
+HELP = (
+    "Click: select segment · Shift+click: add · M: merge the two selected · "
+    "1 / 2: place split sources / sinks (click) · P: preview split · Enter: confirm · "
+    "Esc: cancel / clear · Ctrl+Z: undo · Ctrl+Shift+Z: redo"
+)
+
+
+def _unwrap(obj):
+    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def _same(a, b) -> bool:
+    return a is not None and b is not None and _unwrap(a) is _unwrap(b)
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def _fmt_ids(ids) -> str:
+    ids = [int(i) for i in (ids or [])]
+    return ", ".join(str(i) for i in ids) if ids else "—"
+
+
+def _fmt_point(p) -> str:
+    return "(" + ", ".join(f"{float(v):.0f}" for v in p) + ") nm"
+
+
+def _fmt_time(text) -> str:
+    text = str(text or "")
+    if "T" in text:
+        text = text.split("T", 1)[1]
+    return text.split(".")[0].split("+")[0].rstrip("Z")
+
+
+def history_text(row: dict) -> str:
+    """One row of :meth:`Proofreader.history` as a person reads it.
+
+    ``#id type  before → after  · user · time``; an undo or redo names the
+    operation it reverses, and an edit not in effect now says "undone".
+    """
+    kind = str(row.get("type", "?"))
+    if row.get("undo_of") is not None:
+        kind += f" of #{row['undo_of']}"
+    text = (
+        f"#{row.get('operation_id')} {kind}  {_fmt_ids(row.get('before_roots'))} → "
+        f"{_fmt_ids(row.get('after_roots'))}  · {row.get('user') or '?'} · {_fmt_time(row.get('timestamp'))}"
+    )
+    if row.get("undone"):
+        text += " · undone"
+    return text
+
+
+class _NameEdit(QLineEdit):
+    """The user-name field: Enter and Esc end here, never reach the viewer's keys."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape):
+            # QLineEdit ignores these so that dialogs see them; here they would
+            # travel to napari's keymap and confirm a split or drop the seeds.
+            event.accept()
+
+
+class ProofreadWidget(QWidget):
+    """Dock widget: proofread the segmentation of a project opened in the viewer.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (napari passes it).
+    """
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = _unwrap(napari_viewer)
+        self.project = None
+        self.proofreader = None
+        self.tree = None
+        self.mode = "select"
+        self.selection: list[tuple[float, ...]] = []
+        self.preview = None
+        self._preview_seeds: tuple[list, list] | None = None
+        self._volume = None  # the Proofreader's labels volume (geometry in nm)
+        self._segment_levels: list[LiveArray] = []
+        self._preview_levels: list[LiveArray] = []
+        self._layers: dict[str, Any] = {}
+        self._hidden: list[Any] = []
+        self._viewer_keys: dict[str, Any] = {}
+        self._worker = None
+        self._busy = ""
+        self._opening: str | None = None
+        self._history_count = 0
+        self._threshold_pending: float | None = None
+        self._last_dir = os.path.expanduser("~")
+        self.last_edit_ms: float | None = None
+        self.setMinimumWidth(340)
+        self._build_ui()
+
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._on_inserted)
+        layers.events.removed.connect(self._on_removed)
+        self._threshold_timer = QTimer(self)
+        self._threshold_timer.setSingleShot(True)
+        self._threshold_timer.setInterval(THRESHOLD_SAVE_DELAY_MS)
+        self._threshold_timer.timeout.connect(self._save_threshold)
+        self._update_controls()
+        self.bind_to_viewer_project()
+
+    # -- interface -----------------------------------------------------------
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        box = QGroupBox("Project", self)
+        form = QFormLayout(box)
+        self.project_label = QLabel("No project. Open one here or with the Connectome panel.", box)
+        self.project_label.setWordWrap(True)
+        form.addRow("Project:", self.project_label)
+        self.user_edit = _NameEdit(box)
+        self.user_edit.setText(_login())
+        self.user_edit.setToolTip("Recorded with every edit in the project's edit log")
+        self.user_edit.editingFinished.connect(self._on_user_changed)
+        form.addRow("User:", self.user_edit)
+        self.open_button = QPushButton("Open project…", box)
+        self.open_button.setToolTip("Open a napari-connectome project folder and proofread it")
+        self.open_button.clicked.connect(self.choose_project)
+        form.addRow(self.open_button)
+        self.version_label = QLabel("—", box)
+        self.version_label.setToolTip("The Proofreader's mapping version: it grows with every change")
+        form.addRow("Mapping:", self.version_label)
+        layout.addWidget(box)
+
+        box = QGroupBox("Agglomeration", self)
+        row = QHBoxLayout(box)
+        self.threshold_slider = QSlider(Qt.Horizontal, box)
+        self.threshold_slider.setRange(0, SLIDER_STEPS)
+        self.threshold_slider.setPageStep(5)
+        self.threshold_slider.valueChanged.connect(self._on_threshold_moved)
+        self.threshold_label = QLabel("—", box)
+        self.threshold_label.setMinimumWidth(110)
+        row.addWidget(self.threshold_slider, 1)
+        row.addWidget(self.threshold_label)
+        layout.addWidget(box)
+
+        box = QGroupBox("Edit", self)
+        edit = QVBoxLayout(box)
+        modes = QHBoxLayout()
+        self.mode_buttons: dict[str, QPushButton] = {}
+        self.mode_group = QButtonGroup(box)
+        self.mode_group.setExclusive(True)
+        for mode, text, tip in (
+            ("select", "Select", "Clicks select segments; Shift+click adds one (Esc returns here)"),
+            ("sources", "Sources (1)", "Clicks place split sources, shown blue (1; press again to go back)"),
+            ("sinks", "Sinks (2)", "Clicks place split sinks, shown red (2; press again to go back)"),
+        ):
+            button = QPushButton(text, box)
+            button.setCheckable(True)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
+            self.mode_group.addButton(button)
+            self.mode_buttons[mode] = button
+            modes.addWidget(button)
+        self.mode_buttons["select"].setChecked(True)
+        edit.addLayout(modes)
+        actions = QHBoxLayout()
+        self.action_buttons: dict[str, QPushButton] = {}
+        for action, text, tip in (
+            ("merge", "Merge (M)", "Merge the two selected segments at the clicked points (M)"),
+            ("preview", "Preview (P)", "Preview the split between the sources and the sinks (P)"),
+            ("confirm", "Split (Enter)", "Commit the previewed split (Enter)"),
+            ("cancel", "Cancel (Esc)", "Cancel the preview and clear the seeds; again: clear the selection (Esc)"),
+        ):
+            button = QPushButton(text, box)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _=False, a=action: self.run_action(a))
+            self.action_buttons[action] = button
+            actions.addWidget(button)
+        edit.addLayout(actions)
+        undo_row = QHBoxLayout()
+        for action, text, tip in (
+            ("undo", "Undo (Ctrl+Z)", "Undo the last edit; logged as a new operation (Ctrl+Z)"),
+            ("redo", "Redo (Ctrl+Shift+Z)", "Redo the last undone edit (Ctrl+Shift+Z)"),
+        ):
+            button = QPushButton(text, box)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _=False, a=action: self.run_action(a))
+            self.action_buttons[action] = button
+            undo_row.addWidget(button)
+        edit.addLayout(undo_row)
+        self.status_label = QLabel("", box)
+        self.status_label.setWordWrap(True)
+        edit.addWidget(self.status_label)
+        self.help_label = QLabel(HELP, box)
+        self.help_label.setWordWrap(True)
+        self.help_label.setEnabled(False)
+        edit.addWidget(self.help_label)
+        layout.addWidget(box)
+
+        box = QGroupBox("History", self)
+        hist = QVBoxLayout(box)
+        self.history_list = QListWidget(box)
+        # A focused list would eat letters (type-ahead search): M must reach the keymap.
+        self.history_list.setFocusPolicy(Qt.NoFocus)
+        self.history_list.setToolTip("The project's edit log, newest last: operation, type, segments before → after, user, time")
+        hist.addWidget(self.history_list)
+        layout.addWidget(box, 1)
+
+    # -- binding to a project ----------------------------------------------
+    def viewer_project_root(self) -> str | None:
+        """The folder of the most recently added project layer in the viewer, or None."""
+        for layer in reversed(list(self.viewer.layers)):
+            root = (layer_meta(layer) or {}).get("project")
+            if root:
+                return str(root)
+        return None
+
+    def bind_to_viewer_project(self) -> bool:
+        """Start proofreading the project whose layers are open, if not already bound.
+
+        Returns
+        -------
+        bool
+            True if opening started.
+        """
+        if self.project is not None or self._busy:
+            return False
+        root = self.viewer_project_root()
+        return self.open_root(root) if root else False
+
+    def choose_project(self) -> bool:
+        """Ask for a project folder, open its layers in the viewer and proofread it."""
+        path = QFileDialog.getExistingDirectory(self, "Open a napari-connectome project folder", self._last_dir)
+        if not path:
+            return False
+        self._last_dir = os.path.dirname(path.rstrip("/")) or path
+        return self.open_path(path)
+
+    def open_path(self, path: str | os.PathLike) -> bool:
+        """Open a project folder's layers (through the plugin's reader) and proofread it."""
+        from napari_connectome.errors import ConnectomeError
+        from napari_connectome.project import open_project
+
+        path = os.path.abspath(os.fspath(path))
+        try:
+            open_project(path)
+        except ConnectomeError as exc:
+            _notify.error(exc)
+            return False
+        if self.viewer_project_root() != path:
+            try:
+                self.viewer.open(path, plugin=PLUGIN)
+            except Exception as exc:  # never a traceback dialog from here
+                _notify.error(f"{path}: could not be opened: {exc}")
+                return False
+        if self.project is not None and os.path.abspath(os.fspath(self.project.root)) != path:
+            self.unbind()
+        return self.open_root(path)
+
+    def open_root(self, root: str | os.PathLike) -> bool:
+        """Open the Proofreader on a project folder in a worker thread; the layers follow."""
+        from napari.qt.threading import create_worker
+
+        from napari_connectome.errors import ConnectomeError
+        from napari_connectome.project import open_project
+
+        root = os.path.abspath(os.fspath(root))
+        if self._opening == root or (
+            self.project is not None and os.path.abspath(os.fspath(self.project.root)) == root
+        ):
+            return True  # already (being) opened, e.g. by the layers the reader just added
+        if self._busy:
+            _notify.warning(f"Proofread: wait, still {self._busy}")
+            return False
+        try:
+            project = open_project(root)
+        except ConnectomeError as exc:
+            _notify.error(exc)
+            return False
+        self.project_label.setText(f"{project.name} (opening…)")
+        self._busy = "opening the project"
+        self._opening = root
+        self._update_controls()
+        user = self.user_name()
+        worker = create_worker(
+            _open_proofreader, project, user, _progress={"desc": f"Proofread: opening {project.name}"}, _ignore_errors=True
+        )
+        worker.returned.connect(lambda result, p=project: self._on_opened(p, *result))
+        worker.errored.connect(self._on_open_failed)
+        self._worker = worker
+        worker.start()
+        return True
+
+    def wait(self, timeout_s: float = 120.0) -> bool:
+        """Process events until background work is done (scripts and tests)."""
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout_s
+        while self._busy and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return not self._busy
+
+    def _on_open_failed(self, exc: Exception) -> None:
+        self._busy = ""
+        self._opening = None
+        self._worker = None
+        _notify.error(_error_line("Proofread: opening the project", exc))
+        self.project_label.setText(_notify.one_line(exc))
+        self._update_controls()
+
+    def _on_opened(self, project, proofreader, tree) -> None:
+        self._busy = ""
+        self._opening = None
+        self._worker = None
+        if self.project is not None:  # a re-base: same layers, new mapping behind them
+            self._swap_proofreader(proofreader, tree)
+            return
+        self.project = project
+        self.proofreader = proofreader
+        self.tree = tree
+        try:
+            self._make_layers()
+        except Exception as exc:  # a layer napari refuses: say so, keep the viewer
+            logger.debug("making the proofreading layers failed", exc_info=True)
+            _notify.error(_error_line("Proofread: showing the segments", exc))
+            self.unbind()
+            return
+        self.project_label.setText(project.name)
+        self.project_label.setToolTip(os.path.abspath(os.fspath(project.root)))
+        self._bind_keys()
+        self._reload_history()
+        self._show_threshold()
+        self._after_change()
+        for note in getattr(proofreader, "notes", []):
+            _notify.info(f"{project.name}: {note}")
+
+    def unbind(self) -> None:
+        """Stop proofreading: close the Proofreader, remove the panel's layers, restore keys."""
+        self._threshold_timer.stop()
+        self._unbind_keys()
+        layers = dict(self._layers)
+        self._layers.clear()
+        for layer in layers.values():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        for layer in self._hidden:
+            if layer in self.viewer.layers:
+                layer.visible = True
+        self._hidden = []
+        if self.proofreader is not None:
+            try:
+                self.proofreader.close()
+            except Exception:  # closing must never stop the panel from unbinding
+                logger.debug("closing the proofreader failed", exc_info=True)
+        self.project = self.proofreader = self.tree = self.preview = self._volume = None
+        self._preview_seeds = None
+        self._segment_levels, self._preview_levels = [], []
+        self.selection = []
+        self.mode = "select"
+        self.mode_buttons["select"].setChecked(True)
+        self._history_count = 0
+        self.history_list.clear()
+        self.project_label.setText("No project. Open one here or with the Connectome panel.")
+        self.version_label.setText("—")
+        self.status_label.setText("")
+        self._update_controls()
+
+    # -- layers -------------------------------------------------------------
+    def layer(self, name: str):
+        """The panel's layer ``name`` (``segments``, ``split sources``, ...), or None."""
+        layer = self._layers.get(name)
+        return layer if layer is not None and layer in self.viewer.layers else None
+
+    def _make_layers(self) -> None:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        volume = self.proofreader.labels_volume()
+        self._volume = volume
+        scale = tuple(float(v) for v in volume.voxel_size)
+        translate = tuple(float(v) for v in volume.offset)
+        meta = {PROOF_KEY: {"project": os.path.abspath(os.fspath(self.project.root))}}
+        multiscale = len(volume.levels) > 1
+
+        def data(levels):
+            return levels if multiscale else levels[0]
+
+        self._segment_levels = [LiveArray(a) for a in volume.arrays]
+        supervoxels = self.proofreader.supervoxel_volume()
+        self._preview_levels = [
+            LiveArray(MappedArray(a, [], [], default=0, dtype=np.uint8)) for a in supervoxels.arrays
+        ]
+        root = meta[PROOF_KEY]["project"]
+        for layer in self.viewer.layers:
+            m = layer_meta(layer) or {}
+            if m.get("project") == root and m.get("role") == "supervoxels" and layer.visible:
+                layer.visible = False
+                self._hidden.append(layer)
+        segments = self.viewer.add_labels(
+            data(self._segment_levels), name=SEGMENTS, scale=scale, translate=translate,
+            multiscale=multiscale, opacity=0.55, metadata=meta,
+        )
+        # Painting into the engine's lazy segments would bypass the edit log.
+        segments.editable = False
+        segments.mouse_drag_callbacks.append(self._on_click)
+        preview = self.viewer.add_labels(
+            data(self._preview_levels), name=PREVIEW, scale=scale, translate=translate,
+            multiscale=multiscale, opacity=0.75, visible=False, metadata=meta,
+            colormap=DirectLabelColormap(
+                color_dict={None: "transparent", 0: "transparent", 1: SOURCE_COLOUR, 2: SINK_COLOUR}
+            ),
+        )
+        preview.editable = False
+        points = {}
+        for name, colour, symbol in (
+            (SOURCES, SOURCE_COLOUR, "disc"),
+            (SINKS, SINK_COLOUR, "disc"),
+            (SELECTION, SELECTION_COLOUR, "ring"),
+        ):
+            kwargs: dict[str, Any] = {}
+            if name == SELECTION:
+                kwargs["features"] = {"segment": np.zeros(0, dtype=np.int64)}
+                kwargs["text"] = {"string": "{segment}", "color": SELECTION_COLOUR, "anchor": "upper_left", "size": 10}
+            points[name] = self.viewer.add_points(
+                np.empty((0, 3)), name=name, scale=scale, translate=translate, size=MARKER_SIZE,
+                face_color=colour, border_color=colour, symbol=symbol, metadata=meta, **kwargs,
+            )
+        for name in (SOURCES, SINKS):
+            points[name].events.data.connect(self._on_seeds_changed)
+        self._layers = {SEGMENTS: segments, PREVIEW: preview, **points}
+        self.viewer.layers.selection.active = segments
+
+    # -- keys -----------------------------------------------------------------
+    def _key_callback(self, action: str):
+        def callback(_owner) -> None:
+            self.run_action(action)
+
+        callback.__name__ = f"proofread_{action}"
+        callback.__doc__ = f"Proofread: {action}"
+        return callback
+
+    def _bind_keys(self) -> None:
+        for layer in self._layers.values():
+            for key, action, _ in KEYS:
+                layer.bind_key(key, self._key_callback(action), overwrite=True)
+        for key, action, _ in KEYS:
+            self._viewer_keys[key] = self.viewer.bind_key(key, self._key_callback(action), overwrite=True)
+
+    def _unbind_keys(self) -> None:
+        for key, previous in self._viewer_keys.items():
+            try:
+                self.viewer.bind_key(key, None)
+                if previous is not None:
+                    self.viewer.bind_key(key, previous, overwrite=True)
+            except Exception:  # the viewer is going away
+                logger.debug("restoring viewer key %s failed", key, exc_info=True)
+        self._viewer_keys = {}
+
+    # -- actions --------------------------------------------------------------
+    def run_action(self, action: str) -> Any:
+        """Run one panel action by name (what keys and buttons call).
+
+        Engine errors show as one notification line; the viewer keeps working.
+        """
+        handlers = {
+            "merge": self.merge,
+            "sources": lambda: self.set_mode("select" if self.mode == "sources" else "sources"),
+            "sinks": lambda: self.set_mode("select" if self.mode == "sinks" else "sinks"),
+            "preview": self.preview_split,
+            "confirm": self.confirm_split,
+            "cancel": self.cancel,
+            "undo": self.undo,
+            "redo": self.redo,
+        }
+        if self.proofreader is None:
+            _notify.warning("Proofread: open a project first")
+            return None
+        if self._threshold_pending is not None and action not in ("sources", "sinks", "cancel"):
+            # The view shows a threshold not applied yet: apply it before any edit.
+            self._threshold_timer.stop()
+            self._save_threshold()
+        if self._busy and action not in ("sources", "sinks", "cancel"):
+            _notify.warning(f"Proofread: wait, still {self._busy}")
+            return None
+        return _guarded(action, handlers[action])
+
+    def set_mode(self, mode: str) -> None:
+        """``select``: clicks select; ``sources`` / ``sinks``: clicks place split seeds."""
+        self.mode = mode
+        self.mode_buttons[mode].setChecked(True)
+        segments = self.layer(SEGMENTS)
+        if segments is not None and not _same(self.viewer.layers.selection.active, segments):
+            # Clicks reach only the active layer's callbacks.
+            self.viewer.layers.selection.active = segments
+        self._show_status()
+
+    def _on_click(self, layer, event):
+        """Mouse drag callback of the segments layer: act on a click, not on a pan."""
+        if getattr(event, "button", 1) != 1:
+            return
+        press = np.asarray(event.position, dtype=float)
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            if np.any(np.abs(np.asarray(event.position, dtype=float) - press) > 1e-6):
+                dragged = True
+            yield
+        if dragged:
+            return
+        shift = "Shift" in event.modifiers
+        _guarded("click", lambda: self.click(pick_point(layer, event, self._volume), add=shift))
+
+    def click(self, point_nm, *, add: bool = False) -> None:
+        """What a click at ``point_nm`` does in the current mode.
+
+        ``select``: select the segment there (``add``: add it to the selection);
+        ``sources`` / ``sinks``: place a split seed there.
+        """
+        if self.proofreader is None or point_nm is None:
+            return
+        point = tuple(float(v) for v in point_nm)
+        segment = int(self.proofreader.segment_at(point))
+        if segment == 0:
+            _notify.warning(f"Proofread: {_fmt_point(point)} is background (no segment)")
+            return
+        if self.mode in ("sources", "sinks"):
+            layer = self._seed_layer(self.mode)
+            layer.data = np.vstack([layer.data, nm_to_data(point, self._volume)])
+            return
+        self.selection = [*self.selection, point] if add else [point]
+        segments = self.layer(SEGMENTS)
+        if segments is not None:
+            segments.selected_label = segment
+        self._show_selection()
+
+    def seeds(self) -> tuple[list[tuple[float, ...]], list[tuple[float, ...]]]:
+        """The split seeds shown, in nm: (sources, sinks). Moving a point moves its seed."""
+        out = []
+        for name in (SOURCES, SINKS):
+            layer = self.layer(name)
+            pts = data_to_nm(layer.data, self._volume) if layer is not None and len(layer.data) else []
+            out.append([tuple(float(v) for v in p) for p in pts])
+        return out[0], out[1]
+
+    def merge(self):
+        """Merge the two selected segments at the two clicked points (M)."""
+        if len(self.selection) != 2:
+            _notify.warning(
+                f"Proofread: merge needs two selected segments (click one, Shift+click the other); "
+                f"{len(self.selection)} selected"
+            )
+            return None
+        a, b = self.selection
+        return self._edit(lambda: self.proofreader.merge(a, b))
+
+    def preview_split(self):
+        """Preview the split between the sources and sinks placed (P)."""
+        sources, sinks = self.seeds()
+        if not sources or not sinks:
+            _notify.warning(
+                f"Proofread: a split needs sources (1, click) and sinks (2, click); "
+                f"have {len(sources)} source(s), {len(sinks)} sink(s)"
+            )
+            return None
+        preview = self.proofreader.preview_split(sources, sinks)
+        self.preview = preview
+        self._preview_seeds = (sources, sinks)
+        self._show_preview(preview)
+        return preview
+
+    def confirm_split(self):
+        """Commit the previewed split (Enter); without a current preview, preview first."""
+        sources, sinks = self.seeds()
+        current = (
+            self.preview is not None
+            and self._preview_seeds is not None
+            and same_points(self._preview_seeds[0], sources)
+            and same_points(self._preview_seeds[1], sinks)
+        )
+        if not current:
+            if self.preview_split() is not None:
+                _notify.info("Proofread: split previewed; press Enter again to commit it")
+            return None
+        preview = self.preview
+        result = self._edit(lambda: self.proofreader.split(preview=preview))
+        self._clear_seeds()
+        self.set_mode("select")
+        return result
+
+    def cancel(self) -> None:
+        """Cancel the preview and clear the seeds (Esc); with none, clear the selection."""
+        had = self.preview is not None or any(self.seeds()) or self.mode != "select"
+        self._clear_preview()
+        self._clear_seeds()
+        self.set_mode("select")
+        if not had:
+            self.selection = []
+            self._show_selection()
+
+    def undo(self):
+        """Undo the last edit (Ctrl+Z): a new operation in the log."""
+        return self._edit(self.proofreader.undo)
+
+    def redo(self):
+        """Redo the last undone edit (Ctrl+Shift+Z): a new operation in the log."""
+        return self._edit(self.proofreader.redo)
+
+    def _edit(self, call):
+        start = time.perf_counter()
+        result = call()
+        self._clear_preview()
+        segments = self.layer(SEGMENTS)
+        if segments is not None:
+            # Same data object: the next read goes through the new mapping.
+            segments.refresh()
+        self.last_edit_ms = (time.perf_counter() - start) * 1e3
+        self._reload_history()
+        self._after_change()
+        self.status_label.setText(
+            f"#{result.operation_id} {result.type}: {_fmt_ids(result.before_segments)} → "
+            f"{_fmt_ids(result.after_segments)} ({self.last_edit_ms:.0f} ms)"
+        )
+        return result
+
+    # -- seeds, preview, selection display ----------------------------------
+    def _seed_layer(self, mode: str):
+        name = SOURCES if mode == "sources" else SINKS
+        layer = self.layer(name)
+        if layer is None:
+            raise RuntimeError(f"the '{name}' layer was removed; reopen the project in the Proofread panel")
+        return layer
+
+    def _clear_seeds(self) -> None:
+        for name in (SOURCES, SINKS):
+            layer = self.layer(name)
+            if layer is not None and len(layer.data):
+                layer.data = np.empty((0, 3))
+
+    def _on_seeds_changed(self, event=None) -> None:
+        if self._preview_seeds is not None:
+            sources, sinks = self.seeds()
+            if not (same_points(self._preview_seeds[0], sources) and same_points(self._preview_seeds[1], sinks)):
+                self._clear_preview()
+        self._show_status()
+
+    def _show_preview(self, preview) -> None:
+        keys = np.concatenate([np.asarray(preview.source_supervoxels), np.asarray(preview.sink_supervoxels)])
+        sides = np.concatenate([
+            np.full(len(preview.source_supervoxels), 1, np.uint8),
+            np.full(len(preview.sink_supervoxels), 2, np.uint8),
+        ])
+        supervoxels = self.proofreader.supervoxel_volume()
+        for level, (live, array) in enumerate(zip(self._preview_levels, supervoxels.arrays, strict=True)):
+            if level == 0:
+                # The preview's own voxels: they include the two parts of a
+                # supervoxel divided inside, which no supervoxel id names yet.
+                live.retarget(preview.volume().levels[0].array)
+            else:
+                live.retarget(MappedArray(array, keys, sides, default=0, dtype=np.uint8))
+        layer = self.layer(PREVIEW)
+        if layer is not None:
+            layer.visible = True
+            layer.refresh()
+        inside = " inside one supervoxel" if getattr(preview, "inside_supervoxel", False) else ""
+        self.status_label.setText(
+            f"Split preview of segment {int(preview.segment_id)}{inside}: "
+            f"{len(preview.source_supervoxels)} supervoxel(s) blue | {len(preview.sink_supervoxels)} red, "
+            f"{len(preview.cut_edges)} edge(s) cut. Enter commits, Esc cancels."
+        )
+
+    def _clear_preview(self) -> None:
+        if self.preview is None and self._preview_seeds is None:
+            return
+        self.preview = None
+        self._preview_seeds = None
+        layer = self.layer(PREVIEW)
+        self._blank_preview(self.proofreader)
+        if layer is not None:
+            layer.visible = False
+        self._show_status()
+
+    def _blank_preview(self, proofreader) -> None:
+        supervoxels = proofreader.supervoxel_volume()
+        for live, array in zip(self._preview_levels, supervoxels.arrays, strict=True):
+            live.retarget(MappedArray(array, [], [], default=0, dtype=np.uint8))
+
+    def _show_selection(self) -> None:
+        layer = self.layer(SELECTION)
+        if layer is None or self.proofreader is None:
+            return
+        ids = [int(self.proofreader.segment_at(p)) for p in self.selection]
+        layer.data = nm_to_data(self.selection, self._volume) if self.selection else np.empty((0, 3))
+        layer.features = {"segment": np.asarray(ids, dtype=np.int64)}
+        layer.refresh()
+        self._show_status()
+
+    def _show_status(self) -> None:
+        if self.proofreader is None:
+            return
+        sources, sinks = self.seeds()
+        ids = [int(self.proofreader.segment_at(p)) for p in self.selection]
+        mode = {"select": "select", "sources": "placing sources", "sinks": "placing sinks"}[self.mode]
+        text = f"Mode: {mode} · selected: {_fmt_ids(ids)} · sources {len(sources)}, sinks {len(sinks)}"
+        if self.preview is None:
+            self.status_label.setText(text)
+
+    def _after_change(self) -> None:
+        pr = self.proofreader
+        if pr is None:
+            return
+        self.version_label.setText(f"version {pr.version}")
+        self._show_selection()
+        self._update_controls()
+
+    def _reload_history(self) -> None:
+        rows = self.proofreader.history() if self.proofreader is not None else []
+        if len(rows) < self._history_count:
+            self.history_list.clear()
+            self._history_count = 0
+        for row in rows[self._history_count:]:
+            self.history_list.addItem(history_text(row))
+        self._history_count = len(rows)
+        if rows:
+            self.history_list.scrollToBottom()
+
+    def history_rows(self) -> list[str]:
+        """The history list's lines, oldest first."""
+        return [self.history_list.item(i).text() for i in range(self.history_list.count())]
+
+    # -- threshold ------------------------------------------------------------
+    def threshold(self) -> float | None:
+        """The agglomeration threshold of the base segmentation, or None if not agglomerated.
+
+        The Proofreader's: the project's chosen one, or the one the edit log
+        was recorded on when they differ.
+        """
+        value = getattr(self.proofreader, "threshold", None)
+        return None if value is None else float(value)
+
+    def _show_threshold(self) -> None:
+        value = self.threshold()
+        self.threshold_slider.blockSignals(True)
+        try:
+            self.threshold_slider.setValue(int(round((value if value is not None else 0.0) * SLIDER_STEPS)))
+        finally:
+            self.threshold_slider.blockSignals(False)
+        self._threshold_text(value)
+
+    def _threshold_text(self, value: float | None) -> None:
+        if value is None:
+            self.threshold_label.setText("not agglomerated")
+            return
+        text = f"{value:.2f}"
+        if self.tree is not None:
+            text += f" · {self.tree.n_segments_at(value)} segments"
+        self.threshold_label.setText(text)
+
+    def set_threshold(self, value: float) -> None:
+        """Move the threshold slider to ``value`` (what dragging it does)."""
+        self.threshold_slider.setValue(int(round(float(value) * SLIDER_STEPS)))
+
+    def _on_threshold_moved(self, position: int) -> None:
+        if self.proofreader is None or not self.threshold_slider.isEnabled():
+            return
+        value = position / SLIDER_STEPS
+        self._threshold_text(value)
+        if self.tree is not None:
+            # Live: the supervoxels through the tree's mapping, nothing saved yet.
+            sv_ids, segment_ids = self.tree.mapping_at(value)
+            supervoxels = self.proofreader.supervoxel_volume()
+            for live, array in zip(self._segment_levels, supervoxels.arrays, strict=True):
+                live.retarget(MappedArray(array, sv_ids, segment_ids, default=None, dtype=live.dtype))
+            segments = self.layer(SEGMENTS)
+            if segments is not None:
+                segments.refresh()
+        self._threshold_pending = value
+        self._threshold_timer.start()
+
+    def _save_threshold(self) -> None:
+        """Record the slider's threshold in the project and re-open the Proofreader on it."""
+        from napari.qt.threading import create_worker
+
+        value, self._threshold_pending = self._threshold_pending, None
+        if value is None or self.project is None:
+            return
+        if self._busy:  # try again when the current work is done
+            self._threshold_pending = value
+            self._threshold_timer.start()
+            return
+        if self._has_edits():
+            self._swap_proofreader(self.proofreader, self.tree)  # back to the logged base
+            return
+        self._busy = "applying the threshold"
+        self._update_controls()
+        worker = create_worker(
+            _rebase, self.project, self.proofreader, value, self.user_name(),
+            _progress={"desc": f"Proofread: agglomerating at {value:.2f}"}, _ignore_errors=True,
+        )
+        worker.returned.connect(lambda result, p=self.project: self._on_opened(p, *result))
+        worker.errored.connect(self._on_rebase_failed)
+        self._worker = worker
+        worker.start()
+
+    def _on_rebase_failed(self, exc: Exception) -> None:
+        self._busy = ""
+        self._worker = None
+        _notify.error(_error_line("Proofread: applying the threshold", exc))
+        self._swap_proofreader(self.proofreader, self.tree)
+
+    def _swap_proofreader(self, proofreader, tree) -> None:
+        if proofreader is not self.proofreader and self.proofreader is not None:
+            self.proofreader.close()
+        self.proofreader = proofreader
+        self.tree = tree
+        volume = proofreader.labels_volume()
+        for live, array in zip(self._segment_levels, volume.arrays, strict=True):
+            live.retarget(array)
+        self._blank_preview(proofreader)
+        self.preview = self._preview_seeds = None
+        segments = self.layer(SEGMENTS)
+        if segments is not None:
+            segments.refresh()
+        self._show_threshold()
+        self._reload_history()
+        self._after_change()
+
+    def _has_edits(self) -> bool:
+        return self._history_count > 0
+
+    # -- state of the controls --------------------------------------------------
+    def user_name(self) -> str:
+        """The name recorded with every edit (the field; default: the login name)."""
+        return self.user_edit.text().strip() or _login()
+
+    def _on_user_changed(self) -> None:
+        if self.proofreader is not None:
+            self.proofreader.user = self.user_name()
+
+    def _update_controls(self) -> None:
+        ready = self.proofreader is not None and not self._busy
+        for button in (*self.action_buttons.values(), *self.mode_buttons.values()):
+            button.setEnabled(ready)
+        edits = self._has_edits()
+        self.threshold_slider.setEnabled(ready and not edits)
+        if self.proofreader is None:
+            tip = "Open a project first"
+        elif edits:
+            value = self.threshold()
+            base = "the supervoxels without agglomeration" if value is None else f"the agglomeration at {value:.2f}"
+            tip = (
+                f"Fixed: the project's edit log ({self._history_count} operations) is replayed on {base}, "
+                "so another threshold would change what every recorded edit means. Undo does not reopen it: "
+                "undo is an operation too."
+            )
+        elif self.tree is None:
+            tip = "Agglomerate the supervoxels: merge regions whose mean boundary signal is at most this value"
+        else:
+            tip = (
+                "Merge regions whose mean boundary signal is at most this value; the view follows "
+                "while dragging, and the threshold is saved in the project when the slider rests"
+            )
+        self.threshold_slider.setToolTip(tip)
+
+    # -- viewer events ------------------------------------------------------------
+    def _on_inserted(self, event) -> None:
+        if self.project is None and not self._busy and layer_meta(event.value) is not None:
+            # Layers arrive one by one; bind once the reader has added them all.
+            QTimer.singleShot(0, self.bind_to_viewer_project)
+
+    def _on_removed(self, event) -> None:
+        layer = event.value
+        if _same(layer, self._layers.get(SEGMENTS)):
+            self.unbind()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._disconnect()
+        super().closeEvent(event)
+
+    def _disconnect(self) -> None:
+        for emitter, slot in (
+            (self.viewer.layers.events.inserted, self._on_inserted),
+            (self.viewer.layers.events.removed, self._on_removed),
+        ):
+            try:
+                emitter.disconnect(slot)
+            except Exception:  # already gone with the viewer
+                pass
+        self.unbind()
+
+
+def _error_line(what: str, exc: BaseException) -> str:
+    from napari_connectome.errors import ConnectomeError
+
+    if isinstance(exc, ConnectomeError):
+        return str(exc)
+    return _notify.one_line(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+def _guarded(what: str, call) -> Any:
+    """Run ``call``; an error becomes one notification line and None."""
+    try:
+        return call()
+    except Exception as exc:  # engine errors are one line already; ours become one
+        logger.debug("proofread %s failed", what, exc_info=True)
+        _notify.error(_error_line(f"Proofread: {what}", exc))
+        return None
+
+
+def _open_proofreader(project, user: str):
+    """Worker: open the Proofreader (it builds the graph if the project has none)."""
+    from napari_connectome.proofread import Proofreader
+
+    proofreader = Proofreader.open(project, user=user)
+    return proofreader, proofreader.tree
+
+
+def _rebase(project, proofreader, threshold: float, user: str):
+    """Worker: save ``threshold`` as the project's agglomeration and reopen the Proofreader on it."""
+    from napari_connectome.errors import InputError
+    from napari_connectome.graph import agglomerate_project
+    from napari_connectome.proofread import Proofreader
+
+    if proofreader.history():
+        raise InputError(project.root, "the threshold is fixed once the edit log has operations")
+    agglomerate_project(project, threshold=threshold)
+    new = Proofreader.open(project, user=user)
+    return new, new.tree
