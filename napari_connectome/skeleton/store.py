@@ -1,0 +1,331 @@
+"""The project's skeletons: one file of every segment's skeleton, kept in step with the edits.
+
+The store lives in the project's ``skeletons`` component as ``skeletons.npz``
+(all skeletons concatenated, plus per-supervoxel bounding boxes) and carries a
+*signature*: a digest of the supervoxel → segment mapping it was built for,
+the volume's geometry, the TEASAR parameters and the format version. Loading
+against a proofreader whose state differs raises :class:`StaleSkeletonsError`
+(ARCHITECTURE: caches carry a signature and refuse to load on a mismatch);
+:meth:`SkeletonStore.open` rebuilds instead.
+
+After an edit, :meth:`SkeletonStore.update_after_edit` drops the retired
+segments and skeletonizes only the new ones, each in its bounding box (the
+union of its supervoxels' boxes, cached at build time) plus a one-voxel
+margin. The margin makes the result identical to a full rebuild: every
+voxel's nearest non-segment voxel lies inside such a box, so the distance
+transform, and so the TEASAR trace, are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from napari_connectome.errors import InputError
+from napari_connectome.skeleton.model import Skeleton
+from napari_connectome.skeleton.teasar import (
+    DEFAULT_DUST_VOXELS,
+    _teasar_params,
+    skeletonize_voxels,
+    to_world,
+)
+
+FILE = "skeletons.npz"
+FORMAT_VERSION = 1
+#: Voxels added around a segment's box when it is re-skeletonized (see the module notes).
+MARGIN_VOXELS = 1
+
+
+class StaleSkeletonsError(InputError):
+    """The saved skeletons were built for another state of the segmentation."""
+
+
+def _digest_mapping(sv_ids: np.ndarray, seg_ids: np.ndarray) -> str:
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(sv_ids, dtype="<u8").tobytes())
+    h.update(np.ascontiguousarray(seg_ids, dtype="<u8").tobytes())
+    return h.hexdigest()
+
+
+def _supervoxel_boxes(sv: np.ndarray, origin=(0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, boxes)``: each nonzero id and its ``(z0, y0, x0, z1, y1, x1)`` voxel box (end exclusive)."""
+    import fastremap
+    from scipy.ndimage import find_objects
+
+    renum, remap = fastremap.renumber(np.ascontiguousarray(sv), in_place=False, preserve_zero=True)
+    slices = find_objects(renum)
+    new_to_old = {int(v): int(k) for k, v in remap.items() if int(k) != 0}
+    ids, boxes = [], []
+    o = np.asarray(origin, dtype=np.int64)
+    for i, sl in enumerate(slices, start=1):
+        if sl is None:
+            continue
+        ids.append(new_to_old[i])
+        boxes.append([s.start for s in sl] + [s.stop for s in sl])
+    boxes_arr = np.asarray(boxes, dtype=np.int64).reshape(-1, 6) + np.concatenate([o, o])
+    ids_arr = np.asarray(ids, dtype=np.uint64)
+    order = np.argsort(ids_arr)
+    return ids_arr[order], boxes_arr[order]
+
+
+class SkeletonStore:
+    """Every segment's skeleton, saved in the project and updated edit by edit.
+
+    Build with :meth:`rebuild` (or :meth:`open`, which loads a current store
+    or rebuilds a stale one); keep it current with
+    ``proofreader.add_listener(lambda r: store.update_after_edit(proofreader, r))``.
+
+    Attributes
+    ----------
+    skeletons
+        ``segment_id -> Skeleton``; segments with no skeleton (smaller than
+        the dust threshold) are absent.
+    signature
+        What the store was built for (see the module notes).
+    """
+
+    def __init__(self, project, *, skeletons: dict[int, Skeleton], signature: dict,
+                 sv_ids: np.ndarray, sv_boxes: np.ndarray) -> None:
+        self.project = project
+        self.skeletons = skeletons
+        self.signature = signature
+        self._sv_ids = np.asarray(sv_ids, dtype=np.uint64)
+        self._sv_boxes = np.asarray(sv_boxes, dtype=np.int64).reshape(-1, 6)
+
+    # ------------------------------------------------------------ signature
+    @staticmethod
+    def signature_of(proofreader, *, teasar: dict | None = None, dust_voxels: int = DEFAULT_DUST_VOXELS) -> dict:
+        """The signature a store built now for ``proofreader`` would carry."""
+        from napari_connectome import __version__
+
+        lv = proofreader.supervoxel_volume().levels[0]
+        sv_ids, seg_ids = proofreader.mapping()
+        return {
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "mapping_sha1": _digest_mapping(sv_ids, seg_ids),
+            "shape": [int(s) for s in lv.shape],
+            "voxel_size_nm": [float(v) for v in lv.voxel_size],
+            "offset_nm": [float(v) for v in lv.offset],
+            "teasar": _teasar_params(teasar),
+            "dust_voxels": int(dust_voxels),
+        }
+
+    def is_current(self, proofreader) -> bool:
+        """True if the store matches the proofreader's segmentation now."""
+        return self.signature == self.signature_of(
+            proofreader, teasar=self.signature.get("teasar"), dust_voxels=self.signature.get("dust_voxels", 0)
+        )
+
+    # ------------------------------------------------------------ access
+    def get(self, segment_id: int) -> Skeleton | None:
+        """The skeleton of a segment, or None (too small, or no such segment)."""
+        return self.skeletons.get(int(segment_id))
+
+    def __len__(self) -> int:
+        return len(self.skeletons)
+
+    @staticmethod
+    def path(project) -> Path:
+        """Where a project's store is saved."""
+        return Path(project.component_path("skeletons")) / FILE
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def rebuild(cls, proofreader, *, teasar: dict | None = None, dust_voxels: int = DEFAULT_DUST_VOXELS,
+                progress=None, save: bool = True) -> SkeletonStore:
+        """Skeletonize every segment of the proofreader's segmentation now (level 0, read whole).
+
+        Parameters
+        ----------
+        teasar, dust_voxels
+            As :func:`~napari_connectome.skeleton.skeletonize`.
+        progress
+            A :class:`~napari_connectome.progress.Progress` (3 steps).
+        save
+            Write the store into the project (atomically).
+        """
+        from napari_connectome.progress import NullProgress
+
+        progress = progress or NullProgress()
+        progress.start(3, "skeletons")
+        try:
+            signature = cls.signature_of(proofreader, teasar=teasar, dust_voxels=dust_voxels)
+            sv = np.asarray(proofreader.supervoxel_volume().levels[0].array[...])
+            sv_ids, sv_boxes = _supervoxel_boxes(sv)
+            del sv
+            progress.advance()
+            labels = np.asarray(proofreader.labels_volume().levels[0].array[...])
+            parts = skeletonize_voxels(labels, voxel_size=signature["voxel_size_nm"], teasar=teasar,
+                                       dust_voxels=dust_voxels)
+            del labels
+            progress.advance()
+            skeletons = {
+                seg: to_world(seg, p, voxel_size=signature["voxel_size_nm"], offset=signature["offset_nm"])
+                for seg, p in sorted(parts.items())
+            }
+            store = cls(proofreader.project, skeletons=skeletons, signature=signature,
+                        sv_ids=sv_ids, sv_boxes=sv_boxes)
+            if save:
+                store.save()
+            progress.advance()
+        finally:
+            progress.close()
+        return store
+
+    @classmethod
+    def open(cls, proofreader, *, teasar: dict | None = None, dust_voxels: int = DEFAULT_DUST_VOXELS,
+             progress=None) -> SkeletonStore:
+        """The project's store if it matches the proofreader now, else a fresh rebuild (saved)."""
+        project = proofreader.project
+        if cls.path(project).is_file():
+            try:
+                store = cls.load(project)
+            except InputError:
+                store = None  # unreadable or from another format: rebuilding loses nothing
+            if store is not None and store.signature == cls.signature_of(
+                    proofreader, teasar=teasar, dust_voxels=dust_voxels):
+                return store
+        return cls.rebuild(proofreader, teasar=teasar, dust_voxels=dust_voxels, progress=progress)
+
+    # ------------------------------------------------------------ updating
+    def _boxes_of(self, svs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.searchsorted(self._sv_ids, svs)
+        pos = np.minimum(pos, max(len(self._sv_ids) - 1, 0))
+        known = (self._sv_ids[pos] == svs) if len(self._sv_ids) else np.zeros(len(svs), bool)
+        return self._sv_boxes[pos[known]], svs[~known]
+
+    def _learn_boxes(self, proofreader, bbox_nm, shape) -> None:
+        """Add boxes of supervoxels minted inside ``bbox_nm`` (a split inside a supervoxel)."""
+        lv = proofreader.supervoxel_volume().levels[0]
+        vs, off = np.asarray(lv.voxel_size), np.asarray(lv.offset)
+        lo = np.clip(np.floor((np.asarray(bbox_nm[0]) - off) / vs + 0.5).astype(np.int64) - 1, 0, shape)
+        hi = np.clip(np.ceil((np.asarray(bbox_nm[1]) - off) / vs + 0.5).astype(np.int64) + 1, 0, shape)
+        crop = np.asarray(lv.array[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))])
+        ids, boxes = _supervoxel_boxes(crop, origin=lo)
+        new = ~np.isin(ids, self._sv_ids)
+        if new.any():
+            all_ids = np.concatenate([self._sv_ids, ids[new]])
+            all_boxes = np.concatenate([self._sv_boxes, boxes[new]])
+            order = np.argsort(all_ids)
+            self._sv_ids, self._sv_boxes = all_ids[order], all_boxes[order]
+
+    def segment_box(self, proofreader, segment_id: int, *, bbox_nm=None) -> tuple[slice, slice, slice]:
+        """Level-0 voxel slices holding a segment with :data:`MARGIN_VOXELS` around it."""
+        shape = np.asarray(self.signature["shape"], dtype=np.int64)
+        svs = np.asarray(proofreader.segment_supervoxels(segment_id), dtype=np.uint64)
+        boxes, missing = self._boxes_of(svs)
+        if missing.size and bbox_nm is not None:
+            self._learn_boxes(proofreader, bbox_nm, shape)
+            boxes, missing = self._boxes_of(svs)
+        if missing.size or len(boxes) == 0:
+            return tuple(slice(0, int(s)) for s in shape)  # unknown extent: the whole volume is right
+        lo = np.maximum(boxes[:, :3].min(axis=0) - MARGIN_VOXELS, 0)
+        hi = np.minimum(boxes[:, 3:].max(axis=0) + MARGIN_VOXELS, shape)
+        return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+    def update_after_edit(self, proofreader, edit_result, *, save: bool = True) -> list[int]:
+        """Drop the edit's retired segments and skeletonize only its new ones.
+
+        Call it for every committed edit (a listener does), in order: the
+        store then stays equal to a rebuild.
+
+        Returns
+        -------
+        list of int
+            The new segments that got a skeleton.
+        """
+        sig = self.signature
+        for seg in edit_result.before_segments:
+            self.skeletons.pop(int(seg), None)
+        labels_level = proofreader.labels_volume().levels[0]
+        made = []
+        for seg in edit_result.after_segments:
+            seg = int(seg)
+            box = self.segment_box(proofreader, seg, bbox_nm=edit_result.bbox_nm)
+            crop = np.asarray(labels_level.array[box]) == seg
+            origin = [s.start for s in box]
+            parts = skeletonize_voxels(crop.view(np.uint8), voxel_size=sig["voxel_size_nm"], origin=origin,
+                                       teasar=sig["teasar"], dust_voxels=sig["dust_voxels"])
+            self.skeletons.pop(seg, None)
+            if 1 in parts:
+                self.skeletons[seg] = to_world(seg, parts[1], voxel_size=sig["voxel_size_nm"],
+                                               offset=sig["offset_nm"])
+                made.append(seg)
+        self.skeletons = dict(sorted(self.skeletons.items()))
+        self.signature = self.signature_of(proofreader, teasar=sig["teasar"], dust_voxels=sig["dust_voxels"])
+        if save:
+            self.save()
+        return made
+
+    # ------------------------------------------------------------ disk
+    def save(self) -> Path:
+        """Write the store into the project atomically (temporary file, fsync, rename)."""
+        project = self.project
+        if "skeletons" not in project.manifest.get("components", {}):
+            project.register_component("skeletons")
+        path = self.path(project)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sks = list(self.skeletons.values())
+        arrays = {
+            "signature": np.array(json.dumps(self.signature, sort_keys=True)),
+            "segment_ids": np.array([s.segment_id for s in sks], dtype=np.uint64),
+            "vertex_counts": np.array([len(s.vertices_nm) for s in sks], dtype=np.int64),
+            "edge_counts": np.array([len(s.edges) for s in sks], dtype=np.int64),
+            "vertices_nm": np.concatenate([s.vertices_nm for s in sks]) if sks else np.zeros((0, 3), np.float32),
+            "edges": np.concatenate([s.edges for s in sks]) if sks else np.zeros((0, 2), np.int32),
+            "radii_nm": np.concatenate([s.radii_nm for s in sks]) if sks else np.zeros(0, np.float32),
+            "sv_ids": self._sv_ids,
+            "sv_boxes": self._sv_boxes,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, project, *, proofreader=None) -> SkeletonStore:
+        """Read the project's store.
+
+        Parameters
+        ----------
+        proofreader
+            When given, refuse a store built for another state of its
+            segmentation (:class:`StaleSkeletonsError`).
+        """
+        from napari_connectome.project import Project, open_project
+
+        if not isinstance(project, Project):
+            project = open_project(project)
+        path = cls.path(project)
+        if not path.is_file():
+            raise InputError(path, "the project has no skeletons yet; build them (SkeletonStore.rebuild)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+            signature = json.loads(str(data["signature"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(path, f"is not a readable skeleton store ({exc})") from None
+        if signature.get("format_version") != FORMAT_VERSION:
+            raise StaleSkeletonsError(path, f"has format version {signature.get('format_version')}, "
+                                            f"this suite reads {FORMAT_VERSION}; rebuild it")
+        skeletons: dict[int, Skeleton] = {}
+        v0 = e0 = 0
+        for seg, nv, ne in zip(data["segment_ids"].tolist(), data["vertex_counts"].tolist(),
+                               data["edge_counts"].tolist(), strict=True):
+            skeletons[int(seg)] = Skeleton(int(seg), data["vertices_nm"][v0:v0 + nv], data["edges"][e0:e0 + ne],
+                                           data["radii_nm"][v0:v0 + nv])
+            v0, e0 = v0 + nv, e0 + ne
+        store = cls(project, skeletons=skeletons, signature=signature,
+                    sv_ids=data["sv_ids"], sv_boxes=data["sv_boxes"])
+        if proofreader is not None and not store.is_current(proofreader):
+            raise StaleSkeletonsError(path, "was built for another state of the segmentation "
+                                            "(an edit since, or other parameters); rebuild it")
+        return store
