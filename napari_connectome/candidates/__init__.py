@@ -1,0 +1,41 @@
+"""Candidate errors: false splits (should merge) and false merges (should split).
+
+::
+
+    cands = find_candidates(proofreader)                 # graph contacts + merge-history cuts
+    answers = label_candidates(cands, proofreader, gt)   # ground truth's answer to each
+    errors = true_errors(seg, gt, supervoxels=sv)        # what is really wrong
+    candidate_recall(cands, errors)                      # how much of it the candidates cover
+"""
+
+from napari_connectome.candidates.find import (
+    MERGE_FEATURES,
+    SPLIT_FEATURES,
+    find_candidates,
+    simple_score,
+)
+from napari_connectome.candidates.labels import (
+    TrueError,
+    candidate_recall,
+    graph_fixable,
+    label_candidates,
+    precision_at,
+    true_errors,
+)
+from napari_connectome.candidates.model import Candidate, CandidateKind, feature_matrix
+
+__all__ = [
+    "MERGE_FEATURES",
+    "SPLIT_FEATURES",
+    "Candidate",
+    "CandidateKind",
+    "TrueError",
+    "candidate_recall",
+    "feature_matrix",
+    "find_candidates",
+    "graph_fixable",
+    "label_candidates",
+    "precision_at",
+    "simple_score",
+    "true_errors",
+]

@@ -1,0 +1,589 @@
+"""Find candidate errors in the current segmentation of a Proofreader.
+
+* **False splits** (the edit merges): every pair of different segments that
+  share region-graph edges, with the boundary signal over their whole
+  contact; with skeletons, also pairs whose skeleton end point comes within
+  ``max_endpoint_distance_nm`` of the other segment's skeleton.
+* **False merges** (the edit splits): for every segment of two or more
+  supervoxels, the last merges of its own merge history (the segment's
+  internal edges re-agglomerated by contact-weighted mean boundary, exactly
+  the scheme of :func:`~napari_connectome.graph.agglomerate`, so for a
+  segment of the base agglomeration it replays the merge tree inside it).
+  The last merge is the weakest link: the one that needed the strongest
+  boundary to happen. Its cut is the min-cut between its two sides
+  (:meth:`~napari_connectome.proofread.Proofreader.preview_split_supervoxels`,
+  the cut a split of those seeds would make).
+
+  With skeletons, also skeleton anomalies of multi-supervoxel segments
+  (the thinnest neck with ≥ 200 nm of skeleton on both sides, sharp or
+  four-way branch points), each cut by a min-cut between the supervoxels
+  under the skeleton on either side.
+
+Every candidate of one kind carries the same feature names
+(:data:`SPLIT_FEATURES`, :data:`MERGE_FEATURES`); values that do not exist
+for it (no skeleton, no contact, not from the merge tree) are NaN.
+
+Cost: one pass over the segments' graph, one min-cut preview per proposed
+cut, and two scans of the supervoxel volume to place the candidates
+(contacts' centroids, then their nearest faces).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from napari_connectome.candidates.contacts import nearest_faces, row_centroids
+from napari_connectome.candidates.model import Candidate
+from napari_connectome.errors import InputError
+
+#: Features of a false-split candidate.
+SPLIT_FEATURES = (
+    "contact_area", "boundary_mean", "boundary_min", "boundary_max", "boundary_q50", "n_edges",
+    "log_size_small", "log_size_large", "size_ratio", "orphan", "endpoint_distance_nm", "direction_cosine",
+)
+#: Features of a false-merge candidate.
+MERGE_FEATURES = (
+    "merge_score", "merge_rank", "cut_area", "cut_boundary_mean", "cut_boundary_min", "cut_boundary_max",
+    "cut_boundary_q50", "cut_edges", "log_size_small", "log_size_large", "size_ratio", "log_n_supervoxels",
+    "neck_radius_ratio", "branch_angle_deg", "junction_degree",
+)
+
+
+def _sv_table(pr):
+    """Live base supervoxels: state positions, segment ids, sizes (voxels)."""
+    st = pr.state
+    n_base = st.n_base
+    alive = st.alive[:n_base].copy()
+    sizes = np.zeros(n_base, np.int64)
+    sizes[1:] = np.asarray(pr.rag.node_sizes, np.int64)
+    return alive, st.seg[:n_base].astype(np.int64), sizes
+
+
+def _border_supervoxels(pr) -> np.ndarray:
+    """Ids of the supervoxels with a voxel on a face of the volume."""
+    arr = pr.supervoxel_volume().levels[0].array
+    shape = arr.shape
+    found = []
+    for ax in range(3):
+        for i in (0, shape[ax] - 1):
+            key = [slice(None)] * 3
+            key[ax] = i
+            found.append(np.unique(np.asarray(arr[tuple(key)])))
+    ids = np.unique(np.concatenate(found)) if found else np.empty(0, np.uint64)
+    return ids[ids != 0].astype(np.uint64)
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
+    w = weights.sum()
+    return float((values * weights).sum() / w) if w > 0 else math.nan
+
+
+def find_candidates(
+    proofreader,
+    *,
+    skeletons: Mapping | None = None,
+    max_endpoint_distance_nm: float = 150.0,
+    weakest_links: int = 2,
+    orphan_max_um3: float = 0.05,
+    min_size_nm3: float = 0.0,
+) -> list[Candidate]:
+    """Candidate false splits and false merges of the proofreader's segmentation now.
+
+    Parameters
+    ----------
+    proofreader
+        An open :class:`~napari_connectome.proofread.Proofreader`.
+    skeletons
+        Optional ``segment id → Skeleton`` (``vertices_nm``, ``endpoints()``,
+        ``endpoint_directions()``, ``path_length_nm``). With them, false
+        splits get end-point distance and direction cosine, pairs of segments
+        whose end points nearly touch become candidates even without a
+        contact, and impact is path length (nm) instead of voxels.
+    max_endpoint_distance_nm
+        End point to other skeleton distance below which a pair is a candidate.
+    weakest_links
+        How many of the last merges of each segment's history to propose.
+    orphan_max_um3
+        A segment smaller than this (µm³) that does not touch the volume's
+        border is an orphan (``orphan`` = 1 for the pair's smaller segment).
+    min_size_nm3
+        Ignore segments smaller than this (nm³) entirely (dust).
+
+    Returns
+    -------
+    list[Candidate]
+        False splits first (ids ``fs-A-B``, ``A < B`` segment ids), then false
+        merges (``fm-S-k``, ``k`` = 0 for the segment's last merge).
+    """
+    if weakest_links < 1:
+        raise InputError("weakest_links", f"{weakest_links} must be at least 1")
+    pr = proofreader
+    st = pr.state
+    rag = pr.rag
+    lv = pr.supervoxel_volume().levels[0]
+    vs = np.asarray(lv.voxel_size, np.float64)
+    off = np.asarray(lv.offset, np.float64)
+    voxel_nm3 = float(np.prod(vs))
+    alive, seg_of_pos, sv_size = _sv_table(pr)
+
+    # Segment sizes (voxels) over live base supervoxels.
+    live = np.flatnonzero(alive)
+    seg_ids, seg_inv = np.unique(seg_of_pos[live], return_inverse=True)
+    seg_size = np.bincount(seg_inv, weights=sv_size[live]).astype(np.int64)
+    seg_nsv = np.bincount(seg_inv)
+
+    def size_of(s):
+        i = np.searchsorted(seg_ids, s)
+        return seg_size[i]
+
+    border = _border_supervoxels(pr)
+    border_pos = st.positions(border[np.isin(border, st.ids[:st.n_base])]) if border.size else np.empty(0, np.int64)
+    border_segs = np.unique(seg_of_pos[border_pos]) if border_pos.size else np.empty(0, np.int64)
+    min_voxels = min_size_nm3 / voxel_nm3
+
+    # Region-graph rows between live supervoxels, with their segments.
+    u, v = st.rag_u, st.rag_v
+    ok = alive[u] & alive[v]
+    su, sv_ = seg_of_pos[u], seg_of_pos[v]
+    area = np.asarray(rag.contact_area, np.float64)
+    feats = rag.features
+    mean = np.asarray(feats["mean"], np.float64) if "mean" in feats else np.zeros(area.size)
+
+    def feat(name, fallback):
+        return np.asarray(feats[name], np.float64) if name in feats else fallback
+
+    fmin, fmax, fq50 = feat("min", mean), feat("max", mean), feat("q50", mean)
+
+    candidates: list[Candidate] = []
+    # Candidate index per region-graph row whose faces locate it.
+    row_cand: list[tuple[np.ndarray, int]] = []
+
+    # ------------------------------------------------------------ false splits
+    ext = np.flatnonzero(ok & (su != sv_))
+    a_seg, b_seg = np.minimum(su[ext], sv_[ext]), np.maximum(su[ext], sv_[ext])
+    big_a = size_of(a_seg) >= min_voxels
+    big_b = size_of(b_seg) >= min_voxels
+    ext, a_seg, b_seg = ext[big_a & big_b], a_seg[big_a & big_b], b_seg[big_a & big_b]
+    order = np.lexsort((ext, b_seg, a_seg))
+    ext, a_seg, b_seg = ext[order], a_seg[order], b_seg[order]
+    starts = np.flatnonzero(np.r_[True, (a_seg[1:] != a_seg[:-1]) | (b_seg[1:] != b_seg[:-1])]) if ext.size else []
+    stops = list(starts[1:]) + [ext.size] if ext.size else []
+    orphan_voxels = orphan_max_um3 * 1e9 / voxel_nm3
+    pair_index: dict[tuple[int, int], int] = {}
+    for i0, i1 in zip(starts, stops, strict=True):
+        rows = ext[i0:i1]
+        sa, sb = int(a_seg[i0]), int(b_seg[i0])
+        w = area[rows]
+        na, nb = int(size_of(sa)), int(size_of(sb))
+        small, large = (sa, sb) if na <= nb else (sb, sa)
+        n_small, n_large = min(na, nb), max(na, nb)
+        orphan = float(n_small < orphan_voxels and not np.isin(small, border_segs))
+        # The strongest shared edge (weakest boundary; ties: the widest) carries the merge.
+        best = rows[np.lexsort((-w, mean[rows]))[0]]
+        pa, pb = (u[best], v[best]) if seg_of_pos[u[best]] == sa else (v[best], u[best])
+        c = Candidate(
+            id=f"fs-{sa}-{sb}", kind="false_split", location_nm=(math.nan,) * 3, segments=(sa, sb),
+            supervoxels=(int(st.ids[pa]), int(st.ids[pb])), source="graph-contact",
+            features={
+                "contact_area": float(w.sum()),
+                "boundary_mean": _weighted(mean[rows], w),
+                "boundary_min": float(fmin[rows].min()),
+                "boundary_max": float(fmax[rows].max()),
+                "boundary_q50": _weighted(fq50[rows], w),
+                "n_edges": float(rows.size),
+                "log_size_small": math.log10(max(n_small, 1)),
+                "log_size_large": math.log10(max(n_large, 1)),
+                "size_ratio": n_small / max(n_large, 1),
+                "orphan": orphan,
+                "endpoint_distance_nm": math.nan,
+                "direction_cosine": math.nan,
+            },
+            impact=float(n_small),
+        )
+        pair_index[(sa, sb)] = len(candidates)
+        row_cand.append((rows, len(candidates)))
+        candidates.append(c)
+
+    # ------------------------------------------------------------ false merges
+    internal = ok & (su == sv_) & st.active
+    int_rows = np.flatnonzero(internal)
+    int_seg = su[int_rows]
+    order = np.argsort(int_seg, kind="stable")
+    int_rows, int_seg = int_rows[order], int_seg[order]
+    bounds = np.flatnonzero(np.r_[True, int_seg[1:] != int_seg[:-1], True]) if int_rows.size else np.array([0])
+    rows_of_seg = {int(int_seg[bounds[i]]): int_rows[bounds[i]:bounds[i + 1]] for i in range(bounds.size - 1)}
+    seen_cuts: set[frozenset] = set()
+    nsv_of = dict(zip(seg_ids.tolist(), seg_nsv.tolist(), strict=True))
+
+    def add_cut(s: int, src_svs, snk_svs, *, source: str, cid: str, extra: dict) -> None:
+        """A false-merge candidate: the min-cut of segment ``s`` between two supervoxel sets."""
+        try:
+            preview = pr.preview_split_supervoxels(src_svs, snk_svs)
+        except InputError:
+            return
+        src = np.asarray(preview.source_supervoxels, np.uint64)
+        snk = np.asarray(preview.sink_supervoxels, np.uint64)
+        key = frozenset([frozenset(src.tolist()), frozenset(snk.tolist())])
+        if key in seen_cuts:
+            return  # the same cut proposed twice (a skeleton anomaly on a merge-tree cut)
+        seen_cuts.add(key)
+        cut = np.asarray(preview.cut_edges, np.uint64).reshape(-1, 2)
+        if cut.size:
+            crow = st.rag_rows(*st.positions_of_pairs(cut))
+            crow = crow[crow >= 0]
+        else:
+            crow = np.empty(0, np.int64)
+        n_src = int(sv_size[st.positions(src)].sum())
+        n_snk = int(sv_size[st.positions(snk)].sum())
+        w = area[crow]
+        features = dict.fromkeys(MERGE_FEATURES, math.nan)
+        features.update({
+            "cut_area": float(w.sum()),
+            "cut_boundary_mean": _weighted(mean[crow], w),
+            "cut_boundary_min": float(fmin[crow].min()) if crow.size else math.nan,
+            "cut_boundary_max": float(fmax[crow].max()) if crow.size else math.nan,
+            "cut_boundary_q50": _weighted(fq50[crow], w),
+            "cut_edges": float(cut.shape[0]),
+            "log_size_small": math.log10(max(min(n_src, n_snk), 1)),
+            "log_size_large": math.log10(max(max(n_src, n_snk), 1)),
+            "size_ratio": min(n_src, n_snk) / max(n_src, n_snk, 1),
+            "log_n_supervoxels": math.log10(max(int(nsv_of.get(s, src.size + snk.size)), 1)),
+        })
+        features.update(extra)
+        row_cand.append((crow, len(candidates)))
+        candidates.append(Candidate(
+            id=cid, kind="false_merge", location_nm=(math.nan,) * 3, segments=(s,),
+            supervoxels=tuple(int(x) for x in src), sinks=tuple(int(x) for x in snk), source=source,
+            features=features, impact=float(min(n_src, n_snk)),
+        ))
+
+    for k_seg, s in enumerate(seg_ids.tolist()):
+        if seg_nsv[k_seg] < 2 or seg_size[k_seg] < min_voxels or s == 0:
+            continue
+        members = st.members(s)
+        links = _last_merges(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, weakest_links)
+        for rank, (score, side_a, side_b) in enumerate(links):
+            add_cut(s, st.ids[side_a], st.ids[side_b], source="merge-tree", cid=f"fm-{s}-{rank}",
+                    extra={"merge_score": float(score), "merge_rank": float(rank)})
+
+    if skeletons:
+        for s, kind_name, side_a, side_b, extra in _skeleton_anomalies(pr, skeletons, seg_ids[seg_nsv >= 2]):
+            add_cut(s, side_a, side_b, source="skeleton-anomaly", cid=f"fm-{s}-{kind_name}", extra=extra)
+
+    if skeletons:
+        _add_skeleton_features(pr, candidates, pair_index, skeletons, max_endpoint_distance_nm)
+
+    _locate(pr, candidates, row_cand, vs, off)
+    candidates.sort(key=lambda c: c.kind != "false_split")
+    return candidates
+
+
+def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int):
+    """The last ``k`` merges of a segment's history: ``(score, side_a, side_b)`` positions, latest first.
+
+    Re-agglomerates the segment's internal region-graph edges by
+    contact-weighted mean boundary. If those edges leave it in several
+    pieces (a manual link holds it together), the link between pieces comes
+    first, with score 1 (nothing in the image supports it).
+    """
+    import heapq
+
+    index = {int(p): i for i, p in enumerate(members.tolist())}
+    n = members.size
+    regions: list[list[int]] = [[i] for i in range(n)]
+    adj: list[dict | None] = [{} for _ in range(n)]
+    heap = []
+    for r in rows.tolist():
+        a, b = index[int(u[r])], index[int(v[r])]
+        ar = float(area[r]) if area[r] > 0 else 1.0
+        e = [float(mean[r]) * ar, ar]
+        adj[a][b] = e
+        adj[b][a] = e
+        heap.append((e[0] / e[1], a, b))
+    heapq.heapify(heap)
+    history = []
+    while heap:
+        s, a, b = heapq.heappop(heap)
+        adj_a, adj_b = adj[a], adj[b]
+        if adj_a is None or adj_b is None:
+            continue
+        e = adj_a.get(b)
+        if e is None or e[0] / e[1] != s:
+            continue
+        if len(adj_a) < len(adj_b):
+            a, b, adj_a, adj_b = b, a, adj_b, adj_a
+        history.append((s, list(regions[a]), list(regions[b])))
+        regions[a] = regions[a] + regions[b]
+        regions[b] = []
+        del adj_a[b]
+        del adj_b[a]
+        for c, eb in adj_b.items():
+            adj_c = adj[c]
+            del adj_c[b]
+            ea = adj_a.get(c)
+            if ea is None:
+                adj_a[c] = eb
+                adj_c[a] = eb
+                heapq.heappush(heap, (eb[0] / eb[1], a, c))
+            else:
+                ea[0] += eb[0]
+                ea[1] += eb[1]
+                heapq.heappush(heap, (ea[0] / ea[1], a, c))
+        adj[b] = None
+    pieces = [r for r in regions if r]
+    out = []
+    if len(pieces) > 1:
+        out.append((1.0, pieces[0], [p for r in pieces[1:] for p in r]))
+    for s, ra, rb in reversed(history):
+        if len(out) >= k:
+            break
+        out.append((s, ra, rb))
+    return [(s, members[np.asarray(a)], members[np.asarray(b)]) for s, a, b in out[:k]]
+
+
+def _locate(pr, candidates: list[Candidate], row_cand, vs: np.ndarray, off: np.ndarray) -> None:
+    """Set each candidate's location: its contact's face nearest to the contact's centroid."""
+    n_rows = pr.state.rag_u.size
+    pairs_r = [r for r, _ in row_cand]
+    pairs_c = [np.full(r.size, c, np.int64) for r, c in row_cand]
+    row_of = np.concatenate(pairs_r) if pairs_r else np.empty(0, np.int64)
+    cand_of = np.concatenate(pairs_c) if pairs_c else np.empty(0, np.int64)
+    order = np.argsort(row_of, kind="stable")
+    row_of, cand_of = row_of[order], cand_of[order]
+    want = np.zeros(n_rows, bool)
+    want[row_of] = True
+    count, total = row_centroids(pr, want)
+    n = len(candidates)
+    c_count = np.bincount(cand_of, weights=count[row_of], minlength=n)
+    targets = np.zeros((n, 3))
+    for d in range(3):
+        targets[:, d] = np.bincount(cand_of, weights=total[row_of, d], minlength=n)
+    targets /= np.maximum(c_count, 1)[:, None]
+    best = nearest_faces(pr, want, row_of, cand_of, targets)
+    for i, c in enumerate(candidates):
+        if not np.isnan(c.location_nm[0]):
+            continue  # placed already (skeleton end point)
+        if best[i, 0] >= 0:
+            c.location_nm = tuple(float(x) for x in off + best[i] * vs)
+        else:
+            c.location_nm = _fallback_location(pr, c)
+
+
+def _fallback_location(pr, c: Candidate) -> tuple[float, float, float]:
+    """A voxel of the candidate's first supervoxel (a candidate whose cut has no face: a manual link)."""
+    arr = pr.supervoxel_volume().levels[0].array
+    lv = pr.supervoxel_volume().levels[0]
+    target = np.uint64(c.supervoxels[0])
+    for z in range(arr.shape[0]):
+        hit = np.argwhere(np.asarray(arr[z]) == target)
+        if hit.size:
+            idx = np.array([z, *hit[hit.shape[0] // 2]], np.float64)
+            return tuple(float(x) for x in np.asarray(lv.offset) + idx * np.asarray(lv.voxel_size))
+    return (math.nan,) * 3
+
+
+def _add_skeleton_features(pr, candidates, pair_index, skeletons, max_dist) -> None:
+    """End-point distance and direction cosine for false splits; end-point candidates for pairs without contact."""
+    from scipy.spatial import cKDTree
+
+    ends = {}
+    trees = {}
+    for sid, sk in skeletons.items():
+        verts = np.asarray(sk.vertices_nm, np.float64).reshape(-1, 3)
+        if verts.shape[0] == 0:
+            continue
+        trees[int(sid)] = cKDTree(verts)
+        idx = np.asarray(sk.endpoints(), np.int64)
+        dirs = np.asarray(sk.endpoint_directions(), np.float64).reshape(-1, 3) if idx.size else np.empty((0, 3))
+        ends[int(sid)] = (verts[idx], dirs)
+    if not trees:
+        return
+    all_ids = np.array(sorted(trees), np.int64)
+    all_verts = np.concatenate([trees[s].data for s in all_ids])
+    owner = np.repeat(all_ids, [trees[s].n for s in all_ids])
+    big = cKDTree(all_verts)
+    # Best (distance, cosine, end point, other point) per segment pair.
+    best: dict[tuple[int, int], tuple[float, float, np.ndarray, np.ndarray]] = {}
+    for sid, (pts, dirs) in ends.items():
+        for p, d in zip(pts, dirs, strict=True):
+            for j in big.query_ball_point(p, max_dist):
+                other = int(owner[j])
+                if other == sid:
+                    continue
+                q = all_verts[j]
+                dist = float(np.linalg.norm(q - p))
+                key = (min(sid, other), max(sid, other))
+                cos = math.nan
+                other_ends = ends.get(other)
+                if other_ends is not None and other_ends[0].shape[0]:
+                    k = int(np.argmin(((other_ends[0] - p) ** 2).sum(axis=1)))
+                    # Two ends that continue each other point at each other: d ≈ -d_other.
+                    cos = float(-np.dot(d, other_ends[1][k]))
+                if key not in best or dist < best[key][0]:
+                    best[key] = (dist, cos, p, q)
+    for key, (dist, cos, p, q) in best.items():
+        if key in pair_index:
+            c = candidates[pair_index[key]]
+            c.features["endpoint_distance_nm"] = dist
+            c.features["direction_cosine"] = cos
+            continue
+        sa, sb = key
+        if not (pr.state.has_segment(sa) and pr.state.has_segment(sb)):
+            continue
+        sv_a, sv_b = _supervoxel_near(pr, sa, p, q), _supervoxel_near(pr, sb, q, p)
+        na = int(pr.rag.node_sizes[pr.rag.node_index(pr.segment_supervoxels(sa))].sum())
+        nb = int(pr.rag.node_sizes[pr.rag.node_index(pr.segment_supervoxels(sb))].sum())
+        skel_small = min(skeletons[sa].path_length_nm, skeletons[sb].path_length_nm)
+        feats = dict.fromkeys(SPLIT_FEATURES, math.nan)
+        feats.update({
+            "contact_area": 0.0, "n_edges": 0.0,
+            "log_size_small": math.log10(max(min(na, nb), 1)), "log_size_large": math.log10(max(na, nb, 1)),
+            "size_ratio": min(na, nb) / max(na, nb, 1),
+            "endpoint_distance_nm": dist, "direction_cosine": cos,
+        })
+        mid = tuple(float(x) for x in (p + q) / 2)
+        # Appended (indices of the located candidates must not move); sorted by kind at the end.
+        candidates.append(Candidate(
+            id=f"fs-{sa}-{sb}", kind="false_split", location_nm=mid, segments=(sa, sb),
+            supervoxels=(sv_a, sv_b), source="skeleton-endpoint", features=feats, impact=float(skel_small),
+        ))
+    for c in candidates:
+        if c.kind == "false_split":
+            lengths = [skeletons[s].path_length_nm for s in c.segments if s in skeletons]
+            if len(lengths) == 2:
+                c.impact = float(min(lengths))
+        else:
+            sk = skeletons.get(c.segments[0])
+            if sk is not None:
+                frac = c.features["size_ratio"] / (1.0 + c.features["size_ratio"])
+                c.impact = float(sk.path_length_nm * frac)
+
+
+def _supervoxel_near(pr, segment: int, point, toward) -> int:
+    """A supervoxel of ``segment`` at ``point`` (nm), else its largest one."""
+    try:
+        sv = pr.supervoxel_at(point)
+        if sv and pr.segment_of(sv) == segment:
+            return int(sv)
+    except InputError:
+        pass
+    svs = pr.segment_supervoxels(segment)
+    sizes = pr.rag.node_sizes[pr.rag.node_index(svs)]
+    return int(svs[int(np.argmax(sizes))])
+
+
+def simple_score(c: Candidate) -> float:
+    """A fixed likelihood-of-error score: 1 - boundary mean for a false split, the merge score for a false merge."""
+    if c.kind == "false_split":
+        b = c.features.get("boundary_mean", math.nan)
+        return 1.0 - b if not math.isnan(b) else 0.0
+    return float(c.features.get("merge_score", 0.0))
+
+
+def _skeleton_anomalies(pr, skeletons: Mapping, segments, *, neck_ratio: float = 0.35,
+                        sharp_angle_deg: float = 60.0, reach_nm: float = 200.0, seeds_per_side: int = 64):
+    """Thin necks and sharp or crowded branch points of the skeletons of multi-supervoxel segments.
+
+    Yields ``(segment, name, source supervoxels, sink supervoxels, features)``:
+
+    * a **thin neck**: the thinnest vertex of degree 2 whose radius is below
+      ``neck_ratio`` × the skeleton's median radius; the sides are the
+      skeleton on either side of it;
+    * a **sharp branch**: at a branch point, the branch left over when the
+      two most opposite branches are taken as the through-going path, when it
+      meets another branch at less than ``sharp_angle_deg``; X-junctions
+      (degree ≥ 4) are reported with the same cut (the odd branch vs the rest).
+
+    A side's seeds are the supervoxels of the segment that hold more of its
+    skeleton vertices than of the other side's (up to ``seeds_per_side``
+    vertices sampled along each side).
+    """
+    wanted = {int(s) for s in np.asarray(segments).tolist()}
+    for sid, sk in skeletons.items():
+        if int(sid) in wanted and pr.state.has_segment(int(sid)):
+            yield from _anomalies_of(pr, int(sid), sk, neck_ratio=neck_ratio, sharp_angle_deg=sharp_angle_deg,
+                                     reach_nm=reach_nm, seeds_per_side=seeds_per_side)
+
+
+def _anomalies_of(pr, sid: int, sk, *, neck_ratio, sharp_angle_deg, reach_nm, seeds_per_side):
+    """The anomalies of one segment's skeleton (see :func:`_skeleton_anomalies`)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components, dijkstra
+
+    verts = np.asarray(sk.vertices_nm, np.float64).reshape(-1, 3)
+    edges = np.asarray(sk.edges, np.int64).reshape(-1, 2)
+    n = verts.shape[0]
+    if n < 3 or edges.shape[0] == 0:
+        return
+    lengths = np.linalg.norm(verts[edges[:, 0]] - verts[edges[:, 1]], axis=1) + 1e-6
+    deg = np.bincount(edges.ravel(), minlength=n)
+    radii = np.asarray(sk.radii_nm, np.float64).reshape(-1)
+
+    def sides_without(vertex: int):
+        keep = (edges[:, 0] != vertex) & (edges[:, 1] != vertex)
+        e = edges[keep]
+        g = coo_matrix((np.ones(e.shape[0]), (e[:, 0], e[:, 1])), shape=(n, n))
+        return connected_components(g, directed=False)[1]
+
+    def votes(members: np.ndarray) -> dict[int, int]:
+        """Vertices per supervoxel of the segment, over up to ``seeds_per_side`` vertices spread along a side."""
+        if members.size > seeds_per_side:
+            members = members[np.linspace(0, members.size - 1, seeds_per_side).astype(np.int64)]
+        out: dict[int, int] = {}
+        for vtx in members.tolist():
+            try:
+                sv = pr.supervoxel_at(verts[vtx])
+            except InputError:
+                continue
+            if sv and pr.segment_of(sv) == sid:
+                out[int(sv)] = out.get(int(sv), 0) + 1
+        return out
+
+    graph = coo_matrix((np.r_[lengths, lengths], (np.r_[edges[:, 0], edges[:, 1]],
+                                                  np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n)).tocsr()
+    found = []
+    if radii.size == n and np.isfinite(radii).all() and np.median(radii) > 0:
+        med = float(np.median(radii))
+        inner = np.flatnonzero((deg == 2) & (radii < neck_ratio * med))
+        # The thinnest neck with at least ``reach_nm`` of skeleton on both
+        # sides: tips taper, and cutting off a tip is no merge error.
+        for v in inner[np.argsort(radii[inner], kind="stable")][:20].tolist():
+            comp = sides_without(v)
+            a, b = [int(x) for x in np.flatnonzero(graph[v].toarray().ravel() > 0)[:2]]
+            on_a = (comp[edges[:, 0]] == comp[a]) & (comp[edges[:, 1]] == comp[a])
+            on_b = (comp[edges[:, 0]] == comp[b]) & (comp[edges[:, 1]] == comp[b])
+            if lengths[on_a].sum() >= reach_nm and lengths[on_b].sum() >= reach_nm:
+                found.append(("neck", v, comp == comp[a], comp == comp[b],
+                              {"neck_radius_ratio": float(radii[v] / med)}))
+                break
+    for v in np.flatnonzero(deg >= 3).tolist():
+        comp = sides_without(v)
+        nbrs = np.flatnonzero(graph[v].toarray().ravel() > 0)
+        dist = dijkstra(graph, indices=v, limit=reach_nm)
+        dirs = []
+        for nb in nbrs.tolist():
+            near = (comp == comp[nb]) & np.isfinite(dist)
+            d = verts[near].mean(axis=0) - verts[v]
+            dirs.append(d / max(np.linalg.norm(d), 1e-9))
+        dirs = np.asarray(dirs)
+        cos = dirs @ dirs.T
+        np.fill_diagonal(cos, np.inf)
+        i, j = np.unravel_index(np.argmin(cos), cos.shape)  # the through-going pair
+        others = [k for k in range(len(nbrs)) if k not in (i, j)]
+        np.fill_diagonal(cos, -np.inf)
+        odd = max(others, key=lambda k: cos[k].max())
+        angle = float(np.degrees(np.arccos(np.clip(cos[odd].max(), -1, 1))))
+        if angle < sharp_angle_deg or len(nbrs) >= 4:
+            side = comp == comp[nbrs[odd]]
+            found.append(("branch", v, side, ~side & (np.arange(n) != v),
+                          {"branch_angle_deg": angle, "junction_degree": float(len(nbrs))}))
+    for k, (name, _v, side_a, side_b, extra) in enumerate(found):
+        # A supervoxel seeds the side most of its vertices are on (ties: neither).
+        va, vb = votes(np.flatnonzero(side_a)), votes(np.flatnonzero(side_b))
+        src = sorted(x for x in va if va[x] > vb.get(x, 0))
+        snk = sorted(x for x in vb if vb[x] > va.get(x, 0))
+        if src and snk:
+            yield sid, f"{name}{k}", src, snk, extra

@@ -1,0 +1,306 @@
+"""Ground truth for candidates: the true errors of a segmentation, the right answer to each candidate, recall.
+
+Definitions (those of the issue):
+
+* **merge error**: a segment overlapping two or more ground-truth bodies with
+  at least ``min_voxels`` voxels each;
+* **split error**: a ground-truth body overlapping two or more segments with
+  at least ``min_voxels`` voxels each.
+
+Ground-truth label 0 is ignored (unlabelled), and so is segment 0 (background).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from napari_connectome.candidates.model import Candidate
+from napari_connectome.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrueError:
+    """One error of a segmentation against its ground truth.
+
+    Attributes
+    ----------
+    kind
+        ``"merge"`` (one segment holds several bodies) or ``"split"`` (one
+        body lies in several segments).
+    segments
+        Merge: the segment. Split: the segments holding ``≥ min_voxels`` of the body.
+    bodies
+        Merge: the bodies with ``≥ min_voxels`` in the segment. Split: the body.
+    overlap
+        Voxels of each (segment, body) pair named above.
+    body_supervoxels
+        Merge errors, when supervoxels were given: ``body → {supervoxel: voxels}``
+        inside the segment, to tell whether a cut separates the bodies.
+    all_segments
+        Split errors: every segment overlapping the body (small ones too),
+        through which candidates may connect the big pieces.
+    """
+
+    kind: Literal["merge", "split"]
+    segments: tuple[int, ...]
+    bodies: tuple[int, ...]
+    overlap: dict = field(default_factory=dict, compare=False, hash=False)
+    body_supervoxels: dict = field(default_factory=dict, compare=False, hash=False)
+    all_segments: tuple[int, ...] = ()
+
+
+def _check_same_shape(a: np.ndarray, b: np.ndarray, what_a: str, what_b: str) -> None:
+    if a.shape != b.shape:
+        raise InputError(what_b, f"shape {b.shape} differs from the {what_a}'s {a.shape}")
+
+
+def _pairs(x: np.ndarray, y: np.ndarray, mask: np.ndarray):
+    """Unique ``(x, y)`` pairs under ``mask`` with their voxel counts."""
+    xv = x[mask].astype(np.uint64)
+    yv = y[mask].astype(np.uint64)
+    if xv.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    pair = np.stack([xv, yv], axis=1)
+    uniq, count = np.unique(pair, axis=0, return_counts=True)
+    return uniq[:, 0].astype(np.int64), uniq[:, 1].astype(np.int64), count.astype(np.int64)
+
+
+def true_errors(seg: np.ndarray, gt: np.ndarray, *, min_voxels: int = 1000,
+                supervoxels: np.ndarray | None = None) -> list[TrueError]:
+    """The merge and split errors of ``seg`` against ``gt``.
+
+    Parameters
+    ----------
+    seg, gt
+        Segment ids and ground-truth body ids per voxel (same shape).
+    min_voxels
+        Overlap a (segment, body) pair needs to count.
+    supervoxels
+        The supervoxel of every voxel; with it, merge errors record which
+        supervoxels hold each body (needed by :func:`candidate_recall`).
+
+    Returns
+    -------
+    list[TrueError]
+        Merge errors (by segment id), then split errors (by body id).
+    """
+    seg = np.asarray(seg)
+    gt = np.asarray(gt)
+    _check_same_shape(seg, gt, "segmentation", "ground truth")
+    mask = (gt != 0) & (seg != 0)
+    s, b, n = _pairs(seg, gt, mask)
+    big = n >= min_voxels
+    out: list[TrueError] = []
+    sv_counts: dict[tuple[int, int], dict[int, int]] = {}
+    merge_segs = [int(x) for x, k in zip(*np.unique(s[big], return_counts=True), strict=True) if k >= 2]
+    if supervoxels is not None and merge_segs:
+        supervoxels = np.asarray(supervoxels)
+        _check_same_shape(seg, supervoxels, "segmentation", "supervoxels")
+        m2 = mask & np.isin(seg, np.asarray(merge_segs, dtype=seg.dtype))
+        key_seg = seg[m2].astype(np.int64)
+        sv_v = supervoxels[m2].astype(np.int64)
+        gt_v = gt[m2].astype(np.int64)
+        trip, cnt = np.unique(np.stack([key_seg, gt_v, sv_v], axis=1), axis=0, return_counts=True)
+        for (ks, kb, ksv), c in zip(trip.tolist(), cnt.tolist(), strict=True):
+            sv_counts.setdefault((ks, kb), {})[ksv] = c
+    for sid in merge_segs:
+        sel = big & (s == sid)
+        bodies = tuple(int(x) for x in b[sel])
+        out.append(TrueError(
+            "merge", (sid,), bodies, overlap={(sid, bb): int(c) for bb, c in zip(bodies, n[sel].tolist(), strict=True)},
+            body_supervoxels={bb: sv_counts.get((sid, bb), {}) for bb in bodies},
+        ))
+    split_bodies = [int(x) for x, k in zip(*np.unique(b[big], return_counts=True), strict=True) if k >= 2]
+    for bid in split_bodies:
+        sel = big & (b == bid)
+        segs = tuple(int(x) for x in s[sel])
+        out.append(TrueError(
+            "split", segs, (bid,), overlap={(ss, bid): int(c) for ss, c in zip(segs, n[sel].tolist(), strict=True)},
+            all_segments=tuple(int(x) for x in s[b == bid]),
+        ))
+    return out
+
+
+def _sv_body_counts(proofreader, gt: np.ndarray):
+    """Contingency of the current supervoxels with ``gt``: ``(sv ids, body ids, voxels)``."""
+    vol = proofreader.supervoxel_volume()
+    lv = vol.levels[0]
+    if tuple(gt.shape) != tuple(lv.shape):
+        raise InputError("ground truth", f"shape {tuple(gt.shape)} differs from the project's {tuple(lv.shape)}")
+    sv = np.asarray(lv.array[:, :, :])
+    return _pairs(sv, gt, (gt != 0) & (sv != 0))
+
+
+def _majority(svs, sv_ids, body_ids, counts) -> int:
+    """The ground-truth body with most voxels in a set of supervoxels (0 if none)."""
+    sel = np.isin(sv_ids, np.asarray(svs, dtype=np.int64))
+    if not sel.any():
+        return 0
+    bodies, inv = np.unique(body_ids[sel], return_inverse=True)
+    total = np.bincount(inv, weights=counts[sel])
+    return int(bodies[int(np.argmax(total))])
+
+
+def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray) -> np.ndarray:
+    """The right answer to every candidate, from ground truth: True = do the proposed edit.
+
+    A false split (merge) is right when both segments' majority bodies are
+    the same; a false merge (split) when the source side's and the sink
+    side's majority bodies differ. A piece with no ground truth (all 0)
+    makes the answer False: nothing supports the edit.
+
+    Raises
+    ------
+    InputError
+        ``gt`` has another shape than the project's supervoxels.
+    """
+    gt = np.asarray(gt)
+    sv_ids, body_ids, counts = _sv_body_counts(proofreader, gt)
+    out = np.zeros(len(candidates), dtype=bool)
+    for i, c in enumerate(candidates):
+        if c.kind == "false_split":
+            try:
+                a, b = (_majority(proofreader.segment_supervoxels(s).astype(np.int64), sv_ids, body_ids, counts)
+                        for s in c.segments[:2])
+            except InputError:
+                continue  # a segment an edit has replaced since
+            out[i] = a != 0 and a == b
+        else:
+            a = _majority(list(c.supervoxels), sv_ids, body_ids, counts)
+            b = _majority(list(c.sinks), sv_ids, body_ids, counts)
+            out[i] = a != 0 and b != 0 and a != b
+    return out
+
+
+def _separates(c: Candidate, body_svs: dict) -> bool:
+    """Whether a candidate's cut puts most of two of the bodies on opposite sides."""
+    src = set(c.supervoxels)
+    snk = set(c.sinks)
+    sides = []
+    for counts in body_svs.values():
+        on_src = sum(n for sv, n in counts.items() if sv in src)
+        on_snk = sum(n for sv, n in counts.items() if sv in snk)
+        sides.append(1 if on_src > on_snk else 2 if on_snk > on_src else 0)
+    return 1 in sides and 2 in sides
+
+
+def candidate_recall(candidates: list[Candidate], errors: list[TrueError], *,
+                     labels: np.ndarray | None = None, scores: np.ndarray | None = None,
+                     k: int = 50) -> dict:
+    """Fraction of the true errors that the candidates cover.
+
+    * A split error (body split into segments s1 … sn) is covered when the
+      false-split candidates between segments of that body (small pieces
+      included) connect s1 … sn.
+    * A merge error (segment s holding bodies b1 … bn) is covered when a
+      false-merge candidate on s has a cut that puts most of two of those
+      bodies on opposite sides (needs ``true_errors(..., supervoxels=...)``).
+
+    Parameters
+    ----------
+    labels, scores
+        With both: also ``precision_at_k`` = fraction of right candidates
+        among the ``k`` highest scores.
+
+    Returns
+    -------
+    dict
+        ``merge_errors``, ``merge_covered``, ``merge_recall``,
+        ``split_errors``, ``split_covered``, ``split_recall``, ``recall``
+        (both kinds together; NaN where there is no error), ``n_candidates``,
+        ``merge_errors_graph`` and ``merge_recall_graph`` (merge errors that
+        a cut between supervoxels can fix at all, see :func:`graph_fixable`),
+        ``uncovered`` (the errors not covered), and ``precision_at_k``, ``k``
+        when asked.
+    """
+    by_segment: dict[int, list[Candidate]] = {}
+    split_pairs = []
+    for c in candidates:
+        if c.kind == "false_merge":
+            by_segment.setdefault(int(c.segments[0]), []).append(c)
+        else:
+            split_pairs.append((int(c.segments[0]), int(c.segments[1])))
+    merge_n = merge_ok = split_n = split_ok = graph_n = graph_ok = 0
+    uncovered = []
+    for e in errors:
+        if e.kind == "merge":
+            merge_n += 1
+            hit = any(_separates(c, e.body_supervoxels) for c in by_segment.get(e.segments[0], []))
+            merge_ok += hit
+            if graph_fixable(e):
+                graph_n += 1
+                graph_ok += hit
+        else:
+            split_n += 1
+            hit = _connected(e.segments, set(e.all_segments) | set(e.segments), split_pairs)
+            split_ok += hit
+        if not hit:
+            uncovered.append(e)
+
+    def frac(a, b):
+        return a / b if b else float("nan")
+
+    out = {
+        "n_candidates": len(candidates),
+        "merge_errors": merge_n, "merge_covered": merge_ok, "merge_recall": frac(merge_ok, merge_n),
+        "split_errors": split_n, "split_covered": split_ok, "split_recall": frac(split_ok, split_n),
+        "recall": frac(merge_ok + split_ok, merge_n + split_n),
+        "merge_errors_graph": graph_n, "merge_recall_graph": frac(graph_ok, graph_n),
+        "uncovered": uncovered,
+    }
+    if labels is not None and scores is not None:
+        out.update(precision_at(labels, scores, k=k), k=k)
+    return out
+
+
+def graph_fixable(error: TrueError) -> bool:
+    """Whether a merge error can be fixed by cutting between supervoxels at all.
+
+    It can when giving every supervoxel of the segment to its majority body
+    (the best cut there is) puts most of two of the bodies on opposite
+    sides; it cannot when a body lies inside a supervoxel that mostly
+    belongs to another (only a split inside that supervoxel fixes it).
+    """
+    if error.kind != "merge":
+        return True
+    owner: dict[int, tuple[int, int]] = {}
+    for body, counts in error.body_supervoxels.items():
+        for sv, n in counts.items():
+            if sv not in owner or n > owner[sv][1]:
+                owner[sv] = (body, n)
+    homes = 0
+    for body, counts in error.body_supervoxels.items():
+        own = sum(n for sv, n in counts.items() if owner[sv][0] == body)
+        homes += own * 2 > sum(counts.values())
+    return homes >= 2
+
+
+def precision_at(labels: np.ndarray, scores: np.ndarray, *, k: int = 50) -> dict:
+    """``{"precision_at_k": …}``: right candidates among the ``k`` highest scores (ties: candidate order)."""
+    labels = np.asarray(labels, bool)
+    scores = np.asarray(scores, np.float64)
+    if labels.shape != scores.shape:
+        raise InputError("scores", f"{scores.shape[0]} scores for {labels.shape[0]} labels")
+    if labels.size == 0:
+        return {"precision_at_k": float("nan")}
+    top = np.argsort(-scores, kind="stable")[:k]
+    return {"precision_at_k": float(labels[top].mean())}
+
+
+def _connected(targets, allowed: set, pairs) -> bool:
+    parent = {s: s for s in allowed}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        if a in parent and b in parent:
+            parent[find(a)] = find(b)
+    roots = {find(s) for s in targets}
+    return len(roots) == 1

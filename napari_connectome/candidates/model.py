@@ -1,0 +1,69 @@
+"""What a candidate error is: where, what is involved, what edit would fix it, its features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+CandidateKind = Literal["false_split", "false_merge"]
+
+
+@dataclass
+class Candidate:
+    """A place where the segmentation is probably wrong, with the edit that would fix it.
+
+    Attributes
+    ----------
+    id
+        Stable identifier within one candidate set (e.g. ``"fs-12-87"``).
+    kind
+        ``"false_split"`` (two segments that should be one: the edit merges)
+        or ``"false_merge"`` (one segment that should be two: the edit splits).
+    location_nm
+        The decision point (z, y, x) in nm: where the proofreader looks.
+    segments
+        Segment ids involved (two for a false split, one for a false merge).
+    supervoxels
+        For a false split: the two supervoxels to merge (one on each side).
+        For a false merge: the supervoxels on the source side of the cut.
+    sinks
+        For a false merge: the supervoxels on the sink side of the cut; empty
+        for a false split.
+    source
+        What produced it (``"graph-contact"``, ``"skeleton-endpoint"``,
+        ``"merge-tree"``, ``"skeleton-anomaly"``, ...).
+    features
+        Numeric features for the ranker (name → value); every candidate of
+        one set has the same names.
+    impact
+        What the edit would fix, for expected-benefit ranking (nm of path
+        length, or voxels when no skeleton exists).
+    """
+
+    id: str
+    kind: CandidateKind
+    location_nm: tuple[float, float, float]
+    segments: tuple[int, ...]
+    supervoxels: tuple[int, ...]
+    sinks: tuple[int, ...] = ()
+    source: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    impact: float = 0.0
+
+    @property
+    def proposes_merge(self) -> bool:
+        return self.kind == "false_split"
+
+
+def feature_matrix(candidates: list[Candidate], names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Stack the candidates' features as a float array (missing values → NaN)."""
+    if names is None:
+        names = sorted({k for c in candidates for k in c.features})
+    x = np.full((len(candidates), len(names)), np.nan, dtype=np.float64)
+    for i, c in enumerate(candidates):
+        for j, n in enumerate(names):
+            if n in c.features:
+                x[i, j] = c.features[n]
+    return x, names
