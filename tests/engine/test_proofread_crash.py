@@ -46,9 +46,14 @@ def _trial(project_dir: Path, seed: int, rng: np.random.Generator) -> dict:
     try:
         first = child.stdout.readline().decode()
         assert first.startswith("ready"), (first, child.stderr.read().decode()[-2000:])
-        time.sleep(float(rng.uniform(0.0, 0.3)))
+        # Let the child commit a random number of edits, then kill it a random
+        # fraction of an edit later: the kill lands anywhere inside an edit, and
+        # how many edits a trial covers does not depend on how loaded the machine is.
+        seen = b"".join(child.stdout.readline() for _ in range(int(rng.integers(0, 12))))
+        time.sleep(float(rng.uniform(0.0, 0.02)))
         os.kill(child.pid, signal.SIGKILL)
         out, _ = child.communicate(timeout=30)
+        out = seen + out
     finally:
         if child.poll() is None:
             child.kill()
