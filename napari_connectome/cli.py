@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("gt", help="the ground-truth volume (label 0 is ignored)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--objects", type=int, default=0, metavar="N", help="also list the N worst split and merged bodies")
+
+    p = sub.add_parser("simulate", help="a simulated proofreader answering ranked candidates from ground truth")
+    p.add_argument("dir", help="the project folder (its edit log is never touched: the run works on a copy)")
+    p.add_argument("--gt", required=True, help="ground-truth volume, same shape and voxel size as the project")
+    p.add_argument("--strategy", default="active", help="random, size, static or active; several comma-separated")
+    p.add_argument("--decisions", type=int, default=100, help="yes/no decisions to simulate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help='print {"strategy": …, "curve": [{decision, vi_split, vi_merge, minutes}, …]}')
+    p.add_argument("--plot", metavar="PNG", help="VI vs decisions and vs minutes, one curve per strategy")
+    p.add_argument("--csv", metavar="CSV", help="write the curves as CSV")
 
     p = sub.add_parser("log", help="export or merge a project's edit log")
     lsub = p.add_subparsers(dest="log_command", metavar="ACTION")
@@ -272,6 +283,24 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_simulate(args) -> int:
+    from napari_connectome.rank.simulate import run_simulation_cli
+
+    if args.decisions < 0:
+        raise InputError("--decisions", f"must be ≥ 0, got {args.decisions}")
+    run_simulation_cli(
+        args.dir,
+        gt=args.gt,
+        strategy=args.strategy,
+        decisions=args.decisions,
+        seed=args.seed,
+        as_json=args.json,
+        plot=args.plot,
+        csv_path=args.csv,
+    )
+    return 0
+
+
 def _cmd_log(args, parser) -> int:
     from napari_connectome.project import open_project
     from napari_connectome.proofread import export_change_log, merge_logs
@@ -347,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_agglomerate(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
+        if args.command == "simulate":
+            return _cmd_simulate(args)
         if args.command == "log":
             return _cmd_log(args, parser)
         return _cmd_gui(args)
@@ -358,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and friends: not an error
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (stderr must stay open until exit)
+        return 0
     except Exception as exc:  # a bug, not bad input: one line, and how to see more
         if args.debug:
             raise

@@ -136,3 +136,22 @@ def test_agglomerate_evaluate_and_log_export(tmp_path, capsys):
     assert {"operation_id", "timestamp", "user_id", "is_merge", "before_root_ids", "after_root_ids"} <= set(rows[0])
     assert rows[0]["user_id"] == "ana" and rows[0]["is_merge"] in (True, 1, "True", "true")
     assert main(["agglomerate", str(root), "--threshold", "3"]) == 2
+
+
+def test_simulate_prints_the_curve_json_and_refuses_mismatched_gt(tmp_path, capsys, shared_data):
+    sample = gala_fib_path()
+    root = tmp_path / "p"
+    assert main(["project", "create", str(root), "--raw", f"{sample}/raw",
+                 "--supervoxels", f"{sample}/supervoxels", "--boundaries", f"{sample}/boundaries"]) == 0
+    assert main(["agglomerate", str(root), "--threshold", "0.7", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(root), "--gt", f"{sample}/groundtruth", "--strategy", "size",
+                 "--decisions", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["strategy"] == "size"
+    assert [p["decision"] for p in result["curve"]] == [0, 1, 2, 3]
+    assert {"vi_split", "vi_merge", "minutes"} <= set(result["curve"][0])
+    # The snemi labels are 32 × 160 × 160, not the project's 50 × 100 × 200.
+    other = shared_data / "gala-snemi-mini" / "train-labels.tif"
+    assert main(["simulate", str(root), "--gt", str(other), "--decisions", "2"]) == 2
+    assert "shape" in capsys.readouterr().err

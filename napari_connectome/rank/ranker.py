@@ -1,0 +1,282 @@
+"""The error classifier behind the ranking: P(candidate is a real error) from its features.
+
+A gradient-boosted tree classifier (scikit-learn's
+``HistGradientBoostingClassifier``: missing features, NaN, are handled
+natively, so a candidate without skeleton features still scores), with
+probabilities calibrated by Platt scaling (``CalibratedClassifierCV``,
+sigmoid, 3-fold) once there are enough examples of both classes. It is
+trained on a *prior* set (our agglomeration's candidates on gala-fib train,
+labelled by its ground truth) and, while a proofreader works, retrained from
+scratch on prior + answers after every answer — small data, so a full refit
+takes a fraction of a second and avoids the drift of a warm start. Answers
+weigh more than prior examples (``answer_weight``): they come from this very
+volume.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from napari_connectome.candidates.model import Candidate, feature_matrix
+from napari_connectome.errors import InputError
+
+#: Columns the ranker derives from every candidate besides its own features.
+DERIVED = ("kind_is_false_split", "log_impact")
+#: Fewest examples of each class before probabilities are Platt-calibrated.
+MIN_PER_CLASS_TO_CALIBRATE = 6
+FILE_FORMAT = "napari-connectome-ranker"
+FILE_VERSION = 1
+
+
+def _derived(candidates: list[Candidate]) -> np.ndarray:
+    kind = np.array([1.0 if c.kind == "false_split" else 0.0 for c in candidates])
+    impact = np.array([float(c.impact) for c in candidates])
+    return np.column_stack([kind, np.log1p(np.maximum(impact, 0.0))]) if candidates else np.empty((0, 2))
+
+
+class _PlattCalibrated:
+    """A classifier refit on all data, its scores Platt-scaled on 3-fold out-of-fold scores.
+
+    scikit-learn's ``CalibratedClassifierCV`` does the same but costs several
+    times more per refit (its fold machinery), which breaks the < 1 s budget.
+    """
+
+    def __init__(self, base, *, seed: int) -> None:
+        self.base = base
+        self.seed = seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _PlattCalibrated:
+        from sklearn.base import clone
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        oof = np.empty(y.size)
+        for train, held in StratifiedKFold(3, shuffle=True, random_state=self.seed).split(x, y):
+            part = clone(self.base).fit(x[train], y[train])
+            oof[held] = part.decision_function(x[held])
+        self.platt = LogisticRegression(C=1e4).fit(oof[:, None], y)
+        self.base.fit(x, y)
+        self.classes_ = self.platt.classes_
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.platt.predict_proba(self.base.decision_function(x)[:, None])
+
+
+class Ranker:
+    """Calibrated P(error) over candidate features, retrainable after every answer.
+
+    Parameters
+    ----------
+    feature_names
+        Candidate feature names, in column order; None: taken from the
+        candidates given to :meth:`fit_candidates`.
+    answer_weight
+        Weight of a proofreader's answer relative to one prior example
+        (rounded to a whole number of repetitions).
+    max_iter
+        Boosting iterations (bounded so that a refit stays well under 1 s).
+    seed
+        Random state of the classifier and the calibration folds.
+    """
+
+    def __init__(self, *, feature_names: list[str] | None = None, answer_weight: float = 5.0,
+                 max_iter: int = 60, seed: int = 0) -> None:
+        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.answer_weight = float(answer_weight)
+        self.max_iter = int(max_iter)
+        self.seed = int(seed)
+        self._x0 = np.empty((0, 0))
+        self._y0 = np.empty(0, bool)
+        self._xa: list[np.ndarray] = []
+        self._ya: list[bool] = []
+        self._model = None
+        self._constant = 0.5
+        self._usable = np.empty(0, np.int64)
+        self.training_info: dict = {}
+
+    # ------------------------------------------------------------ features
+    @property
+    def columns(self) -> list[str]:
+        """Every column of :meth:`featurize`'s matrix."""
+        if self.feature_names is None:
+            raise InputError("ranker", "has no feature names yet; fit it first")
+        return [*self.feature_names, *DERIVED]
+
+    def featurize(self, candidates: list[Candidate]) -> np.ndarray:
+        """The ``(N, F)`` matrix the classifier sees: candidate features, then kind and log impact."""
+        if self.feature_names is None:
+            self.feature_names = sorted({k for c in candidates for k in c.features})
+        x, _ = feature_matrix(candidates, self.feature_names)
+        return np.hstack([x.reshape(len(candidates), len(self.feature_names)), _derived(candidates)])
+
+    # ------------------------------------------------------------ training
+    def fit(self, x, y) -> Ranker:
+        """Train on a prior set ``x`` ``(N, F)`` (columns as :attr:`columns`), ``y`` True = real error.
+
+        Forgets earlier answers.
+        """
+        x, y = self._check(x, y)
+        self._x0, self._y0 = x, y
+        self._xa, self._ya = [], []
+        self._refit()
+        return self
+
+    def fit_candidates(self, candidates: list[Candidate], labels) -> Ranker:
+        """:meth:`fit` on candidates and their ground-truth answers."""
+        if not candidates:
+            raise InputError("ranker", "no candidates to train on")
+        return self.fit(self.featurize(candidates), labels)
+
+    def partial_update(self, x, y) -> Ranker:
+        """Add answers (rows of ``x``, labels ``y``) and retrain on prior + all answers."""
+        x, y = self._check(np.atleast_2d(np.asarray(x, dtype=np.float64)), np.atleast_1d(y))
+        self._xa.extend(x)
+        self._ya.extend(bool(v) for v in y)
+        self._refit()
+        return self
+
+    update = partial_update
+
+    @property
+    def n_answers(self) -> int:
+        return len(self._ya)
+
+    def _check(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y).astype(bool).reshape(-1)
+        if x.ndim != 2:
+            raise InputError("ranker", f"features must be a 2D (candidates, features) array, got shape {x.shape}")
+        if x.shape[0] != y.size:
+            raise InputError("ranker", f"{x.shape[0]} feature rows but {y.size} labels")
+        n_cols = len(self.columns) if self.feature_names is not None else x.shape[1]
+        if self.feature_names is None:
+            self.feature_names = [f"f{i}" for i in range(x.shape[1] - len(DERIVED))]
+        if x.shape[1] != n_cols:
+            raise InputError("ranker", f"features have {x.shape[1]} columns, the ranker expects {n_cols}")
+        if np.isinf(x).any():
+            raise InputError("ranker", "features contain infinite values (use NaN for missing ones)")
+        return x, y
+
+    def _training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        n_cols = len(self.columns)
+        xa = np.asarray(self._xa, dtype=np.float64).reshape(len(self._xa), n_cols)
+        ya = np.asarray(self._ya, dtype=bool)
+        # Answers weigh by repetition, not sample_weight: scikit-learn's
+        # weighted binning is a Python loop that alone breaks the 1 s budget.
+        k = max(1, int(round(self.answer_weight)))
+        x = np.vstack([self._x0.reshape(-1, n_cols), np.repeat(xa, k, axis=0)])
+        y = np.concatenate([self._y0, np.repeat(ya, k)])
+        return x, y
+
+    def _refit(self) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
+
+        x, y = self._training_set()
+        # A column with fewer than two distinct values (e.g. skeleton features
+        # of a project without skeletons) carries nothing, and scikit-learn's
+        # binner rejects it.
+        self._usable = np.flatnonzero([np.unique(col[np.isfinite(col)]).size >= 2 for col in x.T])
+        x = x[:, self._usable]
+        n_pos, n_neg = int(y.sum()), int((~y).sum())
+        # Laplace-smoothed base rate: the honest answer while one class is unseen.
+        self._constant = (n_pos + 1.0) / (y.size + 2.0)
+        self.training_info = {"n_prior": int(self._y0.size), "n_answers": len(self._ya),
+                              "n_positive": n_pos, "n_negative": n_neg, "calibrated": False}
+        if n_pos == 0 or n_neg == 0:
+            self._model = None
+            return
+        base = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=0.1, max_leaf_nodes=15,
+            min_samples_leaf=max(2, min(20, y.size // 20)), l2_regularization=1.0,
+            early_stopping=False, random_state=self.seed,
+        )
+        # One thread: on small data OpenMP start-up and contention with other
+        # work cost more than they save, and the refit must stay < 1 s.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            if min(n_pos, n_neg) >= MIN_PER_CLASS_TO_CALIBRATE:
+                self._model = _PlattCalibrated(base, seed=self.seed).fit(x, y)
+                self.training_info["calibrated"] = True
+            else:
+                self._model = base.fit(x, y)
+
+    # ------------------------------------------------------------ prediction
+    def predict_proba(self, x) -> np.ndarray:
+        """P(real error) for each row of ``x`` (``(N,)`` float)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise InputError("ranker", f"features must be a 2D array, got shape {x.shape}")
+        if x.shape[0] == 0:
+            return np.empty(0)
+        if self.feature_names is not None and x.shape[1] != len(self.columns):
+            raise InputError("ranker", f"features have {x.shape[1]} columns, the ranker expects {len(self.columns)}")
+        if self._model is None:
+            return np.full(x.shape[0], self._constant)
+        from threadpoolctl import threadpool_limits
+
+        # Per-tree OpenMP start-up dominates on the few thousand rows ranked
+        # at a time (milliseconds per tree under load); one thread is faster.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            proba = self._model.predict_proba(x[:, self._usable])
+        classes = list(self._model.classes_)
+        return proba[:, classes.index(True)] if True in classes else np.zeros(x.shape[0])
+
+    def predict_candidates(self, candidates: list[Candidate]) -> np.ndarray:
+        return self.predict_proba(self.featurize(candidates))
+
+    def rank(self, candidates: list[Candidate]) -> np.ndarray:
+        """Indices of ``candidates``, most probable error first (ties: input order)."""
+        p = self.predict_candidates(candidates)
+        return np.argsort(-p, kind="stable")
+
+    # ------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the ranker (joblib; prior set included, answers dropped)."""
+        import joblib
+
+        path = Path(path)
+        state = {
+            "format": FILE_FORMAT, "version": FILE_VERSION, "feature_names": self.feature_names,
+            "answer_weight": self.answer_weight, "max_iter": self.max_iter, "seed": self.seed,
+            "x0": self._x0, "y0": self._y0, "training_info": self.training_info,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        joblib.dump(state, tmp, compress=3)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Ranker:
+        """Read a ranker written by :meth:`save` and refit it on its prior set.
+
+        Only the training arrays are stored (no pickled estimator), so the
+        file does not depend on the scikit-learn version; refitting is
+        deterministic (fixed seed).
+        """
+        import joblib
+
+        try:
+            state = joblib.load(path)
+        except Exception as exc:  # joblib raises many types for a damaged file
+            raise InputError(path, f"is not a readable ranker file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(state, dict) or state.get("format") != FILE_FORMAT:
+            raise InputError(path, "is not a napari-connectome ranker file")
+        if int(state.get("version", 0)) > FILE_VERSION:
+            raise InputError(path, f"ranker file version {state['version']} is newer than this program's {FILE_VERSION}")
+        r = cls(feature_names=state["feature_names"], answer_weight=state["answer_weight"],
+                max_iter=state["max_iter"], seed=state["seed"])
+        return r.fit(state["x0"], state["y0"])
+
+    def copy(self) -> Ranker:
+        """An independent ranker with the same prior set and answers."""
+        r = Ranker(feature_names=self.feature_names, answer_weight=self.answer_weight,
+                   max_iter=self.max_iter, seed=self.seed)
+        r._x0, r._y0 = self._x0.copy(), self._y0.copy()
+        r._xa, r._ya = [a.copy() for a in self._xa], list(self._ya)
+        r._model, r._constant, r._usable = self._model, self._constant, self._usable
+        r.training_info = dict(self.training_info)
+        return r

@@ -1,0 +1,363 @@
+"""The simulated proofreader: candidates in a strategy's order, answered from ground truth.
+
+Every decision: find the candidates of the current state, let the strategy
+order them, take the first one not asked before, answer it from the ground
+truth (a merge is right when both pieces' majority body is the same; a split
+is right when its cut separates bodies), apply an accepted edit through the
+:class:`~napari_connectome.proofread.Proofreader` (so it is in the edit log,
+``suggested_by="simulate:<strategy>"``), tell the strategy the answer, and
+record VI and the simulated minutes. Candidates are found again only after an
+accepted edit (a rejection changes nothing). Decision 0 is the starting state.
+
+The simulation never touches the project's own edit log: it works on a copy
+of the project's manifest and graph (the inputs are shared, read-only) in a
+scratch folder, kept when ``workdir`` is given.
+
+VI after each decision costs milliseconds at any volume size: the contingency
+table of ground truth against *supervoxels* is counted once, then relabelled
+through the current supervoxel → segment mapping
+(:meth:`~napari_connectome.metrics.Contingency.remap`). Only graph edits are
+applied (merges and min-cut splits between supervoxels), which keep the
+supervoxels unchanged, so that table stays exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from napari_connectome.errors import InputError
+from napari_connectome.rank.strategies import (
+    ActiveStrategy,
+    RandomStrategy,
+    Strategy,
+    build_strategy,
+    candidate_key,
+)
+from napari_connectome.rank.timing import TimeModel
+
+
+def open_groundtruth(project, gt_uri):
+    """Open ``gt_uri`` as labels and check it matches the project's supervoxels (shape, voxel size)."""
+    from napari_connectome.volume import open_volume
+
+    sv = project.open_input("supervoxels")
+    gt = open_volume(gt_uri, kind="labels")
+    if gt.voxel_size_assumed:
+        # The file stores no voxel size: it is taken to be the project's.
+        gt = open_volume(gt_uri, kind="labels", voxel_size=sv.levels[0].voxel_size)
+    sv_shape = tuple(int(s) for s in sv.levels[0].shape)
+    gt_shape = tuple(int(s) for s in gt.levels[0].shape)
+    if gt_shape != sv_shape:
+        raise InputError(gt_uri, f"ground truth shape {gt_shape} differs from the project's supervoxels {sv_shape}")
+    vs_sv = np.asarray(sv.levels[0].voxel_size, dtype=float)
+    vs_gt = np.asarray(gt.levels[0].voxel_size, dtype=float)
+    if not np.allclose(vs_sv, vs_gt, rtol=1e-6):
+        raise InputError(
+            gt_uri, f"ground truth voxel size {tuple(vs_gt.tolist())} nm differs from the project's "
+            f"{tuple(vs_sv.tolist())} nm",
+        )
+    return sv, gt
+
+
+def _sandbox(project, workdir: Path):
+    """A copy of the project (manifest + graph, no edit log) in ``workdir``."""
+    from napari_connectome.project import MANIFEST, open_project
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    if any(workdir.iterdir()):
+        raise InputError(workdir, "is not empty; the simulation needs a new folder")
+    shutil.copy2(project.root / MANIFEST, workdir / MANIFEST)
+    graph = project.component_path("graph")
+    if graph.is_dir():
+        shutil.copytree(graph, workdir / graph.relative_to(project.root))
+    copy = open_project(workdir)
+    copy.manifest.get("components", {}).pop("edit_log", None)
+    return copy
+
+
+def _strategy(strategy, seed: int, model) -> Strategy:
+    if isinstance(strategy, Strategy):
+        return strategy
+    config = {"name": strategy} if isinstance(strategy, str) else dict(strategy)
+    name = config.get("name")
+    if name in (RandomStrategy.name, ActiveStrategy.name):
+        config.setdefault("seed", seed)
+    return build_strategy(config, model=model)
+
+
+def simulate(project, gt_uri, *, strategy, decisions: int, seed: int = 0, time_model=None, model=None,
+             workdir: str | os.PathLike | None = None, find: Callable | None = None,
+             label: Callable | None = None, find_options: dict | None = None, progress=None) -> dict:
+    """Proofread ``project`` for ``decisions`` yes/no decisions, answering from ground truth.
+
+    Parameters
+    ----------
+    project
+        A project (or its folder) with supervoxels, a graph and usually an agglomeration.
+    gt_uri
+        Ground-truth labels (0 = unlabelled, ignored in VI) of the supervoxels' shape and voxel size.
+    strategy
+        A name (``random``, ``size``, ``static``, ``active``), a config dict, or a built strategy.
+    decisions
+        How many decisions to simulate (fewer when the candidates run out).
+    seed
+        Seed of the ``random`` order and of ``active``'s exploration draws.
+    time_model
+        :class:`~napari_connectome.rank.timing.TimeModel` or its config; default: the assumed times.
+    model
+        Prior model for ``static`` / ``active`` (a ``Ranker``, registry name or path).
+    workdir
+        Where to keep the sandboxed project copy and its edit log (default: a temporary folder, removed).
+    find, label
+        Candidate finder ``find(proofreader, **find_options) -> list[Candidate]`` and labeller
+        ``label(candidates, proofreader, gt) -> bool array``; default: :mod:`napari_connectome.candidates`.
+    progress
+        Told about every decision.
+
+    Returns
+    -------
+    dict
+        ``strategy``, ``config``, ``seed``, ``time_model``, ``curve`` (``decision``, ``vi_split``,
+        ``vi_merge``, ``minutes`` for decisions 0..n), ``decisions`` (what was asked, the answer, the
+        operation id of an accepted edit), ``stopped`` (``"decisions"`` or ``"exhausted"``),
+        ``n_candidates_start``.
+
+    Raises
+    ------
+    InputError
+        Ground truth of another shape or voxel size; no candidates in the starting state; bad options.
+    """
+    from napari_connectome.metrics import contingency_table, vi_from_table
+    from napari_connectome.project import Project, open_project
+    from napari_connectome.proofread import Proofreader
+
+    try:
+        decisions = int(decisions)
+    except (TypeError, ValueError):
+        raise InputError("--decisions", f"{decisions!r} is not a whole number") from None
+    if decisions < 0:
+        raise InputError("--decisions", f"must be ≥ 0, got {decisions}")
+    if not isinstance(project, Project):
+        project = open_project(project)
+    tm = time_model if isinstance(time_model, TimeModel) else TimeModel.from_config(time_model)
+    strat = _strategy(strategy, int(seed), model)
+    if find is None or label is None:
+        from napari_connectome.candidates import find_candidates, label_candidates
+
+        find = find or find_candidates
+        label = label or label_candidates
+    find_options = dict(find_options or {})
+
+    sv_volume, gt_volume = open_groundtruth(project, gt_uri)
+    gt = np.asarray(gt_volume.levels[0].array[...])
+    if not np.issubdtype(gt.dtype, np.integer):
+        raise InputError(gt_uri, f"ground truth labels must be integers, not {gt.dtype}")
+    table = contingency_table(sv_volume.levels[0].array, gt)
+
+    keep = workdir is not None
+    root = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="napari-connectome-simulate-"))
+    try:
+        sandbox = _sandbox(project, root / "project" if not keep else root)
+        pr = Proofreader.open(sandbox, user="simulator", session=f"simulate-{strat.name}-seed{int(seed)}")
+        try:
+            result = _run(pr, strat, gt, table, tm, decisions, find, label, find_options, vi_from_table, progress)
+        finally:
+            pr.close()
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    result.update({"seed": int(seed), "time_model": tm.to_config(), "gt": str(gt_uri),
+                   "project": str(project.root), "workdir": str(root) if keep else None})
+    return result
+
+
+def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, label, find_options,
+         vi_from_table, progress) -> dict:
+    def point(i: int, seconds: float) -> dict:
+        split, merge = vi_from_table(table.remap(*pr.mapping()))
+        return {"decision": i, "vi_split": float(split), "vi_merge": float(merge), "minutes": seconds / 60.0}
+
+    known: dict = {}
+
+    def answers_for(cands) -> np.ndarray:
+        # Ground truth is asked only about what an edit changed: segment ids
+        # are never reused, so a merge answer keyed by its two segment ids,
+        # and a split answer keyed by its two sides, hold for the whole run.
+        keys = [_answer_key(c) for c in cands]
+        new = [i for i, k in enumerate(keys) if k not in known]
+        if new:
+            fresh = np.asarray(label([cands[i] for i in new], pr, gt), dtype=bool)
+            known.update((keys[i], bool(v)) for i, v in zip(new, fresh, strict=True))
+        return np.array([known[k] for k in keys], dtype=bool)
+
+    candidates = find(pr, **find_options)
+    if not candidates:
+        raise InputError(str(pr.project.root), "no candidates were found to proofread (nothing to simulate)")
+    answers = answers_for(candidates)
+    n_start = len(candidates)
+    asked: set = set()
+    seconds = 0.0
+    curve = [point(0, seconds)]
+    log: list[dict] = []
+    stopped = "decisions"
+    if progress is not None:
+        progress.start(decisions, "simulated decisions")
+    try:
+        for i in range(1, decisions + 1):
+            order = strat.order(candidates) if candidates else np.empty(0, int)
+            pick = next((int(j) for j in order if candidate_key(candidates[j]) not in asked), None)
+            if pick is None:
+                stopped = "exhausted"
+                break
+            c, yes = candidates[pick], bool(answers[pick])
+            asked.add(candidate_key(c))
+            seconds += tm.seconds_for(c.kind)
+            entry = {"decision": i, "candidate": c.id, "kind": c.kind, "answer": yes, "operation_id": None,
+                     "explored": bool(getattr(strat, "last_pick_explored", False))}
+            if yes:
+                entry["operation_id"] = _apply(pr, c, strat.name)
+            strat.observe(c, yes)
+            if yes:
+                candidates = find(pr, **find_options)
+                answers = answers_for(candidates) if candidates else np.empty(0, bool)
+            curve.append(point(i, seconds))
+            log.append(entry)
+            if progress is not None:
+                progress.advance(1)
+    finally:
+        if progress is not None:
+            progress.close()
+    return {"strategy": strat.name, "config": strat.to_config(), "curve": curve, "decisions": log,
+            "stopped": stopped, "n_candidates_start": n_start}
+
+
+def _answer_key(c) -> tuple:
+    if c.kind == "false_split":
+        return (c.kind, tuple(sorted(int(s) for s in c.segments)))
+    return candidate_key(c)
+
+
+def _apply(pr, c, strategy_name: str) -> int | None:
+    """Apply an accepted candidate's edit; None when the state makes it moot."""
+    by = f"simulate:{strategy_name}"
+    try:
+        if c.kind == "false_split":
+            a, b = (int(s) for s in c.supervoxels[:2])
+            if pr.segment_of(a) == pr.segment_of(b):
+                return None
+            return pr.merge_supervoxels(a, b, suggested_by=by).operation_id
+        preview = pr.preview_split_supervoxels(list(c.supervoxels), list(c.sinks))
+        if preview.cut_edges.size == 0:
+            return None
+        return pr.split(preview, suggested_by=by).operation_id
+    except InputError:
+        # The candidate went stale (a supervoxel changed segment since it was
+        # found): a real proofreader would see nothing to do there either.
+        return None
+
+
+# ------------------------------------------------------------------ outputs
+def decisions_to_reach(curve: list[dict], fraction: float = 0.8, *, best_vi: float | None = None) -> int | None:
+    """First decision whose total VI recovers ``fraction`` of the gain ``VI(0) − best_vi``.
+
+    ``best_vi`` defaults to the curve's own minimum; None when never reached
+    or when there is no gain.
+    """
+    vi = np.array([p["vi_split"] + p["vi_merge"] for p in curve])
+    best = float(vi.min()) if best_vi is None else float(best_vi)
+    gain = vi[0] - best
+    if gain <= 0:
+        return None
+    hit = np.flatnonzero(vi[0] - vi >= fraction * gain - 1e-12)
+    return int(curve[int(hit[0])]["decision"]) if hit.size else None
+
+
+def write_curves_csv(results: list[dict], path: str | os.PathLike) -> Path:
+    """One row per (strategy, decision): VI split, merge, total and minutes."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["strategy", "seed", "decision", "vi_split", "vi_merge", "vi", "minutes"])
+        for r in results:
+            for p in r["curve"]:
+                w.writerow([r["strategy"], r.get("seed", ""), p["decision"], f"{p['vi_split']:.6f}",
+                            f"{p['vi_merge']:.6f}", f"{p['vi_split'] + p['vi_merge']:.6f}", f"{p['minutes']:.4f}"])
+    os.replace(tmp, path)
+    return path
+
+
+def plot_curves(results: list[dict], path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """PNG: total VI vs decisions and VI vs simulated minutes, one curve per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, (ax_d, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for r in results:
+        d = [p["decision"] for p in r["curve"]]
+        m = [p["minutes"] for p in r["curve"]]
+        vi = [p["vi_split"] + p["vi_merge"] for p in r["curve"]]
+        ax_d.plot(d, vi, label=r["strategy"], drawstyle="steps-post")
+        ax_m.plot(m, vi, label=r["strategy"], drawstyle="steps-post")
+    ax_d.set_xlabel("decisions")
+    ax_m.set_xlabel("simulated minutes")
+    ax_d.set_ylabel("VI (split + merge, bits)")
+    for ax in (ax_d, ax_m):
+        ax.grid(alpha=0.3)
+    ax_d.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def run_simulation_cli(directory, *, gt: str, strategy: str, decisions: int, seed: int = 0,
+                       as_json: bool = False, plot: str | None = None, csv_path: str | None = None,
+                       time_model: dict | None = None, model: str | None = None, out=None) -> dict:
+    """What ``napari-connectome simulate DIR --gt URI --strategy S --decisions N [--json] [--plot PNG]`` does.
+
+    ``strategy`` may name several, comma-separated (one curve each).
+    Prints the JSON (``{"strategy", "curve"}``; a list for several
+    strategies) or a short table to ``out`` (default stdout); writes the CSV
+    and the PNG when asked.
+    """
+    import json
+    import sys
+
+    out = out or sys.stdout
+    names = [s.strip() for s in str(strategy).split(",") if s.strip()]
+    if not names:
+        raise InputError("--strategy", "give at least one strategy")
+    results = [simulate(directory, gt, strategy=name, decisions=decisions, seed=seed, time_model=time_model,
+                        model=model) for name in names]
+    if csv_path:
+        write_curves_csv(results, csv_path)
+    if plot:
+        plot_curves(results, plot)
+    if as_json:
+        payload = [{"strategy": r["strategy"], "curve": r["curve"]} for r in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload), file=out)
+    else:
+        for r in results:
+            first, last = r["curve"][0], r["curve"][-1]
+            accepted = sum(1 for d in r["decisions"] if d["answer"])
+            print(
+                f"{r['strategy']}: {len(r['curve']) - 1} decisions ({accepted} accepted, {r['stopped']}), "
+                f"VI split {first['vi_split']:.3f} → {last['vi_split']:.3f}, merge {first['vi_merge']:.3f} → "
+                f"{last['vi_merge']:.3f}, {last['minutes']:.1f} simulated min", file=out,
+            )
+    return {"results": results}

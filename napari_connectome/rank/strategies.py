@@ -1,0 +1,226 @@
+"""Query strategies: in which order a proofreader sees the candidates.
+
+Each is a named class built from a serialisable config
+(``build_strategy({"name": "active", "epsilon": 0.1, ...})``):
+
+* ``random`` — a seeded shuffle (a candidate's place depends only on the seed
+  and on what it proposes, not on the list's order);
+* ``size`` — biggest impact first: the focused-proofreading habit;
+* ``static`` — expected benefit ``P(error) × impact ÷ predicted seconds``
+  from the prior model, never retrained;
+* ``active`` — the same expected benefit from a model retrained after every
+  answer, mixed with uncertainty sampling: with probability ``epsilon`` a
+  pick goes to the candidate the model is least sure of
+  (highest ``1 − |2p − 1|``, ties by expected benefit), so the model also
+  learns where it is unsure. The draw is seeded by ``(seed, answers so far)``,
+  so asking for the order twice gives the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from napari_connectome.candidates.model import Candidate
+from napari_connectome.errors import InputError
+from napari_connectome.rank.ranker import Ranker
+from napari_connectome.rank.timing import TimeModel
+
+#: The registry name of the prior model shipped in ``models/``.
+DEFAULT_PRIOR = "rank-prior-gala-fib"
+
+
+def candidate_key(c: Candidate) -> tuple:
+    """What a candidate proposes, independent of its id: the same edit has the same key after re-finding."""
+    if c.kind == "false_split":
+        return (c.kind, tuple(sorted(int(s) for s in c.supervoxels)))
+    return (c.kind, tuple(sorted(int(s) for s in c.supervoxels)), tuple(sorted(int(s) for s in c.sinks)))
+
+
+def _order(score: np.ndarray, candidates: list[Candidate]) -> np.ndarray:
+    # Ties fall back on the candidate's key, so the order never depends on
+    # the order the finder happened to list them in.
+    keys = [repr(candidate_key(c)) for c in candidates]
+    tie = np.argsort(np.argsort(np.array(keys, dtype=object), kind="stable"), kind="stable")
+    return np.lexsort((tie, -np.asarray(score, dtype=np.float64)))
+
+
+class Strategy:
+    """Base class: :meth:`order` the candidates, :meth:`observe` each answer."""
+
+    name = ""
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        raise NotImplementedError
+
+    def order(self, candidates: list[Candidate]) -> np.ndarray:
+        """Indices of ``candidates``, the one to ask first first."""
+        if not candidates:
+            raise InputError(f"{self.name} strategy", "no candidates to rank")
+        return _order(self.scores(candidates), candidates)
+
+    rank = order
+
+    def observe(self, candidate: Candidate, answer: bool) -> None:
+        """Learn from a proofreader's answer (True: it was a real error)."""
+
+    def to_config(self) -> dict:
+        raise NotImplementedError
+
+
+class RandomStrategy(Strategy):
+    """A seeded random order (the baseline)."""
+
+    name = "random"
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = int(seed)
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        out = np.empty(len(candidates))
+        for i, c in enumerate(candidates):
+            h = hashlib.blake2b(repr((self.seed, candidate_key(c))).encode(), digest_size=8).digest()
+            out[i] = int.from_bytes(h, "little") / 2.0**64
+        return out
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "seed": self.seed}
+
+
+class SizeStrategy(Strategy):
+    """Largest impact first."""
+
+    name = "size"
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        return np.array([float(c.impact) for c in candidates])
+
+    def to_config(self) -> dict:
+        return {"name": self.name}
+
+
+def _load_model(model) -> tuple[Ranker, str]:
+    """A ranker from a :class:`Ranker`, a registry name or a file path."""
+    if isinstance(model, Ranker):
+        return model.copy(), "<in memory>"
+    from pathlib import Path
+
+    text = str(model)
+    if Path(text).suffix in (".joblib", ".pkl") or Path(text).is_file():
+        return Ranker.load(text), text
+    from napari_connectome_models.registry import ModelRegistryError, load_registry, weights_path
+
+    try:
+        entries = load_registry()
+        if text not in entries:
+            known = ", ".join(sorted(e for e, v in entries.items() if v.task == "candidate-ranking")) or "none"
+            raise InputError("model", f"{text!r} is not a registered ranking model (known: {known})")
+        return Ranker.load(weights_path(entries[text])), text
+    except ModelRegistryError as exc:
+        raise InputError("model", str(exc)) from None
+
+
+class StaticStrategy(Strategy):
+    """Expected benefit from the prior model, never retrained.
+
+    Parameters
+    ----------
+    model
+        A :class:`Ranker`, a registry name or a ``.joblib`` path.
+    time_model
+        Predicted seconds per decision (config dict or :class:`TimeModel`).
+    """
+
+    name = "static"
+
+    def __init__(self, *, model=DEFAULT_PRIOR, time_model=None) -> None:
+        self.ranker, self.model_name = _load_model(model)
+        self.time_model = time_model if isinstance(time_model, TimeModel) else TimeModel.from_config(time_model)
+
+    def probabilities(self, candidates: list[Candidate]) -> np.ndarray:
+        return self.ranker.predict_candidates(candidates)
+
+    def benefit(self, candidates: list[Candidate], p: np.ndarray) -> np.ndarray:
+        impact = np.array([max(float(c.impact), 0.0) for c in candidates])
+        seconds = np.array([self.time_model.seconds_for(c.kind) for c in candidates])
+        return p * impact / seconds
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        return self.benefit(candidates, self.probabilities(candidates))
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "model": self.model_name, "time_model": self.time_model.to_config()}
+
+
+class ActiveStrategy(StaticStrategy):
+    """Expected benefit from a model retrained after every answer, plus uncertainty sampling.
+
+    Parameters
+    ----------
+    epsilon
+        Fraction of picks that go to the most uncertain candidate.
+    seed
+        Seed of the exploration draws.
+    """
+
+    name = "active"
+
+    def __init__(self, *, model=DEFAULT_PRIOR, time_model=None, epsilon: float = 0.1, seed: int = 0) -> None:
+        super().__init__(model=model, time_model=time_model)
+        epsilon = float(epsilon)
+        if not 0.0 <= epsilon <= 1.0:
+            raise InputError("active strategy", f"epsilon must be in [0, 1], got {epsilon}")
+        self.epsilon = epsilon
+        self.seed = int(seed)
+        self.last_pick_explored = False
+
+    def order(self, candidates: list[Candidate]) -> np.ndarray:
+        if not candidates:
+            raise InputError(f"{self.name} strategy", "no candidates to rank")
+        p = self.probabilities(candidates)
+        benefit = self.benefit(candidates, p)
+        order = _order(benefit, candidates)
+        rng = np.random.default_rng([self.seed, self.ranker.n_answers])
+        self.last_pick_explored = bool(rng.random() < self.epsilon)
+        if self.last_pick_explored:
+            uncertainty = 1.0 - np.abs(2.0 * p - 1.0)
+            first = int(np.lexsort((-benefit, -uncertainty))[0])
+            order = np.r_[first, order[order != first]]
+        return order
+
+    rank = order
+
+    def observe(self, candidate: Candidate, answer: bool) -> None:
+        self.ranker.partial_update(self.ranker.featurize([candidate]), [bool(answer)])
+
+    def to_config(self) -> dict:
+        return {**super().to_config(), "epsilon": self.epsilon, "seed": self.seed}
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (RandomStrategy, SizeStrategy, StaticStrategy, ActiveStrategy)
+}
+
+
+def build_strategy(config: dict | str, *, model=None) -> Strategy:
+    """A strategy from its config (``{"name": ..., options}``) or its bare name.
+
+    ``model`` (a :class:`Ranker`, registry name or path) overrides the
+    config's ``model`` for ``static`` and ``active``.
+    """
+    if isinstance(config, str):
+        config = {"name": config}
+    if not isinstance(config, dict) or "name" not in config:
+        raise InputError("strategy", f"expected a name or a mapping with 'name', got {config!r}")
+    options = {k: v for k, v in config.items() if k != "name"}
+    name = str(config["name"])
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise InputError("--strategy", f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)})")
+    if model is not None and cls in (StaticStrategy, ActiveStrategy):
+        options["model"] = model
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise InputError(f"{name} strategy", f"bad options {sorted(options)}: {exc}") from None
