@@ -18,6 +18,7 @@ Each is a named class built from a serialisable config
 
 from __future__ import annotations
 
+import abc
 import hashlib
 
 import numpy as np
@@ -46,13 +47,14 @@ def _order(score: np.ndarray, candidates: list[Candidate]) -> np.ndarray:
     return np.lexsort((tie, -np.asarray(score, dtype=np.float64)))
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class: :meth:`order` the candidates, :meth:`observe` each answer."""
 
     name = ""
 
+    @abc.abstractmethod
     def scores(self, candidates: list[Candidate]) -> np.ndarray:
-        raise NotImplementedError
+        """One score per candidate; higher is asked first."""
 
     def order(self, candidates: list[Candidate]) -> np.ndarray:
         """Indices of ``candidates``, the one to ask first first."""
@@ -62,11 +64,15 @@ class Strategy:
 
     rank = order
 
-    def observe(self, candidate: Candidate, answer: bool) -> None:
-        """Learn from a proofreader's answer (True: it was a real error)."""
+    def observe(self, candidate: Candidate, answer: bool) -> None:  # noqa: B027
+        """Learn from a proofreader's answer (True: it was a real error).
 
+        Strategies that do not learn (random, size, static) keep this no-op.
+        """
+
+    @abc.abstractmethod
     def to_config(self) -> dict:
-        raise NotImplementedError
+        """The serialisable config that :func:`build_strategy` rebuilds this from."""
 
 
 class RandomStrategy(Strategy):
