@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_connectome.atomic import write_json_atomic
 from napari_connectome.config import check_voxel_size
 from napari_connectome.errors import InputError
 from napari_connectome.volume import MultiscaleVolume, open_volume, parse_uri
@@ -59,24 +60,6 @@ def _reference(uri: str | os.PathLike) -> str:
         return loc.uri
     path = os.path.abspath(loc.path)
     return f"{path}/{loc.inner}" if loc.inner else path
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -140,7 +123,7 @@ class Project:
     def save(self) -> None:
         """Write the manifest atomically."""
         self.manifest["modified"] = _now()
-        _write_json_atomic(self.root / MANIFEST, self.manifest)
+        write_json_atomic(self.root / MANIFEST, self.manifest)
 
     def register_component(self, component: str, relative_path: str | None = None) -> Path:
         """Record that a stage now keeps files in the project; returns their path."""

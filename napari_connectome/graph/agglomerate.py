@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError
-from napari_connectome.graph.rag import RegionGraph, _load_npz, _save_npz_atomic
+from napari_connectome.graph.rag import RegionGraph, _load_npz
 from napari_connectome.progress import NullProgress, Progress
 
 FILE_FORMAT = "napari-connectome-merge-tree"
@@ -159,7 +160,7 @@ class MergeTree:
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        _save_npz_atomic(
+        save_npz_atomic(
             path,
             {
                 "format": np.array(FILE_FORMAT),

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError
 from napari_connectome.progress import NullProgress, Progress
 from napari_connectome.volume import MultiscaleVolume
@@ -215,7 +216,7 @@ class RegionGraph:
         }
         for name, values in self.features.items():
             arrays[f"feature_{name}"] = values
-        _save_npz_atomic(path, arrays)
+        save_npz_atomic(path, arrays)
         return path
 
     @classmethod
@@ -238,15 +239,6 @@ class RegionGraph:
             n_bins=int(data["n_bins"]),
             notes=[str(n) for n in data["notes"]],
         )
-
-
-def _save_npz_atomic(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _load_npz(path, file_format: str, version: int) -> dict:

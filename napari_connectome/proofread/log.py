@@ -29,6 +29,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from napari_connectome.atomic import atomic_write
 from napari_connectome.errors import InputError
 
 LOG_FORMAT = "napari-connectome-edit-log"
@@ -403,9 +404,8 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> 
             "unix_time": row["unix_time"],
         })
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             if fmt == "json":
                 json.dump(records, f, indent=1)
                 f.write("\n")
@@ -417,9 +417,7 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> 
                         json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
                         for v in (rec[c] for c in EXPORT_COLUMNS)
                     ])
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(path, f"cannot be written: {exc.strerror or exc}") from None
     return path
 

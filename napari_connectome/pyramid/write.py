@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import json
 import math
 import os
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.atomic import write_json_atomic
 from napari_connectome.config import check_voxel_size
 from napari_connectome.errors import ConnectomeError, InputError
 from napari_connectome.progress import NullProgress, Progress
@@ -543,9 +543,4 @@ def _write_group_metadata(dst: Path, attrs: dict, ngff: str) -> None:
     else:
         files = {"zarr.json": {"zarr_format": 3, "node_type": "group", "attributes": attrs}}
     for fname, content in files.items():
-        tmp = dst / f".{fname}.partial"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(content, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst / fname)
+        write_json_atomic(dst / fname, content, tmp_name=f".{fname}.partial")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.atomic import atomic_write
 from napari_connectome.candidates.model import Candidate, feature_matrix
 from napari_connectome.errors import InputError
 
@@ -244,9 +245,8 @@ class Ranker:
             "answer_weight": self.answer_weight, "max_iter": self.max_iter, "seed": self.seed,
             "x0": self._x0, "y0": self._y0, "training_info": self.training_info,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        joblib.dump(state, tmp, compress=3)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            joblib.dump(state, tmp, compress=3)
         return path
 
     @classmethod

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.atomic import atomic_write
 from napari_connectome.errors import InputError
 from napari_connectome.rank.strategies import (
     ActiveStrategy,
@@ -282,15 +283,13 @@ def decisions_to_reach(curve: list[dict], fraction: float = 0.8, *, best_vi: flo
 def write_curves_csv(results: list[dict], path: str | os.PathLike) -> Path:
     """One row per (strategy, decision): VI split, merge, total and minutes."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "seed", "decision", "vi_split", "vi_merge", "vi", "minutes"])
         for r in results:
             for p in r["curve"]:
                 w.writerow([r["strategy"], r.get("seed", ""), p["decision"], f"{p['vi_split']:.6f}",
                             f"{p['vi_merge']:.6f}", f"{p['vi_split'] + p['vi_merge']:.6f}", f"{p['minutes']:.4f}"])
-    os.replace(tmp, path)
     return path
 
 
@@ -318,10 +317,11 @@ def plot_curves(results: list[dict], path: str | os.PathLike, *, title: str | No
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, tmp_name=path.stem + ".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

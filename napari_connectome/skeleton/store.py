@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError
 from napari_connectome.skeleton.model import Skeleton
 from napari_connectome.skeleton.teasar import (
@@ -282,13 +282,7 @@ class SkeletonStore:
             "sv_ids": self._sv_ids,
             "sv_boxes": self._sv_boxes,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return save_npz_atomic(path, arrays)
 
     @classmethod
     def load(cls, project, *, proofreader=None) -> SkeletonStore:
