@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from proofread_helpers import distinct_points
 
 from napari_connectome.errors import InputError
 from napari_connectome.proofread import Proofreader
@@ -35,19 +36,6 @@ def chain_volumes(high_between: int = 3, n: int = 6, width: int = 4):
     boundary[:, :, x - 1 : x + 1] = 0.95
     raw = (255 * (1 - boundary)).astype(np.uint8)
     return {"raw": raw, "supervoxels": sv, "boundaries": boundary, "groundtruth": sv.copy()}
-
-
-def distinct_points(pr, sv: np.ndarray, k: int) -> list[tuple[int, int, int]]:
-    """``k`` voxels (scan order) in ``k`` different segments of the current state."""
-    out, segs = [], set()
-    for p in map(tuple, np.argwhere(sv > 0)):
-        s = pr.segment_of(int(sv[p]))
-        if s not in segs:
-            segs.add(s)
-            out.append(p)
-            if len(out) == k:
-                return out
-    raise AssertionError("not enough segments")
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

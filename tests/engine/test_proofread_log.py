@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from proofread_helpers import distinct_points as points
 
 from napari_connectome.errors import InputError
 from napari_connectome.project import open_project
@@ -28,18 +29,6 @@ def nm(idx):
 @pytest.fixture
 def demo(tmp_path):
     return make_demo_project(tmp_path / "demo", seed=3), demo_volumes(seed=3)
-
-
-def points(pr, sv, k):
-    out, segs = [], set()
-    for p in map(tuple, np.argwhere(sv > 0)):
-        s = pr.segment_of(int(sv[p]))
-        if s not in segs:
-            segs.add(s)
-            out.append(p)
-            if len(out) == k:
-                return out
-    raise AssertionError("not enough segments")
 
 
 def biggest_supervoxel_seeds(sv, rank=0):
