@@ -142,6 +142,15 @@ class Ranker:
 
     update = partial_update
 
+    def forget_last(self) -> Ranker:
+        """Take back the latest answer (the proofreader undid it) and retrain without it."""
+        if not self._ya:
+            raise InputError("ranker", "there is no answer to take back")
+        self._xa.pop()
+        self._ya.pop()
+        self._refit()
+        return self
+
     @property
     def n_answers(self) -> int:
         return len(self._ya)

@@ -166,7 +166,7 @@ def test_active_learns_and_explores(prior):
         greedy.observe(cands[2], False)
     assert greedy.probabilities(cands)[2] < before - 0.05
     assert greedy.ranker.n_answers == 3 and prior.n_answers == 0
-    explorer = ActiveStrategy(model=prior, epsilon=1.0)
+    explorer = ActiveStrategy(model=prior, epsilon=1.0, min_per_kind=0)
     p = explorer.probabilities(cands)
     first = explorer.order(cands)[0]
     assert explorer.last_pick_explored
@@ -174,6 +174,55 @@ def test_active_learns_and_explores(prior):
     # Asking twice without an answer in between gives the same order.
     mixed = ActiveStrategy(model=prior, epsilon=0.5, seed=3)
     assert list(mixed.order(cands)) == list(mixed.order(cands))
+
+
+def test_active_explores_the_least_asked_kind_first(prior):
+    cands = hand_made()
+    kinds = [c.kind for c in cands]
+    explorer = ActiveStrategy(model=prior, epsilon=1.0, min_per_kind=2)
+    greedy_first = StaticStrategy(model=prior).order(cands)[0]
+    # Neither kind asked yet: the alphabetically first kind's best candidate, whatever the model prefers.
+    first = explorer.order(cands)[0]
+    assert kinds[first] == "false_merge" and kinds[greedy_first] == "false_split"
+    explorer.observe(cands[first], False)
+    explorer.observe(cands[first], False)
+    # false_merge has its 2 answers, false_split none: explore false splits now.
+    assert kinds[explorer.order(cands)[0]] == "false_split"
+
+
+def test_active_shifts_a_kind_by_what_the_answers_say(prior):
+    cands, _ = make_candidates(200, seed=11)
+    active = ActiveStrategy(model=prior, epsilon=0.0)
+    assert active.level_shift("false_merge") == 0.0
+    p0 = active.probabilities(cands)
+    merges = [c for c in cands if c.kind == "false_merge"]
+    likely = sorted(merges, key=lambda c: -active.probabilities([c])[0])[:8]
+    for c in likely:  # the model was confident, and every answer says no
+        active.observe(c, False)
+    shift = active.level_shift("false_merge")
+    assert shift < -1.0
+    assert active.level_shift("false_split") == 0.0
+    p1 = active.probabilities(cands)
+    is_merge = np.array([c.kind == "false_merge" for c in cands])
+    unasked = is_merge & ~np.isin([c.id for c in cands], [c.id for c in likely])
+    assert np.median(p1[unasked]) < np.median(p0[unasked])
+    # A yes where the model said "almost never" pulls the level up, but a Normal prior bounds one answer's pull.
+    unlikely = min(merges, key=lambda c: active.probabilities([c])[0])
+    before = active.level_shift("false_merge")
+    active.observe(unlikely, True)
+    assert before < active.level_shift("false_merge") < before + 3 * active.level_sd
+    # Taking the answer back restores the level and the model.
+    active.retract(unlikely)
+    assert active.level_shift("false_merge") == pytest.approx(before)
+    assert active.ranker.n_answers == len(likely)
+    tight = ActiveStrategy(model=prior, epsilon=0.0, level_sd=0.1)
+    for c in likely:
+        tight.observe(c, False)
+    assert shift < tight.level_shift("false_merge") < 0.0
+    with pytest.raises(InputError, match="level_sd"):
+        ActiveStrategy(model=prior, level_sd=0.0)
+    with pytest.raises(InputError, match="no answer"):
+        ActiveStrategy(model=prior).retract(cands[0])
 
 
 def test_strategies_round_trip_through_their_config(prior, tmp_path):
