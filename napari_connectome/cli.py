@@ -110,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("b", help="the offline copy (only read)")
     m.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    p = sub.add_parser("effort", help="what proofreading cost: active minutes per mm³ and per neuron")
+    esub = p.add_subparsers(dest="effort_command", metavar="ACTION")
+    r = esub.add_parser("report", help="report from the effort log and the edit log (idle time excluded)")
+    r.add_argument("dir", help="the project folder")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
+    r.add_argument("--csv", metavar="F", help="write the per-neuron table as CSV")
+    r.add_argument("--volume", choices=("project", "segments"), default="project",
+                   help="volume counted: the project region (default) or the union of reviewed segments' boxes")
+    r.add_argument("--target-mm3", type=float, default=1.0, metavar="MM3",
+                   help="volume of the cost projection in mm³ (default 1)")
+
     p = sub.add_parser("synthetic", help="write a synthetic EM volume and its ground truth as OME-Zarr")
     p.add_argument("dst", help="output folder (raw.ome.zarr and groundtruth.ome.zarr go inside)")
     p.add_argument("--shape", nargs=3, type=int, default=(128, 256, 256), metavar=("Z", "Y", "X"))
@@ -317,6 +328,21 @@ def _cmd_log(args, parser) -> int:
     return 2
 
 
+def _cmd_effort(args, parser) -> int:
+    from napari_connectome.effort import effort_report, write_report_csv
+    from napari_connectome.effort.report import report_text
+    from napari_connectome.project import open_project
+
+    if args.effort_command == "report":
+        report = effort_report(open_project(args.dir), volume=args.volume, target_mm3=args.target_mm3)
+        if args.csv:
+            write_report_csv(report, args.csv)
+        print(json.dumps(report, indent=1, allow_nan=False) if args.json else report_text(report))
+        return 0
+    parser.parse_args(["effort", "--help"])
+    return 2
+
+
 def _cmd_synthetic(args) -> int:
     from pathlib import Path
 
@@ -380,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_simulate(args)
         if args.command == "log":
             return _cmd_log(args, parser)
+        if args.command == "effort":
+            return _cmd_effort(args, parser)
         return _cmd_gui(args)
     except ConnectomeError as exc:
         if args.debug:

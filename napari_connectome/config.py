@@ -7,6 +7,9 @@ NAPARI_CONNECTOME_CACHE_MB
 NAPARI_CONNECTOME_DEFAULT_VOXEL_SIZE
     Voxel size in nm assumed for formats that store none, as ``Z,Y,X``
     (default ``1,1,1``). The suite always says when it assumed one.
+NAPARI_CONNECTOME_IDLE_S
+    Seconds without input after which the effort clock counts a gap as idle
+    (default 60).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Settings:
 
     cache_bytes: int
     default_voxel_size: tuple[float, ...]
+    idle_s: float = 60.0
 
 
 def load_settings() -> Settings:
@@ -61,9 +65,17 @@ def load_settings() -> Settings:
     if cache_bytes < 0:
         raise InputError("NAPARI_CONNECTOME_CACHE_MB", f"{mb!r} must be ≥ 0")
     vs = os.environ.get("NAPARI_CONNECTOME_DEFAULT_VOXEL_SIZE", "1,1,1")
+    idle = os.environ.get("NAPARI_CONNECTOME_IDLE_S", "60")
+    try:
+        idle_s = float(idle)
+    except ValueError:
+        raise InputError("NAPARI_CONNECTOME_IDLE_S", f"{idle!r} is not a number of seconds") from None
+    if not (0 < idle_s < float("inf")):
+        raise InputError("NAPARI_CONNECTOME_IDLE_S", f"{idle!r} must be a finite number of seconds > 0")
     return Settings(
         cache_bytes=cache_bytes,
         default_voxel_size=_parse_voxel_size(vs, source="NAPARI_CONNECTOME_DEFAULT_VOXEL_SIZE"),
+        idle_s=idle_s,
     )
 
 

@@ -77,6 +77,9 @@ class EditResult:
         ``((z0, y0, x0), (z1, y1, x1))`` world box (nm) where supervoxel
         voxels changed (a split inside a supervoxel), or None when only the
         mapping changed (the segments' colours change wherever they are).
+    task_id
+        The task the edit answered (as logged), or None for an edit made
+        outside tasks.
     """
 
     operation_id: int
@@ -85,6 +88,7 @@ class EditResult:
     after_segments: list[int]
     supervoxels: list[int]
     bbox_nm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    task_id: str | None = None
 
 
 @dataclass
@@ -833,7 +837,8 @@ class Proofreader:
         self._rows.append({k: v for k, v in row.items() if k not in ("payload", "patch")})
         self._last_id = op_id
         self.version += 1
-        return EditResult(op_id, kind, list(plan.before_segments), list(new_ids), list(op.supervoxels), bbox_nm)
+        return EditResult(op_id, kind, list(plan.before_segments), list(new_ids), list(op.supervoxels), bbox_nm,
+                          task_id=row.get("task_id"))
 
     def _origin(self, op_id: int) -> int:
         """The edit an undo/redo chain goes back to."""

@@ -1,0 +1,462 @@
+"""The effort log: an append-only SQLite table of how long each answer and edit took.
+
+One row per answered task or manual edit, written in one transaction in WAL
+mode with ``synchronous=FULL`` (like the edit log,
+:mod:`napari_connectome.proofread.log`): when :meth:`EffortLog.record`
+returns, the row is on disk. Triggers refuse ``UPDATE`` and ``DELETE``.
+
+Tables
+------
+``meta``
+    ``format`` (``napari-connectome-effort-log``) and ``version``.
+``sessions``
+    ``session``, ``user``, ``host``, ``started_at`` (unix s), ``started_at_utc``.
+``effort``
+    ``id``, ``session``, ``user``, ``task_id``, ``task_type`` (merge, split,
+    manual), ``answer``, ``shown_at``/``answered_at`` (unix s) and their ISO
+    UTC text, ``active_s``, ``idle_s``, ``edit_id`` (the edit log's
+    ``operation_id`` the answer made), ``candidate_id``, ``segments`` (JSON),
+    ``note``.
+
+A corrupt log costs only the effort figures, never edits: it is moved aside
+(``effort.sqlite.corrupt-<UTC stamp>``) and a new one is started; the edit
+log is a different file and is never opened here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid as _uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from napari_connectome.effort.clock import Clock
+from napari_connectome.errors import InputError
+from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT
+
+LOG_FORMAT = "napari-connectome-effort-log"
+LOG_VERSION = 1
+TASK_TYPES = ("merge", "split", "manual")
+#: Answers of a task row (``task_type`` merge or split).
+TASK_ANSWERS = ("yes", "no", "skip", "flag", "undo", "stale")
+#: Answers of a manual row: the type of the edit made outside tasks.
+MANUAL_ANSWERS = ("merge", "split", "split_supervoxel", "undo", "redo")
+
+COLUMNS = (
+    "id", "session", "user", "task_id", "task_type", "answer", "shown_at", "shown_at_utc",
+    "answered_at", "answered_at_utc", "active_s", "idle_s", "edit_id", "candidate_id", "segments", "note",
+)
+SESSION_COLUMNS = ("session", "user", "host", "started_at", "started_at_utc")
+
+
+def _quoted(values) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS sessions (
+    session TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    started_at_utc TEXT NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS effort (
+    id INTEGER PRIMARY KEY,
+    session TEXT NOT NULL REFERENCES sessions (session),
+    user TEXT NOT NULL,
+    task_id TEXT,
+    task_type TEXT NOT NULL CHECK (task_type IN ({_quoted(TASK_TYPES)})),
+    answer TEXT NOT NULL CHECK (answer IN ({_quoted(sorted(set(TASK_ANSWERS) | set(MANUAL_ANSWERS)))})),
+    shown_at REAL NOT NULL,
+    shown_at_utc TEXT NOT NULL,
+    answered_at REAL NOT NULL,
+    answered_at_utc TEXT NOT NULL,
+    active_s REAL NOT NULL CHECK (active_s >= 0),
+    idle_s REAL NOT NULL CHECK (idle_s >= 0),
+    edit_id INTEGER,
+    candidate_id TEXT,
+    segments TEXT NOT NULL,
+    note TEXT NOT NULL)""",
+    *(
+        f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {verb.upper()} ON {table}
+    BEGIN SELECT RAISE(ABORT, 'the effort log is append-only'); END"""
+        for table in ("effort", "sessions", "meta")
+        for verb in ("update", "delete")
+    ),
+)
+
+
+class _Corrupt(Exception):
+    """The file is not a sound effort log (moved aside when writable)."""
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def utc_text(unix: float) -> str:
+    """ISO 8601 UTC text of a unix time (millisecond precision)."""
+    return _dt.datetime.fromtimestamp(float(unix), _dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("not a database", "malformed", "corrupt", "disk image", "encrypted"))
+
+
+def _problem(path, exc: BaseException, *, action: str) -> InputError:
+    """One line a person understands for an SQLite failure that is not corruption."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return InputError(path, f"the effort log is locked by another program; {action} — close the other one and try again")
+    if "readonly" in text or "read-only" in text or "permission" in text or "unable to open" in text:
+        return InputError(path, f"the effort log cannot be opened for writing (read-only file or folder); {action}")
+    return InputError(path, f"the effort log failed ({exc}); {action}")
+
+
+class EffortLog:
+    """Append-only SQLite (WAL, synchronous=FULL) at ``project.component_path("effort_log")``.
+
+    Open it with :meth:`open`. Attributes: ``path``, ``user``, ``session``,
+    ``read_only``, ``recovered_from`` (where a corrupt log was moved, or
+    None) and ``warning`` (one line saying so, or None).
+    """
+
+    def __init__(self, path: Path, con: sqlite3.Connection | None, *, user: str, session: str,
+                 read_only: bool) -> None:
+        self.path = Path(path)
+        self.user = user
+        self.session = session
+        self.read_only = read_only
+        self.recovered_from: Path | None = None
+        self.warning: str | None = None
+        self._con = con
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[dict], None]] = []
+
+    # ================================================================ opening
+    @classmethod
+    def open(cls, project, *, user: str | None = None, session: str | None = None,
+             clock: Clock = time.time, read_only: bool = False,
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> EffortLog:
+        """Open (or start) the project's effort log.
+
+        Parameters
+        ----------
+        project
+            A :class:`~napari_connectome.project.Project` or its folder.
+        user
+            Recorded on every row (default: the login name).
+        session
+            Session id recorded on every row (default: a new one); pass the
+            Proofreader's ``session`` to tie effort rows to its edits.
+        clock
+            Seconds since the epoch: stamps the session and names a moved
+            corrupt file.
+        read_only
+            Read only: never creates, changes or moves the file.
+        lock_timeout
+            Seconds to wait for another program's write lock.
+
+        Returns
+        -------
+        EffortLog
+
+        Raises
+        ------
+        InputError
+            ``read_only`` and the file is missing or corrupt; the file is
+            locked, from a newer suite, or cannot be written. (A corrupt file
+            opened for writing is moved aside instead; see ``warning``.)
+        """
+        from napari_connectome.project import Project, open_project
+
+        if not isinstance(project, Project):
+            project = open_project(project)
+        path = project.component_path("effort_log")
+        user = user or _login()
+        now = float(clock())
+        if session is None:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+            session = f"{stamp}-{_uuid.uuid4().hex[:8]}"
+        if path.is_dir():
+            raise InputError(path, "the effort log path is a folder, not a file")
+        if read_only:
+            if not path.exists():
+                raise InputError(path, "no effort log yet: answer some tasks first")
+            try:
+                con = _connect(path, read_only=True, lock_timeout=lock_timeout)
+            except _Corrupt as exc:
+                raise InputError(path, f"the effort log is corrupt ({exc}); it was left untouched") from None
+            return cls(path, con, user=user, session=session, read_only=True)
+        recovered = warning = None
+        try:
+            con = _connect(path, read_only=False, lock_timeout=lock_timeout)
+        except _Corrupt as exc:
+            recovered = _move_aside(path, now)
+            warning = (
+                f"{path}: the effort log was unreadable ({exc}); it was moved aside to {recovered.name} "
+                "and a new one started (the edit log is untouched)"
+            )
+            con = _connect(path, read_only=False, lock_timeout=lock_timeout)
+        log = cls(path, con, user=user, session=session, read_only=False)
+        log.recovered_from, log.warning = recovered, warning
+        try:
+            log._write(lambda c: c.execute(
+                "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?)",
+                (session, user, socket.gethostname() or "unknown", now, utc_text(now)),
+            ), action="no session was started")
+        except BaseException:
+            log.close(checkpoint=False)
+            raise
+        if "effort_log" not in project.manifest.get("components", {}):
+            project.register_component("effort_log")
+        return log
+
+    # ================================================================ reading
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table (format, version)."""
+        return dict(self._read("SELECT key, value FROM meta"))
+
+    def sessions(self) -> list[dict]:
+        """Every session, in the order they started."""
+        raw = self._read(f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions ORDER BY started_at, session")
+        return [dict(zip(SESSION_COLUMNS, r, strict=True)) for r in raw]
+
+    def rows(self) -> list[dict]:
+        """Every row, oldest first, all columns (``segments`` decoded to a list of ints)."""
+        out = []
+        for values in self._read(f"SELECT {', '.join(COLUMNS)} FROM effort ORDER BY id"):
+            row = dict(zip(COLUMNS, values, strict=True))
+            try:
+                row["segments"] = [int(s) for s in json.loads(row["segments"])]
+            except (TypeError, ValueError):
+                raise InputError(self.path, f"effort row {row['id']} is damaged (unreadable segments)") from None
+            out.append(row)
+        return out
+
+    def _read(self, sql: str) -> list[tuple]:
+        if self._con is None:
+            raise InputError(self.path, "the effort log is closed")
+        with self._lock:
+            try:
+                return self._con.execute(sql).fetchall()
+            except sqlite3.Error as exc:
+                if _is_corruption(exc):
+                    raise InputError(self.path, f"the effort log is corrupt ({exc}); reopen the project to start a new one") from None
+                raise _problem(self.path, exc, action="nothing was read") from None
+
+    # ================================================================ writing
+    def add_listener(self, callback: Callable[[dict], None]) -> None:
+        """Call ``callback(row)`` after every row this object records."""
+        self._listeners.append(callback)
+
+    def record(self, *, task_id: str | None, task_type: str, answer: str, shown_at: float,
+               answered_at: float, active_s: float, idle_s: float, edit_id: int | None = None,
+               candidate_id: str | None = None, segments: Sequence[int] = (), note: str = "") -> int:
+        """Append one row in one transaction (on disk when this returns); returns its id.
+
+        Parameters
+        ----------
+        task_id
+            The task answered, or None for a manual edit.
+        task_type
+            ``merge`` (the task proposes a merge), ``split`` (it proposes a
+            cut) or ``manual`` (an edit made outside tasks).
+        answer
+            yes, no, skip, flag, undo or stale for tasks; the edit's type
+            (merge, split, split_supervoxel, undo, redo) for manual rows.
+        shown_at, answered_at
+            Unix seconds the task was shown / answered (span of a manual row).
+        active_s, idle_s
+            From :class:`~napari_connectome.effort.clock.ActivityClock`.
+        edit_id
+            The edit log's ``operation_id`` the answer made, if any.
+        candidate_id, segments, note
+            What was asked about; free text (why a task was stale, ...).
+
+        Raises
+        ------
+        InputError
+            A bad value (nothing written), or the log cannot be written.
+        """
+        if task_type not in TASK_TYPES:
+            raise InputError("effort row", f"task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
+        allowed = MANUAL_ANSWERS if task_type == "manual" else TASK_ANSWERS
+        if answer not in allowed:
+            raise InputError("effort row", f"answer of a {task_type} row must be one of {', '.join(allowed)}, got {answer!r}")
+        times = {"shown_at": shown_at, "answered_at": answered_at, "active_s": active_s, "idle_s": idle_s}
+        for name, value in times.items():
+            try:
+                ok = math.isfinite(float(value))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InputError("effort row", f"{name} must be a finite number of seconds, got {value!r}")
+        if float(active_s) < 0 or float(idle_s) < 0:
+            raise InputError("effort row", f"active_s and idle_s must be ≥ 0, got {active_s!r}, {idle_s!r}")
+        if float(answered_at) < float(shown_at):
+            raise InputError("effort row", f"answered_at {answered_at} is before shown_at {shown_at}")
+        row = {
+            "session": self.session, "user": self.user,
+            "task_id": None if task_id is None else str(task_id),
+            "task_type": task_type, "answer": answer,
+            "shown_at": float(shown_at), "shown_at_utc": utc_text(shown_at),
+            "answered_at": float(answered_at), "answered_at_utc": utc_text(answered_at),
+            "active_s": float(active_s), "idle_s": float(idle_s),
+            "edit_id": None if edit_id is None else int(edit_id),
+            "candidate_id": None if candidate_id is None else str(candidate_id),
+            "segments": [int(s) for s in segments], "note": str(note),
+        }
+        cols = COLUMNS[1:]
+        values = tuple(json.dumps(row[c]) if c == "segments" else row[c] for c in cols)
+        ids: list[int] = []
+        self._write(lambda con: ids.append(int(con.execute(
+            f"INSERT INTO effort ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
+        ).lastrowid)), action="the effort row was not recorded")
+        row = {"id": ids[0], **row}
+        for callback in list(self._listeners):
+            callback(row)
+        return ids[0]
+
+    def _write(self, fn, *, action: str) -> None:
+        if self.read_only:
+            raise InputError(self.path, "the effort log is open read-only")
+        if self._con is None:
+            raise InputError(self.path, "the effort log is closed")
+        con = self._con
+        with self._lock:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                fn(con)
+                con.execute("COMMIT")
+            except BaseException as exc:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _problem(self.path, exc, action=action) from None
+                raise
+
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Close; folds the WAL into the main file first when writable."""
+        con, self._con = self._con, None
+        if con is None:
+            return
+        try:
+            if checkpoint and not self.read_only:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # another reader holds the WAL: it is folded in later
+        finally:
+            con.close()
+
+    def __enter__(self) -> EffortLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> sqlite3.Connection:
+    """A checked connection; raises :class:`_Corrupt` for a file that is not a sound effort log."""
+    try:
+        if read_only:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout,
+                                  isolation_level=None, check_same_thread=False)
+        else:
+            con = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _problem(path, exc, action="nothing was changed") from None
+    try:
+        _check(con, path, read_only=read_only)
+    except sqlite3.Error as exc:
+        con.close()
+        if _is_corruption(exc):
+            raise _Corrupt(" ".join(str(exc).split())) from None
+        raise _problem(path, exc, action="nothing was changed") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _columns(con: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    return tuple(r[1] for r in con.execute(f"PRAGMA table_info({table})"))
+
+
+def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
+    # The schema first: a file that is not SQLite fails here, before any
+    # PRAGMA could write to it.
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    check = con.execute("PRAGMA integrity_check").fetchall()
+    if [r[0] for r in check] != ["ok"]:
+        raise _Corrupt(f"integrity check failed: {check[0][0]}")
+    if not tables:
+        if read_only:
+            raise _Corrupt("the file holds no effort log tables")
+        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                con.execute(statement)
+            con.execute("INSERT INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
+            con.execute("INSERT INTO meta VALUES ('version', ?)", (str(LOG_VERSION),))
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        return
+    if not {"meta", "sessions", "effort"} <= tables:
+        raise _Corrupt(f"an SQLite file with tables {', '.join(sorted(tables))}, not an effort log")
+    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    if meta.get("format") != LOG_FORMAT:
+        raise _Corrupt(f"wrong format tag {meta.get('format')!r}")
+    try:
+        version = int(meta.get("version", ""))
+    except ValueError:
+        raise _Corrupt(f"unreadable version {meta.get('version')!r}") from None
+    if version > LOG_VERSION:
+        # Not corrupt: a newer suite's log is never moved aside.
+        raise InputError(path, f"effort log version {version} is newer than this suite; update napari-connectome")
+    if _columns(con, "effort") != COLUMNS or _columns(con, "sessions") != SESSION_COLUMNS:
+        raise _Corrupt("its tables do not have the effort log's columns")
+    if not read_only:
+        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
+        con.execute("PRAGMA synchronous=FULL")
+
+
+def _move_aside(path: Path, now: float) -> Path:
+    """Rename a corrupt log (and its -wal/-shm/-journal) to ``NAME.corrupt-<UTC stamp>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        os.replace(path, target)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+    except OSError as exc:
+        raise InputError(path, f"the effort log is corrupt and could not be moved aside: {exc.strerror or exc}") from None
+    return target

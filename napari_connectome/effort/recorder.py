@@ -1,0 +1,99 @@
+"""Timing edits made outside tasks (the Proofread panel's merges, splits, undos).
+
+The recorder listens to a :class:`~napari_connectome.proofread.Proofreader`:
+every committed edit whose ``task_id`` is None becomes one ``manual`` row of
+the effort log, timed from the previous recorded event (the last effort row
+of this log, task answers included, or the recorder's start) to the edit,
+with idle gaps excluded by an :class:`~napari_connectome.effort.clock.ActivityClock`
+that restarts after each row. Edits with a ``task_id`` are answers: the task
+session logs those itself, so the recorder ignores them (but restarts its
+clock when their effort row is written).
+
+A manual edit made while a task is on screen is timed from the last row, so
+that stretch is counted by the task and by the edit; the micro-task panel and
+the Proofread panel are rarely used at the same moment, so this is accepted
+rather than splitting the time by guesswork.
+"""
+
+from __future__ import annotations
+
+import time
+
+from napari_connectome.effort.clock import DEFAULT_IDLE_S, ActivityClock, Clock
+from napari_connectome.effort.log import MANUAL_ANSWERS, EffortLog
+from napari_connectome.errors import ConnectomeError
+
+
+class EffortRecorder:
+    """Times edits made outside tasks and logs them as ``manual`` rows.
+
+    Parameters
+    ----------
+    log
+        The open, writable effort log.
+    proofreader
+        The Proofreader whose edits are timed (``add_listener`` is used).
+    clock
+        Seconds since the epoch (``time.time``; tests pass a fake).
+    idle_after_s
+        Gaps between inputs longer than this are idle.
+
+    Attributes
+    ----------
+    clock
+        The running :class:`ActivityClock`; the GUI calls :meth:`touch` on input.
+    notes
+        Effort rows that could not be written (the edit itself stands).
+    """
+
+    def __init__(self, log: EffortLog, proofreader, *, clock: Clock = time.time,
+                 idle_after_s: float = DEFAULT_IDLE_S) -> None:
+        self.log = log
+        self.proofreader = proofreader
+        self.clock = ActivityClock(clock=clock, idle_after_s=idle_after_s)
+        self.notes: list[str] = []
+        self._closed = False
+        self._own_row = False
+        self.clock.start()
+        proofreader.add_listener(self._on_edit)
+        log.add_listener(self._on_row)
+
+    def touch(self) -> None:
+        """A user input (key, click, mouse move, wheel)."""
+        if not self._closed:
+            self.clock.touch()
+
+    def _on_edit(self, result) -> None:
+        if self._closed or getattr(result, "task_id", None) is not None:
+            return
+        if result.type not in MANUAL_ANSWERS:
+            return
+        shown = self.clock.started_at
+        active, idle = self.clock.stop()
+        answered = self.clock.stopped_at
+        self._own_row = True
+        try:
+            self.log.record(
+                task_id=None, task_type="manual", answer=result.type, shown_at=shown,
+                answered_at=answered, active_s=active, idle_s=idle, edit_id=result.operation_id,
+                segments=list(result.after_segments),
+            )
+        except ConnectomeError as exc:
+            # The edit is committed already; losing its timing must not look
+            # like a failed edit to the proofreader.
+            self.notes.append(f"edit {result.operation_id} was not timed: {exc}")
+        finally:
+            self._own_row = False
+            self.clock.start(at=answered)
+
+    def _on_row(self, row: dict) -> None:
+        # Any other row (a task answer) ends the stretch a manual edit is timed from.
+        if self._closed or self._own_row:
+            return
+        self.clock.start(at=max(float(row["answered_at"]), self.clock.started_at))
+
+    def close(self) -> None:
+        """Stop timing (the proofreader keeps its listener, which then does nothing)."""
+        self._closed = True
+        if self.clock.running:
+            self.clock.stop()
