@@ -6,8 +6,10 @@
     answers = label_candidates(cands, proofreader, gt)   # ground truth's answer to each
     errors = true_errors(seg, gt, supervoxels=sv)        # what is really wrong
     candidate_recall(cands, errors)                      # how much of it the candidates cover
+    op_id = apply_candidate(proofreader, cands[0], suggested_by="me")  # the proposed edit
 """
 
+from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.candidates.find import (
     MERGE_FEATURES,
     SPLIT_FEATURES,
@@ -30,6 +32,7 @@ __all__ = [
     "Candidate",
     "CandidateKind",
     "TrueError",
+    "apply_candidate",
     "candidate_recall",
     "feature_matrix",
     "find_candidates",
@@ -37,5 +40,6 @@ __all__ = [
     "label_candidates",
     "precision_at",
     "simple_score",
+    "stale_reason",
     "true_errors",
 ]

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_connectome.atomic import atomic_write
+from napari_connectome.candidates.apply import apply_candidate
 from napari_connectome.errors import InputError
 from napari_connectome.rank.strategies import (
     ActiveStrategy,
@@ -223,7 +224,7 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
             entry = {"decision": i, "candidate": c.id, "kind": c.kind, "answer": yes, "operation_id": None,
                      "explored": bool(getattr(strat, "last_pick_explored", False))}
             if yes:
-                entry["operation_id"] = _apply(pr, c, strat.name)
+                entry["operation_id"] = apply_candidate(pr, c, suggested_by=f"simulate:{strat.name}")
             strat.observe(c, yes)
             if yes:
                 candidates = find(pr, **find_options)
@@ -243,25 +244,6 @@ def _answer_key(c) -> tuple:
     if c.kind == "false_split":
         return (c.kind, tuple(sorted(int(s) for s in c.segments)))
     return candidate_key(c)
-
-
-def _apply(pr, c, strategy_name: str) -> int | None:
-    """Apply an accepted candidate's edit; None when the state makes it moot."""
-    by = f"simulate:{strategy_name}"
-    try:
-        if c.kind == "false_split":
-            a, b = (int(s) for s in c.supervoxels[:2])
-            if pr.segment_of(a) == pr.segment_of(b):
-                return None
-            return pr.merge_supervoxels(a, b, suggested_by=by).operation_id
-        preview = pr.preview_split_supervoxels(list(c.supervoxels), list(c.sinks))
-        if preview.cut_edges.size == 0:
-            return None
-        return pr.split(preview, suggested_by=by).operation_id
-    except InputError:
-        # The candidate went stale (a supervoxel changed segment since it was
-        # found): a real proofreader would see nothing to do there either.
-        return None
 
 
 # ------------------------------------------------------------------ outputs

@@ -1,0 +1,229 @@
+"""What the panel draws for one task, computed off the GUI thread: EM and labels crops, skeletons, colours.
+
+Reads only a crop around the decision point, at full resolution (level 0):
+the EM through the data plane (the raw input's lazy array, sliced), the
+labels as the *supervoxel* crop relabelled through the involved segments'
+supervoxel lists. Why not ``Proofreader.labels_volume()``: its reader
+caches each region's supervoxel positions, and a read racing a split inside
+a supervoxel (which invalidates cached boxes only when it commits) could
+store a stale entry that later redraws would keep showing. The supervoxel
+crop has no cache, and the segments' member lists are read from the state
+in one step each; a read that overlaps an edit is caught by comparing
+:attr:`~napari_connectome.proofread.Proofreader.version` before and after
+(see :attr:`TaskView.version`).
+
+Skeletons are not computed here (TEASAR of a whole segment can take seconds):
+they come from the project's skeleton store when it has one (a store entry
+is the skeleton of that segment id, and ids are never reused, so entries of
+segments still in existence stay right after other edits); segments without
+an entry simply have none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_connectome.errors import InputError
+from napari_connectome.tasks.model import Task
+
+#: Default crop edge, in level-0 voxels (the crop is this many voxels wide along every axis, clamped).
+DEFAULT_CROP_VOXELS = 64
+#: Colours of the involved segments, in task order: distinct and readable on grey EM.
+PALETTE = (
+    (1.0, 0.55, 0.0, 1.0),   # orange
+    (0.0, 0.75, 1.0, 1.0),   # sky blue
+    (0.9, 0.2, 0.9, 1.0),    # magenta
+    (0.3, 0.9, 0.2, 1.0),    # green
+    (1.0, 0.9, 0.1, 1.0),    # yellow
+    (0.95, 0.25, 0.25, 1.0),  # red
+)
+
+
+@dataclass
+class TaskView:
+    """Everything the GUI needs to draw a task.
+
+    Attributes
+    ----------
+    task
+        The task drawn.
+    em
+        Level-0 EM crop (z, y, x) around the decision point.
+    labels
+        Segment ids over the same crop (uint64), 0 outside the involved segments.
+    offset_nm
+        World position (nm) of the centre of crop voxel (0, 0, 0): napari's ``translate``.
+    voxel_size_nm
+        Level-0 voxel size (nm): napari's ``scale``.
+    point_nm
+        The decision point (z, y, x) in nm.
+    skeleton_paths
+        ``(N, 3)`` nm polylines of the involved segments' skeletons (empty when the project has none).
+    colors
+        Segment id → RGBA (0..1).
+    point_voxel
+        Index of the decision point's voxel in the crop (where the orthogonal planes go).
+    version
+        :attr:`Proofreader.version` the labels were read at; -1 when an edit
+        landed during the read (the labels may mix two states: prepare again).
+    """
+
+    task: Task
+    em: np.ndarray
+    labels: np.ndarray
+    offset_nm: tuple[float, float, float]
+    voxel_size_nm: tuple[float, float, float]
+    point_nm: tuple[float, float, float]
+    skeleton_paths: list[np.ndarray] = field(default_factory=list)
+    colors: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+    point_voxel: tuple[int, int, int] = (0, 0, 0)
+    version: int = -1
+
+    def same_as(self, other: TaskView) -> bool:
+        """True when both draw the same thing (arrays equal, same placement, paths and colours)."""
+        return (
+            self.task.id == other.task.id
+            and self.offset_nm == other.offset_nm and self.voxel_size_nm == other.voxel_size_nm
+            and self.point_nm == other.point_nm and self.point_voxel == other.point_voxel
+            and self.colors == other.colors
+            and np.array_equal(self.em, other.em) and np.array_equal(self.labels, other.labels)
+            and len(self.skeleton_paths) == len(other.skeleton_paths)
+            and all(np.array_equal(a, b) for a, b in zip(self.skeleton_paths, other.skeleton_paths, strict=True))
+        )
+
+
+def crop_edge_nm(crop_nm, voxel_size) -> np.ndarray:
+    """The crop's edge per axis in nm: ``crop_nm`` (one number or three), default 64 voxels."""
+    vs = np.asarray(voxel_size, dtype=np.float64)
+    if crop_nm is None:
+        return DEFAULT_CROP_VOXELS * vs
+    try:
+        edge = np.asarray(crop_nm, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError("crop_nm", f"{crop_nm!r} is not a length in nm (one number or z, y, x)") from None
+    if edge.size == 1:
+        edge = np.repeat(edge, 3)
+    if edge.size != 3 or not np.isfinite(edge).all() or (edge <= 0).any():
+        raise InputError("crop_nm", f"{crop_nm!r} must be one positive length in nm or three (z, y, x)")
+    return edge
+
+
+def crop_box(point_nm, *, shape, voxel_size, offset, crop_nm=None) -> tuple[tuple[slice, ...], tuple[int, ...]]:
+    """Level-0 slices of the crop around ``point_nm`` (clamped to the volume) and the point's voxel in it.
+
+    The crop is centred on the point's voxel, ``crop_nm`` wide (rounded to
+    whole voxels, at least one); near a face of the volume it is cut, not
+    shifted, so the point stays where it is in the world.
+    """
+    vs = np.asarray(voxel_size, dtype=np.float64)
+    off = np.asarray(offset, dtype=np.float64)
+    shp = np.asarray(shape, dtype=np.int64)
+    p = np.asarray(point_nm, dtype=np.float64).reshape(-1)
+    if p.size != 3 or not np.isfinite(p).all():
+        raise InputError("decision point", f"{point_nm!r} is not a point (z, y, x) in nm")
+    # Level.offset is the centre of voxel 0: voxel i covers offset + (i ± 0.5) · voxel size.
+    centre = np.clip(np.floor((p - off) / vs + 0.5).astype(np.int64), 0, shp - 1)
+    half = np.array([max(0, math.floor(e / v / 2.0)) for e, v in zip(crop_edge_nm(crop_nm, vs), vs, strict=True)])
+    lo = np.maximum(centre - half, 0)
+    hi = np.minimum(centre + half + 1, shp)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    return box, tuple(int(c - a) for c, a in zip(centre, lo, strict=True))
+
+
+def _spatial_key(volume, box: tuple[slice, ...]) -> tuple:
+    # Non-spatial leading axes (a channel or time axis of the raw input): the first one is shown.
+    return tuple(box[("z", "y", "x").index(a)] if a in ("z", "y", "x") else 0 for a in volume.axes)
+
+
+def segment_colors(segments) -> dict[int, tuple[float, float, float, float]]:
+    """Segment id → RGBA from :data:`PALETTE`, in the order given (distinct within a task)."""
+    return {int(s): PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)}
+
+
+def _skeleton_paths(skeletons, segments) -> list[np.ndarray]:
+    if skeletons is None:
+        return []
+    from napari_connectome.skeleton import skeleton_paths
+
+    get = skeletons.get if isinstance(skeletons, Mapping) or hasattr(skeletons, "get") else None
+    found = [get(int(s)) for s in segments] if get is not None else []
+    return [np.asarray(p, dtype=np.float64) for p in skeleton_paths([sk for sk in found if sk is not None])]
+
+
+def prepare_view(source, task: Task, *, em_volume=None, crop_nm=None, skeletons=None) -> TaskView:
+    """Read and assemble what the panel draws for ``task``.
+
+    Parameters
+    ----------
+    source
+        A :class:`~napari_connectome.tasks.TaskSession` (its proofreader, EM
+        volume, crop size and skeletons are used unless given here) or a
+        :class:`~napari_connectome.proofread.Proofreader`.
+    task
+        The task to draw.
+    em_volume
+        The EM volume (default: the project's ``raw`` input, opened lazily).
+    crop_nm
+        Crop edge in nm, one number or (z, y, x); default 64 level-0 voxels.
+    skeletons
+        ``segment id → Skeleton`` (a :class:`~napari_connectome.skeleton.SkeletonStore`
+        or a dict); default: the session's, or none.
+
+    Returns
+    -------
+    TaskView
+    """
+    pr = getattr(source, "proofreader", source)
+    if em_volume is None:
+        em_volume = getattr(source, "em_volume", None)
+    if em_volume is None:
+        em_volume = pr.project.open_input("raw")
+    if crop_nm is None:
+        crop_nm = getattr(source, "crop_nm", None)
+    if skeletons is None:
+        skeletons = getattr(source, "skeletons", None)
+    version = pr.version
+    sv_level = pr.supervoxel_volume().levels[0]
+    vs = tuple(float(v) for v in sv_level.voxel_size)
+    box, point_voxel = crop_box(task.location_nm, shape=sv_level.shape, voxel_size=vs,
+                                offset=sv_level.offset, crop_nm=crop_nm)
+    em = np.asarray(em_volume.levels[0].array[_spatial_key(em_volume, box)])
+    sv = np.asarray(sv_level.array[box])
+    labels = np.zeros(sv.shape, dtype=np.uint64)
+    for seg in task.segments:
+        try:
+            members = pr.segment_supervoxels(int(seg))
+        except InputError:
+            continue  # edited away: the task is stale and will be skipped; nothing to draw for it
+        labels[np.isin(sv, members)] = np.uint64(seg)
+    if pr.version != version:
+        version = -1  # an edit landed while reading: the member lists may be from two states
+    offset_nm = tuple(float(o + b.start * v) for o, b, v in zip(sv_level.offset, box, vs, strict=True))
+    return TaskView(
+        task=task, em=em, labels=labels, offset_nm=offset_nm, voxel_size_nm=vs,
+        point_nm=tuple(float(x) for x in task.location_nm),
+        skeleton_paths=_skeleton_paths(skeletons, task.segments), colors=segment_colors(task.segments),
+        point_voxel=point_voxel, version=version,
+    )
+
+
+def view_still_valid(pr, view: TaskView | None, task: Task) -> bool:
+    """True when ``view`` (prepared earlier, maybe in another thread) shows ``task`` as it is now.
+
+    It must be for the same task id, segments and decision point, read
+    without an edit landing in the middle, and either at the current
+    version or with every involved segment still in existence (an edit
+    elsewhere leaves those segments' voxels, and so the crop, unchanged:
+    any change to a segment gives it a new id).
+    """
+    if view is None or view.version < 0:
+        return False
+    if (view.task.id, view.task.segments, view.task.location_nm) != (task.id, task.segments, task.location_nm):
+        return False
+    if view.version == pr.version:
+        return True
+    return all(pr.state.has_segment(int(s)) for s in task.segments)

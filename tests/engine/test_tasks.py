@@ -1,0 +1,399 @@
+"""Micro-task sessions on the bundled gala-fib sample: ids, answers, edits, undo, stale tasks, effort, views.
+
+Every test gets its own project over the sample (agglomerated at 0.5: ~800
+candidates), a fake clock, and the ``size`` strategy unless the ranker's
+learning is what is tested (``active``, slower: it refits on every answer).
+"""
+
+from __future__ import annotations
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from napari_connectome.candidates import Candidate, find_candidates
+from napari_connectome.errors import InputError
+from napari_connectome.graph import agglomerate_project
+from napari_connectome.rank import Strategy
+from napari_connectome.samples import gala_fib_project
+from napari_connectome.tasks import Task, TaskSession, crop_box, prepare_view, task_id
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    """Seconds since the epoch that move only when the test says so."""
+
+    def __init__(self, t: float = START) -> None:
+        self.t = float(t)
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += float(seconds)
+
+
+class KindFirst(Strategy):
+    """Biggest impact first, one kind of candidate before the other (to reach split tasks at once)."""
+
+    name = "kind-first"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        return np.array([float(c.kind == self.kind) * 1e12 + float(c.impact) for c in candidates])
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "kind": self.kind}
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = gala_fib_project(tmp_path / "gala")
+    agglomerate_project(p, threshold=0.5)
+    return p
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def open_session(project, clock, **kw) -> TaskSession:
+    kw.setdefault("strategy", "size")
+    kw.setdefault("prefetch", False)
+    return TaskSession.open(project, user="ana", clock=clock, **kw)
+
+
+def task_rows(session):
+    return [r for r in session.effort.rows() if r["task_type"] != "manual"]
+
+
+# ------------------------------------------------------------------ ids
+def test_task_ids_are_stable_across_refinding(project, clock):
+    with open_session(project, clock) as s:
+        pr = s.proofreader
+        first = s.next_task()
+        assert re.fullmatch(r"t-[0-9a-f]{12}", first.id)
+        before = {task_id(c): c for c in find_candidates(pr)}
+        assert len(before) == len(find_candidates(pr))  # one id per proposed edit
+        again = {task_id(c) for c in find_candidates(pr)}
+        assert again == set(before)
+        s.answer("yes")  # a merge: candidates are found again on the new state
+        after = {task_id(c): c for c in find_candidates(pr)}
+        untouched = [t for t, c in before.items() if not set(c.segments) & set(first.segments)]
+        kept = [t for t in untouched if t in after]
+        assert len(kept) > 0.9 * len(untouched)
+        assert all(after[t].supervoxels == before[t].supervoxels for t in kept)
+        assert first.id not in {t.id for t in [s.current] if t is not None}
+
+
+# ------------------------------------------------------------------ answers
+def test_yes_applies_the_merge_with_the_task_id_and_no_does_not(project, clock):
+    with open_session(project, clock) as s:
+        pr = s.proofreader
+        task = s.next_task()
+        assert task.kind == "merge" and task.question == "Same neuron?"
+        a, b = task.candidate.supervoxels[:2]
+        assert pr.segment_of(a) != pr.segment_of(b)
+        clock.advance(4)
+        r = s.answer("yes")
+        assert r.edit_id is not None and pr.segment_of(a) == pr.segment_of(b)
+        (row,) = [h for h in pr.history() if h["operation_id"] == r.edit_id]
+        assert (row["type"], row["task_id"], row["suggested_by"]) == ("merge", task.id, "task:size")
+        assert r.next is not None and r.next.id != task.id and s.current == r.next
+        n_ops = len(pr.history())
+        nxt = s.current
+        clock.advance(2)
+        r2 = s.answer("no")
+        assert r2.edit_id is None and len(pr.history()) == n_ops
+        assert [x.answer for x in [r, r2]] == ["yes", "no"]
+        rows = task_rows(s)
+        assert [(x["task_id"], x["answer"], x["edit_id"]) for x in rows] == [
+            (task.id, "yes", r.edit_id), (nxt.id, "no", None)]
+        assert all(x["user"] == "ana" and x["session"] == pr.session for x in rows)
+
+
+def test_yes_on_a_cut_task_splits(project, clock):
+    with open_session(project, clock, strategy=KindFirst("false_merge")) as s:
+        pr = s.proofreader
+        task = s.next_task()
+        assert task.kind == "split" and task.question == "Cut here?"
+        (seg,) = task.segments
+        r = s.answer("yes")
+        assert r.edit_id is not None
+        (row,) = [h for h in pr.history() if h["operation_id"] == r.edit_id]
+        assert row["type"] == "split" and row["task_id"] == task.id and row["before_roots"] == [seg]
+        src, snk = task.candidate.supervoxels[0], task.candidate.sinks[0]
+        assert pr.segment_of(src) != pr.segment_of(snk)
+
+
+def test_undo_reverts_the_edit_and_the_ranker_and_shows_the_task_again(project, clock):
+    with open_session(project, clock, strategy="active") as s:
+        pr = s.proofreader
+        ranker = s.strategy.ranker
+        n0 = ranker.n_answers
+        task = s.next_task()
+        a, b = task.candidate.supervoxels[:2]
+        clock.advance(3)
+        r = s.answer("yes")
+        assert ranker.n_answers == n0 + 1 and pr.segment_of(a) == pr.segment_of(b)
+        clock.advance(7)
+        u = s.undo()
+        assert u.answer == "undo" and u.task.id == task.id
+        assert pr.segment_of(a) != pr.segment_of(b)
+        assert ranker.n_answers == n0
+        (row,) = [h for h in pr.history() if h["operation_id"] == u.edit_id]
+        assert (row["type"], row["undo_of"], row["task_id"]) == ("undo", r.edit_id, task.id)
+        # Shown again as the current task (same id, segments as they are now).
+        assert s.current.id == task.id and u.next.id == task.id
+        assert set(s.current.segments) == {pr.segment_of(a), pr.segment_of(b)}
+        assert s.progress()["done"] == 0
+        # It can be answered again; an undone "no" is retracted too.
+        clock.advance(2)
+        s.answer("no")
+        assert ranker.n_answers == n0 + 1
+        s.undo()
+        assert ranker.n_answers == n0 and s.current.id == task.id
+        rows = task_rows(s)
+        assert [x["answer"] for x in rows] == ["yes", "undo", "no", "undo"]
+        assert rows[1]["active_s"] == 7.0 and rows[1]["edit_id"] == u.edit_id
+        assert s.undo() is None  # every answer taken back
+
+
+def test_undo_with_nothing_answered_returns_none(project, clock):
+    with open_session(project, clock) as s:
+        s.next_task()
+        assert s.undo() is None
+
+
+def test_skipped_and_flagged_tasks_are_not_asked_again_and_count(project, clock):
+    with open_session(project, clock) as s:
+        skipped = s.next_task()
+        s.answer("skip")
+        flagged = s.current
+        s.answer("flag")
+        queued = s.progress()["queued"]
+        seen = []
+        for _ in range(8):
+            seen.append(s.current.id)
+            s.answer("no")
+        assert skipped.id not in seen and flagged.id not in seen
+        p = s.progress()
+        assert (p["done"], p["skip"], p["flag"], p["flagged"], p["no"]) == (10, 1, 1, 1, 8)
+        assert p["queued"] == queued - 8
+        rows = task_rows(s)
+        assert [(x["task_id"], x["answer"]) for x in rows[:2]] == [(skipped.id, "skip"), (flagged.id, "flag")]
+        # Undo takes back the latest answer first.
+        s.undo()
+        assert s.current.id == seen[-1] and s.progress()["done"] == 9
+
+
+def test_unknown_answer_and_answer_without_task_are_input_errors(project, clock):
+    with open_session(project, clock) as s:
+        assert s.next_task() is not None
+        with pytest.raises(InputError, match="answer"):
+            s.answer("maybe")
+        assert task_rows(s) == [] and s.progress()["done"] == 0
+
+
+# ------------------------------------------------------------------ stale tasks, outside edits
+def test_task_edited_away_outside_is_skipped_with_a_note(project, clock):
+    with open_session(project, clock) as s:
+        pr = s.proofreader
+        first = s.next_task()
+        ahead = s._predicted_next()
+        assert ahead is not None
+        # The Proofread panel merges one of the next task's segments with a third one (no task id).
+        seg = ahead.segments[0]
+        svs = pr.segment_supervoxels(seg)
+        other = next(int(x) for x in pr.rag.node_ids if pr.segment_of(int(x)) not in ahead.segments)
+        clock.advance(5)
+        pr.merge_supervoxels(int(svs[0]), other)
+        clock.advance(5)
+        r = s.answer("no")
+        assert r.next is not None and r.next.id != ahead.id
+        rows = s.effort.rows()
+        assert [(x["task_type"], x["answer"]) for x in rows[:2]] == [("manual", "merge"), ("merge", "no")]
+        assert rows[0]["task_id"] is None and rows[0]["active_s"] == 5.0
+        # The next task and any other of the merged segment's tasks up to the one shown: skipped, one row each.
+        stale = rows[2:]
+        assert stale and all(x["answer"] == "stale" and seg in x["segments"] for x in stale)
+        assert stale[0]["task_id"] == ahead.id and f"segment {seg} no longer exists" in stale[0]["note"]
+        assert stale[0]["active_s"] == 0.0 and stale[0]["shown_at"] == stale[0]["answered_at"] == clock.t
+        assert len(s.notes) == len(stale) and ahead.id in s.notes[0]
+        assert s.progress()["stale"] == len(stale)
+        assert seg not in s.current.segments
+        # The task on screen goes stale too: its answer is not applied.
+        cur = s.current
+        pr.merge_supervoxels(int(pr.segment_supervoxels(cur.segments[0])[0]),
+                             next(int(x) for x in pr.rag.node_ids if pr.segment_of(int(x)) not in cur.segments))
+        n_ops = len(pr.history())
+        r2 = s.answer("yes")
+        assert r2.answer == "stale" and r2.edit_id is None and "not applied" in r2.note
+        assert len(pr.history()) == n_ops
+        assert not [h for h in pr.history() if h["task_id"] == cur.id]
+        # Exactly one manual row per outside edit, none for the session's own.
+        manual = [x for x in s.effort.rows() if x["task_type"] == "manual"]
+        assert len(manual) == 2 and all(x["task_id"] is None for x in manual)
+        assert first.id in {x["task_id"] for x in s.effort.rows()}
+
+
+def test_task_edits_are_not_logged_as_manual(project, clock):
+    with open_session(project, clock) as s:
+        s.next_task()
+        s.answer("yes")
+        s.undo()
+        rows = s.effort.rows()
+        assert [x["task_type"] for x in rows] == ["merge", "merge"]
+
+
+# ------------------------------------------------------------------ effort timing
+def test_effort_rows_follow_the_fake_clock_with_idle_gaps(project, clock):
+    with open_session(project, clock, idle_after_s=60) as s:
+        t0 = clock.t
+        task = s.next_task()
+        clock.advance(10)
+        s.touch()
+        clock.advance(100)  # no input for 100 s > 60 s: idle
+        s.touch()
+        clock.advance(5)
+        s.answer("no")
+        clock.advance(20)
+        s.touch()
+        clock.advance(61)  # just over the threshold, then the answer
+        s.answer("skip")
+        clock.advance(8)
+        s.undo()
+        rows = task_rows(s)
+        assert [(r["answer"], r["shown_at"], r["answered_at"], r["active_s"], r["idle_s"]) for r in rows] == [
+            ("no", t0, t0 + 115, 15.0, 100.0),
+            ("skip", t0 + 115, t0 + 196, 20.0, 61.0),
+            ("undo", t0 + 196, t0 + 204, 8.0, 0.0),
+        ]
+        assert rows[0]["task_id"] == task.id
+
+
+# ------------------------------------------------------------------ views
+def test_prefetched_view_is_the_synchronous_one(project, clock):
+    with open_session(project, clock, prefetch=True) as s:
+        s.next_task()
+        s.view()
+        ahead = s._predicted_next()
+        s.prefetcher.wait()
+        s.answer("skip")  # does not change the ranking: the prefetched task is next
+        assert s.current.id == ahead.id
+        hits = s.prefetcher.hits
+        view = s.view()
+        assert s.prefetcher.hits == hits + 1
+        assert view.same_as(prepare_view(s.proofreader, s.current))
+        # After a merge the guess may be wrong; whatever is shown equals a fresh preparation.
+        s.prefetcher.wait()
+        s.answer("yes")
+        assert s.view().same_as(prepare_view(s.proofreader, s.current))
+
+
+def test_prefetched_view_is_dropped_when_its_segments_change(project, clock):
+    with open_session(project, clock, prefetch=True) as s:
+        pr = s.proofreader
+        s.next_task()
+        ahead = s._predicted_next()
+        s.prefetcher.wait()
+        other = next(int(x) for x in pr.rag.node_ids if pr.segment_of(int(x)) not in ahead.segments)
+        pr.merge_supervoxels(int(pr.segment_supervoxels(ahead.segments[0])[0]), other)
+        s.answer("skip")
+        assert s.current.id != ahead.id  # stale: skipped
+        view = s.view()
+        assert view.task.id == s.current.id and view.same_as(prepare_view(pr, s.current))
+
+
+def test_crop_is_placed_at_the_decision_point(project, clock):
+    raw = project.open_input("raw").levels[0]
+    with open_session(project, clock) as s:
+        pr = s.proofreader
+        task = s.next_task()
+        v = s.view()
+        vs = np.asarray(v.voxel_size_nm)
+        assert v.voxel_size_nm == tuple(raw.voxel_size)
+        # The crop's voxel at the decision point maps back to the point (within half a voxel).
+        back = np.asarray(v.offset_nm) + np.asarray(v.point_voxel) * vs
+        assert np.all(np.abs(back - np.asarray(task.location_nm)) <= vs / 2 + 1e-9)
+        # EM is the raw volume's crop at full resolution; labels only the involved segments.
+        box, _ = crop_box(task.location_nm, shape=raw.shape, voxel_size=raw.voxel_size, offset=raw.offset)
+        assert v.em.shape == v.labels.shape == tuple(b.stop - b.start for b in box)
+        assert np.array_equal(v.em, np.asarray(raw.array[box]))
+        assert v.em.shape[1] <= 65 and v.em.shape[2] <= 65
+        seg = np.asarray(pr.labels_volume().levels[0].array[box])
+        keep = np.isin(seg, task.segments)
+        assert np.array_equal(v.labels, np.where(keep, seg, 0))
+        assert set(np.unique(v.labels)) - {0} == set(task.segments)
+        assert len(set(v.colors.values())) == len(task.segments) == len(v.colors)
+        assert v.skeleton_paths == []  # the project has no skeleton store
+        # A given crop size in nm, clamped at the volume's faces.
+        small = prepare_view(s, task, crop_nm=(100.0, 200.0, 50.0))
+        assert small.em.shape[0] <= 11 and small.em.shape[2] <= 5
+
+
+def test_crop_box_with_an_offset_and_anisotropic_voxels():
+    vs, off, shape = (40.0, 8.0, 8.0), (100.0, -12.0, 3.0), (30, 200, 200)
+    point = (100.0 + 7 * 40.0 + 10.0, -12.0 + 150 * 8.0 - 3.0, 3.0 + 1 * 8.0)
+    box, pv = crop_box(point, shape=shape, voxel_size=vs, offset=off, crop_nm=(400.0, 256.0, 256.0))
+    centre = np.array([b.start for b in box]) + np.array(pv)
+    assert tuple(centre) == (7, 150, 1)
+    assert (box[0].start, box[0].stop) == (2, 13) and box[2].start == 0  # clamped, not shifted
+    world = np.asarray(off) + centre * np.asarray(vs)
+    assert np.all(np.abs(world - point) <= np.asarray(vs) / 2)
+    with pytest.raises(InputError, match="crop_nm"):
+        crop_box(point, shape=shape, voxel_size=vs, offset=off, crop_nm=-5)
+
+
+# ------------------------------------------------------------------ live VI, bad input, empty queue
+def test_live_vi_matches_a_full_recount(project, clock):
+    from napari_connectome.metrics import variation_of_information
+
+    with open_session(project, clock, gt="project") as s:
+        v0 = s.vi()
+        s.next_task()
+        s.answer("yes")
+        s.answer("yes")
+        v = s.vi()
+        seg = np.asarray(s.proofreader.labels_volume().levels[0].array[...])
+        gt = np.asarray(project.open_input("groundtruth").levels[0].array[...])
+        split, merge = variation_of_information(seg, gt)
+        assert v["vi_split"] == pytest.approx(split, abs=1e-9) and v["vi_merge"] == pytest.approx(merge, abs=1e-9)
+        assert v["vi"] != v0["vi"] and v["exact"]
+    with open_session(project, clock) as s:
+        assert s.vi() is None
+
+
+def test_groundtruth_of_another_shape_is_an_input_error(project, clock, tmp_path):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("gt", data=np.ones((10, 20, 30), np.uint32))
+    with pytest.raises(InputError, match="shape"):
+        open_session(project, clock, gt=f"{bad}/gt")
+    assert not project.component_path("effort_log").exists()  # nothing opened, nothing written
+
+
+def test_no_candidates_gives_no_task(project, clock):
+    with open_session(project, clock, find_options={"min_size_nm3": 1e30}) as s:
+        assert s.next_task() is None and s.current is None
+        p = s.progress()
+        assert (p["done"], p["queued"]) == (0, 0)
+        with pytest.raises(InputError, match="no task"):
+            s.answer("yes")
+        assert s.undo() is None
+
+
+def test_task_from_candidate():
+    c = Candidate(id="fm-3-0", kind="false_merge", location_nm=(1, 2, 3), segments=(3,), supervoxels=(4, 5),
+                  sinks=(6,))
+    t = Task.from_candidate(c)
+    assert (t.kind, t.question, t.segments, t.location_nm) == ("split", "Cut here?", (3,), (1.0, 2.0, 3.0))
+    moved = Candidate(id="fm-9-1", kind="false_merge", location_nm=(5, 5, 5), segments=(9,), supervoxels=(5, 4),
+                      sinks=(6,))
+    assert task_id(moved) == t.id  # same proposed cut, found again under other ids
