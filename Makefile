@@ -1,5 +1,5 @@
 # Two set-up commands (see README):
-#   make run [SCREENSHOT=out.png]   create .venv, install, start the suite on the bundled sample
+#   make run [SCREENSHOT=out.png] [PANEL=tasks]   create .venv, install, start the suite on the bundled sample
 #   make test                       create .venv, install with test extras, run every check
 #
 # torch: where no NVIDIA GPU is present the CPU build is installed first
@@ -13,6 +13,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 SCREENSHOT ?=
 SAMPLE ?= gala-fib
+# More panels to dock, e.g. PANEL=tasks (Micro-tasks) or PANEL="tasks effort".
+PANEL ?=
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
@@ -46,7 +48,7 @@ venv: $(VENV)/.installed-all
 XVFB := $(if $(DISPLAY),,$(shell command -v xvfb-run >/dev/null 2>&1 && echo "xvfb-run -a -s '-screen 0 1600x1000x24'"))
 
 run: $(VENV)/.installed-all
-	$(if $(SCREENSHOT),$(XVFB)) $(BIN)/napari-connectome demo --sample $(SAMPLE) $(if $(SCREENSHOT),--screenshot $(SCREENSHOT))
+	$(if $(SCREENSHOT),$(XVFB)) $(BIN)/napari-connectome demo --sample $(SAMPLE) $(foreach p,$(PANEL),--panel $(p)) $(if $(SCREENSHOT),--screenshot $(SCREENSHOT))
 
 test: $(VENV)/.installed-test
 	$(BIN)/lint-imports

@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
             v.add_argument("--sample", choices=("gala-fib", "synthetic"), default="gala-fib")
         v.add_argument("--screenshot", metavar="PNG", help="render off-screen to PNG and exit")
         v.add_argument("--ndisplay", type=int, choices=(2, 3), default=2)
+        v.add_argument("--panel", action="append", choices=("proofread", "tasks", "effort"), default=[],
+                       help="also dock this panel (repeatable): proofread, tasks (Micro-tasks), effort")
     return parser
 
 
@@ -377,9 +379,12 @@ def _cmd_gui(args) -> int:
         raise ConnectomeError(
             f"'{args.command}' needs napari and a Qt binding ({exc}); pip install 'napari-connectome[all]'"
         ) from None
+    # Only when asked: a viewer plugin of an older napari face has no ``panels``.
+    extra = {"panels": args.panel} if args.panel else {}
     if args.command == "view":
-        return int(func(args.uris, voxel_size=args.voxel_size, kind=args.kind, screenshot=args.screenshot, ndisplay=args.ndisplay))
-    return int(func(sample=args.sample, screenshot=args.screenshot, ndisplay=args.ndisplay))
+        return int(func(args.uris, voxel_size=args.voxel_size, kind=args.kind, screenshot=args.screenshot,
+                        ndisplay=args.ndisplay, **extra))
+    return int(func(sample=args.sample, screenshot=args.screenshot, ndisplay=args.ndisplay, **extra))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

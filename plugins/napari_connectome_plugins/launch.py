@@ -22,6 +22,14 @@ from napari_connectome_plugins._reader import can_read, read_layers
 
 PLUGIN = "napari-connectome"
 WIDGET = "Connectome"
+# Panels docked besides the Connectome panel (``--panel``): name -> (display name, module, class).
+PANELS = {
+    "proofread": ("Proofread", "napari_connectome_plugins._proofread_widget", "ProofreadWidget"),
+    "tasks": ("Micro-tasks", "napari_connectome_plugins._microtask_widget", "MicroTaskWidget"),
+    "effort": ("Effort", "napari_connectome_plugins._effort_widget", "EffortWidget"),
+}
+# Longest wait for a panel's background work (opening a task session) before a screenshot.
+PANEL_WAIT_S = 300.0
 SAMPLES = ("gala-fib", "synthetic")
 # Camera angles (degrees) of the 3-D view: a little from the side, so depth shows.
 OBLIQUE = (-20.0, 30.0, 60.0)
@@ -94,17 +102,46 @@ def _echo_messages(start: int) -> None:
             print(f"napari-connectome: {severity}: {text}", file=sys.stderr)
 
 
-def _dock_widget(viewer) -> Any:
-    """Dock the Connectome panel (through the plugin manager, else directly)."""
+def _dock_widget(viewer, name: str = WIDGET) -> Any:
+    """Dock the panel ``name`` (through the plugin manager, else directly)."""
     try:
-        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
         return widget
     except Exception:  # plugin not registered (e.g. run from a source tree)
-        from napari_connectome_plugins._widget import ConnectomeWidget
+        import importlib
 
-        widget = ConnectomeWidget(viewer)
-        viewer.window.add_dock_widget(widget, name=WIDGET, area="right")
+        if name == WIDGET:
+            from napari_connectome_plugins._widget import ConnectomeWidget as cls
+        else:
+            module, attr = next((m, a) for d, m, a in PANELS.values() if d == name)
+            cls = getattr(importlib.import_module(module), attr)
+        widget = cls(viewer)
+        viewer.window.add_dock_widget(widget, name=name, area="right")
         return widget
+
+
+def _check_panels(panels: Sequence[str]) -> list[str]:
+    from napari_connectome.errors import InputError
+
+    panels = list(dict.fromkeys(panels or ()))
+    for panel in panels:
+        if panel not in PANELS:
+            raise InputError("--panel", f"unknown panel {panel!r}; choose from {', '.join(PANELS)}")
+    return panels
+
+
+def _start_panels(widgets: list, *, wait: bool) -> None:
+    """Let the extra panels bind to the project just read; for a screenshot, wait for their work."""
+    for widget in widgets:
+        bind = getattr(widget, "bind_to_viewer_project", None)
+        if bind is not None:
+            bind()
+        elif hasattr(widget, "refresh"):
+            widget.refresh()
+    if wait:
+        for widget in widgets:
+            if hasattr(widget, "wait"):
+                widget.wait(PANEL_WAIT_S)
 
 
 def _show(
@@ -114,6 +151,7 @@ def _show(
     screenshot: str | None,
     ndisplay: int,
     size: tuple[int, int],
+    panels: Sequence[str] = (),
 ) -> int:
     """Open a viewer with the dock, then the layers ``load()`` gives; screenshot or run.
 
@@ -129,12 +167,14 @@ def _show(
     if ndisplay not in (2, 3):
         return _fail(InputError("--ndisplay", f"must be 2 or 3, got {ndisplay}"))
     try:
+        panels = _check_panels(panels)
         _check_display()
     except ConnectomeError as exc:
         return _fail(exc)
     start = len(SENT)
     viewer = napari.Viewer(title=title, ndisplay=ndisplay, show=True)
     closed = False
+    extra: list = []
     try:
         width, height = (int(v) for v in size)
         viewer.window.resize(width, height)
@@ -154,6 +194,9 @@ def _show(
                 viewer.camera.zoom *= 0.75  # the turned box is wider than the fitted one
         if hasattr(widget, "refresh"):
             widget.refresh()
+        # Docked once the layers are in: the panels bind to the project they show.
+        extra = [_dock_widget(viewer, PANELS[p][0]) for p in panels]
+        _start_panels(extra, wait=screenshot is not None)
         if screenshot is None:
             napari.run()
             return 0
@@ -162,6 +205,10 @@ def _show(
         return code
     finally:
         if screenshot is not None and not closed:
+            for panel in extra:  # close task sessions (their logs, their worker) before the window
+                close_panel = getattr(panel, "close_panel", None)
+                if close_panel is not None:
+                    close_panel()
             viewer.close()
 
 
@@ -191,6 +238,7 @@ def view(
     screenshot: str | None = None,
     ndisplay: int = 2,
     size: tuple[int, int] = (1400, 900),
+    panels: Sequence[str] = (),
 ) -> int:
     """Open volumes and project folders in napari with the Connectome panel.
 
@@ -210,6 +258,10 @@ def view(
         2 (slices) or 3 (volume rendering).
     size
         Window size in pixels (width, height).
+    panels
+        More panels to dock: ``"proofread"``, ``"tasks"`` (Micro-tasks: the
+        view turns 3D on the first task), ``"effort"``. With ``screenshot``
+        their background work (finding the tasks) is waited for.
 
     Returns
     -------
@@ -240,7 +292,7 @@ def view(
         return data
 
     title = "napari-connectome: " + ", ".join(os.path.basename(u.rstrip("/")) or u for u in uris)
-    return _show(load, title=title, screenshot=screenshot, ndisplay=ndisplay, size=size)
+    return _show(load, title=title, screenshot=screenshot, ndisplay=ndisplay, size=size, panels=panels)
 
 
 def demo(
@@ -249,6 +301,7 @@ def demo(
     screenshot: str | None = None,
     ndisplay: int = 2,
     size: tuple[int, int] = (1400, 900),
+    panels: Sequence[str] = (),
 ) -> int:
     """Open a bundled sample in napari with the Connectome panel.
 
@@ -258,7 +311,7 @@ def demo(
         ``"gala-fib"``: a project over the bundled FIB-SEM crop (created in
         the user's cache on first use); ``"synthetic"``: a synthetic EM volume
         with ground truth from seed 0.
-    screenshot, ndisplay, size
+    screenshot, ndisplay, size, panels
         As for :func:`view`.
 
     Returns
@@ -286,4 +339,4 @@ def demo(
             raise InputError("--sample", f"unknown sample {sample!r}; choose one of {', '.join(SAMPLES)}")
     except ConnectomeError as exc:
         return _fail(exc)
-    return _show(load, title=title, screenshot=screenshot, ndisplay=ndisplay, size=size)
+    return _show(load, title=title, screenshot=screenshot, ndisplay=ndisplay, size=size, panels=panels)

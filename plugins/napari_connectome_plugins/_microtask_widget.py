@@ -1,0 +1,732 @@
+"""The "Micro-tasks" dock widget: one question at a time, answered with one key.
+
+The engine's :class:`~napari_connectome.tasks.TaskSession` ranks the
+candidate errors, applies the edits, feeds every answer to the ranker and
+times every answer in the project's effort log. This panel only shows the
+current task and forwards keys, buttons and input activity to it:
+
+- the question in large type ("Same neuron?" / "Cut here?") with the task
+  id, kind and impact;
+- in the viewer, switched to 3D and centred on the decision point: the
+  full-resolution EM crop as three orthogonal planes through the point, the
+  involved segments, their skeletons (one colour per segment) and the point;
+- progress (done · queued · flagged), live VI against the ground truth when
+  the project has one, and the latest note (e.g. a task skipped because its
+  segments were edited since).
+
+The next task's view is prepared by the session's prefetcher in a worker
+thread while the proofreader decides; after an answer the GUI thread only
+swaps layer data.
+
+Keys are bound on the viewer and on the panel's own layers (layer keymaps
+come first in napari, so ours win over a Labels or Points layer's own keys
+while one of our layers is active). Every key press, mouse press, move and
+wheel in the viewer's window counts as activity for the effort clock (an
+application-wide Qt event filter, removed when the panel closes): a gap of
+more than the idle threshold (60 s unless configured) between two inputs is
+idle time, not work.
+
+=====  ==============================================================
+Y      yes: apply the proposed edit (merge or cut)
+N      no: leave it, tell the ranker
+S      skip: ask later
+U      undo the last answer (and its edit); that task is shown again
+F      flag the task for an expert
+=====  ==============================================================
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QApplication,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_connectome_plugins import _notify
+from napari_connectome_plugins._layers import layer_meta
+from napari_connectome_plugins._microtask_layers import TaskLayers
+
+logger = logging.getLogger(__name__)
+
+PLUGIN = "napari-connectome"
+WIDGET_NAME = "Micro-tasks"
+# napari key name, action, button text.
+KEYS: tuple[tuple[str, str, str], ...] = (
+    ("Y", "yes", "Yes"),
+    ("N", "no", "No"),
+    ("S", "skip", "Skip"),
+    ("U", "undo", "Undo"),
+    ("F", "flag", "Flag"),
+)
+TIPS = {
+    "yes": "Yes: apply the proposed edit (merge the two segments, or cut here) (Y)",
+    "no": "No: the segmentation is right here; the ranker learns from it (N)",
+    "skip": "Skip: not sure; ask another task (S)",
+    "undo": "Undo the last answer and its edit; that task is shown again (U)",
+    "flag": "Flag the task for an expert and go on (F)",
+}
+HELP = "Y yes (apply the edit) · N no · S skip · U undo the last answer · F flag for an expert"
+NO_PROJECT = "No project. Open one (File → Open Folder, or the Connectome panel)."
+QUESTION_POINTS = 22
+# Events that mean a person is at the keyboard or mouse.
+INPUT_EVENTS = frozenset(
+    int(t) for t in (QEvent.KeyPress, QEvent.MouseButtonPress, QEvent.MouseMove, QEvent.Wheel)
+)
+
+
+def _unwrap(obj):
+    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def _fmt_impact(value) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.1f}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"
+
+
+def progress_text(progress: dict) -> str:
+    """``12 done · 340 queued · 1 flagged``."""
+    return (
+        f"{int(progress.get('done', 0))} done · {int(progress.get('queued', 0))} queued · "
+        f"{int(progress.get('flagged', 0))} flagged"
+    )
+
+
+def vi_text(vi: dict | None) -> str:
+    """``VI 0.412 (split 0.301 · merge 0.111)``, or empty without ground truth."""
+    if not vi:
+        return ""
+    return (
+        f"VI {float(vi.get('vi', 0.0)):.3f} (split {float(vi.get('vi_split', 0.0)):.3f} · "
+        f"merge {float(vi.get('vi_merge', 0.0)):.3f})"
+    )
+
+
+def task_text(task) -> str:
+    """``t-1a2b3c4d5e6f · merge · impact 2.4k · segments 12, 87``."""
+    segments = ", ".join(str(int(s)) for s in getattr(task, "segments", ()))
+    impact = _fmt_impact(getattr(getattr(task, "candidate", None), "impact", None))
+    return f"{task.id} · {task.kind} · impact {impact} · segments {segments or '—'}"
+
+
+class _NameEdit(QLineEdit):
+    """The user-name field: Enter and Esc end here, never reach the viewer's keys."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape):
+            event.accept()
+
+
+class InputWatcher(QObject):
+    """Application-wide event filter: calls ``on_input()`` for input in one window.
+
+    Installed on the QApplication because Qt hands a widget's events to the
+    filters of that widget and of the application only, never to its window's.
+
+    Parameters
+    ----------
+    window
+        A callable returning the top-level window whose input counts.
+    on_input
+        Called (on the GUI thread) for every key press, mouse press, mouse
+        move and wheel event there.
+    """
+
+    def __init__(self, window: Callable[[], Any], on_input: Callable[[], None]) -> None:
+        super().__init__()
+        self._window = window
+        self._on_input = on_input
+        self.installed = False
+
+    def install(self) -> None:
+        app = QApplication.instance()
+        if app is not None and not self.installed:
+            app.installEventFilter(self)
+            self.installed = True
+
+    def remove(self) -> None:
+        app = QApplication.instance()
+        if app is not None and self.installed:
+            app.removeEventFilter(self)
+        self.installed = False
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        try:
+            if int(event.type()) in INPUT_EVENTS and obj.isWidgetType():
+                window = self._window()
+                if window is not None and obj.window() is window:
+                    self._on_input()
+        except Exception:  # a filter must never break event delivery
+            logger.debug("input watcher failed", exc_info=True)
+        return False
+
+
+class MicroTaskWidget(QWidget):
+    """Dock widget: answer the micro-tasks of the project opened in the viewer.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (napari passes it).
+    clock
+        Seconds since the epoch for the effort log (default ``time.time``;
+        tests pass a fake one they advance).
+    idle_after_s
+        Idle threshold of the effort clock (default: the engine's, 60 s
+        unless ``NAPARI_CONNECTOME_IDLE_S`` says otherwise).
+    prefetch
+        Prepare the next task's view in a worker thread (the default).
+    find_options
+        Options for the candidate search (passed to the session).
+    """
+
+    # An edit committed by the Proofreader (any thread; queued to the GUI thread).
+    edited = Signal(object)
+
+    def __init__(
+        self,
+        napari_viewer,
+        parent: QWidget | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        idle_after_s: float | None = None,
+        prefetch: bool = True,
+        find_options: dict | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = _unwrap(napari_viewer)
+        self.clock = clock
+        self.idle_after_s = idle_after_s
+        self.prefetch = prefetch
+        self.find_options = find_options
+        self.project = None
+        self.session = None
+        self.task_layers: TaskLayers | None = None
+        self.last_show_ms: float | None = None
+        self._shared = None  # the Proofread panel whose Proofreader the session uses
+        self._hidden: list[Any] = []
+        self._viewer_keys: dict[str, Any] = {}
+        self._worker = None
+        self._busy = ""
+        self._opening: str | None = None
+        self._notes_seen = 0
+        self._ndisplay_before: int | None = None
+        self.setMinimumWidth(340)
+        self._build_ui()
+        # Queued: a listener runs inside the edit, and the session must finish its answer first.
+        self.edited.connect(self._on_edited, Qt.QueuedConnection)
+        self._watcher = InputWatcher(self._main_window, self._on_input)
+        self._watcher.install()
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._on_inserted)
+        layers.events.removed.connect(self._on_removed)
+        self._update_controls()
+        if not self.bind_to_viewer_project():
+            _notify.warning(f"Micro-tasks: no project in the viewer; {NO_PROJECT.split('. ', 1)[1]}")
+
+    # -- interface -----------------------------------------------------------
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        box = QGroupBox("Project", self)
+        form = QFormLayout(box)
+        self.project_label = QLabel(NO_PROJECT, box)
+        self.project_label.setWordWrap(True)
+        form.addRow("Project:", self.project_label)
+        self.user_edit = _NameEdit(box)
+        self.user_edit.setText(_login())
+        self.user_edit.setToolTip("Recorded with every answer in the effort log and every edit in the edit log")
+        form.addRow("User:", self.user_edit)
+        layout.addWidget(box)
+
+        box = QGroupBox("Task", self)
+        task = QVBoxLayout(box)
+        self.question_label = QLabel("—", box)
+        # A style sheet, not setFont: napari's theme sets label fonts through its own style sheet.
+        self.question_label.setStyleSheet(f"font-size: {QUESTION_POINTS}pt; font-weight: bold;")
+        self.question_label.setAlignment(Qt.AlignCenter)
+        task.addWidget(self.question_label)
+        self.task_label = QLabel("", box)
+        self.task_label.setAlignment(Qt.AlignCenter)
+        self.task_label.setWordWrap(True)
+        self.task_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        task.addWidget(self.task_label)
+        grid = QGridLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        # Yes and No, the common answers, get the wide first row; Skip, Undo, Flag the second.
+        places = {"yes": (0, 0, 1, 3), "no": (0, 3, 1, 3), "skip": (1, 0, 1, 2), "undo": (1, 2, 1, 2),
+                  "flag": (1, 4, 1, 2)}
+        for key, action, text in KEYS:
+            button = QPushButton(f"{text} ({key})", box)
+            button.setToolTip(TIPS[action])
+            # A focused button would keep the keys; they must reach napari's keymap.
+            button.setFocusPolicy(Qt.NoFocus)
+            button.clicked.connect(lambda _=False, a=action: self.run_action(a))
+            self.buttons[action] = button
+            grid.addWidget(button, *places[action])
+        task.addLayout(grid)
+        self.progress_label = QLabel("", box)
+        self.progress_label.setToolTip("Answered (yes, no, flag, skip; undone answers do not count) · candidates not asked yet · flagged for an expert")
+        task.addWidget(self.progress_label)
+        self.vi_label = QLabel("", box)
+        self.vi_label.setToolTip("Variation of information against the project's ground truth, now (split: false merges … merge: false splits)")
+        task.addWidget(self.vi_label)
+        self.status_label = QLabel("", box)
+        self.status_label.setWordWrap(True)
+        task.addWidget(self.status_label)
+        self.notes_label = QLabel("", box)
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setToolTip("The latest note of the session (e.g. a task skipped because its segments were edited since)")
+        task.addWidget(self.notes_label)
+        self.help_label = QLabel(HELP, box)
+        self.help_label.setWordWrap(True)
+        self.help_label.setEnabled(False)
+        task.addWidget(self.help_label)
+        layout.addWidget(box)
+        layout.addStretch(1)
+
+    # -- binding to a project ------------------------------------------------------
+    def viewer_project_root(self) -> str | None:
+        """The folder of the most recently added project layer in the viewer, or None."""
+        for layer in reversed(list(self.viewer.layers)):
+            root = (layer_meta(layer) or {}).get("project")
+            if root:
+                return str(root)
+        return None
+
+    def bind_to_viewer_project(self) -> bool:
+        """Start a task session on the project whose layers are open, if not already bound."""
+        if self.session is not None or self._busy:
+            return self.session is not None or bool(self._busy)
+        root = self.viewer_project_root()
+        return self.open_root(root) if root else False
+
+    def open_root(self, root: str | os.PathLike) -> bool:
+        """Open a :class:`~napari_connectome.tasks.TaskSession` on a project in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        from napari_connectome.errors import ConnectomeError
+        from napari_connectome.project import open_project
+
+        root = os.path.abspath(os.fspath(root))
+        if self._opening == root or (
+            self.project is not None and os.path.abspath(os.fspath(self.project.root)) == root
+        ):
+            return True
+        if self._busy:
+            _notify.warning(f"Micro-tasks: wait, still {self._busy}")
+            return False
+        try:
+            project = open_project(root)
+        except ConnectomeError as exc:
+            _notify.error(exc)
+            return False
+        self.project_label.setText(f"{project.name} (finding tasks…)")
+        self._busy = "opening the task session"
+        self._opening = root
+        self._update_controls()
+        shared = self._shared_proofread_panel(root)
+        options = {
+            "user": self.user_name(),
+            "proofreader": shared.proofreader if shared is not None else None,
+            "clock": self.clock,
+            "idle_after_s": self.idle_after_s,
+            "prefetch": self.prefetch,
+            "find_options": self.find_options,
+        }
+        worker = create_worker(
+            _open_session, project, options,
+            _progress={"desc": f"Micro-tasks: finding tasks in {project.name}"}, _ignore_errors=True,
+        )
+        worker.returned.connect(lambda session, p=project, s=shared: self._on_opened(p, session, s))
+        worker.errored.connect(self._on_open_failed)
+        self._worker = worker
+        worker.start()
+        return True
+
+    def wait(self, timeout_s: float = 120.0) -> bool:
+        """Process events until background work is done (scripts and tests)."""
+        end = time.monotonic() + timeout_s
+        while self._busy and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return not self._busy
+
+    def _on_open_failed(self, exc: Exception) -> None:
+        self._busy = ""
+        self._opening = None
+        self._worker = None
+        _notify.error(_error_line("Micro-tasks: opening the task session", exc))
+        self.project_label.setText(_notify.one_line(exc))
+        self._update_controls()
+
+    def _on_opened(self, project, session, shared) -> None:
+        self._busy = ""
+        self._opening = None
+        self._worker = None
+        self.project = project
+        self.session = session
+        self._shared = shared
+        self.project_label.setText(project.name)
+        self.project_label.setToolTip(os.path.abspath(os.fspath(project.root)))
+        warning = getattr(getattr(session, "effort", None), "warning", None)
+        if warning:
+            _notify.warning(warning)
+        if shared is None:
+            for note in getattr(session.proofreader, "notes", []) or []:
+                _notify.info(f"{project.name}: {note}")
+        session.proofreader.add_listener(self._edit_listener)
+        self.task_layers = TaskLayers(self.viewer, project_root=project.root)
+        self._ndisplay_before = int(self.viewer.dims.ndisplay)
+        self._notes_seen = 0
+        try:
+            task = session.current if getattr(session, "current", None) is not None else session.next_task()
+            self._show(task)
+        except Exception as exc:  # a task napari cannot draw: say so, keep the viewer
+            logger.debug("showing the first task failed", exc_info=True)
+            _notify.error(_error_line("Micro-tasks: showing the first task", exc))
+        self._hide_other_layers()
+        self._bind_keys()
+        self._update_controls()
+
+    def unbind(self) -> None:
+        """Close the session and remove the panel's layers; restore the viewer."""
+        self._unbind_keys()
+        if self.task_layers is not None:
+            try:
+                self.task_layers.remove()
+            except Exception:  # the viewer is going away
+                logger.debug("removing the task layers failed", exc_info=True)
+            self.task_layers = None
+        for layer in self._hidden:
+            if layer in self.viewer.layers:
+                layer.visible = True
+        self._hidden = []
+        if self._ndisplay_before is not None:
+            try:
+                self.viewer.dims.ndisplay = self._ndisplay_before
+            except Exception:  # the viewer is going away
+                logger.debug("restoring ndisplay failed", exc_info=True)
+            self._ndisplay_before = None
+        if self.session is not None:
+            try:
+                self.session.close()
+            except Exception:  # closing must never stop the panel from unbinding
+                logger.debug("closing the task session failed", exc_info=True)
+        self.session = None
+        self.project = None
+        self._shared = None
+        self.question_label.setText("—")
+        self.task_label.setText("")
+        self.progress_label.setText("")
+        self.vi_label.setText("")
+        self.status_label.setText("")
+        self.notes_label.setText("")
+        self.project_label.setText(NO_PROJECT)
+        self._update_controls()
+
+    # -- showing -------------------------------------------------------------------
+    @property
+    def current_task(self):
+        """The task on screen (None when there is none)."""
+        return getattr(self.session, "current", None) if self.session is not None else None
+
+    def _show(self, task) -> None:
+        """Draw ``task`` (prepared by the prefetcher) and update the texts."""
+        start = time.perf_counter()
+        if task is None:
+            self.question_label.setText("No tasks left")
+            self.task_label.setText("Every candidate was answered. U undoes the last answer.")
+            if self.task_layers is not None:
+                self.task_layers.clear()
+        else:
+            view = self.session.view(task)
+            self.task_layers.show(view)
+            self.question_label.setText(task.question)
+            self.task_label.setText(task_text(task))
+        self.last_show_ms = (time.perf_counter() - start) * 1e3
+        self._show_state()
+
+    def _show_state(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        self.progress_label.setText(progress_text(session.progress()))
+        self.vi_label.setText(vi_text(session.vi()))
+        self.vi_label.setVisible(bool(self.vi_label.text()))
+        notes = list(getattr(session, "notes", []) or [])
+        if len(notes) > self._notes_seen:
+            self.notes_label.setText(notes[-1])
+        self._notes_seen = len(notes)
+
+    def _hide_other_layers(self) -> None:
+        """Hide the other visible layers: whole volumes would hide the crop in 3D."""
+        for layer in self.viewer.layers:
+            if layer.visible and not self.task_layers.owns(layer):
+                layer.visible = False
+                self._hidden.append(layer)
+
+    # -- keys -----------------------------------------------------------------------
+    def _key_callback(self, action: str):
+        def callback(_owner) -> None:
+            self.run_action(action)
+
+        callback.__name__ = f"microtask_{action}"
+        callback.__doc__ = f"Micro-tasks: {action}"
+        return callback
+
+    def _bind_keys(self) -> None:
+        if self.task_layers is not None:
+            for layer in self.task_layers.layers():
+                for key, action, _ in KEYS:
+                    layer.bind_key(key, self._key_callback(action), overwrite=True)
+        for key, action, _ in KEYS:
+            if key not in self._viewer_keys:
+                self._viewer_keys[key] = self.viewer.bind_key(key, self._key_callback(action), overwrite=True)
+
+    def _unbind_keys(self) -> None:
+        for key, previous in self._viewer_keys.items():
+            try:
+                self.viewer.bind_key(key, None)
+                if previous is not None:
+                    self.viewer.bind_key(key, previous, overwrite=True)
+            except Exception:  # the viewer is going away
+                logger.debug("restoring viewer key %s failed", key, exc_info=True)
+        self._viewer_keys = {}
+
+    # -- actions ----------------------------------------------------------------------
+    def press(self, key: str) -> Any:
+        """Act as if ``key`` (``"Y"``, ``"N"``, ``"S"``, ``"U"``, ``"F"``) was pressed (tests, scripts)."""
+        actions = {k: a for k, a, _ in KEYS}
+        action = actions.get(str(key).upper())
+        if action is None:
+            raise ValueError(f"no micro-task key {key!r}; keys are {', '.join(actions)}")
+        self._on_input()
+        return self.run_action(action)
+
+    def run_action(self, action: str) -> Any:
+        """Answer (``yes``, ``no``, ``skip``, ``flag``) or ``undo``: what keys and buttons call.
+
+        Engine errors show as one notification line; the panel keeps working.
+        """
+        if self.session is None:
+            _notify.warning("Micro-tasks: open a project first" if not self._busy else f"Micro-tasks: wait, still {self._busy}")
+            return None
+        if action == "undo":
+            return _guarded("undo", self.undo)
+        if self.current_task is None:
+            _notify.info("Micro-tasks: no task to answer")
+            return None
+        return _guarded(action, lambda: self.answer(action))
+
+    def answer(self, answer: str):
+        """Answer the current task; the next one is shown at once."""
+        result = self.session.answer(answer)
+        self._after_answer(result, answer)
+        return result
+
+    def undo(self):
+        """Undo the last answer and its edit; that task is shown again."""
+        result = self.session.undo()
+        if result is None:
+            _notify.info("Micro-tasks: nothing to undo")
+            return None
+        self._after_answer(result, "undo")
+        return result
+
+    def _after_answer(self, result, answer: str) -> None:
+        edit_id = getattr(result, "edit_id", None)
+        self._show(self.current_task)
+        text = f"Last: {answer}"
+        if edit_id is not None:
+            text += f" → edit #{edit_id}"
+        note = getattr(result, "note", "")
+        if note:
+            text += f" · {note}"
+        self.status_label.setText(text)
+        if edit_id is not None:
+            self._refresh_proofread_panel()
+        self._refresh_effort_panels()
+
+    def _refresh_proofread_panel(self) -> None:
+        """The shared Proofread panel shows the task's edit (same Proofreader, stale picture)."""
+        panel = self._shared
+        if panel is None or getattr(panel, "proofreader", None) is not getattr(self.session, "proofreader", None):
+            return
+        try:
+            segments = panel.layer("segments")
+            if segments is not None:
+                segments.refresh()
+            panel._reload_history()
+            panel._after_change()
+        except Exception:  # the other panel's display must not break answering
+            logger.debug("refreshing the Proofread panel failed", exc_info=True)
+
+    def _refresh_effort_panels(self) -> None:
+        from napari_connectome_plugins._effort_widget import EffortWidget
+
+        for widget in _docked(self.viewer):
+            if isinstance(widget, EffortWidget) and widget.isVisible():
+                widget.schedule_refresh()
+
+    # -- edits made elsewhere ------------------------------------------------------
+    def _edit_listener(self, result) -> None:
+        """Proofreader listener (editing thread): hand the edit to the GUI thread."""
+        if self.session is None:
+            return
+        try:
+            self.edited.emit(result)
+        except RuntimeError:  # the panel was deleted; the shared Proofreader lives on
+            pass
+
+    def _on_edited(self, _result) -> None:
+        """After any edit: if it made the task on screen stale, the session skips it (note) and we show the next."""
+        session = self.session
+        if session is None or self.task_layers is None:
+            return
+        shown = getattr(self.task_layers.view, "task", None)
+        try:
+            task = session.next_task() if session.current is not None else session.current
+        except Exception as exc:  # never a traceback from a listener
+            _notify.error(_error_line("Micro-tasks: checking the task on screen", exc))
+            return
+        if task is not None and shown is not None and task.id == shown.id and task.segments == shown.segments:
+            self._show_state()
+            return
+        if task is not None or shown is not None:
+            _guarded("showing the next task", lambda: self._show(task))
+
+    # -- input activity ------------------------------------------------------------
+    def _main_window(self):
+        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        return window if window is not None else self.window()
+
+    def _on_input(self) -> None:
+        session = self.session
+        if session is not None:
+            session.touch()
+
+    # -- state of the controls ------------------------------------------------------
+    def user_name(self) -> str:
+        """The name recorded with every answer (the field; default: the login name)."""
+        return self.user_edit.text().strip() or _login()
+
+    def _update_controls(self) -> None:
+        ready = self.session is not None and not self._busy
+        for button in self.buttons.values():
+            button.setEnabled(ready)
+        self.user_edit.setEnabled(self.session is None and not self._busy)
+
+    # -- viewer events -----------------------------------------------------------
+    def _on_inserted(self, event) -> None:
+        if self.session is None and not self._busy and layer_meta(event.value) is not None:
+            # Layers arrive one by one; bind once the reader has added them all.
+            QTimer.singleShot(0, self.bind_to_viewer_project)
+
+    def _on_removed(self, event) -> None:
+        if self.task_layers is not None and self.session is not None:
+            layer = event.value
+            if self.task_layers.owns(layer):
+                return  # drawn again on the next task
+            root = (layer_meta(layer) or {}).get("project")
+            if root and self.project is not None and root == os.path.abspath(os.fspath(self.project.root)):
+                if self.viewer_project_root() != root:  # the project's last layer went
+                    self.unbind()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.close_panel()
+        super().closeEvent(event)
+
+    def close_panel(self) -> None:
+        """Stop listening to the viewer, remove the input filter, close the session."""
+        self._watcher.remove()
+        for emitter, slot in (
+            (self.viewer.layers.events.inserted, self._on_inserted),
+            (self.viewer.layers.events.removed, self._on_removed),
+        ):
+            try:
+                emitter.disconnect(slot)
+            except Exception:  # already gone with the viewer
+                pass
+        self.unbind()
+
+    def _shared_proofread_panel(self, root: str):
+        """A Proofread panel open on the same project, whose Proofreader the session shares."""
+        from napari_connectome_plugins._proofread_widget import ProofreadWidget
+
+        for widget in _docked(self.viewer):
+            if isinstance(widget, ProofreadWidget) and widget.proofreader is not None and widget.project is not None:
+                if os.path.abspath(os.fspath(widget.project.root)) == root:
+                    return widget
+        return None
+
+
+def _docked(viewer) -> list:
+    """The widgets docked in ``viewer``'s window."""
+    window = getattr(viewer, "window", None)
+    mapping = getattr(window, "dock_widgets", None)
+    if mapping is None:
+        return []
+    try:
+        return [_unwrap(w) for w in mapping.values()]
+    except Exception:  # a closing window
+        return []
+
+
+def _error_line(what: str, exc: BaseException) -> str:
+    from napari_connectome.errors import ConnectomeError
+
+    if isinstance(exc, ConnectomeError):
+        return str(exc)
+    return _notify.one_line(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+def _guarded(what: str, call) -> Any:
+    """Run ``call``; an error becomes one notification line and None."""
+    try:
+        return call()
+    except Exception as exc:  # engine errors are one line already; ours become one
+        logger.debug("micro-task %s failed", what, exc_info=True)
+        _notify.error(_error_line(f"Micro-tasks: {what}", exc))
+        return None
+
+
+def _open_session(project, options: dict):
+    """Worker: open the task session (finds and ranks the candidates; may build the graph)."""
+    from napari_connectome.tasks import TaskSession
+
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    if "groundtruth" in (getattr(project, "inputs", None) or {}):
+        kwargs["gt"] = "project"  # live VI against the project's own ground truth
+    return TaskSession.open(project, **kwargs)
