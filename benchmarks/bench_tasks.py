@@ -1,29 +1,44 @@
-"""Micro-tasks: how long the next task takes to appear after an answer, with and without prefetch.
+"""Micro-tasks: how long from an answer's key press until the next task can be drawn.
 
 1. Builds a synthetic project as ``bench_edits.py`` does (the synthetic
    generator's ground truth cut into supervoxels by a 3-D grid, a boundary
    map from its faces, OME-Zarr, 64³ chunks), 256³ at 8 nm by default, then
    the region graph and the agglomeration at 0.5.
-2. Opens a :class:`~napari_connectome.tasks.TaskSession` (``active``
-   strategy, a fake effort clock) and answers ``--tasks`` tasks with a seeded
-   mix of yes / no / skip. Before each answer the "proofreader" looks at the
-   task for ``--think`` seconds (a real pause: a person takes seconds, and
-   that is when the next view is prepared).
-3. **Latency** = from ``answer()`` returning control (the edit applied, the
-   candidates found again after a *yes*, the next task chosen) to
-   ``view()`` returning the new current task's view (EM and labels crops,
-   skeleton paths, colours): what the panel waits for before drawing. It is
-   measured in one run for two sessions on the same project, prefetch off
-   then on (each continues from the state the previous one left).
+2. Opens :class:`~napari_connectome.tasks.TaskSession` s (``active``
+   strategy, a fake effort clock) and answers ``--tasks`` tasks each with a
+   seeded mix of 30 % yes / 50 % no / 20 % skip. Before each answer the
+   "proofreader" looks at the task for ``--think-s`` seconds (a real pause,
+   ``time.sleep``: this is when the next view is prepared and the ranker
+   learns in the background). Default 1.0 s; a real decision takes ~10 s
+   (PROOFREADER.md), so 1 s is conservative: it gives the background work
+   the least time a person would.
+3. **key → view** (the honest figure): from the start of ``answer()`` (the
+   key press) to ``view()`` returning the next task's view (EM and labels
+   crops, skeleton paths, colours), i.e. ``answer()`` + ``view()``: what the
+   panel waits for before drawing. Also printed: the old measure (from
+   ``answer()`` returning to the view, which hides the time spent in
+   ``answer()``), ``answer()`` alone, and how many answers had to wait for
+   the previous answer's learning (a *blocked join*) and how long.
 
-Prints p50 / p95 (ms) for both, their ratio, the prefetch hit rate and the
-time ``answer()`` itself took. Target: p95 < 200 ms with prefetch. Figures
-only, not a pass/fail test.
+Rows, in one run, each session continuing from the state the previous one left:
+
+* ``background, prefetch off`` / ``background, prefetch on``: learning in
+  the background (one-step-lagged ranking), think ``--think-s``;
+* ``background, prefetch on, think 0``: answers back to back, so every
+  answer after a yes/no waits for the learning (the worst case, for honesty);
+* ``learn first (old), prefetch on``: ``learn_in_background=False``, the
+  ranker refits and (after a yes) the candidates are found again inside
+  ``answer()`` before the next task is picked; its ``answer()`` time is the
+  learning time the background hides.
+
+Target: key → view p95 < 200 ms with prefetch (row 2). Figures only, not a
+pass/fail test.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_tasks.py             # 256³, 40 tasks per mode
-    .venv/bin/python benchmarks/bench_tasks.py --quick     # 128³, 20 tasks per mode
+    .venv/bin/python benchmarks/bench_tasks.py                 # 256³, 30 tasks per row (~3-4 min)
+    .venv/bin/python benchmarks/bench_tasks.py --think-s 3     # a slower (still fast) proofreader
+    .venv/bin/python benchmarks/bench_tasks.py --quick         # 128³, 15 tasks per row
 """
 
 from __future__ import annotations
@@ -69,18 +84,21 @@ def build_project(work: Path, size: int, cell: int, seed: int):
     return project, rag, tree
 
 
-def run_session(project, *, prefetch: bool, tasks: int, think: float, seed: int, clock: FakeClock) -> dict:
+def run_session(project, *, prefetch: bool, background: bool, tasks: int, think: float, seed: int,
+                clock: FakeClock) -> dict:
     from napari_connectome.tasks import TaskSession
 
     rng = np.random.default_rng(seed)
-    latency, answer_s = [], []
+    key_to_view, after_answer, answer_s = [], [], []
     counts = {"yes": 0, "no": 0, "skip": 0}
-    with TaskSession.open(project, user="bench", strategy="active", clock=clock, prefetch=prefetch) as s:
+    with TaskSession.open(project, user="bench", strategy="active", clock=clock, prefetch=prefetch,
+                          learn_in_background=background) as s:
         if s.next_task() is None:
             raise SystemExit("no candidates: nothing to benchmark")
         s.view()
         for _ in range(tasks):
-            time.sleep(think)  # the proofreader looks at the task
+            if think > 0:
+                time.sleep(think)  # the proofreader looks at the task; the background work runs meanwhile
             clock.t += 5.0
             answer = str(rng.choice(["yes", "no", "skip"], p=[0.3, 0.5, 0.2]))
             t0 = time.perf_counter()
@@ -90,13 +108,17 @@ def run_session(project, *, prefetch: bool, tasks: int, think: float, seed: int,
                 break
             s.view()
             t2 = time.perf_counter()
+            key_to_view.append(t2 - t0)
+            after_answer.append(t2 - t1)
             answer_s.append(t1 - t0)
-            latency.append(t2 - t1)
             counts[answer] += 1
+        waits = list(s.learning_waits)
+        joins = s.learning_joins
         hits = s.prefetcher.hits if s.prefetcher else 0
-        misses = s.prefetcher.misses if s.prefetcher else len(latency)
-    return {"prefetch": prefetch, "latency_s": latency, "answer_s": answer_s, "answers": counts,
-            "hits": hits, "misses": misses}
+        misses = s.prefetcher.misses if s.prefetcher else len(key_to_view)
+    return {"prefetch": prefetch, "background": background, "think_s": think, "key_to_view_s": key_to_view,
+            "after_answer_s": after_answer, "answer_s": answer_s, "answers": counts, "waits_s": waits,
+            "joins": joins, "hits": hits, "misses": misses}
 
 
 def pct(values, q) -> float:
@@ -107,46 +129,65 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=256, help="edge of the cubic volume in voxels")
     ap.add_argument("--cell", type=int, default=24, help="grid cell (voxels) cutting bodies into supervoxels")
-    ap.add_argument("--tasks", type=int, default=40, help="tasks answered per mode (prefetch off, on)")
-    ap.add_argument("--think", type=float, default=0.25, help="seconds the proofreader looks at each task")
+    ap.add_argument("--tasks", type=int, default=30, help="tasks answered per row")
+    ap.add_argument("--think-s", type=float, default=1.0,
+                    help="seconds the proofreader looks at each task before answering (a real decision: ~10 s)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="128³, 20 tasks per mode")
+    ap.add_argument("--quick", action="store_true", help="128³, 15 tasks per row")
     ap.add_argument("--dir", type=Path, default=None, help="where to write the project (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.size, args.tasks = 128, 20
+        args.size, args.tasks = 128, 15
 
+    rows = [
+        ("background, prefetch off", dict(prefetch=False, background=True, think=args.think_s)),
+        ("background, prefetch on", dict(prefetch=True, background=True, think=args.think_s)),
+        ("background, prefetch on", dict(prefetch=True, background=True, think=0.0)),
+        ("learn first (old), prefetch on", dict(prefetch=True, background=False, think=args.think_s)),
+    ]
     work = Path(tempfile.mkdtemp(prefix="bench-tasks-", dir=args.dir))
     try:
         t0 = time.perf_counter()
         project, rag, tree = build_project(work, args.size, args.cell, args.seed)
         print(f"{args.size}³ voxels, {rag.n_nodes} supervoxels, {rag.n_edges} graph edges, "
-              f"{int(tree.n_segments_at(0.5))} segments at 0.5; built in {time.perf_counter() - t0:.1f} s", flush=True)
+              f"{int(tree.n_segments_at(0.5))} segments at 0.5; built in {time.perf_counter() - t0:.1f} s; "
+              f"{args.tasks} tasks per row, answers 30 % yes / 50 % no / 20 % skip", flush=True)
         clock = FakeClock()
-        results = []
-        for i, prefetch in enumerate((False, True)):
+        results = {}
+        for i, (name, opts) in enumerate(rows):
             t0 = time.perf_counter()
-            r = run_session(project, prefetch=prefetch, tasks=args.tasks, think=args.think, seed=args.seed + i,
-                            clock=clock)
+            r = run_session(project, tasks=args.tasks, seed=args.seed + i, clock=clock, **opts)
             r["wall_s"] = time.perf_counter() - t0
-            results.append(r)
-            lat = r["latency_s"]
-            print(f"prefetch {'on ' if prefetch else 'off'}: {len(lat)} tasks ({r['answers']}), next task shown "
-                  f"p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms, max {pct(lat, 100):.1f} ms; "
-                  f"answer() p50 {pct(r['answer_s'], 50):.0f} ms, p95 {pct(r['answer_s'], 95):.0f} ms; "
-                  f"prefetch hits {r['hits']}, misses {r['misses']}; {r['wall_s']:.1f} s", flush=True)
-        off, on = results
-        ratio50 = pct(off["latency_s"], 50) / max(pct(on["latency_s"], 50), 1e-9)
-        ratio95 = pct(off["latency_s"], 95) / max(pct(on["latency_s"], 95), 1e-9)
-        p95 = pct(on["latency_s"], 95)
-        print(f"prefetch speed-up: p50 ×{ratio50:.1f}, p95 ×{ratio95:.1f}; with prefetch p95 {p95:.1f} ms "
-              f"({'below' if p95 < 200 else 'above'} the 200 ms target)")
+            results[f"{name}, think {opts['think']:g} s"] = r
+            k, w = r["key_to_view_s"], r["waits_s"]
+            blocked = f"{len(w)}/{len(k)} answers waited for the learning"
+            if w:
+                blocked += f", p50 {pct(w, 50):.0f} ms, max {pct(w, 100):.0f} ms"
+            if not opts["background"]:
+                blocked = "learning inside answer()"
+            print(f"{name} (think {opts['think']:g} s): {len(k)} tasks {r['answers']}; key → view "
+                  f"p50 {pct(k, 50):.0f} ms, p95 {pct(k, 95):.0f} ms, max {pct(k, 100):.0f} ms; "
+                  f"old measure (answer() return → view) p50 {pct(r['after_answer_s'], 50):.0f} ms, "
+                  f"p95 {pct(r['after_answer_s'], 95):.0f} ms; answer() p50 {pct(r['answer_s'], 50):.0f} ms, "
+                  f"p95 {pct(r['answer_s'], 95):.0f} ms; {blocked}; prefetch hits {r['hits']}, "
+                  f"misses {r['misses']}; {r['wall_s']:.0f} s", flush=True)
+        on, _, old = (r["key_to_view_s"] for r in list(results.values())[1:])
+        p95 = pct(on, 95)
+        print(f"key → view with prefetch and background learning at think {args.think_s:g} s: "
+              f"p50 {pct(on, 50):.0f} ms, p95 {p95:.0f} ms ({'below' if p95 < 200 else 'above'} the 200 ms "
+              f"target); learning first instead: p50 {pct(old, 50):.0f} ms, p95 {pct(old, 95):.0f} ms")
         if args.json:
-            figures = {"size": args.size, "tasks": args.tasks, "think_s": args.think,
-                       "off": {"p50_ms": pct(off["latency_s"], 50), "p95_ms": pct(off["latency_s"], 95)},
-                       "on": {"p50_ms": pct(on["latency_s"], 50), "p95_ms": p95,
-                              "hits": on["hits"], "misses": on["misses"]}}
+            figures = {"size": args.size, "tasks": args.tasks, "think_s": args.think_s, "rows": {
+                name: {"think_s": r["think_s"], "prefetch": r["prefetch"], "background": r["background"],
+                       "key_to_view_p50_ms": pct(r["key_to_view_s"], 50),
+                       "key_to_view_p95_ms": pct(r["key_to_view_s"], 95),
+                       "after_answer_p50_ms": pct(r["after_answer_s"], 50),
+                       "after_answer_p95_ms": pct(r["after_answer_s"], 95),
+                       "answer_p95_ms": pct(r["answer_s"], 95), "blocked_joins": len(r["waits_s"]),
+                       "joins": r["joins"], "wait_max_ms": pct(r["waits_s"], 100),
+                       "hits": r["hits"], "misses": r["misses"], "answers": r["answers"]}
+                for name, r in results.items()}}
             args.json.write_text(json.dumps(figures, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

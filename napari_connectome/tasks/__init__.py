@@ -5,7 +5,8 @@
     session = TaskSession.open(project, user="ana", gt="project")
     task = session.next_task()        # Task: id, kind, question, segments, location_nm
     view = session.view()             # TaskView: EM + labels crop, skeletons, colours (prepared ahead)
-    session.answer("yes")             # applies the edit (edit log row carries task.id), shows the next task
+    session.answer("yes")             # applies the edit (edit log row carries task.id), shows the next task;
+                                      # the ranker learns in the background (session.learning, session.wait())
     session.undo()                    # takes the last answer and its edit back
     session.progress(), session.vi()  # done / queued / flagged; live VI with a ground truth
 """

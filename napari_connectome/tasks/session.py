@@ -5,7 +5,9 @@
     session = TaskSession.open(project, user="ana", gt="project")
     task = session.next_task()            # "Same neuron?" about two segments
     view = session.view()                 # EM + labels crop, skeletons (prepared ahead)
-    session.answer("yes")                 # merges them (edit log row carries task.id), next task shown
+    session.answer("yes")                 # merges them (edit log row carries task.id), next task shown;
+                                          # the ranker learns from it in the background
+    session.wait()                        # (tests) until it has: the order now reflects that answer
     session.undo()                        # takes it back: edit undone, ranker forgets, task shown again
 
 The flow (as :func:`~napari_connectome.rank.simulate` does it, with a person
@@ -19,6 +21,49 @@ change nothing in the segmentation. *Yes* and *no* teach the strategy;
 asked once (any answer) is not asked again in this session, unless an undo
 puts it back on screen.
 
+**One-step-lagged ranking.** Learning from an answer is slow (the active
+ranker refits: ~0.3 s; after a *yes*, finding the candidates again: ~2 s on
+256³), and a proofreader must not wait for it. So :meth:`TaskSession.answer`
+does only what must be done before it returns (check the answer, apply the
+edit of a *yes* so the edit log holds it, write the effort row), then shows
+the next task from the order that was current *before* this answer (the
+task the prefetcher was already preparing), and hands the learning
+(``strategy.observe``, the re-find after an edit, ``strategy.order``) to one
+background worker. Candidates this very answer's edit made stale (they name
+a segment it merged or cut) are passed over silently, not logged as
+``stale``: the re-find brings them back under their new segment ids. The
+next :meth:`~TaskSession.answer`, :meth:`~TaskSession.undo` or a
+:meth:`~TaskSession.next_task` that must pick a task first waits for that job
+(a *join*), so the order used is at most one answer behind. With a person's
+think time of seconds the job is done long before the next key press; when
+it is not, the join blocks (counted in :attr:`TaskSession.learning_waits`).
+``learn_in_background=False`` learns before picking, as a synchronous
+session would (for comparison).
+
+Threads. The learning runs in its own ``ThreadPoolExecutor(max_workers=1)``,
+not the prefetcher's: a 2 s re-find queued in front of a view preparation
+would delay the very view the proofreader waits for. The job computes into
+its own variables; only the caller's thread (the GUI's) changes the session's
+list, order, answers and current task, at a join, so nothing the GUI reads
+is half-updated. Every ``strategy`` call (observe, order, retract) holds one
+lock, so two never run at once. The re-find reads the shared Proofreader
+while the Proofread panel may commit an edit (in the GUI thread): a read
+overlapping a commit can mix two states. Blocking edits for 2 s behind a
+lock is not acceptable, so the job reads optimistically: it notes
+:attr:`~napari_connectome.proofread.Proofreader.version` before reading, and
+the join (in the editing thread, so no commit is half done at that moment)
+accepts the re-found list only if the version is unchanged; otherwise the
+list is found again there, synchronously (the worker also retries at once
+when it sees the version move, so this is rare).
+
+A failed job is not lost. A failed re-find or order is redone synchronously
+at the next join (an error then is raised as :class:`InputError`). A failed
+``strategy.observe`` cannot be redone safely (it may have half-updated the
+ranker), so it is raised at the next join as a one-line
+:class:`InputError`, and that call does nothing else (press again to go on);
+the answer stays recorded but unlearnt, and an undo of it retracts nothing
+from the ranker.
+
 Every answer writes exactly one effort row, timed by an
 :class:`~napari_connectome.effort.ActivityClock` from the moment the task was
 shown to the answer, idle gaps excluded; undo writes an ``undo`` row timed
@@ -30,8 +75,8 @@ A task whose segments were edited away since its candidates were found
 (another panel merged or split one of them) is skipped when it would be
 shown, or when it is answered: an effort row with answer ``stale`` and a note,
 also added to :attr:`TaskSession.notes`. Candidates are found again after
-every accepted edit of the session, and, when edits were made outside tasks,
-once more when the list runs out.
+every accepted edit of the session (in the background, see above), and, when
+edits were made outside tasks, once more when the list runs out.
 
 Live VI: the contingency table of ground truth against the *supervoxels* is
 counted once at opening and relabelled through the current mapping on each
@@ -42,9 +87,11 @@ inside a supervoxel (Proofread panel) makes it approximate, and
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +111,36 @@ class _Answered:
     task: Task
     answer: str
     edit_id: int | None
+    #: The strategy observed it (set at the join of its learning job); an undo retracts only what was learnt.
+    learnt: bool = False
+
+
+#: Re-find attempts inside one learning job when an edit lands while reading (then the join redoes it).
+_FIND_ATTEMPTS = 3
+
+
+@dataclass
+class _Outcome:
+    """What a learning job computed (in the worker), installed by a join (in the caller's thread)."""
+
+    observed: bool = False
+    candidates: list | None = None   # the re-found list; None when not re-found (or the read was torn)
+    version: int = -1                # Proofreader.version the re-found list was read at
+    order: list[int] | None = None
+    ahead: Task | None = None        # the guess of the next task under the new order (prefetched)
+    error: BaseException | None = None
+    step: str = ""
+
+
+@dataclass
+class _Job:
+    """A learning job in flight: the answer it learns from (or None: re-order only) and what it re-finds."""
+
+    future: cf.Future
+    answered: _Answered | None
+    refind: bool
+    candidates: list
+    outcome: _Outcome = field(default_factory=_Outcome)
 
 
 class TaskSession:
@@ -91,13 +168,23 @@ class TaskSession:
         The EM volume the crops are read from.
     crop_nm
         Crop edge (nm per axis).
+    learning_waits
+        Seconds each join that had to wait for a running learning job waited
+        (one entry per blocking join of :meth:`answer`, :meth:`undo`,
+        :meth:`next_task` or :meth:`progress`; joins of finished jobs and
+        :meth:`wait` add nothing).
+    learning_joins
+        Learning jobs taken by those calls (blocking or not).
     """
 
     def __init__(self, *, proofreader, own_proofreader: bool, strategy: Strategy, effort: EffortLog,
                  recorder: EffortRecorder, clock: ActivityClock, find: Callable, find_options: dict,
-                 gt_table, em_volume, crop_nm, skeletons, prefetch: bool) -> None:
+                 gt_table, em_volume, crop_nm, skeletons, prefetch: bool,
+                 learn_in_background: bool = True) -> None:
         self.proofreader = proofreader
-        self._own_proofreader = own_proofreader
+        #: Whether :meth:`close` closes the Proofreader. A GUI that shares it
+        #: with another panel hands it over by setting this.
+        self.owns_proofreader = bool(own_proofreader)
         self.strategy = strategy
         self.effort = effort
         self.recorder = recorder
@@ -119,6 +206,15 @@ class TaskSession:
         self._shown_at = 0.0
         self._views: dict[str, TaskView] = {}
         self._closed = False
+        self.learning_waits: list[float] = []
+        self.learning_joins = 0
+        # One lock around every strategy call: observe (worker), order (worker or here), retract (here).
+        self._strategy_lock = threading.RLock()
+        self._job: _Job | None = None
+        self._needs_refind = False
+        self._background = bool(learn_in_background)
+        self._learner = (cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-learning")
+                         if self._background else None)
         self.prefetcher = Prefetcher(self._prepare) if prefetch else None
         proofreader.add_listener(self._on_edit)
         self._refind()
@@ -128,7 +224,8 @@ class TaskSession:
     def open(cls, project, *, user: str | None = None, strategy="active", gt: str | None = None,
              clock: Clock = time.time, idle_after_s: float = DEFAULT_IDLE_S, find_options: dict | None = None,
              proofreader=None, prefetch: bool = True, crop_nm=None, session: str | None = None,
-             model=None, skeletons=None, find: Callable | None = None) -> TaskSession:
+             model=None, skeletons=None, find: Callable | None = None,
+             learn_in_background: bool = True) -> TaskSession:
         """Open a task session on a project (and its effort log).
 
         Parameters
@@ -166,6 +263,11 @@ class TaskSession:
             matches the segmentation now, else none (skeletons are not computed here).
         find
             Candidate finder ``find(proofreader, **find_options)``; default ``find_candidates``.
+        learn_in_background
+            Learn from each answer in a worker thread after the next task is
+            shown (one-step-lagged ranking, see the module notes); False: learn
+            first, then pick the next task from the new order (slower by the
+            learning time; for comparison).
 
         Raises
         ------
@@ -198,7 +300,8 @@ class TaskSession:
             recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
             return cls(proofreader=pr, own_proofreader=own, strategy=strat, effort=effort, recorder=recorder,
                        clock=activity, find=find, find_options=find_options, gt_table=table,
-                       em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch)
+                       em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch,
+                       learn_in_background=learn_in_background)
         except BaseException:
             if effort is not None:
                 effort.close()
@@ -212,17 +315,26 @@ class TaskSession:
 
         Starts the task's active-time clock when it is shown. A current task
         whose segments were edited away meanwhile is skipped (``stale`` row,
-        note) and the next one shown.
+        note) and the next one shown. Returning the current task never waits
+        for the background learning; picking a new one first joins it.
+
+        Raises
+        ------
+        InputError
+            The background learning from the previous answer failed (see the module notes).
         """
         self._check_open()
         if self.current is not None:
             reason = stale_reason(self.proofreader, self.current.candidate)
             if reason is None:
+                self._poll()
                 return self.current
+            self._join()
             self._record_stale(self.current, reason, timed=True)
             return self._advance()
         if not self.clock.running or self._outside_edits:
             # Never shown yet, or the list ran out and edits outside tasks may have made new candidates.
+            self._join()
             return self._advance()
         return None
 
@@ -234,7 +346,13 @@ class TaskSession:
         self.recorder.touch()
 
     def answer(self, answer: str) -> AnswerResult:
-        """Answer the task on screen and show the next one.
+        """Answer the task on screen and show the next one at once.
+
+        The edit of a *yes* is applied and the effort row written before this
+        returns; the strategy learns from the answer in the background, and
+        the next task comes from the order as it was before this answer
+        (one-step-lagged ranking; see the module notes). A learning job
+        still running from the previous answer is waited for first.
 
         Parameters
         ----------
@@ -250,13 +368,16 @@ class TaskSession:
         Raises
         ------
         InputError
-            An unknown answer; no task on screen; the edit log cannot be written.
+            An unknown answer; no task on screen; the edit log cannot be
+            written; the learning from the previous answer failed (this
+            answer is then not taken: nothing is applied or logged).
         """
         self._check_open()
         answer = check_answer(answer)
         task = self.current
         if task is None:
             raise InputError("answer", "no task is shown (the queue is empty)")
+        self._join()  # the order this answer picks from; a join never changes the task on screen
         reason = stale_reason(self.proofreader, task.candidate)
         if reason is not None:
             row = self._record_stale(task, reason, timed=True, answered=answer)
@@ -268,8 +389,6 @@ class TaskSession:
                                       suggested_by=f"task:{self.strategy.name}")
             if edit_id is None:
                 note = "the proposed edit had nothing left to change (moot); nothing was applied"
-        if answer in ("yes", "no"):
-            self.strategy.observe(task.candidate, answer == "yes")
         shown, active, idle, answered = self._stop_clock()
         row = self.effort.record(
             task_id=task.id, task_type=task.kind, answer=answer, shown_at=shown, answered_at=answered,
@@ -277,20 +396,39 @@ class TaskSession:
             segments=task.segments, note=note,
         )
         self._asked[task.key] = answer
-        self._answers.append(_Answered(task, answer, edit_id))
-        if edit_id is not None:
-            self._refind()
-        nxt = self._advance()
+        done = _Answered(task, answer, edit_id)
+        self._answers.append(done)
+        learn = done if answer in ("yes", "no") else None
+        refind = edit_id is not None
+        if not self._background:
+            # Learn first, then pick from the new order (what a synchronous session does).
+            if learn is not None or refind:
+                self._submit(learn, refind=refind)
+                self._join()
+            return AnswerResult(task, answer, edit_id, row, self._advance(), note)
+        # The segments this edit merged or cut: their candidates are moot until the re-find renames them.
+        moot = frozenset(int(s) for s in task.segments) if refind else frozenset()
+        nxt = self._advance(moot=moot, refind=False)
+        if learn is not None or refind:
+            self._submit(learn, refind=refind)
+        if nxt is None and (self._job is not None or self._outside_edits):
+            # The old order ran out: the learning's re-found list may hold more (those renamed by this edit).
+            self._join()
+            nxt = self._advance()
         return AnswerResult(task, answer, edit_id, row, nxt, note)
 
     def undo(self) -> AnswerResult | None:
         """Take back the latest answer still in effect and show its task again.
 
-        Undoes its edit (a *yes* that applied one) through the Proofreader,
-        retracts a *yes* / *no* from the strategy, logs an ``undo`` effort row
-        timed like an answer (from when the task on screen was shown), and
-        makes the answered task current again. The task that was on screen
-        goes back to the queue unanswered.
+        Waits for the learning from the previous answer first, then undoes
+        the answer's edit (a *yes* that applied one) through the Proofreader,
+        retracts a *yes* / *no* from the strategy (when it was learnt), logs
+        an ``undo`` effort row timed like an answer (from when the task on
+        screen was shown), and makes the answered task current again. The
+        task that was on screen goes back to the queue unanswered. After an
+        undone edit the candidates are found again here (synchronously, as
+        the task shown must read as the segmentation does now); the new order
+        without the retracted answer is computed in the background.
 
         Returns
         -------
@@ -303,8 +441,10 @@ class TaskSession:
         InputError
             The edit cannot be undone because later edits (e.g. in the
             Proofread panel) changed its segments; nothing is changed then.
+            The learning from the previous answer failed (nothing is undone then).
         """
         self._check_open()
+        self._join()
         if not self._answers:
             return None
         last = self._answers[-1]
@@ -313,8 +453,9 @@ class TaskSession:
             undo_id = self.proofreader.undo(last.edit_id, task_id=last.task.id,
                                             suggested_by=f"task:{self.strategy.name}").operation_id
         self._answers.pop()
-        if last.answer in ("yes", "no"):
-            self.strategy.retract(last.task.candidate)
+        if last.answer in ("yes", "no") and last.learnt:
+            with self._strategy_lock:
+                self.strategy.retract(last.task.candidate)
         shown, active, idle, answered = self._stop_clock()
         row = self.effort.record(
             task_id=last.task.id, task_type=last.task.kind, answer="undo", shown_at=shown, answered_at=answered,
@@ -324,13 +465,23 @@ class TaskSession:
         self._asked.pop(last.task.key, None)
         if undo_id is not None:
             self._refind()
+        elif last.learnt:
+            # The ranker forgot an answer: its order changes; computed behind the task shown again.
+            self._submit(None, refind=False)
+            if not self._background:
+                self._join()
         again = self._refreshed(last.task)
         self._show(again)
         return AnswerResult(last.task, "undo", undo_id, row, again, f"took back {last.answer}")
 
     def progress(self) -> dict:
         """``done`` (answers in effect: yes/no/skip/flag), ``queued`` (candidates not asked yet, the one
-        on screen excluded), ``flagged``, ``stale`` (skipped as edited away) and the count of each answer."""
+        on screen excluded), ``flagged``, ``stale`` (skipped as edited away) and the count of each answer.
+
+        Never waits for the background learning: while it runs after a
+        *yes*, ``queued`` counts the list found before that answer.
+        """
+        self._poll()
         counts = {a: sum(1 for x in self._answers if x.answer == a) for a in ("yes", "no", "skip", "flag")}
         current = self.current.key if self.current is not None else None
         queued = sum(1 for c in self._candidates if (k := candidate_key(c)) not in self._asked and k != current)
@@ -346,6 +497,169 @@ class TaskSession:
         split, merge = vi_from_table(self._gt_table.remap(*self.proofreader.mapping()))
         return {"vi_split": float(split), "vi_merge": float(merge), "vi": float(split + merge),
                 "exact": not self.proofreader.overlay.active}
+
+    # ================================================================ background learning
+    @property
+    def learning(self) -> bool:
+        """True while a background learning job (observe, re-find, order) is running."""
+        job = self._job
+        return job is not None and not job.future.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background learning and take its result (the new order); for tests and benchmarks.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most; None: until it is done.
+
+        Returns
+        -------
+        bool
+            True when no learning is pending any more; False when ``timeout`` ran out first.
+
+        Raises
+        ------
+        InputError
+            The learning failed (see the module notes).
+        """
+        if self._closed:
+            return True
+        return self._join(timeout=timeout, count=False)
+
+    def _submit(self, answered: _Answered | None, *, refind: bool) -> None:
+        """Start learning from ``answered`` (None: only re-order), re-finding first when ``refind``."""
+        current = self.current.key if self.current is not None else None
+        asked = frozenset(self._asked) | ({current} if current is not None else frozenset())
+        job = _Job(cf.Future(), answered, refind, self._candidates)
+        if self._learner is None:
+            job.future.set_result(self._learn(job, asked))
+        else:
+            job.future = self._learner.submit(self._learn, job, asked)
+        self._job = job
+
+    def _learn(self, job: _Job, asked: frozenset) -> _Outcome:
+        """The learning job (worker thread): observe, re-find, order; never touches the session's state."""
+        out = job.outcome
+        pr = self.proofreader
+        try:
+            if job.answered is not None:
+                out.step = "learning from the answer"  # (raised at the join, never redone)
+                with self._strategy_lock:
+                    self.strategy.observe(job.answered.task.candidate, job.answered.answer == "yes")
+                out.observed = True
+            cands = job.candidates
+            if job.refind:
+                out.step = "finding the candidates again"
+                cands = None
+                for _ in range(_FIND_ATTEMPTS):
+                    version = pr.version
+                    try:
+                        found = list(self._find(pr, **self._find_options))
+                    except Exception:
+                        if pr.version == version:
+                            raise
+                        continue  # an edit landed while reading (a torn read): read again
+                    if pr.version == version:
+                        cands, out.version = found, version
+                        break
+                if cands is None:
+                    return out  # edits kept landing: the join finds them again
+                out.candidates = cands
+            out.step = "ordering the tasks"
+            out.order = self._order_of(cands)
+            if self.prefetcher is not None:
+                out.ahead = self._guess(cands, out.order, asked)
+                if out.ahead is not None:
+                    self.prefetcher.submit(out.ahead)
+        except Exception as exc:  # raised or redone at the join, never lost
+            out.error = exc
+        return out
+
+    def _guess(self, cands: list, order: list[int], asked: frozenset) -> Task | None:
+        """The task the next *no* would show under the new order (read racing edits: only a guess)."""
+        try:
+            for i in order:
+                c = cands[i]
+                if candidate_key(c) not in asked and stale_reason(self.proofreader, c) is None:
+                    return Task.from_candidate(c)
+        except Exception:  # a torn read: no guess, the view is prepared when asked for
+            return None
+        return None
+
+    def _poll(self) -> None:
+        """Take a finished, clean learning result without waiting (anything else waits for a real join)."""
+        job = self._job
+        if job is None or not job.future.done():
+            return
+        out = job.future.result()
+        if out.error is None and out.order is not None and (
+                not job.refind or (out.candidates is not None and out.version == self.proofreader.version)):
+            self._join()
+
+    def _join(self, timeout: float | None = None, *, count: bool = True) -> bool:
+        """Wait for the learning job (caller's thread) and install its result; see the module notes.
+
+        Returns False when ``timeout`` ran out (nothing installed). ``count``:
+        add to :attr:`learning_waits` / :attr:`learning_joins` (not for :meth:`wait`).
+        """
+        job = self._job
+        if job is None:
+            if self._needs_refind:
+                self._needs_refind = False
+                self._refind_or_raise()
+            return True
+        if not job.future.done():
+            t0 = time.perf_counter()
+            try:
+                job.future.result(timeout=timeout)
+            except cf.TimeoutError:
+                return False
+            if count:
+                self.learning_waits.append(time.perf_counter() - t0)
+        self.learning_joins += int(count)
+        self._job = None
+        out = job.future.result()
+        if job.answered is not None:
+            job.answered.learnt = out.observed
+        if job.answered is not None and not out.observed:
+            # The ranker did not learn this answer and cannot safely be asked again; the list must
+            # still follow the edit, at the next join (this one reports the failure and stops).
+            self._needs_refind = job.refind
+            raise InputError("task session", (
+                f"the ranker could not learn from the answer {job.answered.answer!r} to task "
+                f"{job.answered.task.id} ({type(out.error).__name__}: {out.error}); the answer is "
+                "recorded but not learnt, and the order was not updated"))
+        if out.error is not None:  # redone below; said, not lost
+            self.notes.append(f"{out.step} in the background failed ({type(out.error).__name__}: "
+                              f"{' '.join(str(out.error).split())}); done again")
+        if job.refind:
+            if out.candidates is not None and out.order is not None and out.version == self.proofreader.version:
+                self._candidates, self._order = out.candidates, out.order
+                self._outside_edits = False
+            else:  # failed, torn, or an edit landed since: find them again here
+                self._refind_or_raise()
+        elif out.order is not None and job.candidates is self._candidates:
+            self._order = out.order
+        else:  # the order failed (or the list changed meanwhile): order here
+            self._reorder_or_raise()
+        return True
+
+    def _refind_or_raise(self) -> None:
+        try:
+            self._refind()
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError("task session", f"finding the candidates again failed ({type(exc).__name__}: {exc})") from exc
+
+    def _reorder_or_raise(self) -> None:
+        try:
+            self._order = self._order_of(self._candidates)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError("task session", f"ordering the tasks failed ({type(exc).__name__}: {exc})") from exc
 
     # ================================================================ views
     def view(self, task: Task | None = None) -> TaskView:
@@ -378,15 +692,27 @@ class TaskSession:
 
     # ================================================================ closing
     def close(self) -> None:
-        """Stop the worker, the recorder and the effort log; close a Proofreader opened here."""
+        """Stop the workers, the recorder and the effort log; close a Proofreader opened here.
+
+        Waits for a running learning job (its result is dropped; the edit and
+        effort logs are complete already). A failure of that job is added to
+        :attr:`notes`, not raised: nothing is left that it could change.
+        """
         if self._closed:
             return
         self._closed = True
+        job, self._job = self._job, None
+        if job is not None:
+            out = job.future.result()
+            if out.error is not None:
+                self.notes.append(f"learning while closing failed ({type(out.error).__name__}: {out.error})")
+        if self._learner is not None:
+            self._learner.shutdown(wait=True)
         if self.prefetcher is not None:
             self.prefetcher.close()
         self.recorder.close()
         self.effort.close()
-        if self._own_proofreader:
+        if self.owns_proofreader:
             self.proofreader.close()
 
     def __enter__(self) -> TaskSession:
@@ -407,13 +733,17 @@ class TaskSession:
             self._outside_edits = True
 
     def _refind(self) -> None:
+        """Find the candidates and order them here (caller's thread): opening, undo, fallbacks."""
         self._candidates = list(self._find(self.proofreader, **self._find_options))
-        self._order = [int(i) for i in self.strategy.order(self._candidates)] if self._candidates else []
+        self._order = self._order_of(self._candidates)
         self._outside_edits = False
 
-    def _reorder(self) -> None:
-        # Answers retrain the strategy: the order is asked again before every pick.
-        self._order = [int(i) for i in self.strategy.order(self._candidates)] if self._candidates else []
+    def _order_of(self, candidates: list) -> list[int]:
+        """The strategy's order of ``candidates`` (either thread; the lock keeps it apart from observe)."""
+        if not candidates:
+            return []
+        with self._strategy_lock:
+            return [int(i) for i in self.strategy.order(candidates)]
 
     def _unasked(self, *, exclude: tuple | None = None):
         for i in self._order:
@@ -422,26 +752,34 @@ class TaskSession:
             if key not in self._asked and key != exclude:
                 yield c
 
-    def _advance(self) -> Task | None:
-        """Show the first unasked, non-stale candidate in the strategy's order (stale ones are logged)."""
+    def _advance(self, *, moot: frozenset = frozenset(), refind: bool = True) -> Task | None:
+        """Show the first unasked, non-stale candidate in the current order (stale ones are logged).
+
+        Candidates naming a segment in ``moot`` (the ones this answer's edit
+        changed) are passed over without a row: they come back re-found.
+        ``refind``: when the list runs out after edits outside tasks, find it
+        again once (here, synchronously).
+        """
         self.current = None
-        self._reorder()
-        refound = False
+        refound = not refind
         while True:
-            cand = next(self._unasked(), None)
-            if cand is None and self._outside_edits and not refound:
+            task = self._first_showable(moot)
+            if task is None and self._outside_edits and not refound:
                 self._refind()
                 refound = True
                 continue
-            if cand is None:
-                self._show(None)
-                return None
-            task = Task.from_candidate(cand)
+            self._show(task)
+            return task
+
+    def _first_showable(self, moot: frozenset) -> Task | None:
+        for cand in self._unasked():
             reason = stale_reason(self.proofreader, cand)
             if reason is None:
-                self._show(task)
-                return task
-            self._record_stale(task, reason, timed=False)
+                return Task.from_candidate(cand)
+            if moot and not moot.isdisjoint(int(s) for s in cand.segments):
+                continue  # made stale by this very answer: re-found under new ids, not a stale skip
+            self._record_stale(Task.from_candidate(cand), reason, timed=False)
+        return None
 
     def _show(self, task: Task | None) -> None:
         """Make ``task`` current and start its clock (also with none: the clock then times an undo)."""

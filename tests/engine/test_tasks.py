@@ -8,6 +8,7 @@ learning is what is tested (``active``, slower: it refits on every answer).
 from __future__ import annotations
 
 import re
+import threading
 
 import h5py
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from napari_connectome.candidates import Candidate, find_candidates
 from napari_connectome.errors import InputError
 from napari_connectome.graph import agglomerate_project
-from napari_connectome.rank import Strategy
+from napari_connectome.rank import Strategy, candidate_key
 from napari_connectome.samples import gala_fib_project
 from napari_connectome.tasks import Task, TaskSession, crop_box, prepare_view, task_id
 
@@ -141,7 +142,9 @@ def test_undo_reverts_the_edit_and_the_ranker_and_shows_the_task_again(project, 
         a, b = task.candidate.supervoxels[:2]
         clock.advance(3)
         r = s.answer("yes")
-        assert ranker.n_answers == n0 + 1 and pr.segment_of(a) == pr.segment_of(b)
+        assert pr.segment_of(a) == pr.segment_of(b)  # the edit is applied before answer() returns
+        assert s.wait()  # the ranker learns in the background (one-step-lagged ranking)
+        assert ranker.n_answers == n0 + 1
         clock.advance(7)
         u = s.undo()
         assert u.answer == "undo" and u.task.id == task.id
@@ -156,7 +159,7 @@ def test_undo_reverts_the_edit_and_the_ranker_and_shows_the_task_again(project, 
         # It can be answered again; an undone "no" is retracted too.
         clock.advance(2)
         s.answer("no")
-        assert ranker.n_answers == n0 + 1
+        assert s.wait() and ranker.n_answers == n0 + 1
         s.undo()
         assert ranker.n_answers == n0 and s.current.id == task.id
         rows = task_rows(s)
@@ -397,3 +400,215 @@ def test_task_from_candidate():
     moved = Candidate(id="fm-9-1", kind="false_merge", location_nm=(5, 5, 5), segments=(9,), supervoxels=(5, 4),
                       sinks=(6,))
     assert task_id(moved) == t.id  # same proposed cut, found again under other ids
+
+
+# ------------------------------------------------------------------ background learning (one-step-lagged ranking)
+class SwitchOnNo(Strategy):
+    """Merge tasks first until a *no* is observed, then cut tasks first; ``observe`` can be held or made to fail."""
+
+    name = "switch-on-no"
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+        self.fail_first = fail_first
+        self.observed: list[bool] = []
+        self.retracted = 0
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        first = "false_merge" if False in self.observed else "false_split"
+        return np.array([float(c.kind == first) * 1e12 + float(c.impact) for c in candidates])
+
+    def observe(self, candidate: Candidate, answer: bool) -> None:
+        self.entered.set()
+        assert self.release.wait(30), "the test never released observe"
+        if self.fail_first:
+            self.fail_first = False
+            raise RuntimeError("ranker exploded\nsecond line")
+        self.observed.append(bool(answer))
+
+    def retract(self, candidate: Candidate) -> None:
+        self.observed.pop()
+        self.retracted += 1
+
+    def to_config(self) -> dict:
+        return {"name": self.name}
+
+
+class CountingFind:
+    """``find_candidates`` that counts its calls; a background call can be held after reading, or fail once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.hold = False
+        self.fail_next = False
+        self.read = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self, pr, **kw):
+        self.calls += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("disk went away")
+        found = find_candidates(pr, **kw)
+        if self.hold and threading.current_thread() is not threading.main_thread():
+            self.hold = False
+            self.read.set()  # read on the state before the test's manual edit ...
+            assert self.go.wait(30), "the test never let the re-find finish"
+        return found  # ... and returned after it
+
+
+def test_answer_returns_before_the_learning_and_the_order_lags_one_answer(project, clock):
+    strat = SwitchOnNo()
+    with open_session(project, clock, strategy=strat) as s:
+        first = s.next_task()
+        assert first.kind == "merge"
+        predicted = s._predicted_next()
+        strat.release.clear()
+        r = s.answer("no")  # observe blocks in the worker until released
+        assert strat.entered.wait(10) and s.learning and strat.observed == []
+        assert r.next.id == predicted.id and s.current.kind == "merge"  # picked from the order before the answer
+        assert [x["answer"] for x in task_rows(s)] == ["no"]  # the effort row is written already
+        assert s.wait(timeout=0.05) is False and s.learning
+        strat.release.set()
+        assert s.wait() and not s.learning and strat.observed == [False]
+        assert s.learning_joins == 0 and s.learning_waits == []  # wait() is not counted: answer() never waited
+        s.answer("skip")  # now picked from the order that learnt the "no": cut tasks first
+        assert s.current.kind == "split" and s.current.question == "Cut here?"
+
+
+def test_a_join_that_blocks_is_counted(project, clock):
+    strat = SwitchOnNo()
+    with open_session(project, clock, strategy=strat) as s:
+        s.next_task()
+        strat.release.clear()
+        s.answer("no")
+        assert strat.entered.wait(10)
+        threading.Timer(0.2, strat.release.set).start()
+        s.answer("skip")  # joins: waits for the held observe
+        assert len(s.learning_waits) == 1 and s.learning_waits[0] >= 0.1
+        assert s.current.kind == "split"  # the skip picked from the new order
+
+
+def test_a_failed_observe_is_raised_at_the_next_answer_and_not_retracted(project, clock):
+    strat = SwitchOnNo(fail_first=True)
+    with open_session(project, clock, strategy=strat) as s:
+        first = s.next_task()
+        s.answer("no")  # its observe fails in the worker
+        shown = s.current
+        n_rows = len(task_rows(s))
+        with pytest.raises(InputError, match="could not learn from the answer 'no'.*ranker exploded") as err:
+            s.answer("no")
+        assert "\n" not in str(err.value) and first.id in str(err.value)
+        assert len(task_rows(s)) == n_rows and s.current.id == shown.id  # that press did nothing
+        r = s.answer("no")  # the next one goes on
+        assert r.task.id == shown.id and s.wait() and strat.observed == [False]
+        assert s.undo().task.id == shown.id and strat.retracted == 1
+        assert s.undo().task.id == first.id and strat.retracted == 1  # never learnt: nothing to retract
+        assert [x["answer"] for x in task_rows(s)] == ["no", "no", "undo", "undo"]
+
+
+def test_a_failed_background_refind_is_redone_at_the_next_join(project, clock):
+    find = CountingFind()
+    with open_session(project, clock, find=find) as s:
+        pr = s.proofreader
+        s.next_task()
+        find.fail_next = True
+        s.answer("yes")  # the re-find after the merge fails in the worker
+        assert s.wait()  # ... and is redone here, synchronously, and said
+        assert find.calls == 3 and s.notes == ["finding the candidates again in the background failed "
+                                               "(RuntimeError: disk went away); done again"]
+        assert {candidate_key(c) for c in s._candidates} == {candidate_key(c) for c in find_candidates(pr)}
+        s.answer("no")
+        assert not [x for x in task_rows(s) if x["answer"] == "stale"]
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_a_manual_edit_during_the_background_refind_does_not_corrupt_the_list(project, clock, monkeypatch, attempts):
+    from napari_connectome.tasks import session as session_module
+
+    monkeypatch.setattr(session_module, "_FIND_ATTEMPTS", attempts)
+    find = CountingFind()
+    with open_session(project, clock, find=find) as s:
+        pr = s.proofreader
+        s.next_task()
+        find.hold = True
+        s.answer("yes")
+        assert find.read.wait(30)  # the worker has read the state after the yes, and is held
+        # Meanwhile the Proofread panel merges two segments the task on screen does not involve.
+        busy = set(s.current.segments)
+        c = next(c for c in find_candidates(pr) if c.kind == "false_split" and busy.isdisjoint(c.segments))
+        pr.merge_supervoxels(*map(int, c.supervoxels[:2]))
+        find.go.set()
+        assert s.wait()
+        # The list read before that edit was not taken: found again (by the worker's retry, or at the join).
+        assert find.calls == 3
+        now = {candidate_key(x) for x in find_candidates(pr)}
+        assert {candidate_key(x) for x in s._candidates} == now and candidate_key(c) not in now
+        s.answer("no")
+        assert not [x for x in task_rows(s) if x["answer"] == "stale"] and s.notes == []
+
+
+def play(s, clock, script):
+    """Answer as scripted (``undo`` too), the fake clock moving 3, 4, 5 ... s; what the test saw, row by row."""
+    seen = []
+    for i, a in enumerate(script):
+        shown_at = clock.t
+        clock.advance(3 + i)
+        r = s.undo() if a == "undo" else s.answer(a)
+        seen.append((r.task.id, r.answer, shown_at, clock.t, float(3 + i), r.edit_id))
+    return seen
+
+
+def mine(s):
+    """The task rows of this session (sessions on one project share its effort log)."""
+    return [x for x in task_rows(s) if x["session"] == s.proofreader.session]
+
+
+def rows_of(s):
+    return [(x["task_id"], x["answer"], x["shown_at"], x["answered_at"], x["active_s"], x["edit_id"]) for x in mine(s)]
+
+
+def test_effort_and_edit_logs_are_what_was_answered_in_either_mode(project, clock):
+    script = ["no", "skip", "flag", "no", "undo", "no"]
+    with open_session(project, clock, learn_in_background=False) as s:
+        s.next_task()
+        sync = play(s, clock, script)
+        assert rows_of(s) == sync
+    clock.t = START
+    with open_session(project, clock) as s:
+        s.next_task()
+        background = play(s, clock, script)
+        assert rows_of(s) == background
+    # No edit, a strategy that does not learn: both modes ask the same tasks, so the rows are identical.
+    assert background == sync
+    # With yes answers the tasks asked after a merge may differ; every row is still what was answered,
+    # and every edit is in the edit log under its task's id.
+    clock.t = START
+    with open_session(project, clock) as s:
+        s.next_task()
+        seen = play(s, clock, ["yes", "no", "yes", "undo", "skip", "yes"])
+        assert rows_of(s) == seen
+        edits = {h["operation_id"]: h for h in s.proofreader.history()}
+        for (task_id_, answer, *_, edit_id), row in zip(seen, mine(s), strict=True):
+            if answer == "yes":  # a merge task's yes merges, a cut task's splits
+                assert (edits[edit_id]["task_id"], edits[edit_id]["type"]) == (task_id_, row["task_type"])
+        undo = seen[3]
+        assert undo[1] == "undo" and undo[0] == seen[2][0]
+        assert (edits[undo[-1]]["undo_of"], edits[undo[-1]]["task_id"]) == (seen[2][-1], seen[2][0])
+        assert not [x for x in task_rows(s) if x["answer"] == "stale"]  # own edits never make stale rows
+
+
+def test_close_waits_for_the_learning(project, clock):
+    strat = SwitchOnNo()
+    s = open_session(project, clock, strategy=strat)
+    s.next_task()
+    strat.release.clear()
+    s.answer("no")
+    assert strat.entered.wait(10)
+    threading.Timer(0.1, strat.release.set).start()
+    s.close()
+    assert strat.observed == [False] and not s.learning
+    with pytest.raises(InputError, match="closed"):
+        s.answer("no")
