@@ -398,6 +398,8 @@ class MicroTaskWidget(QWidget):
         self.project = project
         self.session = session
         self._shared = shared
+        if shared is not None:
+            shared.share_with(self)
         self.project_label.setText(project.name)
         self.project_label.setToolTip(os.path.abspath(os.fspath(project.root)))
         warning = getattr(getattr(session, "effort", None), "warning", None)
@@ -439,6 +441,12 @@ class MicroTaskWidget(QWidget):
             except Exception:  # the viewer is going away
                 logger.debug("restoring ndisplay failed", exc_info=True)
             self._ndisplay_before = None
+        panel, self._shared = self._shared, None
+        if panel is not None and self.session is not None and panel.proofreader is self.session.proofreader:
+            # The Proofread panel goes on with the Proofreader; it closes it if it was the session's.
+            hand_over = self.session.owns_proofreader
+            self.session.owns_proofreader = False
+            panel.stop_sharing(self, hand_over=hand_over)
         if self.session is not None:
             try:
                 self.session.close()
@@ -446,7 +454,6 @@ class MicroTaskWidget(QWidget):
                 logger.debug("closing the task session failed", exc_info=True)
         self.session = None
         self.project = None
-        self._shared = None
         self.question_label.setText("—")
         self.task_label.setText("")
         self.progress_label.setText("")
@@ -680,6 +687,17 @@ class MicroTaskWidget(QWidget):
             except Exception:  # already gone with the viewer
                 pass
         self.unbind()
+
+    def share_with(self, panel) -> None:
+        """The Proofread panel ``panel`` now uses this session's Proofreader (the session still owns it)."""
+        self._shared = panel
+
+    def stop_sharing(self, panel, *, hand_over: bool) -> None:
+        """``panel`` stops using the Proofreader; with ``hand_over`` the session now owns (closes) it."""
+        if self._shared is panel:
+            self._shared = None
+        if hand_over and self.session is not None:
+            self.session.owns_proofreader = True
 
     def _shared_proofread_panel(self, root: str):
         """A Proofread panel open on the same project, whose Proofreader the session shares."""

@@ -177,6 +177,12 @@ class ProofreadWidget(QWidget):
         self.project = None
         self.proofreader = None
         self.tree = None
+        # One Proofreader per project in a viewer: a second one on the same
+        # edit log would not see the first one's edits. When the Micro-tasks
+        # panel works on the same project the two panels share one; the panel
+        # that opened it owns it (closes it), and hands it over when it goes.
+        self._owns_proofreader = True
+        self._sharing = None  # the Micro-tasks panel using the same Proofreader
         self.mode = "select"
         self.selection: list[tuple[float, ...]] = []
         self.preview = None
@@ -377,6 +383,14 @@ class ProofreadWidget(QWidget):
         except ConnectomeError as exc:
             _notify.error(exc)
             return False
+        micro = _micro_task_panel(self.viewer, root)
+        if micro is not None:  # borrow its Proofreader: no second one on the same edit log
+            proofreader = micro.session.proofreader
+            self._owns_proofreader = False
+            self._sharing = micro
+            micro.share_with(self)
+            self._on_opened(project, proofreader, proofreader.tree)
+            return True
         self.project_label.setText(f"{project.name} (opening…)")
         self._busy = "opening the project"
         self._opening = root
@@ -448,11 +462,16 @@ class ProofreadWidget(QWidget):
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
-        if self.proofreader is not None:
+        micro, self._sharing = self._sharing, None
+        if micro is not None:
+            # The Micro-tasks panel goes on with the Proofreader; it closes it if it was ours.
+            micro.stop_sharing(self, hand_over=self._owns_proofreader)
+        elif self.proofreader is not None and self._owns_proofreader:
             try:
                 self.proofreader.close()
             except Exception:  # closing must never stop the panel from unbinding
                 logger.debug("closing the proofreader failed", exc_info=True)
+        self._owns_proofreader = True
         self.project = self.proofreader = self.tree = self.preview = self._volume = None
         self._preview_seeds = None
         self._segment_levels, self._preview_levels = [], []
@@ -936,14 +955,30 @@ class ProofreadWidget(QWidget):
         if self.proofreader is not None:
             self.proofreader.user = self.user_name()
 
+    def share_with(self, micro) -> None:
+        """The Micro-tasks panel ``micro`` now uses this panel's Proofreader (this panel still owns it)."""
+        self._sharing = micro
+        self._update_controls()
+
+    def stop_sharing(self, micro, *, hand_over: bool) -> None:
+        """``micro`` stops using the Proofreader; with ``hand_over`` this panel now owns (closes) it."""
+        if self._sharing is micro:
+            self._sharing = None
+        if hand_over:
+            self._owns_proofreader = True
+        self._update_controls()
+
     def _update_controls(self) -> None:
         ready = self.proofreader is not None and not self._busy
         for button in (*self.action_buttons.values(), *self.mode_buttons.values()):
             button.setEnabled(ready)
         edits = self._has_edits()
-        self.threshold_slider.setEnabled(ready and not edits)
+        # Re-basing replaces the Proofreader, which the Micro-tasks panel may be using.
+        self.threshold_slider.setEnabled(ready and not edits and self._sharing is None)
         if self.proofreader is None:
             tip = "Open a project first"
+        elif self._sharing is not None:
+            tip = "Fixed while the Micro-tasks panel works on this project (close it to change the threshold)"
         elif edits:
             value = self.threshold()
             base = "the supervoxels without agglomeration" if value is None else f"the agglomeration at {value:.2f}"
@@ -1004,6 +1039,18 @@ def _guarded(what: str, call) -> Any:
         logger.debug("proofread %s failed", what, exc_info=True)
         _notify.error(_error_line(f"Proofread: {what}", exc))
         return None
+
+
+def _micro_task_panel(viewer, root: str):
+    """The docked Micro-tasks panel working on the project at ``root``, if any."""
+    from napari_connectome_plugins._microtask_widget import MicroTaskWidget, _docked
+
+    for widget in _docked(viewer):
+        project = getattr(widget, "project", None)
+        if isinstance(widget, MicroTaskWidget) and widget.session is not None and project is not None:
+            if os.path.abspath(os.fspath(project.root)) == root:
+                return widget
+    return None
 
 
 def _open_proofreader(project, user: str):

@@ -388,3 +388,52 @@ def test_the_command_line_docks_the_panel_and_screenshots_a_task(tmp_path, proje
     bad = subprocess.run([*cmd[:5], "--panel", "nope"], capture_output=True, text=True, timeout=60,
                          env=gui_env(tmp_path), cwd=tmp_path)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_the_proofread_panel_shares_the_task_sessions_proofreader(panel, qtbot, project, messages):
+    """One Proofreader per project: a second one on the same edit log would miss the first one's edits."""
+    from napari_connectome_plugins._proofread_widget import ProofreadWidget
+
+    viewer, widget, clock = panel
+    pr = widget.session.proofreader
+    proof = ProofreadWidget(viewer)
+    viewer.window.add_dock_widget(proof, name="Proofread", area="right")
+    qtbot.waitUntil(lambda: proof.proofreader is not None, timeout=60_000)
+    assert proof.proofreader is pr
+    assert not proof.threshold_slider.isEnabled()  # a re-base would swap the Proofreader under the session
+    # An answer's edit shows in the Proofread panel's history (same Proofreader, same log).
+    before = len(proof.history_rows())
+    key(viewer, qtbot, "y")
+    widget.session.wait()
+    assert len(proof.history_rows()) == before + (1 if widget.session.effort.rows()[-1]["edit_id"] else 0)
+    # Micro-tasks closes first: the Proofread panel goes on with the same, still open Proofreader, now its own.
+    widget.close_panel()
+    assert proof.proofreader is pr and pr.log._con is not None
+    assert proof.threshold_slider.isEnabled() == (not proof._has_edits())  # no longer shared
+    proof.unbind()
+    assert pr.log._con is None
+    assert not [m for m in messages if m[0] == "error"]
+
+
+def test_the_task_session_borrows_an_open_proofread_panels_proofreader(make_napari_viewer, qtbot, project, messages):
+    from napari_connectome_plugins._proofread_widget import ProofreadWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(project.root), plugin=PLUGIN)
+    proof = ProofreadWidget(viewer)
+    viewer.window.add_dock_widget(proof, name="Proofread", area="right")
+    qtbot.waitUntil(lambda: proof.proofreader is not None, timeout=60_000)
+    pr = proof.proofreader
+    widget = mw.MicroTaskWidget(viewer, clock=FakeClock(), idle_after_s=IDLE_S)
+    viewer.window.add_dock_widget(widget, name="Micro-tasks", area="right")
+    qtbot.waitUntil(lambda: widget.session is not None and not widget._busy, timeout=120_000)
+    assert widget.session.proofreader is pr
+    assert not proof.threshold_slider.isEnabled()
+    # The Proofread panel closes first: the session keeps the Proofreader open and now owns it.
+    proof.unbind()
+    assert pr.log._con is not None and widget.session.owns_proofreader
+    key(viewer, qtbot, "n")
+    assert widget.session.effort.rows()[-1]["answer"] == "no"
+    widget.close_panel()
+    assert pr.log._con is None
+    assert not [m for m in messages if m[0] == "error"]
