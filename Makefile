@@ -13,8 +13,9 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 SCREENSHOT ?=
 SAMPLE ?= gala-fib
-# More panels to dock, e.g. PANEL=tasks (Micro-tasks) or PANEL="tasks effort".
-PANEL ?=
+# Panels docked besides the Connectome panel: Micro-tasks by default (PANEL="tasks effort" adds
+# the Effort panel; PANEL= none).
+PANEL ?= tasks
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip

@@ -327,6 +327,8 @@ def demo(
 
             project = gala_fib_project()
             title = f"napari-connectome: {project.name}"
+            if "tasks" in panels:
+                _ready_for_tasks(project)
 
             def load() -> list:
                 return read_layers(project.root, report=False)
@@ -340,3 +342,16 @@ def demo(
     except ConnectomeError as exc:
         return _fail(exc)
     return _show(load, title=title, screenshot=screenshot, ndisplay=ndisplay, size=size, panels=panels)
+
+
+def _ready_for_tasks(project) -> None:
+    """Agglomerate a fresh sample project so its micro-tasks ask about real segments.
+
+    Only a project with neither an agglomeration nor an edit log: a logged
+    edit is defined on the base it was made on, which must not change.
+    """
+    if project.manifest.get("agglomeration") or project.component_path("edit_log").exists():
+        return
+    from napari_connectome.graph import agglomerate_project
+
+    agglomerate_project(project)
