@@ -102,10 +102,10 @@ def _echo_messages(start: int) -> None:
             print(f"napari-connectome: {severity}: {text}", file=sys.stderr)
 
 
-def _dock_widget(viewer, name: str = WIDGET) -> Any:
-    """Dock the panel ``name`` (through the plugin manager, else directly)."""
+def _dock_widget(viewer, name: str = WIDGET, *, tabify: bool = False) -> Any:
+    """Dock the panel ``name`` (through the plugin manager, else directly); ``tabify`` stacks it as a tab."""
     try:
-        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=tabify)
         return widget
     except Exception:  # plugin not registered (e.g. run from a source tree)
         import importlib
@@ -116,7 +116,7 @@ def _dock_widget(viewer, name: str = WIDGET) -> Any:
             module, attr = next((m, a) for d, m, a in PANELS.values() if d == name)
             cls = getattr(importlib.import_module(module), attr)
         widget = cls(viewer)
-        viewer.window.add_dock_widget(widget, name=name, area="right")
+        viewer.window.add_dock_widget(widget, name=name, area="right", tabify=tabify)
         return widget
 
 
@@ -195,7 +195,8 @@ def _show(
         if hasattr(widget, "refresh"):
             widget.refresh()
         # Docked once the layers are in: the panels bind to the project they show.
-        extra = [_dock_widget(viewer, PANELS[p][0]) for p in panels]
+        # As tabs over the Connectome panel: each gets the dock's full height.
+        extra = [_dock_widget(viewer, PANELS[p][0], tabify=True) for p in panels]
         _start_panels(extra, wait=screenshot is not None)
         if screenshot is None:
             napari.run()
@@ -345,13 +346,18 @@ def demo(
 
 
 def _ready_for_tasks(project) -> None:
-    """Agglomerate a fresh sample project so its micro-tasks ask about real segments.
+    """Agglomerate and skeletonize a fresh sample project, so its micro-tasks ask about real segments.
 
-    Only a project with neither an agglomeration nor an edit log: a logged
-    edit is defined on the base it was made on, which must not change.
+    Agglomerates only a project with neither an agglomeration nor an edit
+    log: a logged edit is defined on the base it was made on, which must not
+    change. Skeletons are made when missing or out of date (seconds on the sample).
     """
-    if project.manifest.get("agglomeration") or project.component_path("edit_log").exists():
-        return
-    from napari_connectome.graph import agglomerate_project
+    from napari_connectome.proofread import Proofreader
+    from napari_connectome.skeleton import SkeletonStore
 
-    agglomerate_project(project)
+    if not (project.manifest.get("agglomeration") or project.component_path("edit_log").exists()):
+        from napari_connectome.graph import agglomerate_project
+
+        agglomerate_project(project)
+    with Proofreader.open(project) as proofreader:
+        SkeletonStore.open(proofreader)
