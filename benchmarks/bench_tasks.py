@@ -9,9 +9,11 @@
    seeded mix of 30 % yes / 50 % no / 20 % skip. Before each answer the
    "proofreader" looks at the task for ``--think-s`` seconds (a real pause,
    ``time.sleep``: this is when the next view is prepared and the ranker
-   learns in the background). Default 1.0 s; a real decision takes ~10 s
-   (PROOFREADER.md), so 1 s is conservative: it gives the background work
-   the least time a person would.
+   learns in the background). Default 1.0 s; the suite's time model
+   assumes 10 s per merge decision and 15 s per split decision
+   (``napari_connectome.rank.timing``; to be replaced by measured effort-log
+   times), so 1 s is conservative: it gives the background work far less
+   time than a person would.
 3. **key → view** (the honest figure): from the start of ``answer()`` (the
    key press) to ``view()`` returning the next task's view (EM and labels
    crops, skeleton paths, colours), i.e. ``answer()`` + ``view()``: what the
