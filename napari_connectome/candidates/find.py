@@ -25,7 +25,10 @@ for it (no skeleton, no contact, not from the merge tree) are NaN.
 
 Cost: one pass over the segments' graph, one min-cut preview per proposed
 cut, and two scans of the supervoxel volume to place the candidates
-(contacts' centroids, then their nearest faces).
+(contacts' centroids, then their nearest faces). Called again on the same
+proofreader after graph edits only, the scans are reused and only the
+candidates whose contacts are new are placed, by scanning the boxes their
+faces lie in (:func:`~napari_connectome.candidates.contacts.locate_faces`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from napari_connectome.candidates.contacts import nearest_faces, row_centroids
+from napari_connectome.candidates.contacts import locate_faces
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.errors import InputError
 
@@ -53,13 +56,19 @@ MERGE_FEATURES = (
 
 
 def _sv_table(pr):
-    """Live base supervoxels: state positions, segment ids, sizes (voxels)."""
+    """Live supervoxels, base and minted by splits inside one: state positions, segment ids, sizes (voxels).
+
+    A minted supervoxel's size is counted in the patch that made it (few,
+    small); the base ones come from the graph.
+    """
     st = pr.state
-    n_base = st.n_base
-    alive = st.alive[:n_base].copy()
-    sizes = np.zeros(n_base, np.int64)
-    sizes[1:] = np.asarray(pr.rag.node_sizes, np.int64)
-    return alive, st.seg[:n_base].astype(np.int64), sizes
+    n = st.ids.size
+    alive = st.alive[:n].copy()
+    sizes = np.zeros(n, np.int64)
+    sizes[1:st.n_base] = np.asarray(pr.rag.node_sizes, np.int64)
+    for pos in np.flatnonzero(alive[st.n_base:]) + st.n_base:
+        sizes[pos] = pr.supervoxel_size(int(st.ids[pos])) or 0
+    return alive, st.seg[:n].astype(np.int64), sizes
 
 
 def _border_supervoxels(pr) -> np.ndarray:
@@ -346,23 +355,14 @@ def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int
 
 def _locate(pr, candidates: list[Candidate], row_cand, vs: np.ndarray, off: np.ndarray) -> None:
     """Set each candidate's location: its contact's face nearest to the contact's centroid."""
-    n_rows = pr.state.rag_u.size
     pairs_r = [r for r, _ in row_cand]
     pairs_c = [np.full(r.size, c, np.int64) for r, c in row_cand]
     row_of = np.concatenate(pairs_r) if pairs_r else np.empty(0, np.int64)
     cand_of = np.concatenate(pairs_c) if pairs_c else np.empty(0, np.int64)
     order = np.argsort(row_of, kind="stable")
     row_of, cand_of = row_of[order], cand_of[order]
-    want = np.zeros(n_rows, bool)
-    want[row_of] = True
-    count, total = row_centroids(pr, want)
-    n = len(candidates)
-    c_count = np.bincount(cand_of, weights=count[row_of], minlength=n)
-    targets = np.zeros((n, 3))
-    for d in range(3):
-        targets[:, d] = np.bincount(cand_of, weights=total[row_of, d], minlength=n)
-    targets /= np.maximum(c_count, 1)[:, None]
-    best = nearest_faces(pr, want, row_of, cand_of, targets)
+    # Reuses the scans of earlier calls while the supervoxel voxels are the same (contacts.LOCATE_CACHE).
+    best = locate_faces(pr, row_of, cand_of, len(candidates))
     for i, c in enumerate(candidates):
         if not np.isnan(c.location_nm[0]):
             continue  # placed already (skeleton end point)

@@ -943,8 +943,8 @@ class Proofreader:
         snk_ids = np.array(sorted(ids_of(p) for p in nodes[~side]), dtype=np.uint64)
         return effect, cut_ids, (src_ids, snk_ids)
 
-    def _supervoxel_size(self, sv: int) -> int | None:
-        """Voxels of a supervoxel: from the graph, or counted in the patch that minted it."""
+    def supervoxel_size(self, sv: int) -> int | None:
+        """Voxels of a supervoxel: from the graph, or counted in the patch that minted it; None if unknown."""
         pos = self.state._find(sv)
         if pos is not None and 0 < pos < self.state.n_base:
             return int(self.rag.node_sizes[pos - 1])
@@ -962,7 +962,7 @@ class Proofreader:
         touch the seeds' piece are found too; no index of boxes is needed.
         """
         shape = np.asarray(self._level0_shape)
-        expected = self._supervoxel_size(sv)
+        expected = self.supervoxel_size(sv)
         margin = np.array([8, 32, 32])
         lo = np.maximum(seeds.min(axis=0) - margin, 0)
         hi = np.minimum(seeds.max(axis=0) + 1 + margin, shape)
