@@ -38,6 +38,7 @@ import uuid as _uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from napari_connectome import sqlite_log
 from napari_connectome.effort.clock import Clock
 from napari_connectome.errors import InputError
 from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT
@@ -336,31 +337,12 @@ class EffortLog:
             raise InputError(self.path, "the effort log is open read-only")
         if self._con is None:
             raise InputError(self.path, "the effort log is closed")
-        con = self._con
-        with self._lock:
-            try:
-                con.execute("BEGIN IMMEDIATE")
-                fn(con)
-                con.execute("COMMIT")
-            except BaseException as exc:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _problem(self.path, exc, action=action) from None
-                raise
+        sqlite_log.write(self._con, self._lock, fn, problem=lambda exc: _problem(self.path, exc, action=action))
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Close; folds the WAL into the main file first when writable."""
         con, self._con = self._con, None
-        if con is None:
-            return
-        try:
-            if checkpoint and not self.read_only:
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass  # another reader holds the WAL: it is folded in later
-        finally:
-            con.close()
+        sqlite_log.close(con, checkpoint=checkpoint and not self.read_only)
 
     def __enter__(self) -> EffortLog:
         return self
