@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QApplication,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -42,11 +39,20 @@ from qtpy.QtWidgets import (
 
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
+from napari_connectome_plugins._project_panel import (
+    NO_PROJECT,
+    docked,
+    error_line,
+    process_events_while,
+    project_box,
+    start_worker,
+    unwrap,
+    viewer_project_root,
+)
 
 logger = logging.getLogger(__name__)
 
 WIDGET_NAME = "Effort"
-NO_PROJECT = "No project. Open one (File → Open Folder, or the Connectome panel)."
 MERGE_COLOUR = "#4c9be8"
 SPLIT_COLOUR = "#e8704c"
 ANSWER_COLOURS = {
@@ -57,19 +63,6 @@ MANUAL_COLOUR = "#4363d8"
 # Debounce of refreshes asked for by the Micro-tasks panel after each answer.
 REFRESH_DELAY_MS = 500
 DEFAULT_TARGET_MM3 = 1.0
-
-
-def _unwrap(obj):
-    return getattr(obj, "__wrapped__", obj)
-
-
-def _docked(viewer) -> list:
-    """The widgets docked in ``viewer``'s window."""
-    mapping = getattr(getattr(viewer, "window", None), "dock_widgets", None)
-    try:
-        return [_unwrap(w) for w in mapping.values()] if mapping is not None else []
-    except Exception:  # a closing window
-        return []
 
 
 def _num(value, fmt: str = "{:.1f}", missing: str = "—") -> str:
@@ -191,7 +184,7 @@ class EffortWidget(QWidget):
 
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = _unwrap(napari_viewer)
+        self.viewer = unwrap(napari_viewer)
         self.root: str | None = None
         self.report: dict | None = None
         self.rows: list[dict] = []
@@ -210,11 +203,7 @@ class EffortWidget(QWidget):
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        box = QGroupBox("Project", self)
-        form = QFormLayout(box)
-        self.project_label = QLabel(NO_PROJECT, box)
-        self.project_label.setWordWrap(True)
-        form.addRow("Project:", self.project_label)
+        box, form, self.project_label = project_box(self, NO_PROJECT)
         self.volume_combo = QComboBox(box)
         self.volume_combo.addItem("the project's region", "project")
         self.volume_combo.addItem("bounding boxes of reviewed segments", "segments")
@@ -259,11 +248,7 @@ class EffortWidget(QWidget):
     # -- project -----------------------------------------------------------------
     def viewer_project_root(self) -> str | None:
         """The folder of the most recently added project layer in the viewer, or None."""
-        for layer in reversed(list(self.viewer.layers)):
-            root = (layer_meta(layer) or {}).get("project")
-            if root:
-                return str(root)
-        return None
+        return viewer_project_root(self.viewer)
 
     def _on_inserted(self, event) -> None:
         if self.root is None and layer_meta(event.value) is not None:
@@ -276,8 +261,6 @@ class EffortWidget(QWidget):
 
     def refresh(self) -> bool:
         """Compute the report again in a worker thread; the plots follow. False without a project."""
-        from napari.qt.threading import create_worker
-
         root = self.viewer_project_root()
         if root is not None:
             root = os.path.abspath(root)
@@ -292,18 +275,16 @@ class EffortWidget(QWidget):
             return True
         self.root = root
         self._busy = "computing the effort report"
-        worker = create_worker(
-            _compute, root, self.volume_combo.currentData(), self._open_proofreader(root), _ignore_errors=True
+        # No activity-dock entry: it refreshes after every micro-task answer.
+        self._worker = start_worker(
+            _compute, root, self.volume_combo.currentData(), self._open_proofreader(root),
+            returned=self._on_report, errored=self._on_failed,
         )
-        worker.returned.connect(self._on_report)
-        worker.errored.connect(self._on_failed)
-        self._worker = worker
-        worker.start()
         return True
 
     def _open_proofreader(self, root: str):
         """The Proofreader another panel has open on this project (saves replaying the edit log), or None."""
-        for widget in _docked(self.viewer):
+        for widget in docked(self.viewer):
             pr = getattr(getattr(widget, "session", None), "proofreader", None) or getattr(widget, "proofreader", None)
             project = getattr(pr, "project", None)
             if project is not None and os.path.abspath(os.fspath(project.root)) == root:
@@ -312,10 +293,7 @@ class EffortWidget(QWidget):
 
     def wait(self, timeout_s: float = 60.0) -> bool:
         """Process events until the report is drawn (scripts and tests)."""
-        end = time.monotonic() + timeout_s
-        while (self._busy or self._timer.isActive()) and time.monotonic() < end:
-            QApplication.processEvents()
-            time.sleep(0.01)
+        process_events_while(lambda: bool(self._busy) or self._timer.isActive(), timeout_s)
         return not self._busy
 
     def _done(self) -> None:
@@ -348,9 +326,7 @@ class EffortWidget(QWidget):
         self._done()
 
     def _on_failed(self, exc: Exception) -> None:
-        from napari_connectome.errors import ConnectomeError
-
-        text = str(exc) if isinstance(exc, ConnectomeError) else f"Effort: the report failed: {type(exc).__name__}: {exc}"
+        text = error_line("Effort: the report", exc)
         _notify.error(_notify.one_line(text))
         self.summary_label.setText(_notify.one_line(text))
         self._done()

@@ -37,21 +37,17 @@ F      flag the task for an expert
 
 from __future__ import annotations
 
-import getpass
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QApplication,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -60,6 +56,15 @@ from qtpy.QtWidgets import (
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
 from napari_connectome_plugins._microtask_layers import TaskLayers
+from napari_connectome_plugins._project_panel import (
+    NO_PROJECT,
+    ProjectPanel,
+    error_line,
+    project_box,
+    root_of,
+    unwrap,
+)
+from napari_connectome_plugins._project_panel import docked as _docked
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +86,11 @@ TIPS = {
     "flag": "Flag the task for an expert and go on (F)",
 }
 HELP = "Y yes (apply the edit) · N no · S skip · U undo the last answer · F flag for an expert"
-NO_PROJECT = "No project. Open one (File → Open Folder, or the Connectome panel)."
 QUESTION_POINTS = 22
 # Events that mean a person is at the keyboard or mouse.
 INPUT_EVENTS = frozenset(
     int(t) for t in (QEvent.KeyPress, QEvent.MouseButtonPress, QEvent.MouseMove, QEvent.Wheel)
 )
-
-
-def _unwrap(obj):
-    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
-    return getattr(obj, "__wrapped__", obj)
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
 
 
 def _fmt_impact(value) -> str:
@@ -136,15 +128,6 @@ def task_text(task) -> str:
     segments = ", ".join(str(int(s)) for s in getattr(task, "segments", ()))
     impact = _fmt_impact(getattr(getattr(task, "candidate", None), "impact", None))
     return f"{task.id} · {task.kind} · impact {impact} · segments {segments or '—'}"
-
-
-class _NameEdit(QLineEdit):
-    """The user-name field: Enter and Esc end here, never reach the viewer's keys."""
-
-    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().keyPressEvent(event)
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape):
-            event.accept()
 
 
 class InputWatcher(QObject):
@@ -191,7 +174,7 @@ class InputWatcher(QObject):
         return False
 
 
-class MicroTaskWidget(QWidget):
+class MicroTaskWidget(ProjectPanel, QWidget):
     """Dock widget: answer the micro-tasks of the project opened in the viewer.
 
     Parameters
@@ -212,6 +195,10 @@ class MicroTaskWidget(QWidget):
 
     # An edit committed by the Proofreader (any thread; queued to the GUI thread).
     edited = Signal(object)
+    TITLE = "Micro-tasks"
+    OPENING = "opening the task session"
+    KEYS = KEYS
+    KEY_PREFIX = "microtask"
 
     def __init__(
         self,
@@ -224,7 +211,7 @@ class MicroTaskWidget(QWidget):
         find_options: dict | None = None,
     ) -> None:
         super().__init__(parent)
-        self.viewer = _unwrap(napari_viewer)
+        self.viewer = unwrap(napari_viewer)
         self.clock = clock
         self.idle_after_s = idle_after_s
         self.prefetch = prefetch
@@ -247,9 +234,7 @@ class MicroTaskWidget(QWidget):
         self.edited.connect(self._on_edited, Qt.QueuedConnection)
         self._watcher = InputWatcher(self._main_window, self._on_input)
         self._watcher.install()
-        layers = self.viewer.layers
-        layers.events.inserted.connect(self._on_inserted)
-        layers.events.removed.connect(self._on_removed)
+        self._connect_layer_events()
         self._update_controls()
         if not self.bind_to_viewer_project():
             _notify.warning(f"Micro-tasks: no project in the viewer; {NO_PROJECT.split('. ', 1)[1]}")
@@ -259,15 +244,8 @@ class MicroTaskWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
-        box = QGroupBox("Project", self)
-        form = QFormLayout(box)
-        self.project_label = QLabel(NO_PROJECT, box)
-        self.project_label.setWordWrap(True)
-        form.addRow("Project:", self.project_label)
-        self.user_edit = _NameEdit(box)
-        self.user_edit.setText(_login())
-        self.user_edit.setToolTip("Recorded with every answer in the effort log and every edit in the edit log")
-        form.addRow("User:", self.user_edit)
+        box, form, self.project_label = project_box(self, NO_PROJECT)
+        self._add_user_row(box, form, "Recorded with every answer in the effort log and every edit in the edit log")
         layout.addWidget(box)
 
         box = QGroupBox("Task", self)
@@ -317,14 +295,6 @@ class MicroTaskWidget(QWidget):
         layout.addStretch(1)
 
     # -- binding to a project ------------------------------------------------------
-    def viewer_project_root(self) -> str | None:
-        """The folder of the most recently added project layer in the viewer, or None."""
-        for layer in reversed(list(self.viewer.layers)):
-            root = (layer_meta(layer) or {}).get("project")
-            if root:
-                return str(root)
-        return None
-
     def bind_to_viewer_project(self) -> bool:
         """Start a task session on the project whose layers are open, if not already bound."""
         if self.session is not None or self._busy:
@@ -332,30 +302,8 @@ class MicroTaskWidget(QWidget):
         root = self.viewer_project_root()
         return self.open_root(root) if root else False
 
-    def open_root(self, root: str | os.PathLike) -> bool:
-        """Open a :class:`~napari_connectome.tasks.TaskSession` on a project in a worker thread."""
-        from napari.qt.threading import create_worker
-
-        from napari_connectome.errors import ConnectomeError
-        from napari_connectome.project import open_project
-
-        root = os.path.abspath(os.fspath(root))
-        if self._opening == root or (
-            self.project is not None and os.path.abspath(os.fspath(self.project.root)) == root
-        ):
-            return True
-        if self._busy:
-            _notify.warning(f"Micro-tasks: wait, still {self._busy}")
-            return False
-        try:
-            project = open_project(root)
-        except ConnectomeError as exc:
-            _notify.error(exc)
-            return False
-        self.project_label.setText(f"{project.name} (finding tasks…)")
-        self._busy = "opening the task session"
-        self._opening = root
-        self._update_controls()
+    def _open_project(self, root: str, project) -> bool:
+        """Open a :class:`~napari_connectome.tasks.TaskSession` on ``project`` in a worker thread."""
         shared = self._shared_proofread_panel(root)
         options = {
             "user": self.user_name(),
@@ -365,43 +313,22 @@ class MicroTaskWidget(QWidget):
             "prefetch": self.prefetch,
             "find_options": self.find_options,
         }
-        worker = create_worker(
-            _open_session, project, options,
-            _progress={"desc": f"Micro-tasks: finding tasks in {project.name}"}, _ignore_errors=True,
+        self._open_in_worker(
+            root, f"{project.name} (finding tasks…)", _open_session, project, options,
+            returned=lambda session, p=project, s=shared: self._on_opened(p, session, s),
+            desc=f"Micro-tasks: finding tasks in {project.name}",
         )
-        worker.returned.connect(lambda session, p=project, s=shared: self._on_opened(p, session, s))
-        worker.errored.connect(self._on_open_failed)
-        self._worker = worker
-        worker.start()
         return True
 
-    def wait(self, timeout_s: float = 120.0) -> bool:
-        """Process events until background work is done (scripts and tests)."""
-        end = time.monotonic() + timeout_s
-        while self._busy and time.monotonic() < end:
-            QApplication.processEvents()
-            time.sleep(0.01)
-        return not self._busy
-
-    def _on_open_failed(self, exc: Exception) -> None:
-        self._busy = ""
-        self._opening = None
-        self._worker = None
-        _notify.error(_error_line("Micro-tasks: opening the task session", exc))
-        self.project_label.setText(_notify.one_line(exc))
-        self._update_controls()
-
     def _on_opened(self, project, session, shared) -> None:
-        self._busy = ""
-        self._opening = None
-        self._worker = None
+        self._work_done()
         self.project = project
         self.session = session
         self._shared = shared
         if shared is not None:
             shared.share_with(self)
         self.project_label.setText(project.name)
-        self.project_label.setToolTip(os.path.abspath(os.fspath(project.root)))
+        self.project_label.setToolTip(root_of(project))
         warning = getattr(getattr(session, "effort", None), "warning", None)
         if warning:
             _notify.warning(warning)
@@ -417,7 +344,7 @@ class MicroTaskWidget(QWidget):
             self._show(task)
         except Exception as exc:  # a task napari cannot draw: say so, keep the viewer
             logger.debug("showing the first task failed", exc_info=True)
-            _notify.error(_error_line("Micro-tasks: showing the first task", exc))
+            _notify.error(error_line("Micro-tasks: showing the first task", exc))
         self._hide_other_layers()
         self._bind_keys()
         self._update_controls()
@@ -505,32 +432,8 @@ class MicroTaskWidget(QWidget):
                 self._hidden.append(layer)
 
     # -- keys -----------------------------------------------------------------------
-    def _key_callback(self, action: str):
-        def callback(_owner) -> None:
-            self.run_action(action)
-
-        callback.__name__ = f"microtask_{action}"
-        callback.__doc__ = f"Micro-tasks: {action}"
-        return callback
-
-    def _bind_keys(self) -> None:
-        if self.task_layers is not None:
-            for layer in self.task_layers.layers():
-                for key, action, _ in KEYS:
-                    layer.bind_key(key, self._key_callback(action), overwrite=True)
-        for key, action, _ in KEYS:
-            if key not in self._viewer_keys:
-                self._viewer_keys[key] = self.viewer.bind_key(key, self._key_callback(action), overwrite=True)
-
-    def _unbind_keys(self) -> None:
-        for key, previous in self._viewer_keys.items():
-            try:
-                self.viewer.bind_key(key, None)
-                if previous is not None:
-                    self.viewer.bind_key(key, previous, overwrite=True)
-            except Exception:  # the viewer is going away
-                logger.debug("restoring viewer key %s failed", key, exc_info=True)
-        self._viewer_keys = {}
+    def _key_layers(self) -> list:
+        return list(self.task_layers.layers()) if self.task_layers is not None else []
 
     # -- actions ----------------------------------------------------------------------
     def press(self, key: str) -> Any:
@@ -551,11 +454,11 @@ class MicroTaskWidget(QWidget):
             _notify.warning("Micro-tasks: open a project first" if not self._busy else f"Micro-tasks: wait, still {self._busy}")
             return None
         if action == "undo":
-            return _guarded("undo", self.undo)
+            return self._guarded("undo", self.undo)
         if self.current_task is None:
             _notify.info("Micro-tasks: no task to answer")
             return None
-        return _guarded(action, lambda: self.answer(action))
+        return self._guarded(action, lambda: self.answer(action))
 
     def answer(self, answer: str):
         """Answer the current task; the next one is shown at once."""
@@ -626,13 +529,13 @@ class MicroTaskWidget(QWidget):
         try:
             task = session.next_task() if session.current is not None else session.current
         except Exception as exc:  # never a traceback from a listener
-            _notify.error(_error_line("Micro-tasks: checking the task on screen", exc))
+            _notify.error(error_line("Micro-tasks: checking the task on screen", exc))
             return
         if task is not None and shown is not None and task.id == shown.id and task.segments == shown.segments:
             self._show_state()
             return
         if task is not None or shown is not None:
-            _guarded("showing the next task", lambda: self._show(task))
+            self._guarded("showing the next task", lambda: self._show(task))
 
     # -- input activity ------------------------------------------------------------
     def _main_window(self):
@@ -645,10 +548,6 @@ class MicroTaskWidget(QWidget):
             session.touch()
 
     # -- state of the controls ------------------------------------------------------
-    def user_name(self) -> str:
-        """The name recorded with every answer (the field; default: the login name)."""
-        return self.user_edit.text().strip() or _login()
-
     def _update_controls(self) -> None:
         ready = self.session is not None and not self._busy
         for button in self.buttons.values():
@@ -656,18 +555,13 @@ class MicroTaskWidget(QWidget):
         self.user_edit.setEnabled(self.session is None and not self._busy)
 
     # -- viewer events -----------------------------------------------------------
-    def _on_inserted(self, event) -> None:
-        if self.session is None and not self._busy and layer_meta(event.value) is not None:
-            # Layers arrive one by one; bind once the reader has added them all.
-            QTimer.singleShot(0, self.bind_to_viewer_project)
-
     def _on_removed(self, event) -> None:
         if self.task_layers is not None and self.session is not None:
             layer = event.value
             if self.task_layers.owns(layer):
                 return  # drawn again on the next task
             root = (layer_meta(layer) or {}).get("project")
-            if root and self.project is not None and root == os.path.abspath(os.fspath(self.project.root)):
+            if root and self.project is not None and root == root_of(self.project):
                 if self.viewer_project_root() != root:  # the project's last layer went
                     self.unbind()
 
@@ -678,14 +572,7 @@ class MicroTaskWidget(QWidget):
     def close_panel(self) -> None:
         """Stop listening to the viewer, remove the input filter, close the session."""
         self._watcher.remove()
-        for emitter, slot in (
-            (self.viewer.layers.events.inserted, self._on_inserted),
-            (self.viewer.layers.events.removed, self._on_removed),
-        ):
-            try:
-                emitter.disconnect(slot)
-            except Exception:  # already gone with the viewer
-                pass
+        self._disconnect_layer_events()
         self.unbind()
 
     def share_with(self, panel) -> None:
@@ -705,38 +592,8 @@ class MicroTaskWidget(QWidget):
 
         for widget in _docked(self.viewer):
             if isinstance(widget, ProofreadWidget) and widget.proofreader is not None and widget.project is not None:
-                if os.path.abspath(os.fspath(widget.project.root)) == root:
+                if root_of(widget.project) == root:
                     return widget
-        return None
-
-
-def _docked(viewer) -> list:
-    """The widgets docked in ``viewer``'s window."""
-    window = getattr(viewer, "window", None)
-    mapping = getattr(window, "dock_widgets", None)
-    if mapping is None:
-        return []
-    try:
-        return [_unwrap(w) for w in mapping.values()]
-    except Exception:  # a closing window
-        return []
-
-
-def _error_line(what: str, exc: BaseException) -> str:
-    from napari_connectome.errors import ConnectomeError
-
-    if isinstance(exc, ConnectomeError):
-        return str(exc)
-    return _notify.one_line(f"{what} failed: {type(exc).__name__}: {exc}")
-
-
-def _guarded(what: str, call) -> Any:
-    """Run ``call``; an error becomes one notification line and None."""
-    try:
-        return call()
-    except Exception as exc:  # engine errors are one line already; ours become one
-        logger.debug("micro-task %s failed", what, exc_info=True)
-        _notify.error(_error_line(f"Micro-tasks: {what}", exc))
         return None
 
 

@@ -29,7 +29,6 @@ Ctrl+Shift+Z        redo
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import time
@@ -40,11 +39,9 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QButtonGroup,
     QFileDialog,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QPushButton,
     QSlider,
@@ -54,6 +51,16 @@ from qtpy.QtWidgets import (
 
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
+from napari_connectome_plugins._project_panel import (
+    ProjectPanel,
+    docked,
+    error_line,
+    project_box,
+    root_of,
+    same,
+    start_worker,
+    unwrap,
+)
 from napari_connectome_plugins._proofread_layers import (
     LiveArray,
     MappedArray,
@@ -94,27 +101,12 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Control-Z", "undo", "Ctrl+Z"),
     ("Control-Shift-Z", "redo", "Ctrl+Shift+Z"),
 )
+NO_PROJECT = "No project. Open one here or with the Connectome panel."
 HELP = (
     "Click: select segment · Shift+click: add · M: merge the two selected · "
     "1 / 2: place split sources / sinks (click) · P: preview split · Enter: confirm · "
     "Esc: cancel / clear · Ctrl+Z: undo · Ctrl+Shift+Z: redo"
 )
-
-
-def _unwrap(obj):
-    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
-    return getattr(obj, "__wrapped__", obj)
-
-
-def _same(a, b) -> bool:
-    return a is not None and b is not None and _unwrap(a) is _unwrap(b)
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
 
 
 def _fmt_ids(ids) -> str:
@@ -151,18 +143,7 @@ def history_text(row: dict) -> str:
     return text
 
 
-class _NameEdit(QLineEdit):
-    """The user-name field: Enter and Esc end here, never reach the viewer's keys."""
-
-    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().keyPressEvent(event)
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape):
-            # QLineEdit ignores these so that dialogs see them; here they would
-            # travel to napari's keymap and confirm a split or drop the seeds.
-            event.accept()
-
-
-class ProofreadWidget(QWidget):
+class ProofreadWidget(ProjectPanel, QWidget):
     """Dock widget: proofread the segmentation of a project opened in the viewer.
 
     Parameters
@@ -171,9 +152,14 @@ class ProofreadWidget(QWidget):
         The viewer (napari passes it).
     """
 
+    TITLE = "Proofread"
+    OPENING = "opening the project"
+    KEYS = KEYS
+    KEY_PREFIX = "proofread"
+
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = _unwrap(napari_viewer)
+        self.viewer = unwrap(napari_viewer)
         self.project = None
         self.proofreader = None
         self.tree = None
@@ -203,9 +189,7 @@ class ProofreadWidget(QWidget):
         self.setMinimumWidth(340)
         self._build_ui()
 
-        layers = self.viewer.layers
-        layers.events.inserted.connect(self._on_inserted)
-        layers.events.removed.connect(self._on_removed)
+        self._connect_layer_events()
         self._threshold_timer = QTimer(self)
         self._threshold_timer.setSingleShot(True)
         self._threshold_timer.setInterval(THRESHOLD_SAVE_DELAY_MS)
@@ -218,16 +202,9 @@ class ProofreadWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
-        box = QGroupBox("Project", self)
-        form = QFormLayout(box)
-        self.project_label = QLabel("No project. Open one here or with the Connectome panel.", box)
-        self.project_label.setWordWrap(True)
-        form.addRow("Project:", self.project_label)
-        self.user_edit = _NameEdit(box)
-        self.user_edit.setText(_login())
-        self.user_edit.setToolTip("Recorded with every edit in the project's edit log")
+        box, form, self.project_label = project_box(self, NO_PROJECT)
+        self._add_user_row(box, form, "Recorded with every edit in the project's edit log")
         self.user_edit.editingFinished.connect(self._on_user_changed)
-        form.addRow("User:", self.user_edit)
         self.open_button = QPushButton("Open project…", box)
         self.open_button.setToolTip("Open a napari-connectome project folder and proofread it")
         self.open_button.clicked.connect(self.choose_project)
@@ -313,14 +290,6 @@ class ProofreadWidget(QWidget):
         layout.addWidget(box, 1)
 
     # -- binding to a project ----------------------------------------------
-    def viewer_project_root(self) -> str | None:
-        """The folder of the most recently added project layer in the viewer, or None."""
-        for layer in reversed(list(self.viewer.layers)):
-            root = (layer_meta(layer) or {}).get("project")
-            if root:
-                return str(root)
-        return None
-
     def bind_to_viewer_project(self) -> bool:
         """Start proofreading the project whose layers are open, if not already bound.
 
@@ -359,30 +328,12 @@ class ProofreadWidget(QWidget):
             except Exception as exc:  # never a traceback dialog from here
                 _notify.error(f"{path}: could not be opened: {exc}")
                 return False
-        if self.project is not None and os.path.abspath(os.fspath(self.project.root)) != path:
+        if self.project is not None and root_of(self.project) != path:
             self.unbind()
         return self.open_root(path)
 
-    def open_root(self, root: str | os.PathLike) -> bool:
-        """Open the Proofreader on a project folder in a worker thread; the layers follow."""
-        from napari.qt.threading import create_worker
-
-        from napari_connectome.errors import ConnectomeError
-        from napari_connectome.project import open_project
-
-        root = os.path.abspath(os.fspath(root))
-        if self._opening == root or (
-            self.project is not None and os.path.abspath(os.fspath(self.project.root)) == root
-        ):
-            return True  # already (being) opened, e.g. by the layers the reader just added
-        if self._busy:
-            _notify.warning(f"Proofread: wait, still {self._busy}")
-            return False
-        try:
-            project = open_project(root)
-        except ConnectomeError as exc:
-            _notify.error(exc)
-            return False
+    def _open_project(self, root: str, project) -> bool:
+        """Open the Proofreader on ``project`` in a worker thread; the layers follow."""
         micro = _micro_task_panel(self.viewer, root)
         if micro is not None:  # borrow its Proofreader: no second one on the same edit log
             proofreader = micro.session.proofreader
@@ -391,42 +342,14 @@ class ProofreadWidget(QWidget):
             micro.share_with(self)
             self._on_opened(project, proofreader, proofreader.tree)
             return True
-        self.project_label.setText(f"{project.name} (opening…)")
-        self._busy = "opening the project"
-        self._opening = root
-        self._update_controls()
-        user = self.user_name()
-        worker = create_worker(
-            _open_proofreader, project, user, _progress={"desc": f"Proofread: opening {project.name}"}, _ignore_errors=True
+        self._open_in_worker(
+            root, f"{project.name} (opening…)", _open_proofreader, project, self.user_name(),
+            returned=lambda result, p=project: self._on_opened(p, *result), desc=f"Proofread: opening {project.name}",
         )
-        worker.returned.connect(lambda result, p=project: self._on_opened(p, *result))
-        worker.errored.connect(self._on_open_failed)
-        self._worker = worker
-        worker.start()
         return True
 
-    def wait(self, timeout_s: float = 120.0) -> bool:
-        """Process events until background work is done (scripts and tests)."""
-        from qtpy.QtWidgets import QApplication
-
-        end = time.monotonic() + timeout_s
-        while self._busy and time.monotonic() < end:
-            QApplication.processEvents()
-            time.sleep(0.01)
-        return not self._busy
-
-    def _on_open_failed(self, exc: Exception) -> None:
-        self._busy = ""
-        self._opening = None
-        self._worker = None
-        _notify.error(_error_line("Proofread: opening the project", exc))
-        self.project_label.setText(_notify.one_line(exc))
-        self._update_controls()
-
     def _on_opened(self, project, proofreader, tree) -> None:
-        self._busy = ""
-        self._opening = None
-        self._worker = None
+        self._work_done()
         if self.project is not None:  # a re-base: same layers, new mapping behind them
             self._swap_proofreader(proofreader, tree)
             return
@@ -437,11 +360,11 @@ class ProofreadWidget(QWidget):
             self._make_layers()
         except Exception as exc:  # a layer napari refuses: say so, keep the viewer
             logger.debug("making the proofreading layers failed", exc_info=True)
-            _notify.error(_error_line("Proofread: showing the segments", exc))
+            _notify.error(error_line("Proofread: showing the segments", exc))
             self.unbind()
             return
         self.project_label.setText(project.name)
-        self.project_label.setToolTip(os.path.abspath(os.fspath(project.root)))
+        self.project_label.setToolTip(root_of(project))
         self._bind_keys()
         self._reload_history()
         self._show_threshold()
@@ -480,7 +403,7 @@ class ProofreadWidget(QWidget):
         self.mode_buttons["select"].setChecked(True)
         self._history_count = 0
         self.history_list.clear()
-        self.project_label.setText("No project. Open one here or with the Connectome panel.")
+        self.project_label.setText(NO_PROJECT)
         self.version_label.setText("—")
         self.status_label.setText("")
         self._update_controls()
@@ -498,7 +421,7 @@ class ProofreadWidget(QWidget):
         self._volume = volume
         scale = tuple(float(v) for v in volume.voxel_size)
         translate = tuple(float(v) for v in volume.offset)
-        meta = {PROOF_KEY: {"project": os.path.abspath(os.fspath(self.project.root))}}
+        meta = {PROOF_KEY: {"project": root_of(self.project)}}
         multiscale = len(volume.levels) > 1
 
         def data(levels):
@@ -550,30 +473,8 @@ class ProofreadWidget(QWidget):
         self.viewer.layers.selection.active = segments
 
     # -- keys -----------------------------------------------------------------
-    def _key_callback(self, action: str):
-        def callback(_owner) -> None:
-            self.run_action(action)
-
-        callback.__name__ = f"proofread_{action}"
-        callback.__doc__ = f"Proofread: {action}"
-        return callback
-
-    def _bind_keys(self) -> None:
-        for layer in self._layers.values():
-            for key, action, _ in KEYS:
-                layer.bind_key(key, self._key_callback(action), overwrite=True)
-        for key, action, _ in KEYS:
-            self._viewer_keys[key] = self.viewer.bind_key(key, self._key_callback(action), overwrite=True)
-
-    def _unbind_keys(self) -> None:
-        for key, previous in self._viewer_keys.items():
-            try:
-                self.viewer.bind_key(key, None)
-                if previous is not None:
-                    self.viewer.bind_key(key, previous, overwrite=True)
-            except Exception:  # the viewer is going away
-                logger.debug("restoring viewer key %s failed", key, exc_info=True)
-        self._viewer_keys = {}
+    def _key_layers(self) -> list:
+        return list(self._layers.values())
 
     # -- actions --------------------------------------------------------------
     def run_action(self, action: str) -> Any:
@@ -601,14 +502,14 @@ class ProofreadWidget(QWidget):
         if self._busy and action not in ("sources", "sinks", "cancel"):
             _notify.warning(f"Proofread: wait, still {self._busy}")
             return None
-        return _guarded(action, handlers[action])
+        return self._guarded(action, handlers[action])
 
     def set_mode(self, mode: str) -> None:
         """``select``: clicks select; ``sources`` / ``sinks``: clicks place split seeds."""
         self.mode = mode
         self.mode_buttons[mode].setChecked(True)
         segments = self.layer(SEGMENTS)
-        if segments is not None and not _same(self.viewer.layers.selection.active, segments):
+        if segments is not None and not same(self.viewer.layers.selection.active, segments):
             # Clicks reach only the active layer's callbacks.
             self.viewer.layers.selection.active = segments
         self._show_status()
@@ -627,7 +528,7 @@ class ProofreadWidget(QWidget):
         if dragged:
             return
         shift = "Shift" in event.modifiers
-        _guarded("click", lambda: self.click(pick_point(layer, event, self._volume), add=shift))
+        self._guarded("click", lambda: self.click(pick_point(layer, event, self._volume), add=shift))
 
     def click(self, point_nm, *, add: bool = False) -> None:
         """What a click at ``point_nm`` does in the current mode.
@@ -897,8 +798,6 @@ class ProofreadWidget(QWidget):
 
     def _save_threshold(self) -> None:
         """Record the slider's threshold in the project and re-open the Proofreader on it."""
-        from napari.qt.threading import create_worker
-
         value, self._threshold_pending = self._threshold_pending, None
         if value is None or self.project is None:
             return
@@ -911,19 +810,15 @@ class ProofreadWidget(QWidget):
             return
         self._busy = "applying the threshold"
         self._update_controls()
-        worker = create_worker(
+        self._worker = start_worker(
             _rebase, self.project, self.proofreader, value, self.user_name(),
-            _progress={"desc": f"Proofread: agglomerating at {value:.2f}"}, _ignore_errors=True,
+            returned=lambda result, p=self.project: self._on_opened(p, *result), errored=self._on_rebase_failed,
+            desc=f"Proofread: agglomerating at {value:.2f}",
         )
-        worker.returned.connect(lambda result, p=self.project: self._on_opened(p, *result))
-        worker.errored.connect(self._on_rebase_failed)
-        self._worker = worker
-        worker.start()
 
     def _on_rebase_failed(self, exc: Exception) -> None:
-        self._busy = ""
-        self._worker = None
-        _notify.error(_error_line("Proofread: applying the threshold", exc))
+        self._work_done()
+        _notify.error(error_line("Proofread: applying the threshold", exc))
         self._swap_proofreader(self.proofreader, self.tree)
 
     def _swap_proofreader(self, proofreader, tree) -> None:
@@ -947,10 +842,6 @@ class ProofreadWidget(QWidget):
         return self._history_count > 0
 
     # -- state of the controls --------------------------------------------------
-    def user_name(self) -> str:
-        """The name recorded with every edit (the field; default: the login name)."""
-        return self.user_edit.text().strip() or _login()
-
     def _on_user_changed(self) -> None:
         if self.proofreader is not None:
             self.proofreader.user = self.user_name()
@@ -997,14 +888,9 @@ class ProofreadWidget(QWidget):
         self.threshold_slider.setToolTip(tip)
 
     # -- viewer events ------------------------------------------------------------
-    def _on_inserted(self, event) -> None:
-        if self.project is None and not self._busy and layer_meta(event.value) is not None:
-            # Layers arrive one by one; bind once the reader has added them all.
-            QTimer.singleShot(0, self.bind_to_viewer_project)
-
     def _on_removed(self, event) -> None:
         layer = event.value
-        if _same(layer, self._layers.get(SEGMENTS)):
+        if same(layer, self._layers.get(SEGMENTS)):
             self.unbind()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
@@ -1012,43 +898,18 @@ class ProofreadWidget(QWidget):
         super().closeEvent(event)
 
     def _disconnect(self) -> None:
-        for emitter, slot in (
-            (self.viewer.layers.events.inserted, self._on_inserted),
-            (self.viewer.layers.events.removed, self._on_removed),
-        ):
-            try:
-                emitter.disconnect(slot)
-            except Exception:  # already gone with the viewer
-                pass
+        self._disconnect_layer_events()
         self.unbind()
-
-
-def _error_line(what: str, exc: BaseException) -> str:
-    from napari_connectome.errors import ConnectomeError
-
-    if isinstance(exc, ConnectomeError):
-        return str(exc)
-    return _notify.one_line(f"{what} failed: {type(exc).__name__}: {exc}")
-
-
-def _guarded(what: str, call) -> Any:
-    """Run ``call``; an error becomes one notification line and None."""
-    try:
-        return call()
-    except Exception as exc:  # engine errors are one line already; ours become one
-        logger.debug("proofread %s failed", what, exc_info=True)
-        _notify.error(_error_line(f"Proofread: {what}", exc))
-        return None
 
 
 def _micro_task_panel(viewer, root: str):
     """The docked Micro-tasks panel working on the project at ``root``, if any."""
-    from napari_connectome_plugins._microtask_widget import MicroTaskWidget, _docked
+    from napari_connectome_plugins._microtask_widget import MicroTaskWidget
 
-    for widget in _docked(viewer):
+    for widget in docked(viewer):
         project = getattr(widget, "project", None)
         if isinstance(widget, MicroTaskWidget) and widget.session is not None and project is not None:
-            if os.path.abspath(os.fspath(project.root)) == root:
+            if root_of(project) == root:
                 return widget
     return None
 

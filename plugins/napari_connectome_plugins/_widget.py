@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta, spatial_axes
+from napari_connectome_plugins._project_panel import same
 
 # How the table marks a voxel size the suite assumed (the details say "assumed").
 ASSUMED_MARK = " *"
@@ -45,16 +46,6 @@ ASSUMED_COLOUR = "#e0a030"
 OPEN_KEY = "Alt+O"
 VOXEL_KEY = "Alt+Z"
 PLUGIN = "napari-connectome"
-
-
-def _unwrap(obj):
-    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
-    return getattr(obj, "__wrapped__", obj)
-
-
-def _same(a, b) -> bool:
-    """Identity that sees through napari's proxies."""
-    return a is not None and b is not None and _unwrap(a) is _unwrap(b)
 
 
 def _fmt_numbers(values, unit: str = "") -> str:
@@ -261,7 +252,7 @@ class ConnectomeWidget(QWidget):
         return [layer for layer in self.viewer.layers if layer_meta(layer) is not None]
 
     def _watch(self, layer) -> None:
-        if layer_meta(layer) is None or any(_same(w, layer) for w in self._watched):
+        if layer_meta(layer) is None or any(same(w, layer) for w in self._watched):
             return
         for name in ("scale", "translate", "name", "data"):
             emitter = getattr(layer.events, name, None)
@@ -270,13 +261,13 @@ class ConnectomeWidget(QWidget):
         self._watched.append(layer)
 
     def _unwatch(self, layer) -> None:
-        if not any(_same(w, layer) for w in self._watched):
+        if not any(same(w, layer) for w in self._watched):
             return
         for name in ("scale", "translate", "name", "data"):
             emitter = getattr(layer.events, name, None)
             if emitter is not None:
                 emitter.disconnect(self.refresh)
-        self._watched = [w for w in self._watched if not _same(w, layer)]
+        self._watched = [w for w in self._watched if not same(w, layer)]
 
     def _on_inserted(self, event) -> None:
         self._watch(event.value)
@@ -335,7 +326,7 @@ class ConnectomeWidget(QWidget):
                     item.setForeground(2, QBrush(QColor(ASSUMED_COLOUR)))
                     item.setToolTip(2, f"{ASSUMED_MARK.strip()} assumed: the file stores no voxel size; {VOXEL_KEY} sets the real one")
                 self.table.addTopLevelItem(item)
-                if keep is not None and _same(layer, keep):
+                if keep is not None and same(layer, keep):
                     item.setSelected(True)
         finally:
             self._syncing = False
@@ -468,7 +459,7 @@ class ConnectomeWidget(QWidget):
             return
         layer = self.selected_layer()
         self._show_details(layer)
-        if layer is not None and not _same(self.viewer.layers.selection.active, layer):
+        if layer is not None and not same(self.viewer.layers.selection.active, layer):
             self._syncing = True
             try:
                 self.viewer.layers.selection.active = layer
@@ -486,7 +477,7 @@ class ConnectomeWidget(QWidget):
                 item = self.table.topLevelItem(i)
                 index = item.data(0, Qt.UserRole)
                 item.setSelected(
-                    active is not None and isinstance(index, int) and index < len(layers) and _same(layers[index], active)
+                    active is not None and isinstance(index, int) and index < len(layers) and same(layers[index], active)
                 )
         finally:
             self._syncing = False

@@ -1,0 +1,324 @@
+"""What the dock panels that work on "the project open in the viewer" share.
+
+The Proofread, Micro-tasks and Effort panels each find the project from the
+layers the reader added (their metadata names the project folder), open what
+they need in a worker thread, wait for it in scripts and tests, and turn any
+failure into one notification line. The helpers here do those steps once;
+:class:`ProjectPanel` is the mixin for the panels that *bind* to a project
+(open it once, follow the layers, let go when they go).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QApplication, QFormLayout, QGroupBox, QLabel, QLineEdit, QWidget
+
+from napari_connectome_plugins import _notify
+from napari_connectome_plugins._layers import layer_meta
+
+logger = logging.getLogger(__name__)
+
+NO_PROJECT = "No project. Open one (File → Open Folder, or the Connectome panel)."
+
+
+def unwrap(obj: Any) -> Any:
+    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Identity that sees through napari's proxies."""
+    return a is not None and b is not None and unwrap(a) is unwrap(b)
+
+
+def login() -> str:
+    """The login name, or ``"unknown"`` where there is none."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def root_of(project: Any) -> str:
+    """The absolute folder of ``project`` (how panels compare projects)."""
+    return os.path.abspath(os.fspath(project.root))
+
+
+def docked(viewer: Any) -> list:
+    """The widgets docked in ``viewer``'s window."""
+    mapping = getattr(getattr(viewer, "window", None), "dock_widgets", None)
+    if mapping is None:
+        return []
+    try:
+        return [unwrap(w) for w in mapping.values()]
+    except Exception:  # a closing window
+        return []
+
+
+def viewer_project_root(viewer: Any) -> str | None:
+    """The folder of the most recently added project layer in ``viewer``, or None."""
+    for layer in reversed(list(viewer.layers)):
+        root = (layer_meta(layer) or {}).get("project")
+        if root:
+            return str(root)
+    return None
+
+
+def error_line(what: str, exc: BaseException) -> str:
+    """``exc`` as one line: an engine error's own message, anything else ``what failed: Type: message``."""
+    from napari_connectome.errors import ConnectomeError
+
+    if isinstance(exc, ConnectomeError):
+        return str(exc)
+    return _notify.one_line(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+def guarded(title: str, what: str, call: Callable[[], Any]) -> Any:
+    """Run ``call``; an error becomes one notification line (``title: what failed …``) and None."""
+    try:
+        return call()
+    except Exception as exc:  # engine errors are one line already; ours become one
+        logger.debug("%s: %s failed", title, what, exc_info=True)
+        _notify.error(error_line(f"{title}: {what}", exc))
+        return None
+
+
+def process_events_while(busy: Callable[[], bool], timeout_s: float) -> None:
+    """Process Qt events until ``busy()`` is false or ``timeout_s`` has passed (scripts and tests)."""
+    end = time.monotonic() + timeout_s
+    while busy() and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def start_worker(
+    function: Callable[..., Any],
+    *args: Any,
+    returned: Callable[[Any], None],
+    errored: Callable[[Exception], None],
+    desc: str | None = None,
+) -> Any:
+    """Run ``function(*args)`` in a napari worker thread; its result or error comes back on the GUI thread.
+
+    Parameters
+    ----------
+    function, args
+        The work.
+    returned, errored
+        Called with the result, or with the exception (never a traceback dialog).
+    desc
+        Shown in napari's activity dock while it runs; None shows nothing.
+
+    Returns
+    -------
+    The started worker (keep a reference: an unreferenced worker may be collected).
+    """
+    from napari.qt.threading import create_worker
+
+    progress = {"_progress": {"desc": desc}} if desc is not None else {}
+    worker = create_worker(function, *args, _ignore_errors=True, **progress)
+    worker.returned.connect(returned)
+    worker.errored.connect(errored)
+    worker.start()
+    return worker
+
+
+class NameEdit(QLineEdit):
+    """The user-name field: Enter and Esc end here, never reach the viewer's keys."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape):
+            # QLineEdit ignores these so that dialogs see them; here they would
+            # travel to napari's keymap (confirm a split, answer a task).
+            event.accept()
+
+
+def project_box(parent: QWidget, empty_text: str) -> tuple[QGroupBox, QFormLayout, QLabel]:
+    """The "Project" group every project panel starts with: ``(box, its form, the project label)``."""
+    box = QGroupBox("Project", parent)
+    form = QFormLayout(box)
+    label = QLabel(empty_text, box)
+    label.setWordWrap(True)
+    form.addRow("Project:", label)
+    return box, form, label
+
+
+class ProjectPanel:
+    """Mixin for a dock panel that binds to the project open in the viewer.
+
+    The panel opens the project once (in a worker thread), binds again when a
+    reader adds a project's layers, and shows failures as one line. Mixed in
+    before ``QWidget``; the panel provides the attributes below and
+    :meth:`_open_project`, :meth:`_update_controls` and :meth:`bind_to_viewer_project`.
+
+    Attributes
+    ----------
+    TITLE
+        The panel's name, the prefix of its messages ("Proofread").
+    OPENING
+        What it is busy with while opening ("opening the project").
+    viewer, project, project_label, user_edit
+        The viewer, the bound project (None when unbound), and the widgets.
+    """
+
+    TITLE = "Panel"
+    OPENING = "opening the project"
+    # (napari key name, action for run_action, text); KEY_PREFIX names the callbacks.
+    KEYS: tuple[tuple[str, str, str], ...] = ()
+    KEY_PREFIX = "panel"
+
+    viewer: Any
+    project: Any
+    project_label: QLabel
+    user_edit: QLineEdit
+    _busy: str
+    _opening: str | None
+    _worker: Any
+    _viewer_keys: dict[str, Any]
+
+    # -- to provide -----------------------------------------------------------
+    def _open_project(self, root: str, project: Any) -> bool:
+        """Start working on ``project`` (opened at ``root``, not bound yet, panel idle)."""
+        raise NotImplementedError
+
+    def _update_controls(self) -> None:
+        raise NotImplementedError
+
+    def bind_to_viewer_project(self) -> bool:
+        raise NotImplementedError
+
+    def run_action(self, action: str) -> Any:
+        raise NotImplementedError
+
+    def _key_layers(self) -> list:
+        """The panel's own layers, where its keys are bound too."""
+        raise NotImplementedError
+
+    # -- binding ----------------------------------------------------------------
+    def viewer_project_root(self) -> str | None:
+        """The folder of the most recently added project layer in the viewer, or None."""
+        return viewer_project_root(self.viewer)
+
+    def open_root(self, root: str | os.PathLike) -> bool:
+        """Open the project at ``root`` and work on it (in a worker thread); True if it is (being) opened."""
+        from napari_connectome.errors import ConnectomeError
+        from napari_connectome.project import open_project
+
+        root = os.path.abspath(os.fspath(root))
+        if self._opening == root or (self.project is not None and root_of(self.project) == root):
+            return True  # already (being) opened, e.g. by the layers the reader just added
+        if self._busy:
+            _notify.warning(f"{self.TITLE}: wait, still {self._busy}")
+            return False
+        try:
+            project = open_project(root)
+        except ConnectomeError as exc:
+            _notify.error(exc)
+            return False
+        return self._open_project(root, project)
+
+    def _open_in_worker(
+        self, root: str, label: str, function: Callable[..., Any], *args: Any,
+        returned: Callable[[Any], None], desc: str,
+    ) -> None:
+        """Show ``label``, mark the panel busy opening ``root`` and run ``function(*args)`` in a worker."""
+        self.project_label.setText(label)
+        self._busy = self.OPENING
+        self._opening = root
+        self._update_controls()
+        self._worker = start_worker(function, *args, returned=returned, errored=self._on_open_failed, desc=desc)
+
+    def _work_done(self) -> None:
+        """The worker has finished (either way): the panel is idle again."""
+        self._busy = ""
+        self._opening = None
+        self._worker = None
+
+    def _on_open_failed(self, exc: Exception) -> None:
+        self._work_done()
+        _notify.error(error_line(f"{self.TITLE}: {self.OPENING}", exc))
+        self.project_label.setText(_notify.one_line(exc))
+        self._update_controls()
+
+    def wait(self, timeout_s: float = 120.0) -> bool:
+        """Process events until background work is done (scripts and tests)."""
+        process_events_while(lambda: bool(self._busy), timeout_s)
+        return not self._busy
+
+    def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run ``call``; an error becomes one notification line and None."""
+        return guarded(self.TITLE, what, call)
+
+    # -- the person ---------------------------------------------------------------
+    def _add_user_row(self, box: QWidget, form: QFormLayout, tip: str) -> None:
+        """Add the user-name field (default: the login name) to the project form."""
+        self.user_edit = NameEdit(box)
+        self.user_edit.setText(login())
+        self.user_edit.setToolTip(tip)
+        form.addRow("User:", self.user_edit)
+
+    def user_name(self) -> str:
+        """The name recorded with the panel's work (the field; default: the login name)."""
+        return self.user_edit.text().strip() or login()
+
+    # -- keys -------------------------------------------------------------------
+    def _key_callback(self, action: str) -> Callable[[Any], None]:
+        def callback(_owner) -> None:
+            self.run_action(action)
+
+        callback.__name__ = f"{self.KEY_PREFIX}_{action}"
+        callback.__doc__ = f"{self.TITLE}: {action}"
+        return callback
+
+    def _bind_keys(self) -> None:
+        """Bind the keys on the panel's layers (layer keymaps come first) and on the viewer (the fallback)."""
+        for layer in self._key_layers():
+            for key, action, _ in self.KEYS:
+                layer.bind_key(key, self._key_callback(action), overwrite=True)
+        for key, action, _ in self.KEYS:
+            # Bound once: a second binding would record our own callback as the one to restore.
+            if key not in self._viewer_keys:
+                self._viewer_keys[key] = self.viewer.bind_key(key, self._key_callback(action), overwrite=True)
+
+    def _unbind_keys(self) -> None:
+        """Give the viewer back the keys it had before the panel bound them."""
+        for key, previous in self._viewer_keys.items():
+            try:
+                self.viewer.bind_key(key, None)
+                if previous is not None:
+                    self.viewer.bind_key(key, previous, overwrite=True)
+            except Exception:  # the viewer is going away
+                logger.debug("restoring viewer key %s failed", key, exc_info=True)
+        self._viewer_keys = {}
+
+    # -- viewer events --------------------------------------------------------------
+    def _connect_layer_events(self) -> None:
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._on_inserted)
+        layers.events.removed.connect(self._on_removed)
+
+    def _disconnect_layer_events(self) -> None:
+        for emitter, slot in (
+            (self.viewer.layers.events.inserted, self._on_inserted),
+            (self.viewer.layers.events.removed, self._on_removed),
+        ):
+            try:
+                emitter.disconnect(slot)
+            except Exception:  # already gone with the viewer
+                pass
+
+    def _on_inserted(self, event) -> None:
+        if self.project is None and not self._busy and layer_meta(event.value) is not None:
+            # Layers arrive one by one; bind once the reader has added them all.
+            QTimer.singleShot(0, self.bind_to_viewer_project)
+
+    def _on_removed(self, event) -> None:
+        raise NotImplementedError
