@@ -16,7 +16,18 @@ Tables
     manual), ``answer``, ``shown_at``/``answered_at`` (unix s) and their ISO
     UTC text, ``active_s``, ``idle_s``, ``edit_id`` (the edit log's
     ``operation_id`` the answer made), ``candidate_id``, ``segments`` (JSON),
-    ``note``.
+    ``note``, ``vi_split``/``vi_merge`` (bits, the live VI against the ground
+    truth after the row's edit; NULL without a ground truth).
+
+Versions
+--------
+1. The columns above without ``vi_split``/``vi_merge``.
+2. Adds them. A version 1 log is migrated when opened for writing (two
+   ``ALTER TABLE ... ADD COLUMN`` and the version, in one transaction) and
+   read as is when opened read-only (VI None). The version is bumped so that
+   a suite from before version 2, which checks the exact columns and would
+   take the added ones for corruption and move the log aside, refuses it as
+   "newer than this suite" instead.
 
 A corrupt log costs only the effort figures, never edits: it is moved aside
 (``effort.sqlite.corrupt-<UTC stamp>``) and a new one is started; the edit
@@ -44,7 +55,7 @@ from napari_connectome.errors import InputError
 from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT
 
 LOG_FORMAT = "napari-connectome-effort-log"
-LOG_VERSION = 1
+LOG_VERSION = 2
 TASK_TYPES = ("merge", "split", "manual")
 #: Answers of a task row (``task_type`` merge or split).
 TASK_ANSWERS = ("yes", "no", "skip", "flag", "undo", "stale")
@@ -54,13 +65,21 @@ MANUAL_ANSWERS = ("merge", "split", "split_supervoxel", "undo", "redo")
 COLUMNS = (
     "id", "session", "user", "task_id", "task_type", "answer", "shown_at", "shown_at_utc",
     "answered_at", "answered_at_utc", "active_s", "idle_s", "edit_id", "candidate_id", "segments", "note",
+    "vi_split", "vi_merge",
 )
+#: Columns added by version 2 (nullable, so a version 1 log gains them without rewriting its rows).
+VI_COLUMNS = ("vi_split", "vi_merge")
+#: The ``effort`` columns of a version 1 log.
+V1_COLUMNS = tuple(c for c in COLUMNS if c not in VI_COLUMNS)
 SESSION_COLUMNS = ("session", "user", "host", "started_at", "started_at_utc")
 
 
 def _quoted(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
+
+_TRIGGER = """CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {upper} ON {table}
+    BEGIN SELECT RAISE(ABORT, 'the effort log is append-only'); END"""
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -86,10 +105,11 @@ _SCHEMA = (
     edit_id INTEGER,
     candidate_id TEXT,
     segments TEXT NOT NULL,
-    note TEXT NOT NULL)""",
+    note TEXT NOT NULL,
+    vi_split REAL CHECK (vi_split IS NULL OR vi_split >= 0),
+    vi_merge REAL CHECK (vi_merge IS NULL OR vi_merge >= 0))""",
     *(
-        f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {verb.upper()} ON {table}
-    BEGIN SELECT RAISE(ABORT, 'the effort log is append-only'); END"""
+        _TRIGGER.format(table=table, verb=verb, upper=verb.upper())
         for table in ("effort", "sessions", "meta")
         for verb in ("update", "delete")
     ),
@@ -132,7 +152,8 @@ class EffortLog:
 
     Open it with :meth:`open`. Attributes: ``path``, ``user``, ``session``,
     ``read_only``, ``recovered_from`` (where a corrupt log was moved, or
-    None) and ``warning`` (one line saying so, or None).
+    None) and ``warning`` (one line saying so, or None), ``migrated``
+    (True when a version 1 log was brought to this version on opening).
     """
 
     def __init__(self, path: Path, con: sqlite3.Connection | None, *, user: str, session: str,
@@ -143,9 +164,12 @@ class EffortLog:
         self.read_only = read_only
         self.recovered_from: Path | None = None
         self.warning: str | None = None
+        self.migrated = False
         self._con = con
         self._lock = threading.Lock()
         self._listeners: list[Callable[[dict], None]] = []
+        # A version 1 log opened read-only lacks the VI columns (rows() gives None for them).
+        self._have = set(_columns(con, "effort")) if con is not None else set(COLUMNS)
 
     # ================================================================ opening
     @classmethod
@@ -198,22 +222,23 @@ class EffortLog:
             if not path.exists():
                 raise InputError(path, "no effort log yet: answer some tasks first")
             try:
-                con = _connect(path, read_only=True, lock_timeout=lock_timeout)
+                con, _ = _connect(path, read_only=True, lock_timeout=lock_timeout)
             except _Corrupt as exc:
                 raise InputError(path, f"the effort log is corrupt ({exc}); it was left untouched") from None
             return cls(path, con, user=user, session=session, read_only=True)
         recovered = warning = None
         try:
-            con = _connect(path, read_only=False, lock_timeout=lock_timeout)
+            con, migrated = _connect(path, read_only=False, lock_timeout=lock_timeout)
         except _Corrupt as exc:
             recovered = _move_aside(path, now)
             warning = (
                 f"{path}: the effort log was unreadable ({exc}); it was moved aside to {recovered.name} "
                 "and a new one started (the edit log is untouched)"
             )
-            con = _connect(path, read_only=False, lock_timeout=lock_timeout)
+            con, migrated = _connect(path, read_only=False, lock_timeout=lock_timeout)
         log = cls(path, con, user=user, session=session, read_only=False)
         log.recovered_from, log.warning = recovered, warning
+        log.migrated = migrated
         try:
             log._write(lambda c: c.execute(
                 "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?)",
@@ -237,9 +262,14 @@ class EffortLog:
         return [dict(zip(SESSION_COLUMNS, r, strict=True)) for r in raw]
 
     def rows(self) -> list[dict]:
-        """Every row, oldest first, all columns (``segments`` decoded to a list of ints)."""
+        """Every row, oldest first, all columns (``segments`` decoded to a list of ints).
+
+        ``vi_split``/``vi_merge`` are None where no VI was recorded (and on
+        every row of a version 1 log opened read-only).
+        """
         out = []
-        for values in self._read(f"SELECT {', '.join(COLUMNS)} FROM effort ORDER BY id"):
+        select = ", ".join(c if c in self._have else f"NULL AS {c}" for c in COLUMNS)
+        for values in self._read(f"SELECT {select} FROM effort ORDER BY id"):
             row = dict(zip(COLUMNS, values, strict=True))
             try:
                 row["segments"] = [int(s) for s in json.loads(row["segments"])]
@@ -266,7 +296,8 @@ class EffortLog:
 
     def record(self, *, task_id: str | None, task_type: str, answer: str, shown_at: float,
                answered_at: float, active_s: float, idle_s: float, edit_id: int | None = None,
-               candidate_id: str | None = None, segments: Sequence[int] = (), note: str = "") -> int:
+               candidate_id: str | None = None, segments: Sequence[int] = (), note: str = "",
+               vi_split: float | None = None, vi_merge: float | None = None) -> int:
         """Append one row in one transaction (on disk when this returns); returns its id.
 
         Parameters
@@ -287,6 +318,9 @@ class EffortLog:
             The edit log's ``operation_id`` the answer made, if any.
         candidate_id, segments, note
             What was asked about; free text (why a task was stale, ...).
+        vi_split, vi_merge
+            The live VI (bits) against the ground truth after this row's
+            edit, both or neither; None without a ground truth.
 
         Raises
         ------
@@ -310,6 +344,17 @@ class EffortLog:
             raise InputError("effort row", f"active_s and idle_s must be ≥ 0, got {active_s!r}, {idle_s!r}")
         if float(answered_at) < float(shown_at):
             raise InputError("effort row", f"answered_at {answered_at} is before shown_at {shown_at}")
+        if (vi_split is None) != (vi_merge is None):
+            raise InputError("effort row", f"vi_split and vi_merge go together, got {vi_split!r}, {vi_merge!r}")
+        for name, value in (("vi_split", vi_split), ("vi_merge", vi_merge)):
+            if value is None:
+                continue
+            try:
+                ok = math.isfinite(float(value)) and float(value) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InputError("effort row", f"{name} must be a finite number of bits ≥ 0 or None, got {value!r}")
         row = {
             "session": self.session, "user": self.user,
             "task_id": None if task_id is None else str(task_id),
@@ -320,6 +365,8 @@ class EffortLog:
             "edit_id": None if edit_id is None else int(edit_id),
             "candidate_id": None if candidate_id is None else str(candidate_id),
             "segments": [int(s) for s in segments], "note": str(note),
+            "vi_split": None if vi_split is None else float(vi_split),
+            "vi_merge": None if vi_merge is None else float(vi_merge),
         }
         cols = COLUMNS[1:]
         values = tuple(json.dumps(row[c]) if c == "segments" else row[c] for c in cols)
@@ -351,8 +398,11 @@ class EffortLog:
         self.close()
 
 
-def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> sqlite3.Connection:
-    """A checked connection; raises :class:`_Corrupt` for a file that is not a sound effort log."""
+def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> tuple[sqlite3.Connection, bool]:
+    """``(checked connection, migrated)``; raises :class:`_Corrupt` for a file that is not a sound effort log.
+
+    ``migrated``: a version 1 log was brought to this version (writable only).
+    """
     try:
         if read_only:
             con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout,
@@ -362,7 +412,7 @@ def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> sqlite3.Con
     except sqlite3.Error as exc:
         raise _problem(path, exc, action="nothing was changed") from None
     try:
-        _check(con, path, read_only=read_only)
+        migrated = _check(con, path, read_only=read_only)
     except sqlite3.Error as exc:
         con.close()
         if _is_corruption(exc):
@@ -371,14 +421,15 @@ def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> sqlite3.Con
     except BaseException:
         con.close()
         raise
-    return con
+    return con, migrated
 
 
 def _columns(con: sqlite3.Connection, table: str) -> tuple[str, ...]:
     return tuple(r[1] for r in con.execute(f"PRAGMA table_info({table})"))
 
 
-def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
+def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
+    """Check (and start, or migrate from version 1) the log; True when it was migrated."""
     # The schema first: a file that is not SQLite fails here, before any
     # PRAGMA could write to it.
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -403,7 +454,7 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
-        return
+        return False
     if not {"meta", "sessions", "effort"} <= tables:
         raise _Corrupt(f"an SQLite file with tables {', '.join(sorted(tables))}, not an effort log")
     meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -416,13 +467,38 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
     if version > LOG_VERSION:
         # Not corrupt: a newer suite's log is never moved aside.
         raise InputError(path, f"effort log version {version} is newer than this suite; update napari-connectome")
-    if _columns(con, "effort") != COLUMNS or _columns(con, "sessions") != SESSION_COLUMNS:
+    expected = V1_COLUMNS if version == 1 else COLUMNS
+    if _columns(con, "effort") != expected or _columns(con, "sessions") != SESSION_COLUMNS:
         raise _Corrupt("its tables do not have the effort log's columns")
-    if not read_only:
-        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
-        con.execute("PRAGMA synchronous=FULL")
+    if read_only:
+        return False  # a version 1 log is read as it is (rows() gives None for VI)
+    mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
+    con.execute("PRAGMA synchronous=FULL")
+    return version < LOG_VERSION and _migrate(con)
+
+
+def _migrate(con: sqlite3.Connection) -> bool:
+    """Bring a version 1 log to version 2 in one transaction; False when another program just did."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        # Checked again under the write lock: two programs may open the old log at once.
+        if dict(con.execute("SELECT key, value FROM meta").fetchall()).get("version") != "1":
+            con.execute("ROLLBACK")
+            return False
+        for name in VI_COLUMNS:
+            con.execute(f"ALTER TABLE effort ADD COLUMN {name} REAL CHECK ({name} IS NULL OR {name} >= 0)")
+        # meta is append-only by trigger; the version is its one value that may change, here only.
+        con.execute("DROP TRIGGER meta_no_update")
+        con.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(LOG_VERSION),))
+        con.execute(_TRIGGER.format(table="meta", verb="update", upper="UPDATE"))
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _move_aside(path: Path, now: float) -> Path:

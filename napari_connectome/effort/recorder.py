@@ -13,11 +13,15 @@ A manual edit made while a task is on screen is timed from the last row, so
 that stretch is counted by the task and by the edit; the micro-task panel and
 the Proofread panel are rarely used at the same moment, so this is accepted
 rather than splitting the time by guesswork.
+
+When given a ``vi`` callable (the task session's live VI, about a
+millisecond), each manual row also carries the VI after its edit.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from napari_connectome.effort.clock import DEFAULT_IDLE_S, ActivityClock, Clock
 from napari_connectome.effort.log import MANUAL_ANSWERS, EffortLog
@@ -37,6 +41,10 @@ class EffortRecorder:
         Seconds since the epoch (``time.time``; tests pass a fake).
     idle_after_s
         Gaps between inputs longer than this are idle.
+    vi
+        Called after each manual edit for the live VI (a dict with
+        ``vi_split`` and ``vi_merge``, or None without a ground truth); None:
+        no VI on manual rows. Settable later through the ``vi`` attribute.
 
     Attributes
     ----------
@@ -47,8 +55,9 @@ class EffortRecorder:
     """
 
     def __init__(self, log: EffortLog, proofreader, *, clock: Clock = time.time,
-                 idle_after_s: float = DEFAULT_IDLE_S) -> None:
+                 idle_after_s: float = DEFAULT_IDLE_S, vi: Callable[[], dict | None] | None = None) -> None:
         self.log = log
+        self.vi = vi
         self.proofreader = proofreader
         self.clock = ActivityClock(clock=clock, idle_after_s=idle_after_s)
         self.notes: list[str] = []
@@ -73,10 +82,11 @@ class EffortRecorder:
         answered = self.clock.stopped_at
         self._own_row = True
         try:
+            vi = self._vi_now(result)
             self.log.record(
                 task_id=None, task_type="manual", answer=result.type, shown_at=shown,
                 answered_at=answered, active_s=active, idle_s=idle, edit_id=result.operation_id,
-                segments=list(result.after_segments),
+                segments=list(result.after_segments), vi_split=vi[0], vi_merge=vi[1],
             )
         except ConnectomeError as exc:
             # The edit is committed already; losing its timing must not look
@@ -85,6 +95,17 @@ class EffortRecorder:
         finally:
             self._own_row = False
             self.clock.start(at=answered)
+
+    def _vi_now(self, result) -> tuple[float | None, float | None]:
+        """``(vi_split, vi_merge)`` after the edit, or Nones (no ``vi``, or it failed: noted, never raised)."""
+        if self.vi is None:
+            return None, None
+        try:
+            vi = self.vi()
+        except Exception as exc:  # the edit stands and its time is still worth recording
+            self.notes.append(f"edit {result.operation_id}: no VI recorded ({type(exc).__name__}: {exc})")
+            return None, None
+        return (None, None) if vi is None else (vi["vi_split"], vi["vi_merge"])
 
     def _on_row(self, row: dict) -> None:
         # Any other row (a task answer) ends the stretch a manual edit is timed from.

@@ -22,6 +22,15 @@ mean seconds``. Seconds per merge (split) are the mean active time of the
 tasks whose answer made a merge (split); when no task made one, the manual
 edits of that type are used. It assumes that error density and proofreading
 speed stay as measured here, which a small or hand-picked volume need not show.
+
+VI curve
+--------
+With a ground truth, the task session stores the live VI after each row's
+edit (:mod:`napari_connectome.effort.log`, version 2). ``vi_curve`` lists the
+rows that carry it, in row order, against the active minutes counted up to
+and including that row (over all rows, those without VI too): how VI fell
+as time was spent. ``vi_start`` is the VI after the first such row (the
+state before it was not recorded), ``vi_end`` after the last.
 """
 
 from __future__ import annotations
@@ -230,6 +239,9 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         ``cost_projection`` {volume_mm3, merge_edits, split_edits,
         decisions, t_merge_s, t_split_s, t_decision_s, hours, basis},
         ``per_neuron`` [{segment, minutes, merges, splits, edits, tasks}],
+        ``vi_curve`` [{minutes_active, vi_split, vi_merge, vi}] (see the
+        module notes), ``vi_start``, ``vi_end`` (bits; None without VI),
+        ``vi_rows`` {tasks, manual} (rows on the curve),
         ``sessions``, ``users``, ``effort_log``, ``recovered_from``,
         ``corrupt_logs``. Missing figures are None (never NaN). The same
         logs always give the same dict.
@@ -356,6 +368,7 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         (t_split, "tasks") if t_split is not None else (t_manual_split, "manual splits"),
         t_decision,
     )
+    vi_curve, vi_rows = _vi_curve(rows)
     corrupt = _corrupt_logs(log.path)
     attributed = np.array([r["minutes"] for r in per_neuron], dtype=np.float64)
     return {
@@ -378,12 +391,41 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         "t_decision_s": t_decision,
         "cost_projection": projection,
         "per_neuron": per_neuron,
+        "vi_curve": vi_curve,
+        "vi_start": vi_curve[0]["vi"] if vi_curve else None,
+        "vi_end": vi_curve[-1]["vi"] if vi_curve else None,
+        "vi_rows": vi_rows,
         "sessions": len(sessions),
         "users": sorted({r["user"] for r in rows} | {s["user"] for s in sessions}),
         "effort_log": str(log.path),
         "recovered_from": str(log.path.parent / corrupt[-1]) if corrupt else None,
         "corrupt_logs": corrupt,
     }
+
+
+def _vi_curve(rows: list[dict]) -> tuple[list[dict], dict]:
+    """The VI recorded on the rows against cumulative active minutes, and how many task / manual rows it has."""
+    curve, counts = [], {"tasks": 0, "manual": 0}
+    active_s = 0.0
+    for row in rows:
+        active_s += row["active_s"]
+        if row.get("vi_split") is None or row.get("vi_merge") is None:
+            continue
+        split, merge = float(row["vi_split"]), float(row["vi_merge"])
+        curve.append({"minutes_active": active_s / 60.0, "vi_split": split, "vi_merge": merge, "vi": split + merge})
+        counts["manual" if row["task_type"] == "manual" else "tasks"] += 1
+    return curve, counts
+
+
+def _vi_line(report: dict) -> str:
+    curve = report.get("vi_curve") or []
+    if not curve:
+        return "VI           — (no ground truth: VI not recorded)"
+    a, b = curve[0], curve[-1]
+    n = report.get("vi_rows") or {}
+    over = f"{n.get('tasks', 0)} answers" + (f" and {n['manual']} manual edits" if n.get("manual") else "")
+    return (f"VI           {a['vi']:.3f} → {b['vi']:.3f} (split {a['vi_split']:.3f} → {b['vi_split']:.3f}, "
+            f"merge {a['vi_merge']:.3f} → {b['vi_merge']:.3f}) over {over}")
 
 
 def _projection(volume_mm3, volume_basis, target, n_merge, n_split, n_decisions, t_merge, t_split,
@@ -459,6 +501,7 @@ def report_text(report: dict, *, max_neurons: int = 20) -> str:
         f"({_fmt(proj['merge_edits'], '.4g')} merges, {_fmt(proj['split_edits'], '.4g')} splits, "
         f"{_fmt(proj['decisions'], '.4g')} other decisions)",
         f"  basis      {proj['basis']}",
+        _vi_line(report),
     ]
     if report["recovered_from"]:
         lines.append(f"note         a corrupt effort log was moved aside: {report['recovered_from']}")

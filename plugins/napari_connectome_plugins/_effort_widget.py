@@ -7,6 +7,9 @@ the effort log's rows; the panel only draws it:
 - minutes of active work per neuron, sorted (where the time went);
 - edits per neuron, merges and splits stacked, sorted (the heavy tail shows);
 - active seconds per task over the session (does the work get faster?);
+- VI on the ground truth against active minutes (split, merge, total), when
+  the tasks were answered with a ground truth (the report's ``vi_curve``);
+  without one the plot says so;
 - a summary: minutes active, the volume counted (and what was counted),
   minutes/mm³, neurons, minutes/neuron, edits, p50/p95 edits per neuron,
   the share of edits on the top 5 % of neurons, measured t_merge/t_split,
@@ -60,6 +63,8 @@ ANSWER_COLOURS = {
     "stale": "#808000",
 }
 MANUAL_COLOUR = "#4363d8"
+VI_COLOUR = "#222222"
+NO_VI_TEXT = "no ground truth: VI not recorded"
 # Debounce of refreshes asked for by the Micro-tasks panel after each answer.
 REFRESH_DELAY_MS = 500
 DEFAULT_TARGET_MM3 = 1.0
@@ -109,6 +114,11 @@ def summary_lines(report: dict, *, target_mm3: float = DEFAULT_TARGET_MM3) -> li
         f"top 5 % of neurons hold {_num(per.get('top5_share'), '{:.0%}')} of edits",
         f"Measured: t_merge {_num(report.get('t_merge_s'))} s · t_split {_num(report.get('t_split_s'))} s",
     ]
+    if report.get("vi_curve"):
+        n = report.get("vi_rows") or {}
+        over = f"{int(n.get('tasks', 0))} answers" + (f" and {int(n['manual'])} manual edits" if n.get("manual") else "")
+        lines.append(f"VI: {_num(report.get('vi_start'), '{:.3f}')} → {_num(report.get('vi_end'), '{:.3f}')} bits "
+                     f"over {over}")
     cost = projection(report, target_mm3)
     if cost["hours"] is None:
         lines.append(f"Projection for {target_mm3:g} mm³: needs measured edits and times")
@@ -123,9 +133,9 @@ def summary_lines(report: dict, *, target_mm3: float = DEFAULT_TARGET_MM3) -> li
 
 
 def draw(figure: Figure, report: dict, rows: list[dict]) -> None:
-    """Draw the three plots of ``report`` (and the effort log ``rows``) on ``figure``."""
+    """Draw the four plots of ``report`` (and the effort log ``rows``) on ``figure``."""
     figure.clear()
-    ax_minutes, ax_edits, ax_time = figure.subplots(3, 1)
+    ax_minutes, ax_edits, ax_time, ax_vi = figure.subplots(4, 1)
     per_neuron = list(report.get("per_neuron") or [])
 
     by_minutes = sorted(per_neuron, key=lambda r: -float(r.get("minutes") or 0.0))
@@ -162,9 +172,31 @@ def draw(figure: Figure, report: dict, rows: list[dict]) -> None:
     ax_time.set_title("Active seconds per task over the session", fontsize=9)
     ax_time.set_ylabel("s", fontsize=8)
     ax_time.set_xlabel("minutes since the first task", fontsize=8)
-    for ax in (ax_minutes, ax_edits, ax_time):
+    _draw_vi(ax_vi, list(report.get("vi_curve") or []))
+    for ax in (ax_minutes, ax_edits, ax_time, ax_vi):
         ax.tick_params(labelsize=7)
     figure.tight_layout()
+
+
+def _draw_vi(ax, curve: list[dict]) -> None:
+    """VI (split, merge, total) against cumulative active minutes; a line of text when none was recorded."""
+    ax.set_title("VI on the ground truth vs active minutes", fontsize=9)
+    if not curve:
+        # An empty axes would read as "VI is zero"; say why there is no curve.
+        ax.text(0.5, 0.5, NO_VI_TEXT, ha="center", va="center", fontsize=8, transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    x = [float(p["minutes_active"]) for p in curve]
+    # Steps: the VI holds from one answer to the next (drawstyle steps-post), markers at the answers.
+    for key, label, colour in (("vi_split", "split", SPLIT_COLOUR), ("vi_merge", "merge", MERGE_COLOUR),
+                               ("vi", "total", VI_COLOUR)):
+        ax.plot(x, [float(p[key]) for p in curve], drawstyle="steps-post", marker="o", markersize=3,
+                color=colour, label=label)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper right", ncol=3)
+    ax.set_ylabel("bits", fontsize=8)
+    ax.set_xlabel("active minutes", fontsize=8)
 
 
 def _answer_group(row: dict) -> str:
@@ -220,9 +252,9 @@ class EffortWidget(QWidget):
         form.addRow(row)
         layout.addWidget(box)
 
-        self.figure = Figure(figsize=(4.0, 6.0), dpi=90)
+        self.figure = Figure(figsize=(4.0, 8.0), dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(380)
+        self.canvas.setMinimumHeight(500)
         layout.addWidget(self.canvas, 1)
 
         box = QGroupBox("Summary", self)

@@ -14,7 +14,7 @@ import pytest
 
 from napari_connectome.config import load_settings
 from napari_connectome.effort import ActivityClock, EffortLog, EffortRecorder
-from napari_connectome.effort.log import COLUMNS
+from napari_connectome.effort.log import COLUMNS, LOG_VERSION, V1_COLUMNS
 from napari_connectome.errors import InputError
 from napari_connectome.proofread import EditLog, Proofreader
 from napari_connectome.proofread.demo import make_demo_project
@@ -151,6 +151,9 @@ def test_log_round_trip_append_only_and_reopen(project):
     (dict(active_s=-1.0), "≥ 0"),
     (dict(idle_s=math.nan), "idle_s"),
     (dict(answered_at=50.0), "before"),
+    (dict(vi_split=0.5), "go together"),
+    (dict(vi_split=-0.1, vi_merge=0.2), "vi_split"),
+    (dict(vi_split=0.1, vi_merge=math.inf), "vi_merge"),
 ])
 def test_log_refuses_bad_rows_and_writes_nothing(project, change, needle):
     with EffortLog.open(project, session="s") as log:
@@ -174,6 +177,106 @@ def test_rows_survive_a_crash_without_close(project):
     with EffortLog.open(project, read_only=True) as log:
         rows = log.rows()
     assert [r["task_id"] for r in rows] == [f"t-{i}" for i in range(5)]
+
+
+def test_log_keeps_the_live_vi_of_a_row(project):
+    with EffortLog.open(project, session="s") as log:
+        seen = []
+        log.add_listener(seen.append)
+        log.record(**_row(vi_split=0.25, vi_merge=1.5))
+        log.record(**_row(answer="no", edit_id=None))
+        rows = log.rows()
+    assert [(r["vi_split"], r["vi_merge"]) for r in rows] == [(0.25, 1.5), (None, None)]
+    assert (seen[0]["vi_split"], seen[0]["vi_merge"]) == (0.25, 1.5)
+    assert list(seen[0]) == list(COLUMNS)
+
+
+# A version 1 log as that suite wrote it (frozen here: the code only knows version 2's schema).
+_V1_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE sessions (session TEXT PRIMARY KEY, user TEXT NOT NULL, host TEXT NOT NULL, "
+    "started_at REAL NOT NULL, started_at_utc TEXT NOT NULL)",
+    "CREATE TABLE effort (id INTEGER PRIMARY KEY, session TEXT NOT NULL REFERENCES sessions (session), "
+    "user TEXT NOT NULL, task_id TEXT, task_type TEXT NOT NULL, answer TEXT NOT NULL, shown_at REAL NOT NULL, "
+    "shown_at_utc TEXT NOT NULL, answered_at REAL NOT NULL, answered_at_utc TEXT NOT NULL, "
+    "active_s REAL NOT NULL, idle_s REAL NOT NULL, edit_id INTEGER, candidate_id TEXT, segments TEXT NOT NULL, "
+    "note TEXT NOT NULL)",
+    *(f"CREATE TRIGGER {t}_no_{v} BEFORE {v.upper()} ON {t} BEGIN SELECT RAISE(ABORT, 'the effort log is "
+      "append-only'); END" for t in ("effort", "sessions", "meta") for v in ("update", "delete")),
+)
+
+
+def _version1_log(project):
+    path = project.component_path("effort_log")
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    for sql in _V1_SCHEMA:
+        con.execute(sql)
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "napari-connectome-effort-log"), ("version", "1")])
+    con.execute("INSERT INTO sessions VALUES ('old', 'ana', 'h', 10.0, 'x')")
+    for i, active in enumerate((12.0, 30.0)):
+        con.execute(
+            "INSERT INTO effort (session, user, task_id, task_type, answer, shown_at, shown_at_utc, answered_at, "
+            "answered_at_utc, active_s, idle_s, edit_id, candidate_id, segments, note) "
+            "VALUES ('old', 'ana', ?, 'merge', 'no', 10, 'x', 50, 'y', ?, 0, NULL, NULL, '[1, 2]', '')",
+            (f"t-{i}", active),
+        )
+    con.commit()
+    con.close()
+    return path
+
+
+def test_version1_log_is_read_as_is_read_only(project):
+    path = _version1_log(project)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with EffortLog.open(project, read_only=True) as log:
+        rows = log.rows()
+        assert log.meta()["version"] == "1"
+    assert [(r["task_id"], r["active_s"], r["vi_split"], r["vi_merge"]) for r in rows] == [
+        ("t-0", 12.0, None, None), ("t-1", 30.0, None, None)]
+    assert list(rows[0]) == list(COLUMNS)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before   # nothing written
+    con = sqlite3.connect(path)
+    assert tuple(r[1] for r in con.execute("PRAGMA table_info(effort)")) == V1_COLUMNS
+    con.close()
+
+
+def test_version1_log_is_migrated_not_moved_aside(project):
+    path = _version1_log(project)
+    with EffortLog.open(project, session="new") as log:
+        assert log.migrated and log.warning is None and log.recovered_from is None
+        assert log.meta()["version"] == str(LOG_VERSION) == "2"
+        log.record(**_row(vi_split=0.5, vi_merge=0.75))
+        rows = log.rows()
+    assert not list(path.parent.glob("*.corrupt-*"))
+    assert [(r["task_id"], r["vi_split"], r["vi_merge"]) for r in rows] == [
+        ("t-0", None, None), ("t-1", None, None), ("t-1", 0.5, 0.75)]
+    with EffortLog.open(project, read_only=True) as ro:
+        assert [s["session"] for s in ro.sessions()] == ["old", "new"]
+    with EffortLog.open(project, session="again") as log:
+        assert not log.migrated   # once
+        assert len(log.rows()) == 3
+    # Still append-only after the migration (the meta trigger was put back).
+    con = sqlite3.connect(path)
+    for sql in ("UPDATE meta SET value = '3'", "UPDATE effort SET vi_split = 0", "DELETE FROM meta"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute(sql)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        con.execute("INSERT INTO effort (session, user, task_type, answer, shown_at, shown_at_utc, answered_at, "
+                    "answered_at_utc, active_s, idle_s, segments, note, vi_split) "
+                    "VALUES ('new', 'a', 'merge', 'no', 1, 'x', 1, 'x', 0, 0, '[]', '', -1)")
+    con.close()
+
+
+def test_version1_log_with_version2_columns_is_corrupt(project):
+    path = _version1_log(project)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE effort ADD COLUMN vi_split REAL")
+    con.commit()
+    con.close()
+    with EffortLog.open(project, session="s") as log:
+        assert log.recovered_from is not None and "columns" in log.warning
+        assert log.rows() == []
 
 
 # ------------------------------------------------------------------ corruption
@@ -302,3 +405,34 @@ def test_recorder_times_manual_edits_and_ignores_task_edits(project):
     assert (last["active_s"], last["idle_s"]) == (3.0, 61.0)
     fake.advance(5)
     assert not rec.clock.running    # closed: later edits are not timed
+
+
+def test_recorder_records_the_vi_it_is_given_and_survives_a_failing_one(project):
+    fake = FakeClock(5_000.0)
+    pr = Proofreader.open(project, user="ana")
+    log = EffortLog.open(project, user="ana", session=pr.session, clock=fake)
+    calls = []
+
+    def vi():
+        calls.append(pr.version)   # asked after the edit is in the state
+        if len(calls) == 2:
+            raise RuntimeError("table gone")
+        return {"vi_split": 0.1 * len(calls), "vi_merge": 1.0, "vi": 0.1 * len(calls) + 1.0}
+
+    rec = EffortRecorder(log, pr, clock=fake, vi=vi)
+    try:
+        fake.advance(5)
+        first = pr.merge_supervoxels(1, 2)
+        fake.advance(5)
+        pr.merge_supervoxels(3, 4)
+        rec.vi = None
+        fake.advance(5)
+        pr.undo(first.operation_id)
+        rows = log.rows()
+    finally:
+        rec.close()
+        log.close()
+        pr.close()
+    assert calls == [1, 2]
+    assert [(r["vi_split"], r["vi_merge"]) for r in rows] == [(0.1, 1.0), (None, None), (None, None)]
+    assert len(rec.notes) == 1 and "table gone" in rec.notes[0]

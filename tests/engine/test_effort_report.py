@@ -11,6 +11,7 @@ import pytest
 
 from napari_connectome.cli import main
 from napari_connectome.effort import EffortLog, effort_report, write_report_csv
+from napari_connectome.effort.report import report_text
 from napari_connectome.errors import InputError
 from napari_connectome.proofread import Proofreader
 from napari_connectome.proofread.demo import demo_volumes, make_demo_project
@@ -143,6 +144,39 @@ def test_report_of_a_log_without_edits_has_no_nan(tmp_path):
     assert r["edits"]["merge"] == 0 and r["t_merge_s"] is None and r["edits_per_neuron"]["top5_share"] is None
     assert r["cost_projection"]["hours"] == pytest.approx(9 / (6 * 24 * 24 * VOXEL_NM3 * 1e-18) / 3600)
     assert r["neurons"] == 1 and r["tasks"]["flag"] == 1
+
+
+def test_vi_curve_follows_the_rows_that_carry_vi(tmp_path):
+    project = make_demo_project(tmp_path / "demo", threshold=None)
+    row = dict(task_type="merge", idle_s=0, segments=[3])
+    with EffortLog.open(project, session="s") as log:
+        log.record(task_id="a", answer="no", shown_at=0, answered_at=30, active_s=30, **row)   # no VI
+        log.record(task_id="b", answer="yes", shown_at=30, answered_at=60, active_s=30, vi_split=0.5,
+                   vi_merge=1.25, **row)
+        log.record(task_id="c", answer="skip", shown_at=60, answered_at=75, active_s=15, vi_split=0.5,
+                   vi_merge=1.25, **row)
+        log.record(task_id=None, task_type="manual", answer="split", shown_at=75, answered_at=135,
+                   active_s=45, idle_s=15, segments=[4], vi_split=0.75, vi_merge=0.25)
+    r = effort_report(project)
+    assert r["vi_curve"] == [
+        {"minutes_active": 1.0, "vi_split": 0.5, "vi_merge": 1.25, "vi": 1.75},
+        {"minutes_active": 1.25, "vi_split": 0.5, "vi_merge": 1.25, "vi": 1.75},
+        {"minutes_active": 2.0, "vi_split": 0.75, "vi_merge": 0.25, "vi": 1.0},
+    ]
+    assert (r["vi_start"], r["vi_end"]) == (1.75, 1.0)
+    assert r["vi_rows"] == {"tasks": 2, "manual": 1}
+    json.dumps(r, allow_nan=False)
+    (line,) = [x for x in report_text(r).splitlines() if x.startswith("VI")]
+    assert line.split() == ["VI", "1.750", "→", "1.000", "(split", "0.500", "→", "0.750,", "merge", "1.250", "→",
+                            "0.250)", "over", "2", "answers", "and", "1", "manual", "edits"]
+
+
+def test_without_vi_the_curve_is_empty_and_the_text_says_why(history):
+    project, _ = history
+    r = effort_report(project)
+    assert (r["vi_curve"], r["vi_start"], r["vi_end"]) == ([], None, None)
+    assert r["vi_rows"] == {"tasks": 0, "manual": 0}
+    assert "no ground truth: VI not recorded" in report_text(r)
 
 
 # ------------------------------------------------------------------ CLI

@@ -373,6 +373,57 @@ def test_live_vi_matches_a_full_recount(project, clock):
         assert s.vi() is None
 
 
+def test_every_effort_row_carries_the_vi_after_its_edit(project, clock):
+    from napari_connectome.metrics import vi_from_table
+
+    with open_session(project, clock, gt="project") as s:
+        pr = s.proofreader
+
+        def recount():  # not through the session's cache
+            split, merge = vi_from_table(s._gt_table.remap(*pr.mapping()))
+            return split, merge
+
+        seen = []  # (what the row holds, the VI recounted the moment it was written)
+        s.effort.add_listener(lambda row: seen.append(((row["vi_split"], row["vi_merge"]), recount())))
+        s.next_task()
+        before = recount()
+        clock.advance(3)
+        assert s.answer("yes").edit_id is not None
+        assert seen[-1][0] != pytest.approx(before)  # after the merge, not before it
+        clock.advance(3)
+        s.answer("no")
+        after_no = seen[-1][0]
+        clock.advance(3)
+        s.answer("yes")
+        clock.advance(3)
+        assert s.undo().edit_id is not None
+        assert seen[-1][0] == pytest.approx(after_no)  # the undo row: the state it leaves
+        # An outside edit (a manual row), which makes the next task stale (stale rows).
+        s.wait()
+        ahead = s._predicted_next()
+        svs = pr.segment_supervoxels(ahead.segments[0])
+        other = next(int(x) for x in pr.rag.node_ids if pr.segment_of(int(x)) not in ahead.segments)
+        clock.advance(5)
+        pr.merge_supervoxels(int(svs[0]), other)
+        clock.advance(5)
+        s.answer("no")
+        rows = s.effort.rows()
+        assert s.vi()["vi_split"] == pytest.approx(rows[-1]["vi_split"])
+    answers = [r["answer"] for r in rows]
+    assert {"yes", "no", "undo", "stale", "merge"} <= set(answers), answers
+    assert len(seen) == len(rows)
+    for row, (recorded, recounted) in zip(rows, seen, strict=True):
+        assert (row["vi_split"], row["vi_merge"]) == recorded
+        assert recorded == pytest.approx(recounted, abs=1e-12), row["answer"]
+    with open_session(project, clock) as s:  # no ground truth: no VI
+        s.next_task()
+        s.answer("yes")
+        s.undo()
+        new = s.effort.rows()[len(rows):]
+        assert [r["answer"] for r in new] == ["yes", "undo"]
+        assert all(r["vi_split"] is None and r["vi_merge"] is None for r in new)
+
+
 def test_groundtruth_of_another_shape_is_an_input_error(project, clock, tmp_path):
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:

@@ -62,7 +62,7 @@ def test_the_panel_draws_the_report_after_a_task_session(viewer, qtbot, project,
         assert report == effort_report(project, proofreader=tasks.session.proofreader)
         assert report["minutes_active"] == pytest.approx(100 / 60)
         axes = panel.figure.axes
-        assert len(axes) == 3
+        assert len(axes) == 4
         bars_minutes = [p.get_height() for p in axes[0].patches]
         assert len(bars_minutes) == len(report["per_neuron"]) > 0
         assert bars_minutes == sorted(bars_minutes, reverse=True)  # sorted: the heavy tail shows
@@ -73,7 +73,20 @@ def test_the_panel_draws_the_report_after_a_task_session(viewer, qtbot, project,
         assert merges == pytest.approx(sum(r["merges"] for r in report["per_neuron"]))
         points = np.concatenate([line.get_ydata() for line in axes[2].get_lines()])
         assert sorted(points.tolist()) == sorted([30.0, 12.0, 45.0, 5.0, 8.0])
+        # The project has a ground truth: every answer recorded the VI after it, drawn against active minutes.
+        assert axes[3].get_title() == "VI on the ground truth vs active minutes"
+        curve = report["vi_curve"]
+        assert len(curve) == 5 and report["vi_start"] is not None and report["vi_end"] is not None
+        assert [p["minutes_active"] for p in curve] == pytest.approx(np.cumsum([30, 12, 45, 5, 8]) / 60)
+        assert report["vi_end"] == pytest.approx(tasks.session.vi()["vi"])
+        lines = {line.get_label(): line for line in axes[3].get_lines()}
+        assert set(lines) == {"split", "merge", "total"}
+        assert lines["total"].get_ydata().tolist() == pytest.approx([p["vi"] for p in curve])
+        assert lines["split"].get_ydata().tolist() == pytest.approx([p["vi_split"] for p in curve])
+        assert lines["merge"].get_xdata().tolist() == pytest.approx([p["minutes_active"] for p in curve])
+        assert not [t for t in axes[3].texts if t.get_text() == ew.NO_VI_TEXT]
         text = panel.summary_label.text()
+        assert f"VI: {report['vi_start']:.3f} → {report['vi_end']:.3f} bits over 5 answers" in text
         assert "Minutes/mm³" in text and report["volume_basis"] in text
         assert "p50" in text and "p95" in text and "top 5 %" in text
         assert "Projection for 1 mm³" in text
@@ -109,3 +122,15 @@ def test_summary_lines_show_missing_figures_as_dashes():
     lines = ew.summary_lines({"tasks": {"total": 0}, "edits": {}, "cost_projection": {"volume_mm3": 1.0}})
     assert any("t_merge — s" in line for line in lines)
     assert any("needs measured edits" in line for line in lines)
+
+
+def test_without_ground_truth_the_vi_plot_says_so():
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    report = {"per_neuron": [], "vi_curve": []}
+    ew.draw(figure, report, [])
+    ax = figure.axes[3]
+    assert ax.get_title() == "VI on the ground truth vs active minutes"
+    assert [t.get_text() for t in ax.texts] == [ew.NO_VI_TEXT] and not ax.get_lines()
+    assert not any(line.startswith("VI") for line in ew.summary_lines({"tasks": {}, "edits": {}}))
