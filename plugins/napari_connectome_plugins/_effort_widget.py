@@ -146,9 +146,10 @@ def draw(figure: Figure, report: dict, rows: list[dict]) -> None:
     ax_minutes.set_ylabel("min", fontsize=8)
     ax_minutes.set_xlabel("neurons", fontsize=8)
 
-    by_edits = sorted(per_neuron, key=lambda r: -(int(r.get("merges") or 0) + int(r.get("splits") or 0)))
-    merges = np.array([int(r.get("merges") or 0) for r in by_edits])
-    splits = np.array([int(r.get("splits") or 0) for r in by_edits])
+    # Fractional: an edit that ends on two neurons (a split) counts half on each.
+    by_edits = sorted(per_neuron, key=lambda r: -(float(r.get("merges") or 0) + float(r.get("splits") or 0)))
+    merges = np.array([float(r.get("merges") or 0) for r in by_edits])
+    splits = np.array([float(r.get("splits") or 0) for r in by_edits])
     if merges.size:
         x = np.arange(merges.size)
         ax_edits.bar(x, merges, color=MERGE_COLOUR, width=0.9, label="merge")
@@ -175,7 +176,6 @@ def draw(figure: Figure, report: dict, rows: list[dict]) -> None:
     _draw_vi(ax_vi, list(report.get("vi_curve") or []))
     for ax in (ax_minutes, ax_edits, ax_time, ax_vi):
         ax.tick_params(labelsize=7)
-    figure.tight_layout()
 
 
 def _draw_vi(ax, curve: list[dict]) -> None:
@@ -252,7 +252,8 @@ class EffortWidget(QWidget):
         form.addRow(row)
         layout.addWidget(box)
 
-        self.figure = Figure(figsize=(4.0, 8.0), dpi=90)
+        # Constrained layout is redone at every draw, so the plots stay apart when the dock is resized.
+        self.figure = Figure(figsize=(4.0, 8.0), dpi=90, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(500)
         layout.addWidget(self.canvas, 1)

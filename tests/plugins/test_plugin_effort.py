@@ -71,6 +71,8 @@ def test_the_panel_draws_the_report_after_a_task_session(viewer, qtbot, project,
         assert len(edits) == 2 * len(report["per_neuron"])  # merge and split stacked per neuron
         merges = sum(p.get_height() for p in edits[: len(edits) // 2])
         assert merges == pytest.approx(sum(r["merges"] for r in report["per_neuron"]))
+        splits = sum(p.get_height() for p in edits[len(edits) // 2:])
+        assert splits == pytest.approx(sum(r["splits"] for r in report["per_neuron"]))  # halves drawn, not truncated
         points = np.concatenate([line.get_ydata() for line in axes[2].get_lines()])
         assert sorted(points.tolist()) == sorted([30.0, 12.0, 45.0, 5.0, 8.0])
         # The project has a ground truth: every answer recorded the VI after it, drawn against active minutes.
@@ -134,3 +136,19 @@ def test_without_ground_truth_the_vi_plot_says_so():
     assert ax.get_title() == "VI on the ground truth vs active minutes"
     assert [t.get_text() for t in ax.texts] == [ew.NO_VI_TEXT] and not ax.get_lines()
     assert not any(line.startswith("VI") for line in ew.summary_lines({"tasks": {}, "edits": {}}))
+
+
+def test_fractional_edits_per_neuron_are_drawn_not_truncated():
+    """A split ends on two neurons and counts half on each: the bars must show the halves."""
+    from matplotlib.figure import Figure
+
+    report = {"per_neuron": [
+        {"segment": 1, "minutes": 1.0, "merges": 0.0, "splits": 0.5, "tasks": 1},
+        {"segment": 2, "minutes": 2.0, "merges": 1.0, "splits": 0.5, "tasks": 2},
+    ], "vi_curve": []}
+    figure = Figure()
+    ew.draw(figure, report, [])
+    edits = figure.axes[1].patches
+    merges = [p.get_height() for p in edits[: len(edits) // 2]]
+    splits = [p.get_height() for p in edits[len(edits) // 2:]]
+    assert merges == [1.0, 0.0] and splits == [0.5, 0.5]  # sorted by total edits, largest first
