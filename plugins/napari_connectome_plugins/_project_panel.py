@@ -156,8 +156,22 @@ class ProjectPanel:
 
     The panel opens the project once (in a worker thread), binds again when a
     reader adds a project's layers, and shows failures as one line. Mixed in
-    before ``QWidget``; the panel provides the attributes below and
-    :meth:`_open_project`, :meth:`_update_controls` and :meth:`bind_to_viewer_project`.
+    before ``QWidget``; the panel provides the attributes below and these
+    methods (the mixin calls them; it has no fallback, because each panel's
+    logic differs):
+
+    ``_open_project(root, project) -> bool``
+        Start working on ``project`` (opened at ``root``, not bound yet, panel idle).
+    ``_update_controls()``
+        Enable or disable the panel's controls for its state.
+    ``bind_to_viewer_project() -> bool``
+        Bind to the project the viewer's layers come from.
+    ``run_action(action)``
+        Do what a key of :attr:`KEYS` names.
+    ``_key_layers() -> list``
+        The panel's own layers, where its keys are bound too.
+    ``_on_removed(event)``
+        A layer left the viewer (let go of the project when it was ours).
 
     Attributes
     ----------
@@ -183,24 +197,6 @@ class ProjectPanel:
     _opening: str | None
     _worker: Any
     _viewer_keys: dict[str, Any]
-
-    # -- to provide -----------------------------------------------------------
-    def _open_project(self, root: str, project: Any) -> bool:
-        """Start working on ``project`` (opened at ``root``, not bound yet, panel idle)."""
-        raise NotImplementedError
-
-    def _update_controls(self) -> None:
-        raise NotImplementedError
-
-    def bind_to_viewer_project(self) -> bool:
-        raise NotImplementedError
-
-    def run_action(self, action: str) -> Any:
-        raise NotImplementedError
-
-    def _key_layers(self) -> list:
-        """The panel's own layers, where its keys are bound too."""
-        raise NotImplementedError
 
     # -- binding ----------------------------------------------------------------
     def viewer_project_root(self) -> str | None:
@@ -320,5 +316,3 @@ class ProjectPanel:
             # Layers arrive one by one; bind once the reader has added them all.
             QTimer.singleShot(0, self.bind_to_viewer_project)
 
-    def _on_removed(self, event) -> None:
-        raise NotImplementedError
