@@ -291,16 +291,11 @@ def precision_at(labels: np.ndarray, scores: np.ndarray, *, k: int = 50) -> dict
 
 
 def _connected(targets, allowed: set, pairs) -> bool:
-    parent = {s: s for s in allowed}
+    """Whether ``targets`` are one component of the graph ``pairs`` restricted to ``allowed``."""
+    from scipy.cluster.hierarchy import DisjointSet
 
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = DisjointSet(allowed)
     for a, b in pairs:
-        if a in parent and b in parent:
-            parent[find(a)] = find(b)
-    roots = {find(s) for s in targets}
-    return len(roots) == 1
+        if a in sets and b in sets:
+            sets.merge(a, b)
+    return len({sets[s] for s in targets}) == 1
