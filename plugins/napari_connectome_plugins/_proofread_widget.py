@@ -197,6 +197,15 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self._update_controls()
         self.bind_to_viewer_project()
 
+    def _add_action_buttons(self, parent: QWidget, row, specs) -> None:
+        """One button per ``(action, text, tip)`` in ``row``, running :meth:`run_action`."""
+        for action, text, tip in specs:
+            button = QPushButton(text, parent)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _=False, a=action: self.run_action(a))
+            self.action_buttons[action] = button
+            row.addWidget(button)
+
     # -- interface -----------------------------------------------------------
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
@@ -248,28 +257,18 @@ class ProofreadWidget(ProjectPanel, QWidget):
         edit.addLayout(modes)
         actions = QHBoxLayout()
         self.action_buttons: dict[str, QPushButton] = {}
-        for action, text, tip in (
+        self._add_action_buttons(box, actions, (
             ("merge", "Merge (M)", "Merge the two selected segments at the clicked points (M)"),
             ("preview", "Preview (P)", "Preview the split between the sources and the sinks (P)"),
             ("confirm", "Split (Enter)", "Commit the previewed split (Enter)"),
             ("cancel", "Cancel (Esc)", "Cancel the preview and clear the seeds; again: clear the selection (Esc)"),
-        ):
-            button = QPushButton(text, box)
-            button.setToolTip(tip)
-            button.clicked.connect(lambda _=False, a=action: self.run_action(a))
-            self.action_buttons[action] = button
-            actions.addWidget(button)
+        ))
         edit.addLayout(actions)
         undo_row = QHBoxLayout()
-        for action, text, tip in (
+        self._add_action_buttons(box, undo_row, (
             ("undo", "Undo (Ctrl+Z)", "Undo the last edit; logged as a new operation (Ctrl+Z)"),
             ("redo", "Redo (Ctrl+Shift+Z)", "Redo the last undone edit (Ctrl+Shift+Z)"),
-        ):
-            button = QPushButton(text, box)
-            button.setToolTip(tip)
-            button.clicked.connect(lambda _=False, a=action: self.run_action(a))
-            self.action_buttons[action] = button
-            undo_row.addWidget(button)
+        ))
         edit.addLayout(undo_row)
         self.status_label = QLabel("", box)
         self.status_label.setWordWrap(True)
