@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,15 @@ def _fsync_path(path: Path, flags: int) -> None:
         os.close(fd)
 
 
+def unique_tmp_name(name: str) -> str:
+    """``name`` with ``.<pid>-<random>`` before its last extension (after the first character of a hidden name)."""
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem.strip("."):
+        return f"{name}.{tag}"
+    return f"{stem}.{tag}.{ext}"
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, *, tmp_name: str | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``.
@@ -37,14 +47,18 @@ def atomic_write(path: str | os.PathLike, *, tmp_name: str | None = None) -> Ite
     path
         The file to (re)place.
     tmp_name
-        Name of the temporary file in the same folder (default ``NAME.tmp``);
-        give one with the right extension when a writer infers the format
-        from it.
+        Name of the temporary file in the same folder (default
+        ``.NAME.<unique>.tmp``); give one with the right extension when a
+        writer infers the format from it (a unique part is added before the
+        extension).
 
     On an exception the temporary file is removed and ``path`` is untouched.
+    Two programs writing the same target at once never share a temporary
+    file: its name carries the process id and a random part, so the last
+    rename wins and neither sees the other's half-written bytes.
     """
     path = Path(path)
-    tmp = path.with_name(tmp_name or path.name + ".tmp")
+    tmp = path.with_name(unique_tmp_name(tmp_name or f".{path.name}.tmp"))
     try:
         yield tmp
         _fsync_path(tmp, os.O_RDONLY)

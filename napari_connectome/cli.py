@@ -15,9 +15,10 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
-from napari_connectome.errors import ConnectomeError, InputError
+from napari_connectome.errors import ConnectomeError, ConnectomeWarning, InputError, from_os_error
 
 PROG = "napari-connectome"
 
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = psub.add_parser("info", help="describe a project folder")
     i.add_argument("dir")
     i.add_argument("--json", action="store_true")
+    r = psub.add_parser(
+        "restart-log",
+        help="start a new edit log (or effort log) when the old one is lost; the old file is kept aside",
+    )
+    r.add_argument("dir", help="the project folder")
+    r.add_argument("--effort-log", action="store_true", help="restart the effort log instead of the edit log")
 
     p = sub.add_parser("agglomerate", help="build the supervoxel graph of a project and agglomerate it")
     p.add_argument("dir", help="the project folder")
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"strategy": …, "curve": [{decision, vi_split, vi_merge, minutes}, …]}')
     p.add_argument("--plot", metavar="PNG", help="VI vs decisions and vs minutes, one curve per strategy")
     p.add_argument("--csv", metavar="CSV", help="write the curves as CSV")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --csv/--plot files")
 
     p = sub.add_parser("log", help="export or merge a project's edit log")
     lsub = p.add_subparsers(dest="log_command", metavar="ACTION")
@@ -105,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dir", help="the project folder")
     e.add_argument("out", help="output file (.csv or .json)")
     e.add_argument("--format", choices=("csv", "json"), help="default: from OUT's extension")
+    e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     m = lsub.add_parser("merge", help="bring the edits of an offline copy B into project A; conflicts are reported")
     m.add_argument("a", help="the project that receives the edits")
     m.add_argument("b", help="the offline copy (only read)")
@@ -120,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volume counted: the project region (default) or the union of reviewed segments' boxes")
     r.add_argument("--target-mm3", type=float, default=1.0, metavar="MM3",
                    help="volume of the cost projection in mm³ (default 1)")
+    r.add_argument("--overwrite", action="store_true", help="replace the --csv file if it exists")
 
     p = sub.add_parser("synthetic", help="write a synthetic EM volume and its ground truth as OME-Zarr")
     p.add_argument("dst", help="output folder (raw.ome.zarr and groundtruth.ome.zarr go inside)")
@@ -214,6 +224,15 @@ def _cmd_project(args, parser) -> int:
             note = " (assumed)" if rec["voxel_size_assumed"] else ""
             print(f"  {role:<12} {rec['uri']}  {tuple(rec['shape'])} {rec['dtype']}  {vs} nm{note}")
         return 0
+    if args.project_command == "restart-log":
+        from napari_connectome.project import restart_log
+
+        which = "effort_log" if args.effort_log else "edit_log"
+        aside = restart_log(open_project(args.dir), which)
+        what = "effort log" if args.effort_log else "edit log"
+        kept = f"; the old one is kept as {aside}" if aside else " (there was no old file)"
+        print(f"{args.dir}: the next opening starts a new {what}{kept}")
+        return 0
     if args.project_command == "info":
         project = open_project(args.dir)
         if args.json:
@@ -262,7 +281,7 @@ def _segmentation_array(uri: str):
     if is_project(uri):
         from napari_connectome.proofread import Proofreader
 
-        proofreader = Proofreader.open(open_project(uri))
+        proofreader = Proofreader.open(open_project(uri), read_only=True)
         try:
             volume = proofreader.labels_volume()
             return volume, volume.levels[0].read()
@@ -310,6 +329,7 @@ def _cmd_simulate(args) -> int:
         as_json=args.json,
         plot=args.plot,
         csv_path=args.csv,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -320,7 +340,7 @@ def _cmd_log(args, parser) -> int:
 
     if args.log_command == "export":
         fmt = args.format or ("json" if str(args.out).lower().endswith(".json") else "csv")
-        print(export_change_log(open_project(args.dir), args.out, fmt=fmt))
+        print(export_change_log(open_project(args.dir), args.out, fmt=fmt, overwrite=args.overwrite))
         return 0
     if args.log_command == "merge":
         report = merge_logs(open_project(args.a), open_project(args.b))
@@ -336,9 +356,14 @@ def _cmd_effort(args, parser) -> int:
     from napari_connectome.project import open_project
 
     if args.effort_command == "report":
-        report = effort_report(open_project(args.dir), volume=args.volume, target_mm3=args.target_mm3)
+        from napari_connectome.outputs import guard_output
+
+        project = open_project(args.dir)
+        if args.csv:  # before the report's work: a refused path costs nothing
+            guard_output(args.csv, projects=[project.root], overwrite=args.overwrite, what="--csv")
+        report = effort_report(project, volume=args.volume, target_mm3=args.target_mm3)
         if args.csv:
-            write_report_csv(report, args.csv)
+            write_report_csv(report, args.csv, overwrite=args.overwrite, projects=[project.root])
         print(json.dumps(report, indent=1, allow_nan=False) if args.json else report_text(report))
         return 0
     parser.parse_args(["effort", "--help"])
@@ -394,6 +419,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    with warnings.catch_warnings():
+        # What the engine says without stopping (a damaged cache rebuilt, ...): one line each.
+        warnings.simplefilter("always", ConnectomeWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, *rest, **kwargs) -> None:
+            if issubclass(category, ConnectomeWarning):
+                print(f"{PROG}: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show
+        return _run(args, parser)
+
+
+def _run(args, parser) -> int:
     try:
         if args.command == "info":
             return _cmd_info(args)
@@ -425,6 +466,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and friends: not an error
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (stderr must stay open until exit)
         return 0
+    except OSError as exc:  # the file system said no: read-only, full, not a folder, ...
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {from_os_error(exc, action='nothing saved was changed')}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {args.command}: ran out of memory; nothing saved was changed (try a smaller "
+              "region, or close other programs)", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug, not bad input: one line, and how to see more
         if args.debug:
             raise

@@ -14,33 +14,28 @@ leaves either the old or the new manifest, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import getpass
 import json
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_connectome.atomic import write_json_atomic
 from napari_connectome.config import check_voxel_size
-from napari_connectome.errors import InputError
+from napari_connectome.errors import InputError, from_os_error
+from napari_connectome.layout import COMPONENT_PATHS, MANIFEST, MANIFEST_LOCK, SQLITE_SIDECARS
 from napari_connectome.volume import MultiscaleVolume, open_volume, parse_uri
 
-MANIFEST = "napari-connectome.json"
 FORMAT = "napari-connectome-project"
 VERSION = 1
 INPUT_KINDS = {"raw": "image", "supervoxels": "labels", "boundaries": "image", "groundtruth": "labels"}
-
-# Where each later stage keeps its state inside the project (relative paths).
-# Registering them up front keeps two stages from claiming the same file.
-COMPONENT_PATHS = {
-    "graph": "graph",  # region adjacency graph and merge tree (issue: supervoxel graph)
-    "edit_log": "edits.sqlite",  # append-only edit log
-    "tasks": "tasks",  # ranked candidates and micro-tasks
-    "effort_log": "effort.sqlite",  # active time per task
-    "skeletons": "skeletons",
-    "exports": "exports",
-}
+#: Manifest sections that record the identity of the project's logs
+#: (``manifest["history"][section]``); changed only through :meth:`Project.record_history`.
+HISTORY_SECTIONS = ("edit_log", "effort_log")
 
 
 def is_project(path: str | os.PathLike) -> bool:
@@ -120,10 +115,108 @@ class Project:
             role: self.open_input(role, on_error=on_error, notify=notify) for role in self.inputs
         }
 
+    @contextlib.contextmanager
+    def _manifest_lock(self) -> Iterator[None]:
+        """Hold the project's manifest lock: two programs never interleave a read-change-write."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; the rename stays atomic
+            yield
+            return
+        try:
+            fd = os.open(self.root / MANIFEST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise from_os_error(exc, self.root / MANIFEST, action="the project cannot be changed") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _disk_history(self) -> dict:
+        """``manifest["history"]`` as it is on disk now (another program may have recorded since)."""
+        try:
+            disk = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return dict(self.manifest.get("history") or {})
+        history = disk.get("history") if isinstance(disk, dict) else None
+        return dict(history) if isinstance(history, dict) else {}
+
+    def _write(self) -> None:
+        try:
+            write_json_atomic(self.root / MANIFEST, self.manifest)
+        except OSError as exc:
+            raise from_os_error(exc, self.root / MANIFEST, action="the project was not changed") from None
+
     def save(self) -> None:
-        """Write the manifest atomically."""
-        self.manifest["modified"] = _now()
-        write_json_atomic(self.root / MANIFEST, self.manifest)
+        """Write the manifest atomically.
+
+        The ``history`` section is taken from the file as it is now, never
+        from memory: it is changed only by :meth:`record_history`, so a
+        program holding an older manifest cannot roll back what another
+        recorded about the logs.
+        """
+        with self._manifest_lock():
+            self.manifest["history"] = self._disk_history()
+            self.manifest["modified"] = _now()
+            self._write()
+
+    def history(self, section: str) -> dict | None:
+        """What the project recorded about one of its logs (``edit_log``, ``effort_log``), or None."""
+        value = (self.manifest.get("history") or {}).get(section)
+        return dict(value) if isinstance(value, dict) else None
+
+    def record_history(self, section: str, values: dict | None) -> None:
+        """Record (or, with None, forget) the identity of a log in the manifest, atomically.
+
+        Re-reads the manifest under the lock first, so concurrent recorders
+        never undo each other, and changes nothing else on disk.
+        """
+        if section not in HISTORY_SECTIONS:
+            raise InputError(self.root / MANIFEST, f"unknown history section {section!r}")
+        with self._manifest_lock():
+            history = self._disk_history()
+            if values is None:
+                history.pop(section, None)
+            else:
+                history[section] = dict(values)
+            try:
+                disk = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                disk = None
+            if not isinstance(disk, dict) or disk.get("format") != FORMAT:
+                disk = dict(self.manifest)
+            disk["history"] = history
+            self.manifest["history"] = history
+            try:
+                write_json_atomic(self.root / MANIFEST, disk)
+            except OSError as exc:
+                raise from_os_error(exc, self.root / MANIFEST, action="the project was not changed") from None
+
+    def set_aside(self, component: str, *, stamp: str | None = None) -> Path | None:
+        """Move a component's file (and its SQLite sidecars) to ``NAME.aside-<UTC stamp>``; returns it.
+
+        Nothing is deleted: the old file stays beside the new one for a person
+        to inspect or restore. Returns None when there was no file.
+        """
+        path = self.component_path(component)
+        if not (path.exists() or path.is_symlink()):
+            return None
+        stamp = stamp or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = path.with_name(f"{path.name}.aside-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{path.name}.aside-{stamp}-{n}")
+        try:
+            os.replace(path, target)
+            for suffix in SQLITE_SIDECARS:
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.replace(side, target.with_name(target.name + suffix))
+        except OSError as exc:
+            raise from_os_error(exc, path, action="it could not be moved aside") from None
+        return target
 
     def register_component(self, component: str, relative_path: str | None = None) -> Path:
         """Record that a stage now keeps files in the project; returns their path."""
@@ -137,6 +230,27 @@ class Project:
         comps[component] = rel
         self.save()
         return self.root / rel
+
+
+def restart_log(project: Project, component: str = "edit_log") -> Path | None:
+    """Start a new edit log (or effort log) on the next opening, keeping the old file aside.
+
+    The explicit way out when a log was lost (the openings refuse a missing,
+    emptied, foreign or shortened log): the old file, if any, is renamed to
+    ``NAME.aside-<UTC stamp>`` and the project's record of it is replaced by
+    a note of the restart. Nothing is deleted.
+
+    Returns
+    -------
+    Path or None
+        Where the old file now is (None if there was none).
+    """
+    if component not in HISTORY_SECTIONS:
+        raise InputError(component, f"only {' and '.join(HISTORY_SECTIONS)} can be restarted")
+    aside = project.set_aside(component)
+    project.record_history(component, {"restarted": _now(), "aside": None if aside is None else aside.name,
+                                       "previous": project.history(component)})
+    return aside
 
 
 def _input_record(role: str, uri, voxel_size) -> tuple[dict, MultiscaleVolume]:
@@ -198,11 +312,15 @@ def create_project(
         A project already exists at ``root``, an input cannot be opened, or
         the inputs disagree in shape or voxel size with the raw volume.
     """
+    from napari_connectome.outputs import guard_output
+
     root = Path(root)
     if is_project(root):
         raise InputError(root, "a project already exists here; open it instead (nothing was changed)")
     if root.exists() and not root.is_dir():
         raise InputError(root, "exists and is not a directory")
+    # A new project may not be made inside another project's state (its graph folder, say).
+    guard_output(root, folder=True, overwrite=True, what="project")
     if voxel_size is not None:
         voxel_size = check_voxel_size(voxel_size, source="--voxel-size")
     inputs: dict[str, dict] = {}
@@ -227,7 +345,10 @@ def create_project(
                 uri, f"{role} have voxel size {tuple(vs)} nm but the raw volume has {tuple(raw_vs)} nm"
             )
         inputs[role] = record
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise from_os_error(exc, root, action="no project was created") from None
     from napari_connectome import __version__
 
     manifest = {
@@ -259,26 +380,82 @@ def open_project(root: str | os.PathLike) -> Project:
     Raises
     ------
     InputError
-        No manifest, a manifest that is not valid JSON, not ours, or from a
-        newer suite.
+        No manifest, a manifest that is not valid JSON, not ours, from a
+        newer suite, or damaged (a field of the wrong type or out of range).
     """
     root = Path(root)
     path = root / MANIFEST
     if not root.exists():
         raise InputError(root, "no such project folder")
+    if not root.is_dir():
+        raise InputError(root, "is a file, not a project folder")
     if not path.is_file():
         raise InputError(root, f"not a napari-connectome project (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise from_os_error(exc, path, action="the project manifest could not be read") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(path, f"the project manifest is unreadable: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(path, "not a napari-connectome project manifest")
     version = manifest.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > VERSION:
         raise InputError(
             path, f"project version {version!r} is newer than this suite understands ({VERSION}); update napari-connectome"
         )
-    if "raw" not in manifest.get("inputs", {}):
-        raise InputError(path, "the project manifest names no raw volume")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise InputError(path, f"the project manifest is damaged: {problem} (restore it from a backup)")
     return Project(root=root, manifest=manifest)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with a parsed manifest's fields, or None.
+
+    Checked once here so that no later stage meets a list where a mapping
+    belongs, or a threshold of ``"abc"``, half-way through its work.
+    """
+    inputs = manifest.get("inputs")
+    if not isinstance(inputs, dict):
+        return f"'inputs' must be a mapping of role to volume, not {type(inputs).__name__}"
+    if "raw" not in inputs:
+        return "it names no raw volume"
+    for role, record in inputs.items():
+        if not isinstance(record, dict):
+            return f"input {role!r} must be a mapping, not {type(record).__name__}"
+        uri = record.get("uri")
+        if not isinstance(uri, str) or not uri.strip():
+            return f"input {role!r} has no 'uri'"
+        kind = record.get("kind")
+        if kind is not None and kind not in ("image", "labels"):
+            return f"input {role!r} has kind {kind!r} (image or labels)"
+    components = manifest.get("components", {})
+    if not isinstance(components, dict):
+        return f"'components' must be a mapping, not {type(components).__name__}"
+    for name, rel in components.items():
+        if not isinstance(rel, str) or not rel.strip():
+            return f"component {name!r} has no path"
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts:
+            return f"component {name!r} points outside the project ({rel!r})"
+    vs = manifest.get("voxel_size_nm")
+    if vs is not None and (not isinstance(vs, list) or not vs or not all(_is_number(v) and v > 0 for v in vs)):
+        return f"'voxel_size_nm' must be positive numbers, got {vs!r}"
+    for key in ("graph", "agglomeration", "history"):
+        value = manifest.get(key)
+        if value is not None and not isinstance(value, dict):
+            return f"{key!r} must be a mapping, not {type(value).__name__}"
+    agglo = manifest.get("agglomeration") or {}
+    if "threshold" in agglo:
+        t = agglo["threshold"]
+        if not _is_number(t) or not 0.0 <= t <= 1.0:
+            return f"the agglomeration threshold must be a number in [0, 1], got {t!r}"
+    for section, value in (manifest.get("history") or {}).items():
+        if not isinstance(value, dict):
+            return f"history {section!r} must be a mapping"
+    return None

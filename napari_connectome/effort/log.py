@@ -30,8 +30,15 @@ Versions
    "newer than this suite" instead.
 
 A corrupt log costs only the effort figures, never edits: it is moved aside
-(``effort.sqlite.corrupt-<UTC stamp>``) and a new one is started; the edit
-log is a different file and is never opened here.
+(``effort.sqlite.corrupt-<UTC stamp>``) and a new one is started, with a
+warning; the edit log is a different file and is never opened here.
+
+Identity: like the edit log, the log has an id (``meta.log_id``) and the
+project records it with the number of rows and a running hash of them
+(``manifest["history"]["effort_log"]``, after every row). A log that is
+missing, emptied, another project's or shorter than recorded is refused —
+opening and reporting alike — with how to recover, rather than read as a
+history of zero minutes.
 """
 
 from __future__ import annotations
@@ -51,8 +58,8 @@ from pathlib import Path
 
 from napari_connectome import sqlite_log
 from napari_connectome.effort.clock import Clock
-from napari_connectome.errors import InputError
-from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT
+from napari_connectome.errors import ConnectomeWarning, InputError
+from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT, restart_hint
 
 LOG_FORMAT = "napari-connectome-effort-log"
 LOG_VERSION = 2
@@ -140,6 +147,10 @@ def _is_corruption(exc: BaseException) -> bool:
 def _problem(path, exc: BaseException, *, action: str) -> InputError:
     """One line a person understands for an SQLite failure that is not corruption."""
     text = str(exc).lower()
+    if isinstance(exc, sqlite_log.UnfoldedChanges):
+        return InputError(path, f"the effort log cannot be read here: {exc}")
+    if "disk is full" in text:
+        return InputError(path, f"the disk is full; {action}")
     if "locked" in text or "busy" in text:
         return InputError(path, f"the effort log is locked by another program; {action} — close the other one and try again")
     if "readonly" in text or "read-only" in text or "permission" in text or "unable to open" in text:
@@ -157,8 +168,10 @@ class EffortLog:
     """
 
     def __init__(self, path: Path, con: sqlite3.Connection | None, *, user: str, session: str,
-                 read_only: bool) -> None:
+                 read_only: bool, project=None) -> None:
         self.path = Path(path)
+        self.project = project
+        self._heads: list[str] | None = None
         self.user = user
         self.session = session
         self.read_only = read_only
@@ -218,6 +231,17 @@ class EffortLog:
             session = f"{stamp}-{_uuid.uuid4().hex[:8]}"
         if path.is_dir():
             raise InputError(path, "the effort log path is a folder, not a file")
+        recorded = project.history("effort_log")
+        if recorded and not (recorded.get("id") or recorded.get("rows")):
+            recorded = None  # a restart: no log recorded yet
+        how = (f"restore it from a backup, or run `{restart_hint(project)} --effort-log` to start a new one "
+               "(the old file is kept aside)")
+        if recorded and not (path.exists() or path.is_symlink()):
+            raise InputError(path, f"the effort log is missing, but this project recorded {int(recorded.get('rows') or 0)} "
+                                   f"row(s) in it; nothing was changed — {how}")
+        if recorded and path.stat().st_size == 0:
+            raise InputError(path, f"the effort log is empty (0 bytes), but this project recorded "
+                                   f"{int(recorded.get('rows') or 0)} row(s) in it; nothing was changed — {how}")
         if read_only:
             if not path.exists():
                 raise InputError(path, "no effort log yet: answer some tasks first")
@@ -225,7 +249,9 @@ class EffortLog:
                 con, _ = _connect(path, read_only=True, lock_timeout=lock_timeout)
             except _Corrupt as exc:
                 raise InputError(path, f"the effort log is corrupt ({exc}); it was left untouched") from None
-            return cls(path, con, user=user, session=session, read_only=True)
+            log = cls(path, con, user=user, session=session, read_only=True, project=project)
+            log._verify(recorded, how)
+            return log
         recovered = warning = None
         try:
             con, migrated = _connect(path, read_only=False, lock_timeout=lock_timeout)
@@ -236,20 +262,62 @@ class EffortLog:
                 "and a new one started (the edit log is untouched)"
             )
             con, migrated = _connect(path, read_only=False, lock_timeout=lock_timeout)
-        log = cls(path, con, user=user, session=session, read_only=False)
+            recorded = None  # the old log is set aside, said so: the new one is recorded from here on
+        log = cls(path, con, user=user, session=session, read_only=False, project=project)
         log.recovered_from, log.warning = recovered, warning
         log.migrated = migrated
         try:
+            log._verify(recorded, how)
             log._write(lambda c: c.execute(
                 "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?)",
                 (session, user, socket.gethostname() or "unknown", now, utc_text(now)),
             ), action="no session was started")
+            log._record()
         except BaseException:
             log.close(checkpoint=False)
             raise
         if "effort_log" not in project.manifest.get("components", {}):
             project.register_component("effort_log")
         return log
+
+    # ================================================================ identity
+    def _all_heads(self) -> list[str]:
+        if self._heads is None:
+            keys = [f"{i}:{s}:{a!r}" for i, s, a in self._read("SELECT id, session, answered_at FROM effort ORDER BY id")]
+            self._heads = sqlite_log.heads(keys)
+        return self._heads
+
+    def head(self, n: int | None = None) -> str:
+        """The running hash of the first ``n`` rows (all when None)."""
+        heads = self._all_heads()
+        return heads[-1] if n is None else (heads[n] if 0 <= n < len(heads) else "")
+
+    def identity(self) -> dict:
+        """``{"id", "rows", "head"}``: what the project records about this log."""
+        heads = self._all_heads()
+        return {"id": self.meta().get("log_id"), "rows": len(heads) - 1, "head": heads[-1]}
+
+    def _verify(self, recorded: dict | None, how: str) -> None:
+        problem = sqlite_log.identity_problem(recorded, self.identity(), self.head, count_key="rows",
+                                              what="effort log")
+        if problem:
+            raise InputError(self.path, f"{problem}; nothing was changed — {how}")
+
+    def _record(self) -> None:
+        """Record the log's identity in the project; a failure is a warning (the rows are saved)."""
+        if self.project is None or self.read_only:
+            return
+        ident = self.identity()
+        recorded = self.project.history("effort_log") or {}
+        if all(recorded.get(k) == v for k, v in ident.items()):
+            return
+        try:
+            self.project.record_history("effort_log", ident)
+        except (InputError, OSError) as exc:
+            import warnings
+
+            warnings.warn(ConnectomeWarning(f"{self.project.root}: the effort log's identity could not be "
+                                            f"recorded ({exc}); the rows themselves are saved"), stacklevel=2)
 
     # ================================================================ reading
     def meta(self) -> dict[str, str]:
@@ -375,6 +443,9 @@ class EffortLog:
             f"INSERT INTO effort ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
         ).lastrowid)), action="the effort row was not recorded")
         row = {"id": ids[0], **row}
+        if self._heads is not None:
+            self._heads.append(sqlite_log.chain(self._heads[-1], f"{ids[0]}:{row['session']}:{row['answered_at']!r}"))
+        self._record()
         for callback in list(self._listeners):
             callback(row)
         return ids[0]
@@ -405,11 +476,12 @@ def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> tuple[sqlit
     """
     try:
         if read_only:
-            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout,
-                                  isolation_level=None, check_same_thread=False)
+            con = sqlite_log.connect_read_only(path, timeout=lock_timeout)
         else:
             con = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
+        if _is_corruption(exc):
+            raise _Corrupt(" ".join(str(exc).split())) from None
         raise _problem(path, exc, action="nothing was changed") from None
     try:
         migrated = _check(con, path, read_only=read_only)
@@ -449,6 +521,7 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
                 con.execute(statement)
             con.execute("INSERT INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
             con.execute("INSERT INTO meta VALUES ('version', ?)", (str(LOG_VERSION),))
+            con.execute("INSERT INTO meta VALUES ('log_id', ?)", (str(_uuid.uuid4()),))
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
@@ -476,6 +549,9 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
     if str(mode).lower() != "wal":
         raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
     con.execute("PRAGMA synchronous=FULL")
+    if "log_id" not in meta:
+        # A log from before ids gets one, so that its project can record it (meta only takes inserts).
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)", (str(_uuid.uuid4()),))
     return version < LOG_VERSION and _migrate(con)
 
 

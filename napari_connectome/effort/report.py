@@ -44,7 +44,7 @@ import numpy as np
 
 from napari_connectome.atomic import atomic_write
 from napari_connectome.effort.log import EffortLog
-from napari_connectome.errors import InputError
+from napari_connectome.errors import InputError, from_os_error
 
 VOLUMES = ("project", "segments")
 #: Largest level (voxels) read to find the segments' bounding boxes.
@@ -455,12 +455,18 @@ def _projection(volume_mm3, volume_basis, target, n_merge, n_split, n_decisions,
     return out
 
 
-def write_report_csv(report: dict, path: str | os.PathLike) -> Path:
+def write_report_csv(report: dict, path: str | os.PathLike, *, overwrite: bool = False,
+                     projects=()) -> Path:
     """Write the per-neuron table of a report as CSV (atomically); returns the path.
 
-    Columns: segment, minutes, merges, splits, edits, tasks.
+    Columns: segment, minutes, merges, splits, edits, tasks. ``path`` passes
+    :func:`~napari_connectome.outputs.guard_output`: never a project's own
+    file (nor an input of ``projects``), and an existing file only with
+    ``overwrite``.
     """
-    path = Path(path)
+    from napari_connectome.outputs import guard_output
+
+    path = guard_output(path, projects=projects, overwrite=overwrite, what="--csv")
     try:
         with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
@@ -468,7 +474,7 @@ def write_report_csv(report: dict, path: str | os.PathLike) -> Path:
             for row in report["per_neuron"]:
                 writer.writerow([row[c] for c in CSV_COLUMNS])
     except OSError as exc:
-        raise InputError(path, f"cannot be written: {exc.strerror or exc}") from None
+        raise from_os_error(exc, path, action="nothing was written") from None
     return path
 
 

@@ -7,16 +7,26 @@ Files, in the project's ``graph`` component folder:
 
 The manifest records what the graph was built from (``manifest["graph"]``)
 and the chosen threshold (``manifest["agglomeration"] = {"threshold": T,
-"feature": "mean", ...}``). The segmentation is the supervoxels plus the
+"feature": "mean", ...}``), with the sha256 of each file (checked by
+``napari-connectome check``). The segmentation is the supervoxels plus the
 mapping at that threshold: no relabelled volume is written.
+
+Both files are *derived*: made deterministically from the project's inputs.
+When one the manifest records is missing or cannot be read,
+:func:`load_project_graph` rebuilds it with a warning naming the file; the
+edit log's fingerprints of the graph and the base segmentation
+(:class:`~napari_connectome.proofread.Proofreader`) then refuse the rebuilt
+one if it would change the base the edits were made on (the inputs changed).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_connectome.errors import InputError
+from napari_connectome.errors import InputError, from_os_error, warn
 from napari_connectome.graph.agglomerate import MergeTree, agglomerate
 from napari_connectome.graph.rag import RegionGraph, build_rag
 from napari_connectome.progress import Progress
@@ -48,6 +58,27 @@ def _signal_kind(volume) -> str:
     return "affinities" if volume.ndim == 4 and volume.shape[0] == 3 else "boundaries"
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 8 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(8 * 2**20):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def _graph_folder(project: Project) -> Path:
+    """The graph component's folder, made if missing; a file in its place is refused in one line."""
+    folder = project.component_path("graph")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "is a file where the project keeps its graph folder; move it away (nothing was changed)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise from_os_error(exc, folder, action="the graph was not saved") from None
+    return folder
+
+
 def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
                         progress: Progress | None = None) -> RegionGraph:
     """Build the project's region adjacency graph and save it in the project.
@@ -62,19 +93,28 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
     InputError
         The project has no supervoxels, or shapes disagree.
     """
+    _graph_folder(project)  # a file in its place is refused before the work, not after
+    return _save_graph(project, _build_rag(project, block_shape=block_shape, progress=progress))
+
+
+def _build_rag(project: Project, *, block_shape, progress) -> RegionGraph:
+    """The region graph of the project's inputs, in memory."""
     inputs = project.inputs
     if "supervoxels" not in inputs:
         raise InputError(project.root, "the project has no supervoxels; create it with --supervoxels")
     supervoxels = project.open_input("supervoxels")
     if "boundaries" in inputs:
         signal = project.open_input("boundaries")
-        rag = build_rag(supervoxels, signal, signal_kind=_signal_kind(signal),
-                        block_shape=block_shape, progress=progress)
-    else:
-        rag = build_rag(supervoxels, None, raw=project.open_input("raw"),
-                        block_shape=block_shape, progress=progress)
-    folder = project.component_path("graph")
-    folder.mkdir(parents=True, exist_ok=True)
+        return build_rag(supervoxels, signal, signal_kind=_signal_kind(signal),
+                         block_shape=block_shape, progress=progress)
+    return build_rag(supervoxels, None, raw=project.open_input("raw"),
+                     block_shape=block_shape, progress=progress)
+
+
+def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False) -> RegionGraph:
+    """Save the graph and record it; an older merge tree is dropped unless ``keep_tree`` (a repair)."""
+    inputs = project.inputs
+    folder = _graph_folder(project)
     rag.save(folder / RAG_FILE)
     project.manifest["graph"] = {
         "file": f"{RAG_FILE}",
@@ -85,37 +125,99 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
         "n_edges": rag.n_edges,
         "built": _now(),
         "notes": list(rag.notes),
+        "sha256": file_sha256(folder / RAG_FILE),
     }
-    # A tree made on an older graph no longer matches it.
+    # A tree made on an older graph no longer matches it. A repair rebuilds the
+    # same graph from the same inputs, so its tree stays (its shape is checked on load).
     stale = folder / TREE_FILE
-    if stale.exists():
+    if stale.exists() and not keep_tree:
         stale.unlink()
     project.register_component("graph")  # also saves the manifest
     return rag
 
 
 def has_project_graph(project: Project) -> bool:
-    """True if the project holds a saved region adjacency graph."""
-    return (project.component_path("graph") / RAG_FILE).is_file()
+    """True if the project holds a region adjacency graph, or recorded one (then it is rebuilt on load)."""
+    return (project.component_path("graph") / RAG_FILE).is_file() or bool(project.manifest.get("graph"))
 
 
-def load_project_graph(project: Project) -> tuple[RegionGraph, MergeTree | None]:
+def _damage(exc: BaseException) -> str:
+    if isinstance(exc, InputError):
+        return exc.problem
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+
+
+def _load_or_rebuild_rag(project: Project, *, save: bool, progress) -> RegionGraph:
+    path = project.component_path("graph") / RAG_FILE
+    recorded = bool(project.manifest.get("graph"))
+    if not path.is_file():
+        if not recorded:
+            raise InputError(project.root, "the project has no supervoxel graph yet; run agglomerate first")
+        warn(f"{path}: the supervoxel graph is missing; rebuilding it from the project's inputs")
+    else:
+        try:
+            return RegionGraph.load(path)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # any damage to a derived file: rebuilding it loses nothing
+            warn(f"{path}: the supervoxel graph is damaged ({_damage(exc)}); rebuilding it from the project's inputs")
+    rag = _build_rag(project, block_shape=(64, 256, 256), progress=progress)
+    return _save_graph(project, rag, keep_tree=True) if save else rag
+
+
+def _load_or_rebuild_tree(project: Project, rag: RegionGraph, *, save: bool, progress) -> MergeTree | None:
+    path = project.component_path("graph") / TREE_FILE
+    agglo = project.manifest.get("agglomeration") or {}
+    problem = None
+    if path.is_file():
+        try:
+            tree = MergeTree.load(path)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            problem = f"is damaged ({_damage(exc)})"
+        else:
+            if tree.node_ids.shape == rag.node_ids.shape and tree.edges.shape == rag.edges.shape:
+                return tree
+            problem = "does not belong to the saved graph"
+    elif agglo:
+        problem = "is missing"
+    if problem is None:
+        return None
+    if not agglo:
+        raise InputError(path, f"the merge tree {problem}; run agglomerate again")
+    feature = agglo.get("feature", "mean")
+    warn(f"{path}: the merge tree {problem}; recomputing it from the graph ({feature} boundary)")
+    tree = agglomerate(rag, feature=feature, progress=progress)
+    if save:
+        tree.save(path)
+        project.manifest["agglomeration"]["tree_sha256"] = file_sha256(path)
+        project.save()
+    return tree
+
+
+def load_project_graph(project: Project, *, save: bool = True,
+                       progress: Progress | None = None) -> tuple[RegionGraph, MergeTree | None]:
     """The project's graph and merge tree (None if not agglomerated yet).
+
+    A file the manifest records but that is missing or cannot be read is
+    rebuilt from the inputs (deterministically), with a warning naming it.
+
+    Parameters
+    ----------
+    save
+        Save what was rebuilt (False for read-only work: it is rebuilt in
+        memory only).
+    progress
+        Told about a rebuild.
 
     Raises
     ------
     InputError
-        The project has no graph yet, or its files are damaged.
+        The project has no graph yet, or a rebuild is impossible.
     """
-    folder = project.component_path("graph")
-    path = folder / RAG_FILE
-    if not path.is_file():
-        raise InputError(project.root, "the project has no supervoxel graph yet; run agglomerate first")
-    rag = RegionGraph.load(path)
-    tree_path = folder / TREE_FILE
-    tree = MergeTree.load(tree_path) if tree_path.is_file() else None
-    if tree is not None and (tree.node_ids.shape != rag.node_ids.shape or tree.edges.shape != rag.edges.shape):
-        raise InputError(tree_path, "the merge tree does not belong to the saved graph; run agglomerate again")
+    rag = _load_or_rebuild_rag(project, save=save, progress=progress)
+    tree = _load_or_rebuild_tree(project, rag, save=save, progress=progress)
     return rag, tree
 
 
@@ -153,9 +255,12 @@ def agglomerate_project(project: Project, *, threshold: float | None = None, fea
         rag, tree = load_project_graph(project)
     else:
         rag, tree = build_project_graph(project, progress=progress), None
+    tree_sha = (project.manifest.get("agglomeration") or {}).get("tree_sha256")
     if tree is None or tree.feature != feature:
         tree = agglomerate(rag, feature=feature, progress=progress)
-        tree.save(project.component_path("graph") / TREE_FILE)
+        tree_path = _graph_folder(project) / TREE_FILE
+        tree.save(tree_path)
+        tree_sha = file_sha256(tree_path)
     project.manifest["agglomeration"] = {
         "threshold": threshold,
         "feature": feature,
@@ -163,6 +268,7 @@ def agglomerate_project(project: Project, *, threshold: float | None = None, fea
         "n_segments": tree.n_segments_at(threshold),
         "file": TREE_FILE,
         "modified": _now(),
+        "tree_sha256": tree_sha,
     }
     project.register_component("graph")
     return tree

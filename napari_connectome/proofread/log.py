@@ -15,23 +15,33 @@ and ``after_roots`` (JSON lists of segment ids), ``suggested_by``,
 effect on the graph, so replay needs no recomputation) and ``patch`` (the
 zlib-compressed overlay patch of a split inside a supervoxel).
 
-A second table, ``meta``, records what the log was made on (the supervoxel
-graph's and the base segmentation's fingerprints); a log is only replayed on
-the base it was recorded on.
+A second table, ``meta``, records the log's own id (``log_id``, made when
+the log is started) and what it was made on (the supervoxel graph's and the
+base segmentation's fingerprints); a log is only replayed on the base it was
+recorded on.
+
+**Identity.** The project records the log's id, its number of operations and
+a running hash of their uuids (``manifest["history"]["edit_log"]``, after
+every edit). :func:`open_edit_log` compares the log with that record and
+refuses, saying how to recover, a log that is missing, empty, another
+project's, or shorter than recorded — instead of quietly starting a new
+history on which new edits would pile up.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import json
 import os
 import sqlite3
 import threading
+import uuid as _uuid
 from pathlib import Path
 
 from napari_connectome import sqlite_log
 from napari_connectome.atomic import atomic_write
-from napari_connectome.errors import InputError
+from napari_connectome.errors import ConnectomeWarning, InputError, from_os_error
 
 LOG_FORMAT = "napari-connectome-edit-log"
 LOG_VERSION = 1
@@ -74,6 +84,12 @@ _JSON_COLUMNS = ("supervoxel_ids", "seeds_nm", "before_roots", "after_roots", "p
 def _problem(path, exc: BaseException, *, action: str) -> InputError:
     """One line a person understands for an SQLite failure."""
     text = str(exc).lower()
+    if isinstance(exc, sqlite_log.UnfoldedChanges):
+        return InputError(path, f"the edit log cannot be read here: {exc}")
+    if "disk is full" in text or "database or disk is full" in text:
+        return InputError(path, f"the disk is full; {action}")
+    if "disk i/o error" in text:
+        return InputError(path, f"the edit log could not be written (disk input/output error); {action}")
     if "locked" in text or "busy" in text:
         return InputError(
             path,
@@ -104,6 +120,11 @@ class EditLog:
         file reads as an empty log).
     lock_timeout
         Seconds to wait when another program holds the write lock.
+    create
+        Start a new log in a missing or empty file (writable only). Without
+        it such a file is refused: :func:`open_edit_log` passes False when
+        the project recorded a log, so an emptied file is never taken for
+        a fresh start.
 
     Raises
     ------
@@ -113,21 +134,22 @@ class EditLog:
     """
 
     def __init__(self, path: str | os.PathLike, *, read_only: bool = False,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, create: bool = True) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.create = create and not read_only
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = None
+        self._heads: list[str] | None = None
+        if self.path.exists() and self.path.is_dir():
+            raise InputError(self.path, "the edit log path is a folder, not a file")
         if read_only and not self.path.exists():
             return
-        if not read_only and self.path.exists() and self.path.is_dir():
-            raise InputError(self.path, "the edit log path is a folder, not a file")
+        if not self.create and not self.path.exists():
+            raise InputError(self.path, "the edit log is missing; nothing was changed")
         try:
             if read_only:
-                con = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout,
-                    isolation_level=None, check_same_thread=False,
-                )
+                con = sqlite_log.connect_read_only(self.path, timeout=lock_timeout)
             else:
                 con = sqlite3.connect(
                     self.path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
@@ -140,12 +162,21 @@ class EditLog:
         except sqlite3.Error as exc:
             self.close(checkpoint=False)
             raise _problem(self.path, exc, action="nothing was changed") from None
+        except BaseException:
+            self.close(checkpoint=False)
+            raise
 
     def _setup(self) -> None:
         con = self._con
         # Reading the schema first: a file that is not SQLite fails here,
         # before any PRAGMA could write to it.
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # Another program's database, or an emptied log that must not be taken
+        # for a new one: refused before the journal PRAGMA below writes to the file.
+        if "operations" not in tables and tables - {"meta"}:
+            raise InputError(self.path, "is an SQLite file but not a napari-connectome edit log; it was left untouched")
+        if "operations" not in tables and not self.read_only and not self.create:
+            raise InputError(self.path, "the edit log is empty (it holds no operations table); nothing was changed")
         if not self.read_only:
             mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -157,14 +188,13 @@ class EditLog:
         if "operations" not in tables:
             if self.read_only:
                 return
-            if tables - {"meta"}:
-                raise InputError(self.path, "is an SQLite file but not a napari-connectome edit log; it was left untouched")
             con.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _SCHEMA:
                     con.execute(statement)
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(LOG_VERSION),))
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)", (str(_uuid.uuid4()),))
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
@@ -173,8 +203,16 @@ class EditLog:
         meta = self.meta()
         if meta.get("format") != LOG_FORMAT:
             raise InputError(self.path, "is an SQLite file but not a napari-connectome edit log; it was left untouched")
-        if int(meta.get("version", "0")) > LOG_VERSION:
+        try:
+            version = int(meta.get("version", "0"))
+        except ValueError:
+            raise InputError(self.path, f"the edit log has an unreadable version {meta.get('version')!r}; it was left untouched") from None
+        if version > LOG_VERSION:
             raise InputError(self.path, f"edit log version {meta['version']} is newer than this suite; update napari-connectome")
+        if "log_id" not in meta and not self.read_only:
+            # A log from before ids: it gets one now, so that its project can record it.
+            self._write(lambda c: c.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)", (str(_uuid.uuid4()),)),
+                        action="nothing was changed")
 
     # ---------------------------------------------------------------- reading
     def meta(self) -> dict[str, str]:
@@ -241,6 +279,29 @@ class EditLog:
             return "ok"
         return str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
 
+    def _all_heads(self) -> list[str]:
+        if self._heads is None:
+            uuids = []
+            if self._con is not None:
+                try:
+                    with self._lock:
+                        uuids = [r[0] for r in self._con.execute("SELECT uuid FROM operations ORDER BY operation_id")]
+                except sqlite3.Error as exc:
+                    if "no such table" not in str(exc):
+                        raise _problem(self.path, exc, action="nothing was changed") from None
+            self._heads = sqlite_log.heads(uuids)
+        return self._heads
+
+    def head(self, n: int | None = None) -> str:
+        """The running hash of the first ``n`` operations' uuids (all when None)."""
+        heads = self._all_heads()
+        return heads[-1] if n is None else (heads[n] if 0 <= n < len(heads) else "")
+
+    def identity(self) -> dict:
+        """``{"id", "operations", "head"}``: what the project records about this log."""
+        heads = self._all_heads()
+        return {"id": self.meta().get("log_id"), "operations": len(heads) - 1, "head": heads[-1]}
+
     # ---------------------------------------------------------------- writing
     def append(self, row: dict, *, expect_last: int) -> int:
         """Append one operation in one transaction; returns its ``operation_id``.
@@ -278,6 +339,8 @@ class EditLog:
             )
 
         self._write(insert, action="the edit was not applied, nothing was lost")
+        if self._heads is not None:
+            self._heads.append(sqlite_log.chain(self._heads[-1], values["uuid"]))
         return op_id
 
     def _write(self, fn, *, action: str) -> None:
@@ -328,7 +391,7 @@ def is_merge_of(rows: list[dict]) -> dict[int, bool]:
     return out
 
 
-def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> Path:
+def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv", overwrite: bool = False) -> Path:
     """Write the project's edit log as CSV or JSON.
 
     The columns are CAVE's ``get_tabular_change_log`` (``operation_id``,
@@ -342,10 +405,13 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> 
     project
         A :class:`~napari_connectome.project.Project` or its folder.
     path
-        The file to write (never an existing one's silent replacement: it is
-        written to a temporary file and renamed).
+        The file to write: never one of a project's own files
+        (:func:`~napari_connectome.outputs.guard_output`); written to a
+        temporary file and renamed, so a crash leaves no half file.
     fmt
         ``"csv"`` or ``"json"`` (a list of objects).
+    overwrite
+        Replace an existing file at ``path`` (refused without it).
 
     Returns
     -------
@@ -356,8 +422,11 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> 
 
     if fmt not in ("csv", "json"):
         raise InputError("--format", f"must be 'csv' or 'json', got {fmt!r}")
+    from napari_connectome.outputs import guard_output
+
     project = project if isinstance(project, Project) else open_project(project)
-    log = EditLog(project.component_path("edit_log"), read_only=True)
+    path = guard_output(path, projects=[project.root], overwrite=overwrite, what="export")
+    log = open_edit_log(project, read_only=True)
     try:
         rows = log.rows(with_patch=False)
     finally:
@@ -382,7 +451,6 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> 
             "uuid": row["uuid"],
             "unix_time": row["unix_time"],
         })
-    path = Path(path)
     try:
         with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             if fmt == "json":
@@ -397,7 +465,7 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv") -> 
                         for v in (rec[c] for c in EXPORT_COLUMNS)
                     ])
     except OSError as exc:
-        raise InputError(path, f"cannot be written: {exc.strerror or exc}") from None
+        raise from_os_error(exc, path, action="nothing was written") from None
     return path
 
 
@@ -406,3 +474,79 @@ def merge_logs(project_a, project_b, **kwargs):
     from napari_connectome.proofread.merge import merge_logs as _merge
 
     return _merge(project_a, project_b, **kwargs)
+
+
+# ------------------------------------------------------------------ identity
+def restart_hint(project) -> str:
+    """How to start over while keeping the old log: the command a person types."""
+    return f"napari-connectome project restart-log {project.root}"
+
+
+def open_edit_log(project, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> EditLog:
+    """Open the project's edit log after checking it is the one the project recorded.
+
+    A project that recorded a log (``manifest["history"]["edit_log"]``, or,
+    for a project from before identities, an ``edit_log`` component) refuses
+    a log that is missing, empty, another log, or shorter than recorded — one
+    line saying what is wrong and how to recover (restore the file, or
+    ``napari-connectome project restart-log DIR``, which keeps the old one
+    aside). Opened writable, the project then records the log as it is.
+
+    Raises
+    ------
+    InputError
+        The log does not match the record, or cannot be opened.
+    """
+    path = project.component_path("edit_log")
+    recorded = project.history("edit_log")
+    registered = "edit_log" in (project.manifest.get("components") or {})
+    expected = bool(recorded) and (int(recorded.get("operations") or 0) > 0 or bool(recorded.get("id")))
+    how = f"restore it from a backup, or run `{restart_hint(project)}` to start a new log (the old file is kept aside)"
+    if not (path.exists() or path.is_symlink()):
+        if expected:
+            n = int(recorded.get("operations") or 0)
+            raise InputError(path, f"the edit log is missing, but this project recorded {n} operation(s) in it; "
+                                   f"nothing was changed — {how}")
+        if registered and not recorded:
+            raise InputError(path, f"the edit log is missing, but this project had one; nothing was changed — {how}")
+    try:
+        log = EditLog(path, read_only=read_only, lock_timeout=lock_timeout,
+                      create=not (expected or (registered and not recorded)))
+    except InputError as exc:
+        # A file that is not (or no longer) a log: say how to get out, as for a missing one.
+        if any(w in exc.problem for w in ("empty", "not a napari-connectome edit log", "corrupt")):
+            raise InputError(path, f"{exc.problem} — {how}") from None
+        raise
+    try:
+        actual = log.identity()
+        problem = sqlite_log.identity_problem(recorded if expected else None, actual, log.head,
+                                              count_key="operations", what="edit log")
+        if problem:
+            raise InputError(path, f"{problem}; nothing was changed — {how}")
+        if not read_only:
+            record_edit_log(project, log)
+    except BaseException:
+        log.close(checkpoint=False)
+        raise
+    return log
+
+
+def record_edit_log(project, log: EditLog) -> None:
+    """Record the log's identity in the project (after opening, and after every edit).
+
+    A failure to record costs nothing saved — the log holds every edit, and a
+    record that lags behind still matches the log's first operations — so it
+    is a warning, not an error.
+    """
+    ident = log.identity()
+    recorded = project.history("edit_log") or {}
+    if all(recorded.get(k) == v for k, v in ident.items()):
+        return
+    ident["recorded"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        project.record_history("edit_log", ident)
+    except (InputError, OSError) as exc:
+        import warnings
+
+        warnings.warn(ConnectomeWarning(f"{project.root}: the edit log's identity could not be recorded ({exc}); "
+                                        "the edits themselves are saved"), stacklevel=2)

@@ -43,7 +43,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_connectome.errors import InputError
-from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT, EditLog
+from napari_connectome.proofread.log import (
+    DEFAULT_LOCK_TIMEOUT,
+    EditLog,
+    open_edit_log,
+    record_edit_log,
+)
 from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
 from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
 from napari_connectome.proofread.split import contact_edges, min_cut, seeded_watershed
@@ -330,7 +335,8 @@ class Proofreader:
 
             if not has_project_graph(project):
                 build_project_graph(project, progress=progress)
-            rag, tree = load_project_graph(project)
+            # Read-only work repairs a damaged graph in memory only: it never writes.
+            rag, tree = load_project_graph(project, save=not (read_only or as_of is not None), progress=progress)
         else:
             rag, tree = graph
         supervoxels = project.open_input("supervoxels")
@@ -339,7 +345,7 @@ class Proofreader:
         agglo = project.manifest.get("agglomeration") or {}
         threshold = agglo.get("threshold") if tree is not None else None
         log_path = project.component_path("edit_log")
-        log = EditLog(log_path, read_only=read_only or as_of is not None, lock_timeout=lock_timeout)
+        log = open_edit_log(project, read_only=read_only or as_of is not None, lock_timeout=lock_timeout)
         try:
             meta = log.meta()
             graph_digest = _digest_array(rag.node_ids, rag.edges)
@@ -791,6 +797,7 @@ class Proofreader:
             if patch is not None:
                 self.overlay.add(written, patch)
             result = self._apply(written, row, plan, new_ids, bbox_nm=bbox_nm)
+            record_edit_log(self.project, self.log)
         for callback in list(self._listeners):
             callback(result)
         return result

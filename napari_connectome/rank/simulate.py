@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_connectome.atomic import atomic_write
+from napari_connectome.atomic import atomic_write, write_json_atomic
 from napari_connectome.candidates.apply import apply_candidate
-from napari_connectome.errors import InputError
+from napari_connectome.errors import InputError, from_os_error
+from napari_connectome.outputs import guard_output
 from napari_connectome.rank.strategies import (
     ActiveStrategy,
     RandomStrategy,
@@ -75,13 +76,20 @@ def _sandbox(project, workdir: Path):
     workdir.mkdir(parents=True, exist_ok=True)
     if any(workdir.iterdir()):
         raise InputError(workdir, "is not empty; the simulation needs a new folder")
-    shutil.copy2(project.root / MANIFEST, workdir / MANIFEST)
-    graph = project.component_path("graph")
-    if graph.is_dir():
-        shutil.copytree(graph, workdir / graph.relative_to(project.root))
-    copy = open_project(workdir)
-    copy.manifest.get("components", {}).pop("edit_log", None)
-    return copy
+    # The copy starts a history of its own: the source's logs and their
+    # recorded identities stay behind (the sandbox's log would not match them).
+    manifest = dict(project.manifest)
+    manifest.pop("history", None)
+    manifest["components"] = {k: v for k, v in (manifest.get("components") or {}).items()
+                              if k not in ("edit_log", "effort_log")}
+    try:
+        write_json_atomic(workdir / MANIFEST, manifest)
+        graph = project.component_path("graph")
+        if graph.is_dir():
+            shutil.copytree(graph, workdir / graph.relative_to(project.root))
+    except OSError as exc:
+        raise from_os_error(exc, workdir, action="the simulation did not start") from None
+    return open_project(workdir)
 
 
 def _strategy(strategy, seed: int, model) -> Strategy:
@@ -262,27 +270,38 @@ def decisions_to_reach(curve: list[dict], fraction: float = 0.8, *, best_vi: flo
     return int(curve[int(hit[0])]["decision"]) if hit.size else None
 
 
-def write_curves_csv(results: list[dict], path: str | os.PathLike) -> Path:
-    """One row per (strategy, decision): VI split, merge, total and minutes."""
-    path = Path(path)
-    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["strategy", "seed", "decision", "vi_split", "vi_merge", "vi", "minutes"])
-        for r in results:
-            for p in r["curve"]:
-                w.writerow([r["strategy"], r.get("seed", ""), p["decision"], f"{p['vi_split']:.6f}",
-                            f"{p['vi_merge']:.6f}", f"{p['vi_split'] + p['vi_merge']:.6f}", f"{p['minutes']:.4f}"])
+def write_curves_csv(results: list[dict], path: str | os.PathLike, *, overwrite: bool = False,
+                     inputs=(), projects=()) -> Path:
+    """One row per (strategy, decision): VI split, merge, total and minutes.
+
+    ``path`` passes :func:`~napari_connectome.outputs.guard_output` (never a
+    project's own file, one of ``inputs`` or of the ``projects``' inputs; an
+    existing file only with ``overwrite``).
+    """
+    path = guard_output(path, inputs=inputs, projects=projects, overwrite=overwrite, what="--csv")
+    try:
+        with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["strategy", "seed", "decision", "vi_split", "vi_merge", "vi", "minutes"])
+            for r in results:
+                for p in r["curve"]:
+                    w.writerow([r["strategy"], r.get("seed", ""), p["decision"], f"{p['vi_split']:.6f}",
+                                f"{p['vi_merge']:.6f}", f"{p['vi_split'] + p['vi_merge']:.6f}",
+                                f"{p['minutes']:.4f}"])
+    except OSError as exc:
+        raise from_os_error(exc, path, action="nothing was written") from None
     return path
 
 
-def plot_curves(results: list[dict], path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """PNG: total VI vs decisions and VI vs simulated minutes, one curve per strategy."""
+def plot_curves(results: list[dict], path: str | os.PathLike, *, title: str | None = None,
+                overwrite: bool = False, inputs=(), projects=()) -> Path:
+    """PNG: total VI vs decisions and VI vs simulated minutes, one curve per strategy (guarded like the CSV)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    path = Path(path)
+    path = guard_output(path, inputs=inputs, projects=projects, overwrite=overwrite, what="--plot")
     fig, (ax_d, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for r in results:
         d = [p["decision"] for p in r["curve"]]
@@ -302,6 +321,8 @@ def plot_curves(results: list[dict], path: str | os.PathLike, *, title: str | No
     try:
         with atomic_write(path, tmp_name=path.stem + ".tmp.png") as tmp:
             fig.savefig(tmp, dpi=110)
+    except OSError as exc:
+        raise from_os_error(exc, path, action="nothing was written") from None
     finally:
         plt.close(fig)
     return path
@@ -309,13 +330,15 @@ def plot_curves(results: list[dict], path: str | os.PathLike, *, title: str | No
 
 def run_simulation_cli(directory, *, gt: str, strategy: str, decisions: int, seed: int = 0,
                        as_json: bool = False, plot: str | None = None, csv_path: str | None = None,
-                       time_model: dict | None = None, model: str | None = None, out=None) -> dict:
+                       time_model: dict | None = None, model: str | None = None, out=None,
+                       overwrite: bool = False) -> dict:
     """What ``napari-connectome simulate DIR --gt URI --strategy S --decisions N [--json] [--plot PNG]`` does.
 
     ``strategy`` may name several, comma-separated (one curve each).
     Prints the JSON (``{"strategy", "curve"}``; a list for several
     strategies) or a short table to ``out`` (default stdout); writes the CSV
-    and the PNG when asked.
+    and the PNG when asked. The output paths are checked before the
+    simulation runs, so a refused path costs no minutes of work.
     """
     import json
     import sys
@@ -324,12 +347,19 @@ def run_simulation_cli(directory, *, gt: str, strategy: str, decisions: int, see
     names = [s.strip() for s in str(strategy).split(",") if s.strip()]
     if not names:
         raise InputError("--strategy", "give at least one strategy")
+    inputs = [gt]
+    targets = [(csv_path, "--csv"), (plot, "--plot")]
+    for target, what in targets:
+        if target:
+            guard_output(target, inputs=inputs, projects=[directory], overwrite=overwrite, what=what)
+    if csv_path and plot and os.path.abspath(csv_path) == os.path.abspath(plot):
+        raise InputError(plot, "--csv and --plot name the same file")
     results = [simulate(directory, gt, strategy=name, decisions=decisions, seed=seed, time_model=time_model,
                         model=model) for name in names]
     if csv_path:
-        write_curves_csv(results, csv_path)
+        write_curves_csv(results, csv_path, overwrite=overwrite, inputs=inputs, projects=[directory])
     if plot:
-        plot_curves(results, plot)
+        plot_curves(results, plot, overwrite=overwrite, inputs=inputs, projects=[directory])
     if as_json:
         payload = [{"strategy": r["strategy"], "curve": r["curve"]} for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload), file=out)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_connectome.atomic import save_npz_atomic
-from napari_connectome.errors import InputError
+from napari_connectome.errors import InputError, warn
 from napari_connectome.skeleton.model import Skeleton
 from napari_connectome.skeleton.teasar import (
     DEFAULT_DUST_VOXELS,
@@ -185,8 +185,11 @@ class SkeletonStore:
         if cls.path(project).is_file():
             try:
                 store = cls.load(project)
-            except InputError:
-                store = None  # unreadable or from another format: rebuilding loses nothing
+            except StaleSkeletonsError:
+                store = None  # another format version: rebuilding loses nothing
+            except InputError as exc:
+                warn(f"{exc}; rebuilding the skeletons")
+                store = None  # a damaged cache: rebuilt, said so
             if store is not None and store.signature == cls.signature_of(
                     proofreader, teasar=teasar, dust_voxels=dust_voxels):
                 return store
@@ -305,8 +308,17 @@ class SkeletonStore:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
             signature = json.loads(str(data["signature"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(path, f"is not a readable skeleton store ({exc})") from None
+            if not isinstance(signature, dict):
+                raise ValueError("the signature is not a mapping")
+            counts = [np.asarray(data[k]).reshape(-1) for k in ("segment_ids", "vertex_counts", "edge_counts")]
+            if len({c.size for c in counts}) != 1 or (counts[1] < 0).any() or (counts[2] < 0).any() \
+                    or int(counts[1].sum()) != len(data["vertices_nm"]) or int(counts[2].sum()) != len(data["edges"]):
+                raise ValueError("its skeleton counts do not match its arrays")
+        except MemoryError:
+            raise
+        except Exception as exc:  # zip, zlib, EOF, JSON, missing keys: every kind of damage reads the same
+            text = " ".join(str(exc).split())[:120]
+            raise InputError(path, f"is not a readable skeleton store ({type(exc).__name__}: {text})") from None
         if signature.get("format_version") != FORMAT_VERSION:
             raise StaleSkeletonsError(path, f"has format version {signature.get('format_version')}, "
                                             f"this suite reads {FORMAT_VERSION}; rebuild it")

@@ -106,7 +106,7 @@ import numpy as np
 
 from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.effort import DEFAULT_IDLE_S, ActivityClock, Clock, EffortLog, EffortRecorder
-from napari_connectome.errors import InputError
+from napari_connectome.errors import InputError, warn
 from napari_connectome.rank.strategies import Strategy, build_strategy, candidate_key
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer
 from napari_connectome.tasks.prefetch import Prefetcher
@@ -903,13 +903,22 @@ def _gt_table(project, gt):
 
 
 def _project_skeletons(pr):
-    """The project's skeleton store if it matches the segmentation now, else None (never computed here)."""
+    """The project's skeleton store if it matches the segmentation now, else None.
+
+    A store built for another state is not recomputed here (a note says so);
+    a damaged one — a cache that no longer reads — is rebuilt with a warning
+    naming the file, as every derived file is.
+    """
     from napari_connectome.skeleton import SkeletonStore
+    from napari_connectome.skeleton.store import StaleSkeletonsError
 
     if not SkeletonStore.path(pr.project).is_file():
         return None
     try:
         return SkeletonStore.load(pr.project, proofreader=pr)
-    except InputError as exc:
+    except StaleSkeletonsError as exc:
         pr.notes.append(f"skeletons not shown in tasks: {exc}")
         return None
+    except InputError as exc:
+        warn(f"{exc}; rebuilding the skeletons")
+        return SkeletonStore.rebuild(pr)
