@@ -18,6 +18,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from napari_connectome import check as check_cmd
 from napari_connectome.errors import ConnectomeError, ConnectomeWarning, InputError, from_os_error
 
 PROG = "napari-connectome"
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel-size", nargs=3, type=float, default=(8.0, 8.0, 8.0), metavar=("Z", "Y", "X"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    check_cmd.add_parser(sub)
 
     for name, text in (("view", "open volumes or a project in napari with the suite"), ("demo", "the bundled sample in napari with the suite")):
         v = sub.add_parser(name, help=text)
@@ -454,6 +457,8 @@ def _run(args, parser) -> int:
             return _cmd_log(args, parser)
         if args.command == "effort":
             return _cmd_effort(args, parser)
+        if args.command == "check":
+            return check_cmd.run(args)
         return _cmd_gui(args)
     except ConnectomeError as exc:
         if args.debug:

@@ -250,6 +250,9 @@ def restart_log(project: Project, component: str = "edit_log") -> Path | None:
     aside = project.set_aside(component)
     project.record_history(component, {"restarted": _now(), "aside": None if aside is None else aside.name,
                                        "previous": project.history(component)})
+    # The next opening registers the new file; until then the project has none.
+    if (project.manifest.get("components") or {}).pop(component, None) is not None:
+        project.save()
     return aside
 
 

@@ -21,9 +21,16 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+def missing(reason: str) -> None:
+    """Skip a test whose data or tool is missing here — but fail it in CI, where everything must be present."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason} (CI must provide it)")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("../shared/data (real EM fixtures) is not beside this checkout")
+        missing("../shared/data (real EM fixtures) is not beside this checkout")
     return path

@@ -23,6 +23,7 @@ import numpy as np
 
 from napari_connectome.errors import ConnectomeError, InputError
 from napari_connectome.volume.checks import check_volume, infer_kind
+from napari_connectome.volume.chunks import missing_chunks_note
 from napari_connectome.volume.lazy import NumpyArray
 from napari_connectome.volume.location import Location, parse_uri
 from napari_connectome.volume.model import Level, MultiscaleVolume
@@ -94,7 +95,11 @@ def open_volume(
     Returns
     -------
     MultiscaleVolume
-        Levels largest first, each with voxel size and offset in nm.
+        Levels largest first, each with voxel size and offset in nm. When a
+        local zarr, N5 or precomputed level lacks chunk files (counted from a
+        directory listing, for levels of at most
+        :data:`~napari_connectome.volume.chunks.LIST_LIMIT` chunks), a note
+        says how many and what they read as.
 
     Raises
     ------
@@ -117,7 +122,12 @@ def open_volume(
     except Exception as exc:  # library errors become one line naming the file
         text = " ".join(str(exc).split())[:300]
         raise InputError(location.uri, f"could not be opened as {fmt}: {text}") from None
-    return finish_volume(volume, voxel_size=voxel_size, kind=kind)
+    volume = finish_volume(volume, voxel_size=voxel_size, kind=kind)
+    # After finish_volume: the note names the fill value as labels or image.
+    note = missing_chunks_note(volume)
+    if note:
+        volume.notes.append(note)
+    return volume
 
 
 def finish_volume(volume: MultiscaleVolume, *, voxel_size=None, kind=None) -> MultiscaleVolume:

@@ -305,7 +305,19 @@ def _project_layers(root, *, report: bool) -> list[LayerData]:
 
 
 def _tell_notes(where: str, volumes) -> None:
-    """One warning when a voxel size was assumed; other notes as one info line."""
+    """One warning when a voxel size was assumed, one when chunks are missing; other notes as one info line."""
+    from napari_connectome.volume.chunks import MISSING_NOTE_MARK
+
+    # Missing chunks read as background in a segmentation: a warning, not
+    # news in passing — one for all the volumes opened together.
+    missing = [
+        (f"{v.name}: {n}" if len(volumes) > 1 else n)
+        for v in volumes
+        for n in v.notes
+        if MISSING_NOTE_MARK in n
+    ]
+    if missing:
+        _notify.warning(f"{where}: " + "; ".join(missing))
     assumed = [v for v in volumes if v.voxel_size_assumed]
     if assumed:
         note = next((n for v in assumed for n in v.notes if "assumed" in n), None)
@@ -320,7 +332,7 @@ def _tell_notes(where: str, volumes) -> None:
     others: list[str] = []
     for v in volumes:
         for n in v.notes:
-            if "assumed" not in n and n not in others:
+            if "assumed" not in n and MISSING_NOTE_MARK not in n and n not in others:
                 others.append(n)
     if others:
         _notify.info(f"{where}: " + "; ".join(others))

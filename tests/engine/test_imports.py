@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "vispy", "magicgui", "torch")
@@ -38,7 +38,7 @@ def test_engine_import_defers_heavy_io_libraries():
 def test_import_contracts_hold():
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     if exe is None:
-        pytest.skip("import-linter is not installed")
+        missing("import-linter is not installed")
     out = subprocess.run([exe], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "BROKEN" not in out.stdout

@@ -14,14 +14,14 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import missing
 
 from napari_connectome.cli import main
 from napari_connectome.effort import EffortLog, effort_report
 from napari_connectome.errors import ConnectomeWarning, InputError
-from napari_connectome.graph import agglomerate_project
 from napari_connectome.outputs import guard_output
-from napari_connectome.project import MANIFEST, open_project, restart_log
-from napari_connectome.proofread import Proofreader, export_change_log
+from napari_connectome.project import MANIFEST, open_project
+from napari_connectome.proofread import Proofreader
 from napari_connectome.proofread.demo import make_demo_project
 from napari_connectome.proofread.log import EditLog
 from napari_connectome.skeleton.store import SkeletonStore
@@ -349,7 +349,7 @@ def test_a_read_only_project_can_still_be_reported(project, capsys, tmp_path):
     import subprocess
 
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a read-only bind of the project")  # CI runs as root
+        missing("needs root to mount a read-only bind of the project")  # CI runs as root
     mnt = tmp_path / "ro"
     mnt.mkdir()
     subprocess.run(["mount", "--bind", str(project.root), str(mnt)], check=True)
@@ -363,3 +363,19 @@ def test_a_read_only_project_can_still_be_reported(project, capsys, tmp_path):
         assert rc == 2 and len(err) == 1 and "read-only" in err[0]
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+# ------------------------------------------------------------------ 6. check: the recorded identities
+def test_check_reports_a_rolled_back_log_and_a_replaced_graph(project, capsys):
+    rc, out = main(["check", str(project.root), "--quiet"]), capsys.readouterr()
+    assert rc == 0, out.out
+    _spoil_rolled_back(project.component_path("edit_log"))
+    rag = project.component_path("graph") / "rag.npz"
+    data = bytearray(rag.read_bytes())
+    data[-30] ^= 0xFF   # in the zip's central directory: may still load, but is not the saved file
+    rag.write_bytes(bytes(data))
+    rc = main(["check", str(project.root), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 2
+    assert "holds 1 operations but this project recorded 3" in out
+    assert "rag.npz" in out and "differ from those recorded" in out

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import missing
 
 from napari_connectome.volume import open_volume
 from napari_connectome.volume.checks import assumed_voxel_size
@@ -47,7 +48,7 @@ SNEMI_FILES = {
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"shared EM data not found at {path} (set NAPARI_CONNECTOME_SHARED_DATA)")
+        missing(f"shared EM data not found at {path} (set NAPARI_CONNECTOME_SHARED_DATA)")
     return path
 
 

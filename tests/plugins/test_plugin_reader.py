@@ -249,3 +249,19 @@ def test_corrupt_chunks_read_as_zeros_with_one_warning(tmp_path, messages):
     chunk_warnings = [w for w in warnings if "could not be read" in w]
     assert len(chunk_warnings) == 1
     assert "bad.zarr" in chunk_warnings[0] and "\n" not in chunk_warnings[0]
+
+
+def test_missing_chunks_are_one_warning(tmp_path, messages):
+    from plugin_volumes import labels_data
+
+    path = write_zarr(tmp_path / "seg.zarr", labels_data())
+    for key in (("c", "0", "0", "0"), ("c", "1", "1", "2")):
+        os.remove(os.path.join(path, *key))
+    (data, kwargs, layer_type), = read(path)
+    assert layer_type == "labels"
+    missing = [(s, t) for s, t in messages if "chunks are missing" in t]
+    assert len(missing) == 1
+    severity, text = missing[0]
+    assert severity == "warning" and "\n" not in text
+    assert text.startswith(f"{path}: 2 of 12 chunks are missing and read as 0 (background)")
+    assert "napari-connectome check" in text

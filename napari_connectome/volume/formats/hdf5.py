@@ -161,6 +161,25 @@ def _resolve(h5file, location: Location):
     return h5file[names[0]]
 
 
+def open_dataset(location: Location):
+    """``(file, dataset)``: the dataset :func:`open` would open, read-only; the caller closes the file.
+
+    For tools that need the HDF5 dataset itself (``napari-connectome check``
+    asks it which chunks are allocated).
+
+    Raises
+    ------
+    InputError
+        As :func:`open` does for the file and the dataset path.
+    """
+    h5file = _open_file(location)
+    try:
+        return h5file, _resolve(h5file, location)
+    except BaseException:
+        h5file.close()
+        raise
+
+
 def _grid_chunks(shape, storage_chunks, itemsize: int) -> tuple[int, ...]:
     """The chunk grid the lazy array reads in.
 
