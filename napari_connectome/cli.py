@@ -62,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     _kind_arg(p)
     p.add_argument("--chunks", type=int, default=64, help="chunk edge in voxels (default 64)")
     p.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4", help="OME-NGFF version (0.4 = zarr v2, 0.5 = zarr v3)")
-    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DST if it exists (the old one stays until the new one is complete)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--assume-compression", type=float, default=100.0, metavar="RATIO",
+                   help="refuse when the output would not fit on disk even compressed RATIO-fold (default 100; inf: no check)")
+    p.add_argument("--memory-gb", type=float, metavar="GB", help="memory the write may plan to use (default: what is available)")
 
     p = sub.add_parser("project", help="create or describe a proofreading project folder")
     psub = p.add_subparsers(dest="project_command", metavar="ACTION")
@@ -138,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel-size", nargs=3, type=float, default=(8.0, 8.0, 8.0), metavar=("Z", "Y", "X"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--assume-compression", type=float, default=100.0, metavar="RATIO",
+                   help="refuse when the output would not fit on disk even compressed RATIO-fold (default 100; inf: no check)")
+    p.add_argument("--memory-gb", type=float, metavar="GB", help="memory the write may plan to use (default: what is available)")
 
     check_cmd.add_parser(sub)
 
@@ -201,6 +208,8 @@ def _cmd_convert(args) -> int:
             ngff=args.ngff,
             progress=progress,
             overwrite=args.overwrite,
+            assume_compression=args.assume_compression,
+            memory_gb=args.memory_gb,
         )
     finally:
         progress.close()
@@ -374,22 +383,25 @@ def _cmd_effort(args, parser) -> int:
 
 
 def _cmd_synthetic(args) -> int:
-    from pathlib import Path
-
     from napari_connectome.progress import TqdmProgress
-    from napari_connectome.pyramid import write_ome_zarr
+    from napari_connectome.pyramid import write_ome_zarr_folder
     from napari_connectome.synthetic import SyntheticSpec, synthetic_volumes
 
-    dst = Path(args.dst)
     spec = SyntheticSpec(shape=tuple(args.shape), voxel_size=tuple(args.voxel_size), seed=args.seed)
     raw, gt = synthetic_volumes(spec)
-    for name, volume in (("raw.ome.zarr", raw), ("groundtruth.ome.zarr", gt)):
-        progress = TqdmProgress(disable=args.quiet)
-        try:
-            write_ome_zarr(dst / name, volume, kind=volume.kind, progress=progress)
-        finally:
-            progress.close()
-        print(dst / name)
+    progress = TqdmProgress(disable=args.quiet)
+    try:
+        paths = write_ome_zarr_folder(
+            args.dst,
+            {"raw.ome.zarr": raw, "groundtruth.ome.zarr": gt},
+            progress=progress,
+            assume_compression=args.assume_compression,
+            memory_gb=args.memory_gb,
+        )
+    finally:
+        progress.close()
+    for path in paths:
+        print(path)
     return 0
 
 

@@ -58,11 +58,14 @@ def _local_input(uri) -> Path | None:
         return None
     text = text[len("file://"):] if text.startswith("file://") else text
     p = Path(text)
-    # ``FILE.h5/dataset``: the part that exists on disk is what a write could destroy.
+    # ``FILE.h5/dataset``: the part that exists on disk is what a write could destroy
+    # (nothing, when no part exists: a name like "array" for data held in memory).
     for candidate in (p, *p.parents):
+        if candidate == Path(candidate.anchor) or str(candidate) in ("", "."):
+            return None
         if candidate.exists() or candidate.is_symlink():
-            return candidate if candidate != Path(candidate.anchor) else None
-    return p
+            return candidate
+    return None
 
 
 def _inside(a: Path, b: Path) -> bool:
@@ -79,7 +82,8 @@ def _project_inputs(root: Path) -> list[str]:
 
 
 def guard_output(path: str | os.PathLike, *, inputs: Iterable = (), projects: Iterable = (),
-                 overwrite: bool = False, folder: bool = False, what: str = "output") -> Path:
+                 overwrite: bool = False, folder: bool = False, make_parents: bool = False,
+                 what: str = "output") -> Path:
     """Check that writing ``path`` destroys nothing saved; returns it as a :class:`Path`.
 
     Parameters
@@ -97,6 +101,9 @@ def guard_output(path: str | os.PathLike, *, inputs: Iterable = (), projects: It
         Allow replacing an existing target of the same kind.
     folder
         The output is a folder (a pyramid), not a file.
+    make_parents
+        The writer creates missing parent folders (a pyramid's ``DST``), so
+        a missing parent is not refused.
     what
         How the output is called in the message (``"--csv"``, ``"export"``).
 
@@ -148,9 +155,9 @@ def guard_output(path: str | os.PathLike, *, inputs: Iterable = (), projects: It
                         f"file for the {what} (nothing was written)",
                     )
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.exists():
+    if not parent.exists() and not make_parents:
         raise InputError(target, f"the folder {parent} does not exist (nothing was written)")
-    if not parent.is_dir():
+    if parent.exists() and not parent.is_dir():
         raise InputError(target, f"{parent} is a file, not a folder (nothing was written)")
     if target.is_symlink() and not target.exists():
         raise InputError(target, "is a broken symbolic link; not writing through it")

@@ -8,6 +8,7 @@ from napari_connectome.pyramid.downsample import (
     next_factors,
     plan_levels,
 )
+from napari_connectome.pyramid.folder import write_ome_zarr_folder
 from napari_connectome.pyramid.write import write_ome_zarr
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "next_factors",
     "plan_levels",
     "write_ome_zarr",
+    "write_ome_zarr_folder",
 ]

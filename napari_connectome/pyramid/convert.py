@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from napari_connectome.errors import from_os_error
 from napari_connectome.progress import Progress
-from napari_connectome.pyramid.write import write_ome_zarr
+from napari_connectome.pyramid.write import DEFAULT_ASSUME_COMPRESSION, write_ome_zarr
 
 
 def convert(
@@ -21,6 +22,8 @@ def convert(
     name: str | None = None,
     progress: Progress | None = None,
     overwrite: bool = False,
+    assume_compression: float = DEFAULT_ASSUME_COMPRESSION,
+    memory_gb: float | None = None,
 ) -> Path:
     """Open ``src`` in any supported format and write it as an OME-Zarr pyramid at ``dst``.
 
@@ -37,8 +40,10 @@ def convert(
         (needed when the format stores none and the assumed one is wrong).
     kind
         ``"image"`` or ``"labels"``; None keeps what the source says or infers.
-    chunks, ngff, levels, name, progress, overwrite
-        As in :func:`~napari_connectome.pyramid.write.write_ome_zarr`.
+    chunks, ngff, levels, name, progress, overwrite, assume_compression, memory_gb
+        As in :func:`~napari_connectome.pyramid.write.write_ome_zarr`: the
+        pyramid is built beside ``dst`` and swapped in when complete, so an
+        existing ``dst`` survives a failed or interrupted conversion.
 
     Returns
     -------
@@ -50,12 +55,17 @@ def convert(
     InputError
         One line naming the file: unreadable or unknown source, a corrupt
         chunk (:class:`~napari_connectome.errors.ChunkReadError`), ``dst``
-        exists, a failed write. A failed conversion leaves nothing at ``dst``
-        that looks like a complete pyramid.
+        exists, a volume too large for the disk or the memory (metadata
+        claiming 10^18 voxels is refused at once), a failed write (full disk,
+        read-only folder, permissions). A failed conversion leaves ``dst`` as
+        it was, and no staging folder.
     """
     from napari_connectome.volume.open import open_volume
 
-    volume = open_volume(src, voxel_size=voxel_size, kind=kind)
+    try:
+        volume = open_volume(src, voxel_size=voxel_size, kind=kind)
+    except OSError as exc:  # a reader that let one through: still one line naming the file
+        raise from_os_error(exc, os.fspath(src), action="nothing was written") from None
     return write_ome_zarr(
         dst,
         volume,
@@ -66,4 +76,6 @@ def convert(
         name=name,
         progress=progress,
         overwrite=overwrite,
+        assume_compression=assume_compression,
+        memory_gb=memory_gb,
     )

@@ -20,28 +20,43 @@ Layout written (``DST`` is a directory)::
   (ome-zarr-py, napari-ome-zarr, this suite) open it as labels; others still
   see a valid multiscale image.
 
-The group metadata is written last, atomically: a write that crashes leaves
-arrays without group metadata, which no reader takes for a complete pyramid;
-a write that fails with an exception removes what it wrote. An existing
-``DST`` is never replaced unless ``overwrite=True``.
+Safety (see :mod:`napari_connectome.pyramid.staging`): the pyramid is built
+in a staging folder beside ``DST`` (``.NAME.partial-<pid>-<random>``, marked
+as ours) and renamed into place only when complete; with ``overwrite=True`` an
+existing ``DST`` is renamed aside first and deleted last, so a crash at any
+moment leaves the old pyramid or the complete new one, and the next write to
+``DST`` finishes or cleans up what an interrupted one left. A write that fails
+with an exception removes its staging folder. An existing ``DST`` is never
+replaced unless ``overwrite=True``.
+
+Guards, before anything is written: the pyramid must fit on the destination's
+disk even if it compressed ``assume_compression``-fold (default 100: more
+than EM images, about 1-2×, and most segmentations reach with zstd; chunks
+equal to the fill value are not stored at all, so a mostly empty volume may
+need the option raised); and a worker's working set (one source chunk, which
+the source decodes whole, plus a few blocks) must fit in memory
+(:func:`napari_connectome.memory.check_memory`, raised with ``memory_gb``).
+A volume whose metadata claims 10^18 voxels is refused in milliseconds.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
+import contextlib
 import math
 import os
-import shutil
+import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from napari_connectome.atomic import write_json_atomic
 from napari_connectome.config import check_voxel_size
-from napari_connectome.errors import ConnectomeError, InputError
+from napari_connectome.errors import ConnectomeError, InputError, from_os_error, os_problem
+from napari_connectome.memory import check_disk, check_memory, human_bytes
+from napari_connectome.outputs import guard_output
 from napari_connectome.progress import NullProgress, Progress
 from napari_connectome.pyramid.downsample import (
     LevelPlan,
@@ -50,6 +65,7 @@ from napari_connectome.pyramid.downsample import (
     plan_levels,
     spatial_indices,
 )
+from napari_connectome.pyramid.staging import StagedFolder
 from napari_connectome.volume.checks import assumed_voxel_size, infer_kind, level_offset
 from napari_connectome.volume.model import SPATIAL_AXES, Level, MultiscaleVolume
 
@@ -73,6 +89,15 @@ _ZARR3_TYPES = {
     "f8": "float64",
 }
 _ZARR_FILES = (".zgroup", ".zattrs", ".zarray", "zarr.json")
+# The pyramid must fit on disk even compressed this much (see the module notes).
+DEFAULT_ASSUME_COMPRESSION = 100.0
+# Working set of one worker, in blocks: the input, the output and the
+# temporaries of a reduction.
+_BLOCKS_PER_WORKER = 4
+# Memory estimates below this are not checked (see _check_fits).
+_MEMORY_CHECK_FROM = 2**30
+# tensorstore reports an operating-system error as "[os_error_code='28']".
+_TS_ERRNO = re.compile(r"os_error_code\W+(\d+)")
 
 
 def write_ome_zarr(
@@ -90,6 +115,8 @@ def write_ome_zarr(
     overwrite: bool = False,
     block: int | tuple[int, ...] | None = None,
     workers: int | None = None,
+    assume_compression: float = DEFAULT_ASSUME_COMPRESSION,
+    memory_gb: float | None = None,
 ) -> Path:
     """Write ``source`` as an OME-Zarr multiscale pyramid at ``path``.
 
@@ -97,7 +124,8 @@ def write_ome_zarr(
     ``k + 1`` is computed block by block from the written level ``k``
     (:func:`~napari_connectome.pyramid.downsample.plan_levels` decides the
     factors: 2× per level, anisotropy-aware). Memory stays bounded whatever
-    the volume's size.
+    the volume's size. The pyramid is built beside ``path`` and put in place
+    only when complete (see the module notes).
 
     Parameters
     ----------
@@ -132,14 +160,22 @@ def write_ome_zarr(
         :class:`~napari_connectome.errors.CancelledError` it raises stops the
         write (what was written is removed) and propagates.
     overwrite
-        Replace an existing zarr directory at ``path``. Without it an existing
-        ``path`` is an error: nothing saved is ever destroyed by default.
+        Replace an existing zarr directory at ``path`` (or the folder an
+        interrupted conversion left there). Without it an existing ``path`` is
+        an error: nothing saved is ever destroyed by default. The old pyramid
+        stays in place until the new one is complete.
     block
         Block shape in voxels (an int or one value per axis), rounded up to
         whole chunks. None: as large as fits in 32 MiB. It changes speed and
         memory, never the bytes written.
     workers
         Threads processing blocks (default: up to 2).
+    assume_compression
+        Refuse when the pyramid would not fit on the destination's disk even
+        compressed this many times (default 100); ``inf`` skips the check.
+    memory_gb
+        Memory the write may plan to use, in GiB (default:
+        :func:`~napari_connectome.memory.memory_limit`).
 
     Returns
     -------
@@ -151,7 +187,9 @@ def write_ome_zarr(
     InputError
         One line: ``path`` exists, bad parameters, labels that are not
         integers, a source chunk that cannot be read
-        (:class:`~napari_connectome.errors.ChunkReadError`), a failed write.
+        (:class:`~napari_connectome.errors.ChunkReadError`), a volume that
+        cannot fit on disk or in memory, a failed write (full disk, read-only
+        or missing folder, permissions).
     """
     if "://" in os.fspath(path):
         raise InputError(path, "only local folders can be written; convert locally, then upload")
@@ -170,8 +208,49 @@ def write_ome_zarr(
     chunk_shape = _chunk_shape(chunks, axes, dst)
     plans = plan_levels(level0.shape, level0.voxel_size, axes, chunk_shape, levels)
     name = name or _default_name(dst) or vol_name
-    _check_destination(dst, overwrite=overwrite, source=where)
+    _check_source_is_not_destination(dst, where)
     workers = max(1, int(workers)) if workers is not None else max(1, min(2, os.cpu_count() or 1))
+    level_chunks = [
+        tuple(min(c, s) for c, s in zip(chunk_shape, p.shape, strict=True)) for p in plans
+    ]
+    block_shapes = [
+        _block_shape(block, lc, p, dtype.itemsize, axes)
+        for p, lc in zip(plans, level_chunks, strict=True)
+    ]
+    staged = StagedFolder(
+        dst,
+        source=where,
+        parameters={
+            "shape": list(level0.shape),
+            "dtype": dtype.str,
+            "kind": kind,
+            "voxel_size": list(plans[0].voxel_size),
+            "offset": list(level0.offset),
+            "chunks": list(chunk_shape),
+            "levels": len(plans),
+            "ngff": ngff,
+            "name": name,
+        },
+        overwrite=overwrite,
+        replaceable=_replaceable_problem,
+        exists_problem=_exists_problem,
+    )
+    # The estimates first: nothing on disk changes for a volume that cannot fit.
+    # Then open() recovers what interrupted writes left (even if it then
+    # refuses an existing ``dst``), checks ``dst`` and creates the build.
+    _check_fits(
+        dst,
+        level0,
+        plans,
+        block_shapes,
+        where=where,
+        workers=workers,
+        assume_compression=assume_compression,
+        memory_gb=memory_gb,
+    )
+    kept = "the existing pyramid is untouched" if os.path.lexists(dst) else "nothing was written"
+    with _os_errors(dst, kept):
+        stage = staged.open()
     progress = progress or NullProgress()
     reduce = downsample_mode if kind == "labels" else downsample_mean
 
@@ -180,39 +259,150 @@ def write_ome_zarr(
     # A private context: streaming touches each chunk once, so the shared
     # cache would only fill up (and hold memory) for nothing.
     context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
-    level_chunks = [
-        tuple(min(c, s) for c, s in zip(chunk_shape, p.shape, strict=True)) for p in plans
-    ]
-    blocks = [
-        _blocks(p.shape, _block_shape(block, lc, p, dtype.itemsize, axes))
-        for p, lc in zip(plans, level_chunks, strict=True)
-    ]
-    dst.mkdir(parents=True)
     try:
-        progress.start(sum(len(b) for b in blocks), f"writing {dst.name}")
+        # Counted, not listed: a list of every block of a huge volume is
+        # exactly the memory this writer must not hold.
+        progress.start(
+            sum(_block_count(p.shape, b) for p, b in zip(plans, block_shapes, strict=True)),
+            f"writing {dst.name}",
+        )
+        beat = _Heartbeat(progress, staged)
         stores = [
-            _create_array(ts, context, dst / str(k), p.shape, lc, dtype, axes, ngff)
+            _create_array(ts, context, stage / str(k), p.shape, lc, dtype, axes, ngff)
             for k, (p, lc) in enumerate(zip(plans, level_chunks, strict=True))
         ]
         src = _streaming_array(level0.array, context)
-        for k, (plan, level_blocks) in enumerate(zip(plans, blocks, strict=True)):
+        for k, (plan, shape) in enumerate(zip(plans, block_shapes, strict=True)):
             if k == 0:
                 task = _copy_task(src, stores[0], dst)
             else:
                 task = _downsample_task(stores[k - 1], stores[k], plan.factors, reduce, dst)
-            _run_blocks(task, level_blocks, workers, progress)
+            _run_blocks(task, _blocks(plan.shape, shape), workers, beat)
+        del stores, src
         _write_group_metadata(
-            dst, _group_attributes(plans, level0.offset, axes, name, kind, ngff), ngff
+            stage, _group_attributes(plans, level0.offset, axes, name, kind, ngff), ngff
         )
+        staged.commit()
     except BaseException as exc:
-        shutil.rmtree(dst, ignore_errors=True)
+        # A storage library may still be finishing chunk writes it started
+        # before the failure: let them settle so that none recreates a folder.
+        staged.discard(settle_s=2.0)
         if isinstance(exc, ConnectomeError) or not isinstance(exc, Exception):
             raise
-        text = " ".join(str(exc).split())[:300]
-        raise InputError(dst, f"could not be written: {text}") from None
+        if isinstance(exc, OSError):
+            raise from_os_error(exc, dst, action=kept) from None
+        raise _write_error(dst, exc, kept) from None
     finally:
         progress.close()
     return dst
+
+
+def _check_fits(
+    dst: Path,
+    level0: Level,
+    plans,
+    block_shapes,
+    *,
+    where: str,
+    workers: int,
+    assume_compression: float,
+    memory_gb: float | None,
+) -> None:
+    """Refuse, in one line and before writing, a pyramid that cannot fit on disk or in memory.
+
+    Disk: the pyramid's raw bytes (every level's voxels × the item size)
+    divided by ``assume_compression`` must fit in the free space beside
+    ``dst`` (an old ``dst`` stays until the new one is complete, so its space
+    is not counted as free). Memory: per worker, one source chunk (formats
+    decode a chunk whole) and a few blocks.
+    """
+    try:
+        ratio = float(assume_compression)
+    except (TypeError, ValueError):
+        ratio = float("nan")
+    if not ratio >= 1:
+        raise InputError(
+            "assume_compression", f"must be a number ≥ 1 (or inf), got {assume_compression!r}"
+        )
+    itemsize = level0.dtype.itemsize
+    voxels = math.prod(level0.shape)
+    raw = sum(math.prod(p.shape) for p in plans) * itemsize
+    what = (
+        f"the pyramid of {where} (shape {tuple(level0.shape)}, {level0.dtype}, "
+        f"{voxels:.3g} voxels, {human_bytes(raw)} uncompressed)"
+    )
+    if math.isfinite(ratio):
+        check_disk(
+            raw / ratio,
+            what=f"{what}, even compressed {ratio:g}-fold,",
+            path=dst,
+            hint="if it compresses better (a mostly empty volume), raise --assume-compression",
+        )
+    block_bytes = 0
+    for k, (plan, shape) in enumerate(zip(plans, block_shapes, strict=True)):
+        factors = plan.factors if k else (1,) * len(shape)
+        block_bytes = max(
+            block_bytes, math.prod(b * f for b, f in zip(shape, factors, strict=True))
+        )
+    from napari_connectome.volume.lazy import NumpyArray
+
+    array = level0.array
+    src_chunks: tuple[int, ...] = ()
+    if not isinstance(array, NumpyArray):  # an in-memory source costs nothing more to read
+        src_chunks = tuple(
+            min(int(c), s)
+            for c, s in zip(getattr(array, "chunks", ()) or (), level0.shape, strict=False)
+        )
+    chunk_bytes = math.prod(src_chunks) * itemsize if len(src_chunks) == level0.ndim else 0
+    need = _SOURCE_CACHE_BYTES + workers * (
+        chunk_bytes + _BLOCKS_PER_WORKER * block_bytes * itemsize
+    )
+    # A default write needs a few hundred MiB: only a larger estimate (huge
+    # source chunks, a huge ``block``) is worth a refusal on a busy machine.
+    if need > _MEMORY_CHECK_FROM:
+        check_memory(
+            need,
+            what=f"converting {where} (source chunks {src_chunks}, {workers} workers)",
+            source=where,
+            limit_gb=memory_gb,
+        )
+
+
+@contextlib.contextmanager
+def _os_errors(dst: Path, action: str) -> Iterator[None]:
+    """Turn an OSError into one line naming ``dst`` (the name the person gave)."""
+    try:
+        yield
+    except OSError as exc:
+        raise from_os_error(exc, dst, action=action) from None
+
+
+def _write_error(dst: Path, exc: BaseException, action: str) -> InputError:
+    """One line for a failed write; an operating-system error inside a library's text is named."""
+    text = " ".join(str(exc).split())
+    found = _TS_ERRNO.search(text)
+    if found:
+        code = int(found.group(1))
+        return InputError(dst, f"{os_problem(OSError(code, os.strerror(code)))}; {action}")
+    return InputError(dst, f"could not be written: {text[:300]}; {action}")
+
+
+class _Heartbeat:
+    """Progress that also keeps the build's marker fresh (a live build on a shared disk)."""
+
+    def __init__(self, progress: Progress, staged: StagedFolder) -> None:
+        self._progress = progress
+        self._staged = staged
+
+    def start(self, total: int, description: str) -> None:
+        self._progress.start(total, description)
+
+    def advance(self, steps: int = 1) -> None:
+        self._progress.advance(steps)
+        self._staged.heartbeat()
+
+    def close(self) -> None:
+        self._progress.close()
 
 
 def _resolve_source(source, *, voxel_size, offset, kind) -> tuple[Level, str, str, str]:
@@ -297,24 +487,72 @@ def _default_name(dst: Path) -> str:
     return base
 
 
-def _check_destination(dst: Path, *, overwrite: bool, source: str) -> None:
-    """Refuse to write over data (unless asked), or into / over the source."""
-    if source and os.path.exists(source):
-        a, b = Path(source).resolve(), dst.resolve()
-        if a == b or b in a.parents or a in b.parents:
-            raise InputError(dst, f"the output would overwrite or sit inside the source {source}")
-    if not (dst.exists() or dst.is_symlink()):
-        return
-    if not overwrite:
-        raise InputError(
-            dst, "already exists; not overwriting it (choose another name, or allow overwriting)"
+def _check_source_is_not_destination(dst: Path, source: str) -> None:
+    """Refuse to write into or over the source, or into any project's state (:func:`guard_output`).
+
+    Whether an existing ``dst`` may be replaced is the staging's decision
+    (it knows an interrupted write of ours), so only the places are checked here.
+    """
+    guard_output(dst, inputs=[source] if source else [], overwrite=True, folder=True, make_parents=True,
+                 what="pyramid")
+
+
+def _exists_problem(dst: Path) -> str:
+    """What to say when ``dst`` exists and overwriting was not allowed."""
+    text = "already exists; not overwriting it (choose another name, or allow overwriting)"
+    if dst.is_dir() and not dst.is_symlink() and _interrupted_write(dst):
+        text += (
+            "; it looks like an interrupted conversion (arrays without group metadata), "
+            "which overwriting replaces"
         )
-    if not dst.is_dir() or dst.is_symlink():
-        raise InputError(dst, "exists and is not a zarr folder; not replacing it")
-    entries = os.listdir(dst)
-    if entries and not any(f in entries for f in _ZARR_FILES):
-        raise InputError(dst, "exists and is not a zarr folder; not replacing it")
-    shutil.rmtree(dst)
+    return text
+
+
+def _replaceable_problem(dst: Path) -> str | None:
+    """None if an existing ``dst`` may be replaced when asked, else why not.
+
+    A zarr (group or array metadata at its top), an empty folder, or what an
+    interrupted conversion left (level arrays without group metadata) may be
+    replaced; anything else is someone's data and never is.
+    """
+    if dst.is_symlink() or not dst.is_dir():
+        return "exists and is not a zarr folder; not replacing it"
+    try:
+        entries = os.listdir(dst)
+    except OSError as exc:
+        return f"exists and cannot be read ({os_problem(exc)}); not replacing it"
+    if not entries or any(f in entries for f in _ZARR_FILES) or _interrupted_write(dst):
+        return None
+    return "exists and is not a zarr folder; not replacing it"
+
+
+def _interrupted_write(dst: Path) -> bool:
+    """Whether ``dst`` holds only what a write of this suite leaves when interrupted.
+
+    That is level arrays ``0``, ``1``, ... (each a folder with zarr array
+    metadata) and temporary or marker files, but no group metadata: earlier
+    versions wrote the group metadata last, directly at ``dst``.
+    """
+    try:
+        entries = os.listdir(dst)
+    except OSError:
+        return False
+    if not entries or any(f in (".zgroup", ".zattrs", "zarr.json") for f in entries):
+        return False
+    levels = 0
+    for entry in entries:
+        path = dst / entry
+        if entry.isdigit() and path.is_dir() and not path.is_symlink():
+            if not ((path / ".zarray").is_file() or (path / "zarr.json").is_file()):
+                return False
+            levels += 1
+        elif entry.startswith((".zgroup", ".zattrs", ".zarr.json", "zarr.json")) and entry.endswith(
+            (".partial", ".tmp")
+        ):  # a group metadata file being written (atomic_write's temporary)
+            continue
+        else:
+            return False
+    return levels > 0
 
 
 def _block_shape(block, chunks, plan: LevelPlan, itemsize: int, axes) -> tuple[int, ...]:
@@ -347,12 +585,27 @@ def _block_shape(block, chunks, plan: LevelPlan, itemsize: int, axes) -> tuple[i
     return tuple(shape)
 
 
-def _blocks(shape, block) -> list[tuple[slice, ...]]:
-    """Every block of the grid, in C order."""
-    ranges = [
-        [slice(s, min(s + b, n)) for s in range(0, n, b)] for n, b in zip(shape, block, strict=True)
-    ]
-    return [tuple(r) for r in itertools.product(*ranges)]
+def _block_count(shape, block) -> int:
+    """Number of blocks of the grid (exact, Python ints: no overflow for any shape)."""
+    return math.prod(-(-int(n) // int(b)) for n, b in zip(shape, block, strict=True))
+
+
+def _blocks(shape, block) -> Iterator[tuple[slice, ...]]:
+    """Every block of the grid, in C order, one at a time.
+
+    Index arithmetic instead of a list (or ``itertools.product``, which
+    materialises each axis): memory stays flat however many blocks there are.
+    """
+    counts = [-(-int(n) // int(b)) for n, b in zip(shape, block, strict=True)]
+    for flat in range(math.prod(counts)):
+        index = []
+        for c in reversed(counts):
+            flat, i = divmod(flat, c)
+            index.append(i)
+        yield tuple(
+            slice(i * b, min((i + 1) * b, n))
+            for i, b, n in zip(reversed(index), block, shape, strict=True)
+        )
 
 
 def _create_array(ts, context, path: Path, shape, chunks, dtype: np.dtype, axes, ngff: str):
@@ -393,6 +646,10 @@ def _create_array(ts, context, path: Path, shape, chunks, dtype: np.dtype, axes,
                 "dimension_names": list(axes),
             },
         }
+    # Every chunk is stored, also one equal to the fill value (a few bytes compressed):
+    # then a chunk missing from our pyramid means lost data, and `check` and the
+    # note at open can say so instead of taking it for an empty region.
+    spec["store_data_equal_to_fill_value"] = True
     return ts.open(spec, create=True, context=context).result()
 
 
@@ -450,11 +707,9 @@ def _downsample_task(
 
 
 def _write(store, box, data: np.ndarray, dst: Path) -> None:
-    try:
-        store[box].write(data).result()
-    except Exception as exc:  # tensorstore: disk full, permissions, ...
-        text = " ".join(str(exc).split())[:300]
-        raise InputError(dst, f"could not be written: {text}") from None
+    # A failure (disk full, permissions, ...) propagates to write_ome_zarr,
+    # which removes the build and names the problem (_write_error).
+    store[box].write(data).result()
 
 
 def _run_blocks(task, blocks, workers: int, progress: Progress) -> None:

@@ -379,3 +379,20 @@ def test_check_reports_a_rolled_back_log_and_a_replaced_graph(project, capsys):
     assert rc == 2
     assert "holds 1 operations but this project recorded 3" in out
     assert "rag.npz" in out and "differ from those recorded" in out
+
+
+def test_convert_and_the_writer_refuse_a_projects_state(project, capsys, tmp_path):
+    raw = project.inputs["raw"]["uri"]
+    before = _digests(project.root)
+    for dst in (project.root / "graph", project.root / "graph" / "new.ome.zarr", project.root,
+                project.root / "edits.sqlite"):
+        rc, err = _cli(capsys, "convert", raw, dst, "--overwrite", "--quiet")
+        assert rc == 2 and len(err) == 1 and str(dst) in err[0], (dst, err)
+    from napari_connectome.pyramid import write_ome_zarr
+
+    with pytest.raises(InputError, match="skeletons"):
+        write_ome_zarr(project.root / "skeletons" / "x.ome.zarr", np.zeros((4, 8, 8), np.uint8))
+    assert _digests(project.root) == before
+    # Beside the state, inside the project folder, is allowed.
+    rc, err = _cli(capsys, "convert", raw, project.root / "exports" / "raw.ome.zarr", "--quiet")
+    assert rc == 0, err
