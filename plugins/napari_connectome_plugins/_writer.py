@@ -114,13 +114,16 @@ def _write_one(path, data: Any, attributes: dict[str, Any], kind: str, progress)
 
 
 def _write(path: str, data: Any, attributes: dict[str, Any], kind: str) -> list[str]:
-    from napari_connectome.errors import ConnectomeError
+    from napari_connectome.errors import ConnectomeError, from_os_error
 
     progress = NapariProgress()
     try:
         _write_one(path, data, attributes, kind, progress)
     except ConnectomeError as exc:
         _notify.error(exc)
+        return []
+    except OSError as exc:  # the file system said no: one line, like every other failure
+        _notify.error(from_os_error(exc, path, action="nothing was written"))
         return []
     finally:
         progress.close()
@@ -151,7 +154,7 @@ def write_image_with_labels(path: str, layer_data: list[tuple]) -> list[str]:
         ``[path]``; ``[]`` after one error line (what this call had
         written is removed, nothing that existed before is touched).
     """
-    from napari_connectome.errors import ConnectomeError, InputError
+    from napari_connectome.errors import ConnectomeError, InputError, from_os_error
 
     images = [d for d in layer_data if d[2] == "image"]
     labels = [d for d in layer_data if d[2] == "labels"]
@@ -172,10 +175,10 @@ def write_image_with_labels(path: str, layer_data: list[tuple]) -> list[str]:
             _write_one(dst / "labels" / name, data, attributes, "labels", progress)
             names.append(name)
         _write_labels_group(dst / "labels", names)
-    except ConnectomeError as exc:
+    except (ConnectomeError, OSError) as exc:
         if not existed and dst.exists():
             shutil.rmtree(dst, ignore_errors=True)
-        _notify.error(exc)
+        _notify.error(exc if isinstance(exc, ConnectomeError) else from_os_error(exc, dst, action="nothing was written"))
         return []
     finally:
         progress.close()

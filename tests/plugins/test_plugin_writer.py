@@ -158,3 +158,18 @@ def test_image_with_labels_failure_leaves_nothing_behind(tmp_path, messages):
     assert not path.exists()
     (severity, text), = messages
     assert severity == "error" and "integers" in text and "\n" not in text
+
+
+def test_saving_into_a_projects_state_is_one_error_line_and_writes_nothing(tmp_path, messages):
+    """A layer saved onto a project's graph or skeletons folder would destroy saved work."""
+    from napari_connectome.proofread.demo import make_demo_project
+
+    project = make_demo_project(tmp_path / "demo", threshold=None)
+    before = sorted(p.relative_to(project.root) for p in project.root.rglob("*"))
+    attrs = {"name": "seg", "scale": (10.0, 10.0, 10.0), "translate": (0.0, 0.0, 0.0)}
+    for target in (project.root / "graph", project.root / "skeletons" / "seg.ome.zarr", project.root):
+        assert write_labels(str(target), labels_data((4, 16, 16)), attrs) == []
+    texts = [text for severity, text in messages if severity == "error"]
+    assert len(texts) == 3 and all("\n" not in t for t in texts)
+    assert "supervoxel graph" in texts[0] and "skeletons" in texts[1] and "project folder" in texts[2]
+    assert sorted(p.relative_to(project.root) for p in project.root.rglob("*")) == before
