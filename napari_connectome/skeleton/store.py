@@ -305,7 +305,8 @@ class SkeletonStore:
         if not path.is_file():
             raise InputError(path, "the project has no skeletons yet; build them (SkeletonStore.rebuild)")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # Our own handle: np.load leaves its file open when the zip is unreadable.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
             signature = json.loads(str(data["signature"]))
             if not isinstance(signature, dict):
