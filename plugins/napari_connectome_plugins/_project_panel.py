@@ -73,10 +73,12 @@ def viewer_project_root(viewer: Any) -> str | None:
 
 def error_line(what: str, exc: BaseException) -> str:
     """``exc`` as one line: an engine error's own message, anything else ``what failed: Type: message``."""
-    from napari_connectome.errors import ConnectomeError
+    from napari_connectome.errors import ConnectomeError, from_os_error
 
     if isinstance(exc, ConnectomeError):
         return str(exc)
+    if isinstance(exc, OSError):  # read-only, full, permission: the file and the problem, as the CLI says it
+        return str(from_os_error(exc, action=f"{what} failed"))
     return _notify.one_line(f"{what} failed: {type(exc).__name__}: {exc}")
 
 

@@ -173,3 +173,13 @@ def test_saving_into_a_projects_state_is_one_error_line_and_writes_nothing(tmp_p
     assert len(texts) == 3 and all("\n" not in t for t in texts)
     assert "supervoxel graph" in texts[0] and "skeletons" in texts[1] and "project folder" in texts[2]
     assert sorted(p.relative_to(project.root) for p in project.root.rglob("*")) == before
+
+
+def test_a_panels_os_error_is_the_file_and_the_problem():
+    import errno
+
+    from napari_connectome_plugins._project_panel import error_line
+
+    exc = OSError(errno.EROFS, "Read-only file system", "/data/project/edits.sqlite")
+    line = error_line("Proofread: merging", exc)
+    assert line == "/data/project/edits.sqlite: the file system is read-only; Proofread: merging failed"
