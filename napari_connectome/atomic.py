@@ -16,6 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make renames inside folder ``path`` durable (best effort: some file systems refuse)."""
+    _fsync_path(Path(path), os.O_RDONLY)
+
+
 def _fsync_path(path: Path, flags: int) -> None:
     try:
         fd = os.open(path, flags)

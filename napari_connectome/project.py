@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_connectome import sqlite_log
 from napari_connectome.atomic import write_json_atomic
 from napari_connectome.config import check_voxel_size
 from napari_connectome.errors import InputError, from_os_error
-from napari_connectome.layout import COMPONENT_PATHS, MANIFEST, MANIFEST_LOCK, SQLITE_SIDECARS
+from napari_connectome.layout import COMPONENT_PATHS, MANIFEST, MANIFEST_LOCK
 from napari_connectome.volume import MultiscaleVolume, open_volume, parse_uri
 
 FORMAT = "napari-connectome-project"
@@ -203,20 +204,10 @@ class Project:
         if not (path.exists() or path.is_symlink()):
             return None
         stamp = stamp or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        target = path.with_name(f"{path.name}.aside-{stamp}")
-        n = 1
-        while target.exists():
-            n += 1
-            target = path.with_name(f"{path.name}.aside-{stamp}-{n}")
         try:
-            os.replace(path, target)
-            for suffix in SQLITE_SIDECARS:
-                side = path.with_name(path.name + suffix)
-                if side.exists():
-                    os.replace(side, target.with_name(target.name + suffix))
+            return sqlite_log.move_aside(path, f"aside-{stamp}")
         except OSError as exc:
             raise from_os_error(exc, path, action="it could not be moved aside") from None
-        return target
 
     def register_component(self, component: str, relative_path: str | None = None) -> Path:
         """Record that a stage now keeps files in the project; returns their path."""

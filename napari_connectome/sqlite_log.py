@@ -10,9 +10,11 @@ of errors (``problem``).
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from napari_connectome.errors import InputError
 
@@ -30,8 +32,6 @@ def connect_read_only(path, *, timeout: float) -> sqlite3.Connection:
     main file — the file is opened ``immutable``. With changes still in the
     ``-wal`` file that cannot work, and :class:`UnfoldedChanges` says so.
     """
-    from pathlib import Path
-
     path = Path(path)
     uri = path.resolve().as_uri()
     kwargs = {"uri": True, "timeout": timeout, "isolation_level": None, "check_same_thread": False}
@@ -115,6 +115,59 @@ def heads(items) -> list[str]:
     for item in items:
         out.append(chain(out[-1], item))
     return out
+
+
+class Heads:
+    """A log's running hashes: read from its entries' keys once, then extended on every append.
+
+    Parameters
+    ----------
+    read_keys
+        Returns the key of every entry, oldest first (an operation's uuid, ...).
+    """
+
+    def __init__(self, read_keys: Callable[[], list[str]]) -> None:
+        self._read_keys = read_keys
+        self._heads: list[str] | None = None
+
+    def _all(self) -> list[str]:
+        if self._heads is None:
+            self._heads = heads(self._read_keys())
+        return self._heads
+
+    @property
+    def count(self) -> int:
+        """Entries in the log."""
+        return len(self._all()) - 1
+
+    def head(self, n: int | None = None) -> str:
+        """The running hash after the first ``n`` entries (all when None; ``""`` beyond the log)."""
+        all_heads = self._all()
+        return all_heads[-1] if n is None else (all_heads[n] if 0 <= n < len(all_heads) else "")
+
+    def appended(self, key: str) -> None:
+        """One more entry was committed (nothing to do while the hashes were never read)."""
+        if self._heads is not None:
+            self._heads.append(chain(self._heads[-1], key))
+
+
+def move_aside(path, tag: str) -> Path:
+    """Rename a log and its SQLite sidecars to ``NAME.<tag>`` (``-2``, ``-3`` … if taken); returns it.
+
+    Raises :class:`OSError` as the rename does: the caller words the error.
+    """
+    path = Path(path)
+    target = path.with_name(f"{path.name}.{tag}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{tag}-{n}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
 
 
 def identity_problem(recorded: dict | None, actual: dict, heads_of, *, count_key: str, what: str) -> str | None:

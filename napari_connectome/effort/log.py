@@ -47,7 +47,6 @@ import datetime as _dt
 import getpass
 import json
 import math
-import os
 import socket
 import sqlite3
 import threading
@@ -171,7 +170,7 @@ class EffortLog:
                  read_only: bool, project=None) -> None:
         self.path = Path(path)
         self.project = project
-        self._heads: list[str] | None = None
+        self._heads = sqlite_log.Heads(self._row_keys)
         self.user = user
         self.session = session
         self.read_only = read_only
@@ -281,21 +280,16 @@ class EffortLog:
         return log
 
     # ================================================================ identity
-    def _all_heads(self) -> list[str]:
-        if self._heads is None:
-            keys = [f"{i}:{s}:{a!r}" for i, s, a in self._read("SELECT id, session, answered_at FROM effort ORDER BY id")]
-            self._heads = sqlite_log.heads(keys)
-        return self._heads
+    def _row_keys(self) -> list[str]:
+        return [f"{i}:{s}:{a!r}" for i, s, a in self._read("SELECT id, session, answered_at FROM effort ORDER BY id")]
 
     def head(self, n: int | None = None) -> str:
         """The running hash of the first ``n`` rows (all when None)."""
-        heads = self._all_heads()
-        return heads[-1] if n is None else (heads[n] if 0 <= n < len(heads) else "")
+        return self._heads.head(n)
 
     def identity(self) -> dict:
         """``{"id", "rows", "head"}``: what the project records about this log."""
-        heads = self._all_heads()
-        return {"id": self.meta().get("log_id"), "rows": len(heads) - 1, "head": heads[-1]}
+        return {"id": self.meta().get("log_id"), "rows": self._heads.count, "head": self._heads.head()}
 
     def _verify(self, recorded: dict | None, how: str) -> None:
         problem = sqlite_log.identity_problem(recorded, self.identity(), self.head, count_key="rows",
@@ -443,8 +437,7 @@ class EffortLog:
             f"INSERT INTO effort ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
         ).lastrowid)), action="the effort row was not recorded")
         row = {"id": ids[0], **row}
-        if self._heads is not None:
-            self._heads.append(sqlite_log.chain(self._heads[-1], f"{ids[0]}:{row['session']}:{row['answered_at']!r}"))
+        self._heads.appended(f"{ids[0]}:{row['session']}:{row['answered_at']!r}")
         self._record()
         for callback in list(self._listeners):
             callback(row)
@@ -579,18 +572,7 @@ def _migrate(con: sqlite3.Connection) -> bool:
 
 def _move_aside(path: Path, now: float) -> Path:
     """Rename a corrupt log (and its -wal/-shm/-journal) to ``NAME.corrupt-<UTC stamp>``."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
     try:
-        os.replace(path, target)
-        for suffix in ("-wal", "-shm", "-journal"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                os.replace(side, target.with_name(target.name + suffix))
+        return sqlite_log.move_aside(path, "corrupt-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)))
     except OSError as exc:
         raise InputError(path, f"the effort log is corrupt and could not be moved aside: {exc.strerror or exc}") from None
-    return target

@@ -140,7 +140,7 @@ class EditLog:
         self.create = create and not read_only
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = None
-        self._heads: list[str] | None = None
+        self._heads = sqlite_log.Heads(self._uuids)
         if self.path.exists() and self.path.is_dir():
             raise InputError(self.path, "the edit log path is a folder, not a file")
         if read_only and not self.path.exists():
@@ -279,28 +279,24 @@ class EditLog:
             return "ok"
         return str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def _all_heads(self) -> list[str]:
-        if self._heads is None:
-            uuids = []
-            if self._con is not None:
-                try:
-                    with self._lock:
-                        uuids = [r[0] for r in self._con.execute("SELECT uuid FROM operations ORDER BY operation_id")]
-                except sqlite3.Error as exc:
-                    if "no such table" not in str(exc):
-                        raise _problem(self.path, exc, action="nothing was changed") from None
-            self._heads = sqlite_log.heads(uuids)
-        return self._heads
+    def _uuids(self) -> list[str]:
+        if self._con is None:
+            return []
+        try:
+            with self._lock:
+                return [r[0] for r in self._con.execute("SELECT uuid FROM operations ORDER BY operation_id")]
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return []
+            raise _problem(self.path, exc, action="nothing was changed") from None
 
     def head(self, n: int | None = None) -> str:
         """The running hash of the first ``n`` operations' uuids (all when None)."""
-        heads = self._all_heads()
-        return heads[-1] if n is None else (heads[n] if 0 <= n < len(heads) else "")
+        return self._heads.head(n)
 
     def identity(self) -> dict:
         """``{"id", "operations", "head"}``: what the project records about this log."""
-        heads = self._all_heads()
-        return {"id": self.meta().get("log_id"), "operations": len(heads) - 1, "head": heads[-1]}
+        return {"id": self.meta().get("log_id"), "operations": self._heads.count, "head": self._heads.head()}
 
     # ---------------------------------------------------------------- writing
     def append(self, row: dict, *, expect_last: int) -> int:
@@ -339,8 +335,7 @@ class EditLog:
             )
 
         self._write(insert, action="the edit was not applied, nothing was lost")
-        if self._heads is not None:
-            self._heads.append(sqlite_log.chain(self._heads[-1], values["uuid"]))
+        self._heads.appended(values["uuid"])
         return op_id
 
     def _write(self, fn, *, action: str) -> None:

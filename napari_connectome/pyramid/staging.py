@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from napari_connectome.atomic import fsync_dir
 from napari_connectome.errors import InputError
 
 FORMAT = "napari-connectome.staged-build"
@@ -218,20 +219,6 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make renames inside ``path`` durable (best effort: some file systems refuse)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def destination_lock(dst: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``dst``'s recoveries and swaps (between processes).
@@ -324,7 +311,7 @@ def recover(dst: Path) -> list[str]:
             and (parent / new).is_dir()
         ):
             os.rename(parent / new, dst)
-            _fsync_dir(parent)
+            fsync_dir(parent)
             _unlink(parent / f"{new}.json")
             del builds[new]
             done.append(f"finished swapping in {new}")
@@ -337,7 +324,7 @@ def recover(dst: Path) -> list[str]:
                 done.append(f"removed replaced folder {old_name}")
             else:  # its replacement never arrived: the old content goes back
                 os.rename(folder, dst)
-                _fsync_dir(parent)
+                fsync_dir(parent)
                 done.append(f"restored {old_name}")
         _unlink(parent / f"{old_name}.json")
 
@@ -504,7 +491,7 @@ class StagedFolder:
                     if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                         raise InputError(dst, self.exists_problem(dst)) from None
                     raise
-            _fsync_dir(parent)
+            fsync_dir(parent)
             _unlink(self.marker)
             self.path = None
         _ACTIVE.discard(self.token)
