@@ -8,6 +8,7 @@ replaces the target with one rename.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -68,8 +69,12 @@ def atomic_write(path: str | os.PathLike, *, tmp_name: str | None = None) -> Ite
         yield tmp
         _fsync_path(tmp, os.O_RDONLY)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A writer's "disk full" often names no file: the one being saved is the one to name.
+            exc.filename = os.fspath(path)
         raise
     # Make the rename itself durable.
     _fsync_path(path.parent, os.O_RDONLY)

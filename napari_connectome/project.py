@@ -339,6 +339,7 @@ def create_project(
                 uri, f"{role} have voxel size {tuple(vs)} nm but the raw volume has {tuple(raw_vs)} nm"
             )
         inputs[role] = record
+    made = [p for p in (root, *root.parents) if not p.exists()]
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -357,7 +358,18 @@ def create_project(
         "components": {},
     }
     project = Project(root=root, manifest=manifest)
-    project.save()
+    try:
+        project.save()
+    except (InputError, OSError) as exc:
+        # A full or failing disk: leave nothing that looks like a half project.
+        for leftover in (root / MANIFEST_LOCK, root / MANIFEST):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        for folder in made:  # innermost first: only the folders made here, and only if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        problem = exc.problem if isinstance(exc, InputError) else str(from_os_error(exc))
+        raise InputError(root, f"{problem.split(';')[0]}; no project was created") from None
     return project
 
 

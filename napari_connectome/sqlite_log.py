@@ -145,10 +145,20 @@ class Heads:
         all_heads = self._all()
         return all_heads[-1] if n is None else (all_heads[n] if 0 <= n < len(all_heads) else "")
 
-    def appended(self, key: str) -> None:
-        """One more entry was committed (nothing to do while the hashes were never read)."""
-        if self._heads is not None:
+    def appended(self, key: str, *, position: int) -> None:
+        """Entry number ``position`` (1, 2, …) was committed with ``key``.
+
+        When the hashes held were read before another program appended (the
+        new entry does not follow them), they are read again on next use
+        instead: a hash chain that skipped an entry would record a history
+        the log does not have.
+        """
+        if self._heads is None:
+            return
+        if len(self._heads) == position:
             self._heads.append(chain(self._heads[-1], key))
+        else:
+            self._heads = None
 
 
 def move_aside(path, tag: str) -> Path:

@@ -433,11 +433,18 @@ class EffortLog:
         cols = COLUMNS[1:]
         values = tuple(json.dumps(row[c]) if c == "segments" else row[c] for c in cols)
         ids: list[int] = []
-        self._write(lambda con: ids.append(int(con.execute(
-            f"INSERT INTO effort ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
-        ).lastrowid)), action="the effort row was not recorded")
+        position: list[int] = []
+
+        def insert(con: sqlite3.Connection) -> None:
+            ids.append(int(con.execute(
+                f"INSERT INTO effort ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
+            ).lastrowid))
+            # Rows are only appended: the new one is the last, and its place is the count.
+            position.append(int(con.execute("SELECT COUNT(*) FROM effort").fetchone()[0]))
+
+        self._write(insert, action="the effort row was not recorded")
         row = {"id": ids[0], **row}
-        self._heads.appended(f"{ids[0]}:{row['session']}:{row['answered_at']!r}")
+        self._heads.appended(f"{ids[0]}:{row['session']}:{row['answered_at']!r}", position=position[0])
         self._record()
         for callback in list(self._listeners):
             callback(row)

@@ -150,6 +150,9 @@ def _damage(exc: BaseException) -> str:
 def _load_or_rebuild_rag(project: Project, *, save: bool, progress) -> RegionGraph:
     path = project.component_path("graph") / RAG_FILE
     recorded = bool(project.manifest.get("graph"))
+    folder = project.component_path("graph")
+    if folder.exists() and not folder.is_dir():  # said as the one problem it is, before any rebuild
+        _graph_folder(project)
     if not path.is_file():
         if not recorded:
             raise InputError(project.root, "the project has no supervoxel graph yet; run agglomerate first")

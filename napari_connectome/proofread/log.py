@@ -335,7 +335,7 @@ class EditLog:
             )
 
         self._write(insert, action="the edit was not applied, nothing was lost")
-        self._heads.appended(values["uuid"])
+        self._heads.appended(values["uuid"], position=op_id)
         return op_id
 
     def _write(self, fn, *, action: str) -> None:

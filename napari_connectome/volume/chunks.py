@@ -38,12 +38,12 @@ import math
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_connectome.errors import ConnectomeError
+from napari_connectome.errors import ConnectomeError, InputError
 from napari_connectome.progress import NullProgress, Progress
 from napari_connectome.volume.lazy import ChunkedArray, TensorStoreArray
 from napari_connectome.volume.model import MultiscaleVolume
@@ -141,24 +141,38 @@ class StoredGrid:
         return tuple((p - o) // c for p, o, c in zip(corner, self.origin, self.chunk, strict=True))
 
     # -------------------------------------------------------------- listing
-    def count_stored(self) -> int | None:
-        """How many of the grid's keys exist, from a listing of the local folder.
+    def listable(self) -> bool:
+        """True when the stored keys can be listed from a local folder (not sharded precomputed)."""
+        return self.local and not (self.sharded and self.precomputed)
 
-        Only files whose names are keys of this grid count (not metadata,
-        not stray files). None for remote or sharded precomputed arrays,
-        whose keys cannot be counted without reading.
+    def entries(self) -> Iterator[tuple[tuple[int, ...], os.DirEntry]]:
+        """``(grid index, directory entry)`` of every name in the folder that is a key of this grid.
+
+        Files or not: a folder, a named pipe or a link loop where a chunk
+        belongs is yielded too (:func:`irregular` tells them apart). Only
+        names a writer makes count (not metadata, not stray files, not ``"01"``).
         """
-        if not self.local or (self.sharded and self.precomputed):
-            return None
+        if not self.listable():
+            return
         base = os.path.join(self.root, *self.folder.split("/")) if self.folder else self.root
         if not os.path.isdir(base):
-            return 0
+            return
         if self.precomputed:
-            return self._count_precomputed(base)
-        ndim = len(self.shape)
-        if self.sep == "/":
-            return self._count_nested(base, ndim)
-        return self._count_flat(base, ndim)
+            yield from self._entries_precomputed(base)
+        elif self.sep == "/":
+            yield from self._entries_nested(base)
+        else:
+            yield from self._entries_flat(base)
+
+    def count_stored(self) -> int | None:
+        """How many of the grid's keys exist as files, from a listing of the local folder.
+
+        None for remote or sharded precomputed arrays, whose keys cannot be
+        counted without reading.
+        """
+        if not self.listable():
+            return None
+        return sum(1 for _, entry in self.entries() if _is_file(entry))
 
     def _tokens(self) -> list[frozenset[str]]:
         """The names each key part may take: the prefix, then ``"0"`` … ``str(n - 1)`` per axis.
@@ -168,41 +182,41 @@ class StoredGrid:
         """
         return [frozenset((p,)) for p in self.prefix] + [frozenset(map(str, range(g))) for g in self.grid]
 
-    def _count_flat(self, base: str, ndim: int) -> int:
+    def _entries_flat(self, base: str) -> Iterator[tuple[tuple[int, ...], os.DirEntry]]:
         tokens = self._tokens()
-        n = len(tokens)
-        found = 0
+        n, skip = len(tokens), len(self.prefix)
         with os.scandir(base) as entries:
             for entry in entries:
                 parts = entry.name.split(self.sep)
-                if len(parts) == n and all(map(frozenset.__contains__, tokens, parts)) and entry.is_file():
-                    found += 1
-        return found
+                if len(parts) == n and all(map(frozenset.__contains__, tokens, parts)):
+                    yield tuple(int(p) for p in parts[skip:]), entry
 
-    def _count_nested(self, base: str, ndim: int) -> int:
+    def _entries_nested(self, base: str) -> Iterator[tuple[tuple[int, ...], os.DirEntry]]:
         tokens = self._tokens()
+        skip = len(self.prefix)
         if not tokens:
-            return int(os.path.isfile(os.path.join(base, "0")))
+            path = os.path.join(base, "0")
+            if os.path.lexists(path):
+                with os.scandir(base) as entries:
+                    yield from (((), e) for e in entries if e.name == "0")
+            return
         last = len(tokens) - 1
-        found = 0
 
-        def walk(folder: str, depth: int) -> None:
-            nonlocal found
+        def walk(folder: str, depth: int, parts: tuple[str, ...]):
             allowed = tokens[depth]
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.name not in allowed:
                         continue
+                    here = (*parts, entry.name)
                     if depth == last:
-                        found += entry.is_file()
+                        yield tuple(int(p) for p in here[skip:]), entry
                     elif entry.is_dir():
-                        walk(entry.path, depth + 1)
+                        yield from walk(entry.path, depth + 1, here)
 
-        walk(base, 0)
-        return found
+        yield from walk(base, 0, ())
 
-    def _count_precomputed(self, base: str) -> int:
-        found = 0
+    def _entries_precomputed(self, base: str) -> Iterator[tuple[tuple[int, ...], os.DirEntry]]:
         pattern = re.compile(r"^(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
         with os.scandir(base) as entries:
             for entry in entries:
@@ -217,8 +231,22 @@ class StoredGrid:
                 if all(i < g for i, g in zip(index, self.grid, strict=True)) and self.key(index).endswith(
                     entry.name
                 ):
-                    found += entry.is_file()
-        return found
+                    yield index, entry
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a link loop
+        return False
+
+
+def irregular_entries(grid: StoredGrid) -> list[str]:
+    """Paths where a chunk belongs that are not regular files (folders, named pipes, link loops).
+
+    Reading one would fail, or, for a named pipe, block for ever.
+    """
+    return [entry.path for _, entry in grid.entries() if not _is_file(entry)]
 
 
 def _kvstore_root(kv) -> tuple[str, bool] | None:
@@ -330,6 +358,12 @@ def missing_chunks_note(volume: MultiscaleVolume, *, limit: int = LIST_LIMIT) ->
     Lists each local zarr / N5 / precomputed level with at most ``limit``
     keys (a directory listing; no chunk is read). Levels that are remote,
     larger, sharded precomputed or of another format are not counted.
+
+    Raises
+    ------
+    InputError
+        Something that is not a file stands where a chunk belongs (reading a
+        named pipe would never return).
     """
     parts = []
     for k, level in enumerate(volume.levels):
@@ -337,9 +371,14 @@ def missing_chunks_note(volume: MultiscaleVolume, *, limit: int = LIST_LIMIT) ->
         if grid is None or not grid.local or grid.n_keys > limit:
             continue
         try:
-            stored = grid.count_stored()
+            listed = list(grid.entries())
         except OSError:
             continue  # an unreadable folder is found when reading; opening stays quiet
+        odd = [entry.path for _, entry in listed if not _is_file(entry)]
+        if odd:
+            raise InputError(odd[0], f"is where a {grid.unit} of {volume.source} belongs but is not a file "
+                                     "(a folder, named pipe or link loop); the volume cannot be read")
+        stored = len(listed)
         if stored is None or stored >= grid.n_keys:
             continue
         where = f"level {k}: " if len(volume.levels) > 1 else ""
@@ -506,6 +545,78 @@ class _TensorStorePlan:
             return f"chunk {inner} in shard {key}", key, grid.path(key)
         return f"chunk {key}", key, grid.path(key)
 
+    def _listed_order(self) -> Callable[[tuple[int, ...]], tuple[int, ...]] | None:
+        """How a listed key's grid index maps to this level's cell index, or None when it cannot be listed.
+
+        The stored grid may run in the opposite axis order (N5); anything
+        less plain (shards, a grid that does not line up) is read cell by cell.
+        """
+        grid = self.grid
+        if grid is None or not grid.listable() or grid.sharded:
+            return None
+        n = len(grid.shape)
+        cells = [(s, c, g) for s, c, g in zip(self.shape[:n], self.chunk[:n], self.grid_origin[:n], strict=True)]
+        if any(c < s for s, c in zip(self.shape[n:], self.chunk[n:], strict=True)):
+            return None  # trailing axes split into several chunks: not one key per cell
+        for order in (lambda i: i, lambda i: i[::-1]):
+            if [(s, c, g) for s, c, g in order(list(zip(grid.shape, grid.chunk, grid.origin, strict=True)))] == cells:
+                return lambda index, order=order: (*order(index), *(0,) * (len(self.shape) - n))
+        return None
+
+    def _box(self, index: tuple[int, ...]) -> tuple[slice, ...]:
+        return tuple(
+            slice(max(o, g + i * c), min(o + s, g + (i + 1) * c))
+            for i, o, s, c, g in zip(index, self.origin, self.shape, self.chunk, self.grid_origin, strict=True)
+        )
+
+    def _cells_to_read(self, keep: int) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]] | None:
+        """The cells worth reading when the folder can be listed: the stored ones, and the first missing.
+
+        A volume whose metadata claims far more chunks than it stores (10^18
+        voxels, a few files) is then checked in the time its files take, not
+        its claim: the missing ones are counted, and the first ``keep`` of
+        them (in grid order) are read to be named. Something that is not a
+        file where a chunk belongs is reported without being read (a named
+        pipe would block for ever).
+        """
+        to_cell = self._listed_order()
+        if to_cell is None:
+            return None
+        stored: set[tuple[int, ...]] = set()
+        odd: set[tuple[int, ...]] = set()
+        for index, entry in self.grid.entries():
+            cell = to_cell(index)
+            if _is_file(entry):
+                stored.add(cell)
+            else:
+                odd.add(cell)
+                name, key, _ = self._key(self._box(cell), cell)
+                self.scan.add(ChunkIssue("undecodable", name, key, entry.path,
+                                         "is not a file (a folder, named pipe or link loop)"), keep=keep)
+        n_missing = self.scan.chunks - len(stored) - len(odd)
+        to_name = min(keep, n_missing)
+        # The missing ones beyond those named are counted, not read; the named ones
+        # are read (and counted) like any other, to say what tensorstore says of them.
+        self.scan.missing += n_missing - to_name
+        self.skipped = n_missing - to_name + len(odd)
+
+        def cells() -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+            for cell in sorted(stored):
+                yield cell, self._box(cell)
+            if not to_name:
+                return
+            named = 0
+            # The first ``to_name`` missing cells lie among the first len(stored) + len(odd) + to_name.
+            for index, box in itertools.islice(_cells(self.origin, self.shape, self.chunk, self.grid_origin),
+                                               len(stored) + len(odd) + to_name):
+                if index not in stored and index not in odd:
+                    yield index, box
+                    named += 1
+                    if named == to_name:
+                        return
+
+        return cells()
+
     def run(self, progress: Progress, keep: int) -> LevelScan:
         pending: deque = deque()
 
@@ -526,7 +637,12 @@ class _TensorStorePlan:
                     self.scan.add(ChunkIssue("undecodable", name, key, path, _CAUSE.sub("", text)), keep=keep)
             progress.advance(1)
 
-        for index, box in _cells(self.origin, self.shape, self.chunk, self.grid_origin):
+        cells = self._cells_to_read(keep)
+        if cells is None:
+            cells = _cells(self.origin, self.shape, self.chunk, self.grid_origin)
+        else:
+            progress.advance(self.skipped)
+        for index, box in cells:
             pending.append((index, box, self.store[box].read()))
             if len(pending) >= self.in_flight:
                 settle()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import sqlite3
 
@@ -406,3 +407,106 @@ def test_convert_and_the_writer_refuse_a_projects_state(project, capsys, tmp_pat
     # Beside the state, inside the project folder, is allowed.
     rc, err = _cli(capsys, "convert", raw, project.root / "exports" / "raw.ome.zarr", "--quiet")
     assert rc == 0, err
+
+
+def test_an_edit_by_another_program_during_opening_keeps_the_record_true(project, monkeypatch):
+    """Two editors on one project (found by the campaign): the other program appends between this
+    one's identity check and its replay; the record made after this one's next edit must still
+    describe the log, or the project could no longer be opened."""
+    other = Proofreader.open(project, user="other")
+    read_rows = EditLog.rows
+
+    def rows_after_another_edit(self, *args, **kwargs):
+        monkeypatch.setattr(EditLog, "rows", read_rows)
+        other.merge_supervoxels(5, 6)
+        return read_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(EditLog, "rows", rows_after_another_edit)
+    mine = Proofreader.open(open_project(project.root), user="me")
+    assert len(mine.history()) == 4
+    mine.merge_supervoxels(7, 8)
+    mine.close()
+    other.close()
+    reopened = Proofreader.open(open_project(project.root))
+    assert len(reopened.history()) == 5
+    reopened.close()
+    assert open_project(project.root).history("edit_log")["operations"] == 5
+
+
+# ------------------------------------------------------------------ found by the campaign: hangs and silent drops
+def _zarr_v2(path, shape, chunks, files: dict[str, bytes]):
+    path.mkdir(parents=True)
+    (path / ".zarray").write_text(json.dumps({
+        "zarr_format": 2, "shape": list(shape), "chunks": list(chunks), "dtype": "|u1", "compressor": None,
+        "fill_value": 0, "order": "C", "filters": None, "dimension_separator": ".",
+    }))
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+def test_check_of_a_volume_claiming_1e18_voxels_reads_only_what_is_stored(tmp_path, capsys):
+    import time
+
+    vol = _zarr_v2(tmp_path / "huge.zarr", (10**6,) * 3, (64,) * 3,
+                   {"0.0.0": bytes(64**3), "0.0.1": b"\x01" * 64**3})
+    t0 = time.monotonic()
+    rc = main(["check", str(vol), "--quiet", "--json"])
+    took = time.monotonic() - t0
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 2 and took < 20, took
+    (level,) = report["levels"] if "levels" in report else report["counts"]
+    total = math.ceil(10**6 / 64) ** 3
+    assert level["chunks"] == total and level["read"] == 2 and level["missing"] == total - 2
+    named = [f for f in report["findings"] if "missing" in f["problem"]]
+    assert named and "0.0.2" in named[0]["problem"] + named[0]["file"]
+
+
+def test_a_named_pipe_where_a_chunk_belongs_is_refused_not_read(tmp_path, capsys):
+    import os
+
+    from napari_connectome.volume import open_volume
+
+    vol = _zarr_v2(tmp_path / "pipe.zarr", (8, 8, 8), (4, 4, 4), {"0.0.0": bytes(64)})
+    os.mkfifo(vol / "0.0.1")
+    with pytest.raises(InputError, match="not a file") as err:
+        open_volume(vol)
+    assert "0.0.1" in str(err.value)
+    rc = main(["check", str(vol), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 2 and "0.0.1" in out and "not a file" in out
+
+
+def test_a_slice_folder_with_a_non_file_slice_is_refused_not_shortened(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_connectome.volume import open_volume
+
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in range(4):
+        iio.imwrite(folder / f"z{i:02d}.png", np.full((8, 8), i, np.uint8))
+    assert open_volume(folder).shape == (4, 8, 8)
+    (folder / "z01.png").unlink()
+    (folder / "z01.png").mkdir()
+    with pytest.raises(InputError, match="not a file") as err:
+        open_volume(folder)
+    assert "z01.png" in str(err.value)
+
+
+def test_metadata_nested_a_hundred_thousand_deep_is_one_line_not_a_crash(tmp_path):
+    """Tensorstore's own parser crashed the whole program (SIGSEGV) on such a file."""
+    import subprocess
+    import sys
+
+    from napari_connectome.pyramid import write_ome_zarr
+
+    vol = write_ome_zarr(tmp_path / "deep.ome.zarr", np.zeros((8, 16, 16), np.uint32), kind="labels", chunks=8)
+    meta = json.loads((vol / "0" / ".zarray").read_text())
+    text = json.dumps(meta)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (vol / "0" / ".zarray").write_text(text)
+    script = ("import sys; from napari_connectome.cli import main; "
+              f"sys.exit(main(['info', {str(vol)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "nested too deeply" in lines[0], proc.stderr[-500:]

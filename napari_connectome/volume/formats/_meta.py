@@ -246,12 +246,43 @@ def open_store(spec: dict, *, source: str):
     return resolve(start_open(spec), source=source)
 
 
+#: The metadata file tensorstore parses for each driver.
+_METADATA_FILES = {"zarr": ".zarray", "zarr3": "zarr.json", "n5": "attributes.json", "neuroglancer_precomputed": "info"}
+
+
+def _parse_metadata_first(spec: dict) -> None:
+    """Parse a local array's metadata file in Python before tensorstore does.
+
+    Tensorstore's parser recurses without a bound: metadata nested a hundred
+    thousand levels deep crashes the whole program (SIGSEGV). Python's parser
+    stops at its recursion limit, which no real metadata comes near, and the
+    file is then refused in one line.
+    """
+    kv = spec.get("kvstore")
+    name = _METADATA_FILES.get(spec.get("driver", ""))
+    if not isinstance(kv, dict) or kv.get("driver") != "file" or name is None:
+        return
+    folder = os.path.join(str(kv.get("path", "")), str(spec.get("path", "")))
+    path = os.path.join(folder, name)
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > 64 * 2**20:
+            return  # absent (tensorstore says so) or too large to be metadata (tensorstore refuses it)
+        with open(path, "rb") as f:
+            raw = f.read()
+        json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise InputError(path, "the metadata is nested too deeply to be real array metadata") from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # tensorstore reports these in its own words
+
+
 def start_open(spec: dict):
     """Start opening ``spec`` (a future), so several levels open concurrently."""
     import tensorstore as ts
 
     from napari_connectome.volume.cache import tensorstore_context
 
+    _parse_metadata_first(spec)
     return ts.open(spec, read=True, context=tensorstore_context())
 
 

@@ -38,14 +38,30 @@ def natural_key(name: str) -> list:
 
 
 def _slices(folder: str) -> list[str]:
+    """Every entry named like a slice (hidden ones aside), in natural order — files or not.
+
+    An entry named like a slice that is not a regular file (a folder, a link
+    loop, a named pipe) is kept here and refused when the stack opens: left
+    out, it would silently shift every later slice by one section.
+    """
     names = [
         n
         for n in os.listdir(folder)
-        if not n.startswith(".")
-        and n.lower().endswith(PNG_SUFFIXES + TIFF_SUFFIXES)
-        and os.path.isfile(os.path.join(folder, n))
+        if not n.startswith(".") and n.lower().endswith(PNG_SUFFIXES + TIFF_SUFFIXES)
     ]
     return sorted(names, key=natural_key)
+
+
+def _check_regular(path: str) -> None:
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise InputError(path, f"a slice of the stack cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(path, "is named like a slice but is not a file (a folder, link or pipe); "
+                               "the stack would lose a section — move it out of the folder")
 
 
 def sniff(location: Location) -> bool:
@@ -147,6 +163,8 @@ def open(location: Location, *, on_error: str = "raise", notify=None) -> Multisc
     if len(kinds) > 1:
         raise InputError(folder, "mixes PNG and TIFF slices; keep one kind of file per folder")
     paths = [os.path.join(folder, n) for n in names]
+    for path in paths:
+        _check_regular(path)
     shape0, dtype0 = _header(paths[0])
     for path in paths[1:]:
         shape, dtype = _header(path)
