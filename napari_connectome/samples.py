@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from napari_connectome.errors import from_os_error
 from napari_connectome.project import Project, create_project, is_project, open_project
 from napari_connectome.volume import MultiscaleVolume, open_volume
 
@@ -49,7 +50,14 @@ def gala_fib_project(root: str | os.PathLike | None = None) -> Project:
     path = gala_fib_path()
     if root is None:
         tag = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-        root = _cache_dir() / f"gala-fib-sample-{tag}"
+        cache = _cache_dir()
+        # The user's cache folder is ours to make; a folder the caller names is not (a
+        # mistyped parent is refused by create_project).
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise from_os_error(exc, cache) from None
+        root = cache / f"gala-fib-sample-{tag}"
     root = Path(root)
     if is_project(root):
         return open_project(root)

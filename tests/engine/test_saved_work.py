@@ -510,3 +510,15 @@ def test_metadata_nested_a_hundred_thousand_deep_is_one_line_not_a_crash(tmp_pat
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "nested too deeply" in lines[0], proc.stderr[-500:]
+
+
+def test_sample_project_makes_its_own_cache_folder(tmp_path, monkeypatch):
+    # A fresh machine has no ~/.cache yet; the sample's cache is ours to create, while a
+    # folder the user names still needs an existing parent.
+    from napari_connectome.samples import gala_fib_project
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no" / "cache" / "yet"))
+    project = gala_fib_project()
+    assert project.root.parent == tmp_path / "no" / "cache" / "yet" / "napari-connectome"
+    with pytest.raises(InputError, match="does not exist"):
+        gala_fib_project(tmp_path / "missing" / "gala")
