@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="the project folder")
     p.add_argument("--threshold", type=float, help="merge while the mean boundary signal is below T (0..1)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the region graph even if one is stored")
+    p.add_argument("--memory-gb", type=float, metavar="GB",
+                   help="memory the graph and merge tree may plan to use (default: what is available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="VI split/merge and adapted Rand error of a segmentation against ground truth")
@@ -266,14 +268,17 @@ def _cmd_agglomerate(args) -> int:
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise InputError("--threshold", f"must be between 0 and 1, got {args.threshold}")
+    if args.memory_gb is not None and not args.memory_gb > 0:
+        raise InputError("--memory-gb", f"must be a positive number of GiB, got {args.memory_gb}")
     project = open_project(args.dir)
     progress = TqdmProgress(disable=args.quiet)
     try:
         if args.rebuild or not has_project_graph(project):
-            rag = build_project_graph(project, progress=progress)
+            rag = build_project_graph(project, progress=progress, memory_gb=args.memory_gb)
         else:
-            rag, _tree = load_project_graph(project)
-        tree = agglomerate_project(project, threshold=args.threshold, progress=progress)
+            rag, _tree = load_project_graph(project, memory_gb=args.memory_gb)
+        tree = agglomerate_project(project, threshold=args.threshold, progress=progress,
+                                   memory_gb=args.memory_gb)
     finally:
         progress.close()
     threshold = project.manifest["agglomeration"]["threshold"]

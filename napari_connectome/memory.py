@@ -82,7 +82,7 @@ def memory_limit(limit_gb: float | None = None) -> int:
     return int(limit_gb * GiB)
 
 
-def check_memory(need: float, *, what: str, source, limit_gb: float | None = None) -> None:
+def check_memory(need: float, *, what: str, source, limit_gb: float | None = None, held: float = 0) -> None:
     """Refuse (one line) when ``need`` bytes exceed the memory limit.
 
     Parameters
@@ -96,8 +96,16 @@ def check_memory(need: float, *, what: str, source, limit_gb: float | None = Non
     limit_gb
         An explicit limit in GiB (a command's ``--memory-gb``); default:
         :func:`memory_limit`.
+    held
+        Bytes of ``need`` the work already holds (a check made part-way).
+        An explicit limit (``limit_gb`` or the environment) bounds the whole
+        ``need``; what the system reports as available no longer includes
+        ``held``, so it is added back.
     """
     limit = memory_limit(limit_gb)
+    explicit = limit_gb is not None or bool(os.environ.get(ENV_MEMORY_GB, "").strip())
+    if not explicit:
+        limit += int(held)
     if need > limit:
         raise InputError(
             source,
@@ -131,3 +139,28 @@ def check_disk(need: float, *, what: str, path, hint: str = "") -> None:
             f"{what} needs at least {human_bytes(need)} on disk but only {human_bytes(free)} is free; "
             f"nothing was written{extra}",
         )
+
+
+_malloc_trim = None  # glibc's malloc_trim once looked up; False where there is none
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed but kept by the C allocator back to the system.
+
+    glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold
+    in per-thread heaps. Work that frees many mid-sized NumPy arrays made in
+    worker threads (per-block results, folded into one sorted array) would
+    otherwise hold that memory until the process ends, and the peak would
+    count it twice. ``malloc_trim(0)`` returns it; elsewhere this does nothing.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            # The running process's own symbols: libc's on Linux, no search of the disk.
+            _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", False)
+        except (OSError, TypeError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)

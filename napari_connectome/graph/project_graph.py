@@ -80,7 +80,7 @@ def _graph_folder(project: Project) -> Path:
 
 
 def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
-                        progress: Progress | None = None) -> RegionGraph:
+                        progress: Progress | None = None, memory_gb: float | None = None) -> RegionGraph:
     """Build the project's region adjacency graph and save it in the project.
 
     Uses the ``supervoxels`` input and the ``boundaries`` input (a boundary
@@ -88,16 +88,24 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
     input, a proxy from the ``raw`` intensity (said so in the graph's notes
     and ``signal``).
 
+    Parameters
+    ----------
+    memory_gb
+        Memory the graph may plan to use, in GiB (``--memory-gb``; see
+        :func:`~napari_connectome.graph.rag.build_rag`).
+
     Raises
     ------
     InputError
-        The project has no supervoxels, or shapes disagree.
+        The project has no supervoxels, shapes disagree, or the graph would
+        need more memory than the limit.
     """
     _graph_folder(project)  # a file in its place is refused before the work, not after
-    return _save_graph(project, _build_rag(project, block_shape=block_shape, progress=progress))
+    return _save_graph(project, _build_rag(project, block_shape=block_shape, progress=progress,
+                                           memory_gb=memory_gb))
 
 
-def _build_rag(project: Project, *, block_shape, progress) -> RegionGraph:
+def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | None = None) -> RegionGraph:
     """The region graph of the project's inputs, in memory."""
     inputs = project.inputs
     if "supervoxels" not in inputs:
@@ -106,9 +114,9 @@ def _build_rag(project: Project, *, block_shape, progress) -> RegionGraph:
     if "boundaries" in inputs:
         signal = project.open_input("boundaries")
         return build_rag(supervoxels, signal, signal_kind=_signal_kind(signal),
-                         block_shape=block_shape, progress=progress)
+                         block_shape=block_shape, progress=progress, memory_gb=memory_gb)
     return build_rag(supervoxels, None, raw=project.open_input("raw"),
-                     block_shape=block_shape, progress=progress)
+                     block_shape=block_shape, progress=progress, memory_gb=memory_gb)
 
 
 def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False) -> RegionGraph:
@@ -147,7 +155,7 @@ def _damage(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
 
 
-def _load_or_rebuild_rag(project: Project, *, save: bool, progress) -> RegionGraph:
+def _load_or_rebuild_rag(project: Project, *, save: bool, progress, memory_gb: float | None = None) -> RegionGraph:
     path = project.component_path("graph") / RAG_FILE
     recorded = bool(project.manifest.get("graph"))
     folder = project.component_path("graph")
@@ -164,11 +172,12 @@ def _load_or_rebuild_rag(project: Project, *, save: bool, progress) -> RegionGra
             raise
         except Exception as exc:  # any damage to a derived file: rebuilding it loses nothing
             warn(f"{path}: the supervoxel graph is damaged ({_damage(exc)}); rebuilding it from the project's inputs")
-    rag = _build_rag(project, block_shape=(64, 256, 256), progress=progress)
+    rag = _build_rag(project, block_shape=(64, 256, 256), progress=progress, memory_gb=memory_gb)
     return _save_graph(project, rag, keep_tree=True) if save else rag
 
 
-def _load_or_rebuild_tree(project: Project, rag: RegionGraph, *, save: bool, progress) -> MergeTree | None:
+def _load_or_rebuild_tree(project: Project, rag: RegionGraph, *, save: bool, progress,
+                          memory_gb: float | None = None) -> MergeTree | None:
     path = project.component_path("graph") / TREE_FILE
     agglo = project.manifest.get("agglomeration") or {}
     problem = None
@@ -191,7 +200,7 @@ def _load_or_rebuild_tree(project: Project, rag: RegionGraph, *, save: bool, pro
         raise InputError(path, f"the merge tree {problem}; run agglomerate again")
     feature = agglo.get("feature", "mean")
     warn(f"{path}: the merge tree {problem}; recomputing it from the graph ({feature} boundary)")
-    tree = agglomerate(rag, feature=feature, progress=progress)
+    tree = agglomerate(rag, feature=feature, progress=progress, memory_gb=memory_gb)
     if save:
         tree.save(path)
         project.manifest["agglomeration"]["tree_sha256"] = file_sha256(path)
@@ -199,8 +208,8 @@ def _load_or_rebuild_tree(project: Project, rag: RegionGraph, *, save: bool, pro
     return tree
 
 
-def load_project_graph(project: Project, *, save: bool = True,
-                       progress: Progress | None = None) -> tuple[RegionGraph, MergeTree | None]:
+def load_project_graph(project: Project, *, save: bool = True, progress: Progress | None = None,
+                       memory_gb: float | None = None) -> tuple[RegionGraph, MergeTree | None]:
     """The project's graph and merge tree (None if not agglomerated yet).
 
     A file the manifest records but that is missing or cannot be read is
@@ -213,19 +222,21 @@ def load_project_graph(project: Project, *, save: bool = True,
         memory only).
     progress
         Told about a rebuild.
+    memory_gb
+        Memory a rebuild may plan to use, in GiB (see :func:`build_project_graph`).
 
     Raises
     ------
     InputError
         The project has no graph yet, or a rebuild is impossible.
     """
-    rag = _load_or_rebuild_rag(project, save=save, progress=progress)
-    tree = _load_or_rebuild_tree(project, rag, save=save, progress=progress)
+    rag = _load_or_rebuild_rag(project, save=save, progress=progress, memory_gb=memory_gb)
+    tree = _load_or_rebuild_tree(project, rag, save=save, progress=progress, memory_gb=memory_gb)
     return rag, tree
 
 
 def agglomerate_project(project: Project, *, threshold: float | None = None, feature: str = "mean",
-                        progress: Progress | None = None) -> MergeTree:
+                        progress: Progress | None = None, memory_gb: float | None = None) -> MergeTree:
     """Agglomerate the project's supervoxels and record the chosen threshold.
 
     Builds the graph first if the project has none. An existing merge tree
@@ -239,6 +250,10 @@ def agglomerate_project(project: Project, *, threshold: float | None = None, fea
         ``[0, 1]``); None: :data:`DEFAULT_THRESHOLD`.
     feature
         The edge feature averaged (``"mean"``, ``"q50"``, ...).
+    memory_gb
+        Memory the graph and the merge tree may plan to use, in GiB
+        (``--memory-gb``; see :func:`~napari_connectome.graph.rag.build_rag`
+        and :func:`~napari_connectome.graph.agglomerate.agglomerate`).
 
     Returns
     -------
@@ -255,12 +270,12 @@ def agglomerate_project(project: Project, *, threshold: float | None = None, fea
     if not 0.0 <= threshold <= 1.0:
         raise InputError("--threshold", f"{threshold} is outside [0, 1] (the boundary signal's range)")
     if has_project_graph(project):
-        rag, tree = load_project_graph(project)
+        rag, tree = load_project_graph(project, memory_gb=memory_gb)
     else:
-        rag, tree = build_project_graph(project, progress=progress), None
+        rag, tree = build_project_graph(project, progress=progress, memory_gb=memory_gb), None
     tree_sha = (project.manifest.get("agglomeration") or {}).get("tree_sha256")
     if tree is None or tree.feature != feature:
-        tree = agglomerate(rag, feature=feature, progress=progress)
+        tree = agglomerate(rag, feature=feature, progress=progress, memory_gb=memory_gb)
         tree_path = _graph_folder(project) / TREE_FILE
         tree.save(tree_path)
         tree_sha = file_sha256(tree_path)

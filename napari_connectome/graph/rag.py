@@ -30,11 +30,26 @@ Definitions (kept identical in :mod:`napari_connectome.graph.agglomerate`):
 The graph is built block by block with a one-voxel overlap on the high side
 of every block, so each face is counted by exactly one block; only per-edge
 statistics are kept between blocks (memory grows with the number of edges and
-histogram entries, not with the volume).
+histogram entries, not with the volume). A first pass reads the supervoxels
+alone (ids and sizes), so that the second can key every edge by one int64
+made of node positions; the faces of a block are worked on in boxes of at
+most 2**18 voxels, and the per-edge rows are kept in sorted runs that are
+folded together as they grow (:class:`_EdgeAccumulator`). The memory this
+needs is estimated (:func:`estimate_rag_memory`) and checked against the
+limit (:func:`napari_connectome.memory.check_memory`) before the scan, as
+edges are found, and before the graph's arrays are made.
+
+Measured (``benchmarks/bench_graph_memory.py``, 128 × 256 × 256 voxels, 2
+CPUs): 10^6 random supervoxels (2.5 × 10^7 edges and histogram entries) take
+20 s and 2.3 GiB at peak above the volumes (100 bytes per edge with its
+histogram entry; the finished graph holds 74); 10^6 compact supervoxels
+(5.9 × 10^6 edges, 1.3 × 10^7 histogram entries) 6 s and 1.0 GiB. The
+version before this layout took 130 s and 6.6 GiB, and 35 s and 2.6 GiB.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +58,7 @@ import numpy as np
 
 from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError
+from napari_connectome.memory import check_memory, release_free_memory
 from napari_connectome.progress import NullProgress, Progress
 from napari_connectome.volume import MultiscaleVolume
 
@@ -53,8 +69,8 @@ N_BINS = 256
 FILE_FORMAT = "napari-connectome-rag"
 FILE_VERSION = 1
 
-# Pending per-block rows are folded into the running totals past this many,
-# which bounds the memory a long scan can hold in unmerged block results.
+# Pending rows of the scan are folded into the sorted totals once they
+# outnumber them and at least this many (see _EdgeAccumulator).
 _CONSOLIDATE_ROWS = 4_000_000
 
 
@@ -88,6 +104,9 @@ class RegionGraph:
         Number of histogram bins.
     notes
         Things a person should be told about how the graph was built.
+    source
+        Where the graph came from: the supervoxel volume it was built from,
+        or the file it was loaded from (named by the memory guard; not saved).
     """
 
     node_ids: np.ndarray
@@ -100,6 +119,7 @@ class RegionGraph:
     histogram: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     n_bins: int = N_BINS
     notes: list[str] = field(default_factory=list)
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
@@ -238,6 +258,7 @@ class RegionGraph:
             histogram=hist,
             n_bins=int(data["n_bins"]),
             notes=[str(n) for n in data["notes"]],
+            source=str(path),
         )
 
 
@@ -268,9 +289,7 @@ def signal_normaliser(signal: MultiscaleVolume, kind: str):
     if kind == "raw-intensity-proxy":
         # Percentiles of the coarsest level: cheap, and robust to a few
         # saturated voxels that a min/max would let dominate.
-        coarse = signal.levels[-1]
-        step = max(1, int(round((np.prod(coarse.shape) / 2**24) ** (1 / 3))))
-        sample = np.asarray(coarse.array[tuple(slice(None, None, step) for _ in coarse.shape)])
+        sample = _intensity_sample(signal.levels[-1].array)
         lo, hi = np.percentile(sample, [0.5, 99.5]) if sample.size else (0.0, 1.0)
         if not hi > lo:
             lo, hi = float(lo), float(lo) + 1.0
@@ -295,6 +314,30 @@ def signal_normaliser(signal: MultiscaleVolume, kind: str):
 
         return clipped
     raise InputError(signal.source, f"a boundary signal of dtype {dtype} is not supported")
+
+
+# The proxy's percentiles come from at most this many voxels, read as whole
+# chunks: a strided sample of a large single-level volume touches every chunk
+# (hours on 10^12 voxels, forever on metadata that claims 10^18).
+_SAMPLE_VOXELS = 2**24
+_SAMPLE_CHUNKS = 64
+
+
+def _intensity_sample(array) -> np.ndarray:
+    """Voxels of ``array`` for robust percentiles: all of it when small, else chunks spread over it."""
+    shape = tuple(int(s) for s in array.shape)
+    if math.prod(shape) <= _SAMPLE_VOXELS:
+        return np.asarray(array[tuple(slice(None) for _ in shape)]).ravel()
+    chunks = tuple(int(c) for c in (getattr(array, "chunks", None) or (64,) * len(shape)))
+    box = tuple(max(1, min(c, s, 64)) for c, s in zip(chunks, shape, strict=True))
+    grid = tuple(-(-s // b) for s, b in zip(shape, box, strict=True))
+    picks = np.unique(np.linspace(0, math.prod(grid) - 1, _SAMPLE_CHUNKS).round().astype(np.int64))
+    parts = []
+    for flat in picks:
+        index = np.unravel_index(int(flat), grid)
+        key = tuple(slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(index, box, shape, strict=True))
+        parts.append(np.asarray(array[key]).ravel())
+    return np.concatenate(parts)
 
 
 _FACE_OPS = {
@@ -323,87 +366,169 @@ def _face_values(labels: np.ndarray, values: np.ndarray | None, axis: int, core:
     return a, b, v
 
 
+# ------------------------------------------------------------- accumulation
+# Per-edge rows are kept in runs sorted by the edge *key*
+# ``pos(u) * N + pos(v)`` over node positions (``u < v``, ``N`` supervoxels):
+# one int64 orders edges by (u, v), half the bytes of the two uint64 ids.
+#   edge run: [key int64, count, total float64, vmin float32, vmax float32]
+#   hist run: [key int64, bin uint8, count]
+# ``count`` is int32 unless the volume has 2**31 faces or more. Min and max
+# stay float32: the min or max of float32 face values is exact in float32.
+_EDGE_ROW_BYTES = 8 + 4 + 8 + 4 + 4
+_HIST_ROW_BYTES = 8 + 1 + 4
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Index of the first row of every run of equal keys."""
+    if sorted_keys.size == 0:
+        return np.empty(0, np.int64)
+    new = np.empty(sorted_keys.size, dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new[1:])
+    return np.flatnonzero(new)
+
+
+def _fold_edge_runs(runs: list[list]) -> list:
+    """One sorted edge run from many; rows of one edge are combined."""
+    if len(runs) == 1:
+        return runs[0]
+    keys = np.concatenate([r[0] for r in runs])
+    # Stable: rows of one edge add up in run order (first the folded totals,
+    # then the units in scan order), so sums do not depend on thread timing.
+    # Each run is sorted already, which a stable (merging) sort exploits.
+    order = np.argsort(keys, kind="stable")
+    start = _run_starts(keys[order])
+    out = [keys[order[start]]]
+    del keys
+    for i, ufunc in enumerate((np.add, np.add, np.minimum, np.maximum), start=1):
+        col = np.concatenate([r[i] for r in runs])
+        for r in runs:
+            r[i] = None  # free the parts column by column: the fold's peak stays ~2 columns
+        out.append(ufunc.reduceat(col[order], start))
+        del col
+    return out
+
+
+def _fold_hist_runs(runs: list[list], n_nodes: int, n_bins: int) -> list:
+    """One sorted histogram run from many; rows of one (edge, bin) are added."""
+    if len(runs) == 1:
+        return runs[0]
+    keys = np.concatenate([r[0] for r in runs])
+    bins = np.concatenate([r[1] for r in runs])
+    for r in runs:
+        r[0] = r[1] = None
+    if n_nodes * n_nodes * n_bins < 2**63:
+        combined = keys * np.int64(n_bins)
+        combined += bins
+        order = np.argsort(combined, kind="stable")
+        start = _run_starts(combined[order])
+        del combined
+    else:  # the (edge, bin) key would overflow int64: sort on both
+        order = np.lexsort((bins, keys))
+        k, b = keys[order], bins[order]
+        new = np.r_[True, (k[1:] != k[:-1]) | (b[1:] != b[:-1])]
+        del k, b
+        start = np.flatnonzero(new)
+    first = order[start]
+    out = [keys[first], bins[first]]
+    del keys, bins, first
+    col = np.concatenate([r[2] for r in runs])
+    for r in runs:
+        r[2] = None
+    out.append(np.add.reduceat(col[order], start))
+    return out
+
+
 class _EdgeAccumulator:
-    """Per-edge statistics summed over blocks, folded periodically to bound memory."""
+    """Per-edge statistics summed over work units, in sorted runs folded as they grow.
 
-    def __init__(self, n_bins: int) -> None:
+    Pending runs are folded into the totals once they hold more rows than
+    the totals (and at least :data:`_CONSOLIDATE_ROWS`): every row is sorted
+    O(log) times, and pending rows never outnumber the totals by much.
+    """
+
+    def __init__(self, n_nodes: int, n_bins: int) -> None:
+        self.n_nodes = n_nodes
         self.n_bins = n_bins
-        self.pending: list[tuple] = []
-        self.pending_hist: list[tuple] = []
-        self.rows = 0
-        self.total = None
-        self.total_hist = None
+        self.edge_runs: list[list] = []
+        self.hist_runs: list[list] = []
+        self.folded_rows = 0
+        self.pending_rows = 0
 
-    def add(self, stats: tuple | None) -> None:
-        """Add one block's :func:`_block_stats`."""
-        if stats is None:
-            return
-        edges, hist = stats
-        self.pending.append(edges)
-        self.pending_hist.append(hist)
-        self.rows += edges[0].size + hist[0].size
-        if self.rows > _CONSOLIDATE_ROWS:
+    def add(self, rows: tuple | None) -> bool:
+        """Add one unit's rows (:func:`_unit_rows`); True when the runs were folded."""
+        if rows is None:
+            return False
+        edges, hist = rows
+        self.edge_runs.append(list(edges))
+        self.hist_runs.append(list(hist))
+        self.pending_rows += edges[0].size + hist[0].size
+        if self.pending_rows > max(_CONSOLIDATE_ROWS, self.folded_rows):
             self.fold()
+            return True
+        return False
 
     def fold(self) -> None:
-        parts = self.pending + ([self.total] if self.total is not None else [])
-        hparts = self.pending_hist + ([self.total_hist] if self.total_hist is not None else [])
-        self.pending, self.pending_hist, self.rows = [], [], 0
-        if not parts:
+        if not self.edge_runs:
             return
-        u, v, count, total, vmin, vmax = (np.concatenate(c) for c in zip(*parts, strict=True))
-        order = np.lexsort((v, u))
-        u, v, count, total, vmin, vmax = (a[order] for a in (u, v, count, total, vmin, vmax))
-        start = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])])
-        self.total = (
-            u[start], v[start], np.add.reduceat(count, start), np.add.reduceat(total, start),
-            np.minimum.reduceat(vmin, start), np.maximum.reduceat(vmax, start),
-        )
-        hu, hv, hb, hc = (np.concatenate(c) for c in zip(*hparts, strict=True))
-        order = np.lexsort((hb, hv, hu))
-        hu, hv, hb, hc = (a[order] for a in (hu, hv, hb, hc))
-        start = np.flatnonzero(np.r_[True, (hu[1:] != hu[:-1]) | (hv[1:] != hv[:-1]) | (hb[1:] != hb[:-1])])
-        self.total_hist = (hu[start], hv[start], hb[start], np.add.reduceat(hc, start))
+        self.edge_runs = [_fold_edge_runs(self.edge_runs)]
+        self.hist_runs = [_fold_hist_runs(self.hist_runs, self.n_nodes, self.n_bins)]
+        self.folded_rows = self.n_edges + self.n_hist
+        self.pending_rows = 0
+        release_free_memory()
 
-    def result(self):
-        self.fold()
-        if self.total is None:
-            e = np.empty(0, np.uint64)
-            return (e, e, np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0)), (
-                e, e, np.empty(0, np.uint16), np.empty(0, np.int64))
-        return self.total, self.total_hist
+    @property
+    def n_edges(self) -> int:
+        """Distinct edges so far (exact right after a fold)."""
+        return int(self.edge_runs[0][0].size) if self.edge_runs else 0
+
+    @property
+    def n_hist(self) -> int:
+        """Distinct (edge, bin) histogram entries so far (exact right after a fold)."""
+        return int(self.hist_runs[0][0].size) if self.hist_runs else 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for run in self.edge_runs + self.hist_runs for a in run if a is not None)
 
 
-def _block_stats(u: np.ndarray, v: np.ndarray, val: np.ndarray, n_bins: int) -> tuple | None:
-    """Per-edge count, sum, min, max and sparse histogram of one block's faces."""
+def _unit_rows(u: np.ndarray, v: np.ndarray, val: np.ndarray, node_ids: np.ndarray, n_bins: int,
+               count_dtype) -> tuple | None:
+    """Edge and histogram rows (sorted runs, see above) of one unit's faces."""
     if u.size == 0:
         return None
     uniq, lu, lv = _compact(u, v)
     n = np.int64(uniq.size)
     lo, hi = np.minimum(lu, lv), np.maximum(lu, lv)
+    del lu, lv
     bins = np.minimum((val * n_bins).astype(np.int64), n_bins - 1)
     key = (lo * n + hi) * n_bins + bins
+    del lo, hi, bins
     # Any order of equal keys gives the same sums up to rounding; the default
     # (vectorised) sort is several times faster than a stable one.
     order = np.argsort(key)
-    key, val = key[order], val[order].astype(np.float64)
-    # Histogram entries: runs of equal (edge, bin).
-    hstart = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    hcount = np.diff(np.r_[hstart, key.size])
+    key, val = key[order], val[order]
+    del order
+    hstart = _run_starts(key)
+    hcount = np.diff(np.r_[hstart, key.size]).astype(count_dtype)
     hkey = key[hstart]
-    hedge = hkey // n_bins
-    # Edge statistics: runs of equal edge.
-    ekey = key // n_bins
-    estart = np.flatnonzero(np.r_[True, ekey[1:] != ekey[:-1]])
-    count = np.diff(np.r_[estart, ekey.size])
-    total = np.add.reduceat(val, estart)
+    key //= n_bins
+    estart = _run_starts(key)
+    count = np.diff(np.r_[estart, key.size]).astype(count_dtype)
+    ekey = key[estart]
+    del key
+    total = np.add.reduceat(val.astype(np.float64), estart)
     vmin = np.minimum.reduceat(val, estart)
     vmax = np.maximum.reduceat(val, estart)
-    eu = uniq[ekey[estart] // n].astype(np.uint64)
-    ev = uniq[ekey[estart] % n].astype(np.uint64)
-    hist = (uniq[hedge // n].astype(np.uint64), uniq[hedge % n].astype(np.uint64),
-            (hkey % n_bins).astype(np.uint16), hcount)
-    return (eu, ev, count, total, vmin, vmax), hist
+    # Unit positions -> global node positions: both are in id order, so the
+    # global keys stay sorted.
+    gpos = np.searchsorted(node_ids, uniq).astype(np.int64)
+    big_n = np.int64(node_ids.size)
+    e_key = gpos[ekey // n] * big_n + gpos[ekey % n]
+    hedge = hkey // n_bins
+    h_key = gpos[hedge // n] * big_n + gpos[hedge % n]
+    h_bin = (hkey % n_bins).astype(np.uint8)
+    return [e_key, count, total, vmin, vmax], [h_key, h_bin, hcount]
 
 
 def _compact(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -421,7 +546,13 @@ def _compact(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
         return (uniq + lo).astype(np.uint64), rank[(u - lo).astype(np.int64)], rank[(v - lo).astype(np.int64)]
     uniq, inv = np.unique(np.concatenate([u, v]), return_inverse=True)
     inv = inv.ravel().astype(np.int64)
-    return uniq, inv[: u.size], inv[u.size :]
+    return uniq.astype(np.uint64), inv[: u.size], inv[u.size :]
+
+
+# ------------------------------------------------------------------ finish
+# Edges per slice of the final conversions: their temporaries stay small
+# (a few arrays of this many elements) next to the graph being made.
+_CHUNK = 1 << 20
 
 
 def histogram_quantiles(hist_edge: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray,
@@ -432,27 +563,177 @@ def histogram_quantiles(hist_edge: np.ndarray, hist_bin: np.ndarray, hist_count:
     Linear interpolation inside the bin where the cumulative count reaches
     ``q * count``, clipped to the edge's exact ``[vmin, vmax]``.
     """
-    if n_edges == 0:
-        return np.empty(0, np.float32)
-    cum = np.cumsum(hist_count, dtype=np.int64)
-    starts = np.searchsorted(hist_edge, np.arange(n_edges))
-    ends = np.searchsorted(hist_edge, np.arange(n_edges), side="right")
-    before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0)
-    n = cum[ends - 1] - before
-    target = before + q * n
-    idx = np.clip(np.searchsorted(cum, target, side="left"), starts, ends - 1)
-    c = hist_count[idx].astype(np.float64)
-    frac = (target - (cum[idx] - c)) / c
-    value = (hist_bin[idx] + np.clip(frac, 0.0, 1.0)) / n_bins
-    return np.clip(value, vmin, vmax).astype(np.float32)
+    return _histogram_quantiles(hist_edge, hist_bin, hist_count, n_edges, n_bins, (q,), vmin, vmax)[0]
 
 
+def _histogram_quantiles(hist_edge, hist_bin, hist_count, n_edges: int, n_bins: int, qs, vmin,
+                         vmax) -> list[np.ndarray]:
+    """:func:`histogram_quantiles` for several ``qs``, over slices of :data:`_CHUNK` edges.
+
+    Every edge has at least one histogram row and rows are sorted by edge, so
+    a slice of edges is a slice of rows. The cumulative counts carry the
+    offset of the rows before the slice, so the arithmetic (and every
+    rounding) is that of one pass over all edges.
+    """
+    outs = [np.empty(n_edges, np.float32) for _ in qs]
+    hist_edge = np.asarray(hist_edge)
+    hist_count = np.asarray(hist_count)
+    hist_bin = np.asarray(hist_bin)
+    vmin, vmax = np.asarray(vmin), np.asarray(vmax)
+    h0, offset = 0, 0
+    for e0 in range(0, n_edges, _CHUNK):
+        e1 = min(e0 + _CHUNK, n_edges)
+        h1 = h0 + int(np.searchsorted(hist_edge[h0:], e1))
+        cum = np.cumsum(hist_count[h0:h1], dtype=np.int64)
+        cum += offset
+        he = hist_edge[h0:h1]
+        ids = np.arange(e0, e1)
+        starts = np.searchsorted(he, ids)
+        ends = np.searchsorted(he, ids, side="right")
+        before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], offset)
+        n = cum[ends - 1] - before
+        for out, q in zip(outs, qs, strict=True):
+            target = before + q * n
+            idx = np.clip(np.searchsorted(cum, target, side="left"), starts, ends - 1)
+            c = hist_count[h0 + idx].astype(np.float64)
+            frac = (target - (cum[idx] - c)) / c
+            value = (hist_bin[h0 + idx] + np.clip(frac, 0.0, 1.0)) / n_bins
+            out[e0:e1] = np.clip(value, vmin[e0:e1], vmax[e0:e1])
+        if h1 > h0:
+            offset = int(cum[-1])
+        h0 = h1
+    return outs
+
+
+def _finish(acc: _EdgeAccumulator, node_ids: np.ndarray, n_bins: int):
+    """Graph arrays from the folded runs, freeing the runs as the arrays are made."""
+    n_nodes = np.int64(max(node_ids.size, 1))
+    if acc.edge_runs:
+        ekey, count, total, vmin, vmax = acc.edge_runs[0]
+        hkey, hbin, hcount = acc.hist_runs[0]
+    else:
+        ekey = hkey = np.empty(0, np.int64)
+        count = hcount = np.empty(0, np.int32)
+        total = np.empty(0, np.float64)
+        vmin = vmax = np.empty(0, np.float32)
+        hbin = np.empty(0, np.uint8)
+    acc.edge_runs, acc.hist_runs = [], []
+    n_edges = ekey.size
+    edges = np.empty((n_edges, 2), np.uint64)
+    for c0 in range(0, n_edges, _CHUNK):
+        u_pos, v_pos = np.divmod(ekey[c0 : c0 + _CHUNK], n_nodes)
+        edges[c0 : c0 + _CHUNK, 0] = node_ids[u_pos]
+        edges[c0 : c0 + _CHUNK, 1] = node_ids[v_pos]
+    del ekey
+    mean = np.empty(n_edges, np.float32)
+    for c0 in range(0, n_edges, _CHUNK):
+        sl = slice(c0, c0 + _CHUNK)
+        mean[sl] = total[sl] / np.maximum(count[sl], 1)
+    del total
+    contact_area = count.astype(np.int64)
+    del count
+    # Histogram rows to edge rows: both are sorted by edge and every edge has
+    # at least one row, so an edge's row is the number of edge changes before.
+    hist_edge = np.empty(hkey.size, np.int64)
+    last, base = None, -1
+    for c0 in range(0, hkey.size, _CHUNK):
+        k = hkey[c0 : c0 + _CHUNK]
+        new = np.empty(k.size, np.int64)
+        new[0] = last is None or k[0] != last
+        np.not_equal(k[1:], k[:-1], out=new[1:], casting="unsafe")
+        np.cumsum(new, out=new)
+        new += base
+        hist_edge[c0 : c0 + _CHUNK] = new
+        last, base = k[-1], int(new[-1])
+    del hkey
+    hist_bin = hbin.astype(np.uint16)
+    del hbin
+    hist_count = hcount.astype(np.int64)
+    del hcount
+    features = {"mean": mean, "min": vmin, "max": vmax}
+    qs = _histogram_quantiles(hist_edge, hist_bin, hist_count, n_edges, n_bins, tuple(QUANTILES.values()),
+                              vmin, vmax)
+    features.update(zip(QUANTILES, qs, strict=True))
+    return edges, contact_area, features, (hist_edge, hist_bin, hist_count)
+
+
+# ------------------------------------------------------------ memory model
+# Bytes of the finished graph: edges (2 x uint64), contact area (int64) and
+# 8 float32 features per edge; edge row, bin (uint16) and count (int64) per
+# histogram entry; id (uint64) and size (int64) per node.
+GRAPH_BYTES_PER_EDGE = 16 + 8 + 8 * 4
+GRAPH_BYTES_PER_HIST = 8 + 2 + 8
+GRAPH_BYTES_PER_NODE = 16
+# Work unit: a box of one block of at most this many voxels. Its faces'
+# temporaries (ids, positions, keys, order: ~UNIT_BYTES_PER_FACE) are what a
+# worker holds, whatever the block shape. Small enough that they stay below
+# glibc's mmap threshold and are reused by the next unit; 2**20 measured
+# 0.3 GiB more at the peak on random supervoxels (freed blocks kept by the
+# allocator), 2**16 slower by the per-unit overhead.
+_UNIT_VOXELS = 1 << 18
+UNIT_BYTES_PER_FACE = 80
+# Pass 1's record of one block: its ids and counts, two small arrays (NumPy
+# header ~112 bytes each, plus list slots), whatever the block holds.
+_BLOCK_BOOKKEEPING_BYTES = 256
+
+
+def estimate_rag_memory(*, n_voxels: int, n_nodes: int, n_edges: int, n_hist: int | None = None,
+                        block_voxels: int = 64 * 256 * 256, voxel_bytes: int = 8, workers: int = 1) -> int:
+    """Peak bytes :func:`build_rag` needs for a graph of this size (its memory guard's estimate).
+
+    Parameters
+    ----------
+    n_voxels
+        Voxels of the supervoxel volume.
+    n_nodes, n_edges, n_hist
+        Supervoxels, edges and histogram entries (distinct (edge, bin) pairs;
+        between ``n_edges`` and ``N_BINS * n_edges``; default ``n_edges``, as
+        when most contacts are a few faces).
+    block_voxels, voxel_bytes, workers
+        Voxels of one block, bytes of one voxel of the supervoxels plus the
+        signal, and worker threads: the blocks and units in flight.
+
+    Returns
+    -------
+    int
+        Estimated peak bytes above what the process held before.
+    """
+    n_hist = n_edges if n_hist is None else n_hist
+    graph = GRAPH_BYTES_PER_EDGE * n_edges + GRAPH_BYTES_PER_HIST * n_hist + GRAPH_BYTES_PER_NODE * n_nodes
+    # The last fold of the scan holds every row -- up to 1.5 per edge or
+    # entry: rows pending from units not yet folded, and an edge seen in
+    # several units -- plus the fold's order, sorted keys and one gathered
+    # column (24 bytes a row).
+    fold = (_EDGE_ROW_BYTES + 24) * 3 * n_edges // 2 + (_HIST_ROW_BYTES + 24) * 3 * n_hist // 2
+    # While the graph is made, the folded runs are freed as its arrays appear.
+    finish = graph + _EDGE_ROW_BYTES * n_edges // 2 + _HIST_ROW_BYTES * n_hist + 12 * 8 * min(_CHUNK, n_edges)
+    faces = 3 * min(_UNIT_VOXELS, max(n_voxels, 1))
+    working = workers * (UNIT_BYTES_PER_FACE * faces + 2 * block_voxels * voxel_bytes)
+    return int(GRAPH_BYTES_PER_NODE * n_nodes + max(fold, finish) + working)
+
+
+# ------------------------------------------------------------------- build
 def _blocks(shape: tuple[int, ...], block_shape: tuple[int, ...]):
     grid = [range(0, s, b) for s, b in zip(shape, block_shape, strict=True)]
     for z in grid[0]:
         for y in grid[1]:
             for x in grid[2]:
                 yield (z, y, x)
+
+
+def _units(core: tuple[int, ...]):
+    """Boxes ``(z0, y0, dz, dy)`` of a block's core, each at most :data:`_UNIT_VOXELS` voxels."""
+    cz, cy, cx = core
+    plane = max(cy * cx, 1)
+    if plane <= _UNIT_VOXELS:
+        dz = max(1, _UNIT_VOXELS // plane)
+        for z0 in range(0, cz, dz):
+            yield z0, 0, min(dz, cz - z0), cy
+    else:
+        dy = max(1, _UNIT_VOXELS // max(cx, 1))
+        for z0 in range(cz):
+            for y0 in range(0, cy, dy):
+                yield z0, y0, 1, min(dy, cy - y0)
 
 
 def build_rag(
@@ -465,8 +746,21 @@ def build_rag(
     face: str = "max",
     workers: int | None = None,
     progress: Progress | None = None,
+    memory_gb: float | None = None,
 ) -> RegionGraph:
     """Build the region adjacency graph of a supervoxel volume, block by block.
+
+    Two passes over the blocks: the first reads only the supervoxels (their
+    ids and voxel counts), the second the faces. Per-edge statistics are
+    kept in sorted runs keyed by node positions (28 bytes per edge and 13
+    per histogram entry while scanning); the finished graph holds
+    :data:`GRAPH_BYTES_PER_EDGE` (56) bytes per edge,
+    :data:`GRAPH_BYTES_PER_HIST` (18) per histogram entry and 16 per
+    supervoxel. Measured peak above the input volumes
+    (``benchmarks/bench_graph_memory.py``, 128 × 256 × 256 voxels, 10^6
+    supervoxels): 2.3 GiB for 2.5 × 10^7 edges of random supervoxels (100
+    bytes per edge with its histogram entry), 1.0 GiB for 5.9 × 10^6 edges
+    of compact ones (184 bytes per edge, 2.2 histogram entries each).
 
     Parameters
     ----------
@@ -483,16 +777,24 @@ def build_rag(
         The EM volume, used as a proxy signal (dark = membrane) when
         ``signal`` is None.
     block_shape
-        Voxels per block ``(z, y, x)``; memory per block is a few times its size.
+        Voxels per block ``(z, y, x)`` read at a time; the faces are worked
+        on in boxes of at most 2**18 voxels of a block.
     face
         How the two voxels of a face combine into its value for a boundary
         map or the raw proxy: ``"max"`` (default), ``"mean"`` or ``"min"``.
         Affinities already give one value per face.
     workers
-        Threads working on blocks (default: up to 4, one per CPU); the graph
+        Threads working on boxes (default: up to 4, one per CPU); the graph
         is the same for any number.
     progress
-        Receives one step per block.
+        Receives two steps per block (one per pass).
+    memory_gb
+        Memory the graph may plan to use, in GiB (default: the
+        ``NAPARI_CONNECTOME_MEMORY_GB`` environment variable, else what the
+        system has available). The need is estimated
+        (:func:`estimate_rag_memory`) from the edges found so far, projected
+        to the whole volume, each time the runs are folded, and exactly
+        before the graph's arrays are made.
 
     Returns
     -------
@@ -503,7 +805,9 @@ def build_rag(
     ------
     InputError
         Shapes of the supervoxels and the signal differ, the signal is
-        missing, or it is of an unsupported kind or dtype.
+        missing, or it is of an unsupported kind or dtype; or the graph would
+        need more memory than the limit (one line naming the supervoxels and
+        the estimate; nothing is returned).
     """
     progress = progress or NullProgress()
     sv_shape = _spatial_shape(supervoxels)
@@ -555,84 +859,136 @@ def build_rag(
     normalise = signal_normaliser(signal, kind)
     sv_arr = supervoxels.levels[0].array
     sig_arr = signal.levels[0].array
-    acc = _EdgeAccumulator(N_BINS)
-    size_parts: list[tuple[np.ndarray, np.ndarray]] = []
-    blocks = list(_blocks(sv_shape, block_shape))
-
-    def work(origin):
-        core = tuple(min(b, s - o) for o, b, s in zip(origin, block_shape, sv_shape, strict=True))
-        ext = tuple(slice(o, min(o + c + 1, s)) for o, c, s in zip(origin, core, sv_shape, strict=True))
-        labels = np.asarray(sv_arr[ext])
-        if channels is None:
-            values = normalise(np.asarray(sig_arr[ext]))
-        elif channels == 1:
-            values = normalise(np.asarray(sig_arr[(slice(0, 1), *ext)]))[0]
-        else:
-            values = normalise(np.asarray(sig_arr[(slice(None), *ext)]))
-        sizes = _label_counts(labels[tuple(slice(0, c) for c in core)])
-        parts = [_face_values(labels, values, ax, core, kind, face) for ax in range(3)]
-        u = np.concatenate([p[0] for p in parts]).astype(np.uint64)
-        v = np.concatenate([p[1] for p in parts]).astype(np.uint64)
-        val = np.concatenate([p[2] for p in parts]).astype(np.float32)
-        return sizes, _block_stats(u, v, val, N_BINS)
-
+    # Counted, not listed: a volume whose metadata claims 10^18 voxels would
+    # otherwise fill memory with block origins before the guard below.
+    n_blocks = math.prod(-(-s // b) for s, b in zip(sv_shape, block_shape, strict=True))
+    n_voxels = math.prod(sv_shape)
+    # Face counts fit int32 unless the volume has 2**31 faces or more.
+    count_dtype = np.int32 if 3 * n_voxels < 2**31 else np.int64
     workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
-    progress.start(len(blocks), "region adjacency graph")
-    try:
-        if workers == 1 or len(blocks) == 1:
-            results = map(work, blocks)
-            pool = None
-        else:
-            from concurrent.futures import ThreadPoolExecutor
+    block_voxels = int(np.prod([min(b, s) for b, s in zip(block_shape, sv_shape, strict=True)]))
+    voxel_bytes = np.dtype(supervoxels.dtype).itemsize + 4 * (channels or 1)
 
-            # NumPy releases the GIL in its sorts and comparisons, so blocks
-            # overlap on threads; results come back in block order, so the
-            # graph does not depend on the number of workers.
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="rag")
-            results = _bounded_map(pool, work, blocks, 2 * workers)
-        try:
-            for sizes, stats in results:
-                size_parts.append(sizes)
-                acc.add(stats)
+    def core_of(origin):
+        return tuple(min(b, s - o) for o, b, s in zip(origin, block_shape, sv_shape, strict=True))
+
+    def count_block(origin):
+        core = core_of(origin)
+        return _label_counts(np.asarray(sv_arr[tuple(slice(o, o + c) for o, c in zip(origin, core, strict=True))]))
+
+    def guard(n_edges: int, n_hist: int, held: int, when: str) -> None:
+        need = estimate_rag_memory(n_voxels=n_voxels, n_nodes=node_ids.size, n_edges=n_edges, n_hist=n_hist,
+                                   block_voxels=block_voxels, voxel_bytes=voxel_bytes, workers=workers)
+        check_memory(need, what=f"the region graph of {node_ids.size:,} supervoxels and {when}",
+                     source=supervoxels.source, limit_gb=memory_gb, held=held)
+
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # NumPy releases the GIL in its sorts and comparisons, so units
+        # overlap on threads; results come back in order, so the graph does
+        # not depend on the number of workers.
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="rag")
+
+    def ordered(fn, items):
+        return map(fn, items) if pool is None else _bounded_map(pool, fn, items, 2 * workers)
+
+    # Pass 1 keeps two small arrays per block until it ends: refuse up front
+    # when that alone cannot fit, rather than grow until the machine gives out.
+    check_memory(n_blocks * _BLOCK_BOOKKEEPING_BYTES,
+                 what=f"the region graph's scan of {n_voxels:,} voxels in {n_blocks:,} blocks of {block_shape}",
+                 source=supervoxels.source, limit_gb=memory_gb)
+    progress.start(2 * n_blocks, "region adjacency graph")
+    try:
+        # Pass 1: supervoxel ids and sizes, so that edges can be keyed by
+        # node positions in pass 2.
+        id_parts, count_parts = [], []
+        for ids, cnt in ordered(count_block, _blocks(sv_shape, block_shape)):
+            id_parts.append(ids)
+            count_parts.append(cnt)
+            progress.advance(1)
+        ids = np.concatenate(id_parts) if id_parts else np.empty(0, np.uint64)
+        cnt = np.concatenate(count_parts) if count_parts else np.empty(0, np.int64)
+        del id_parts, count_parts
+        node_ids, inv = np.unique(ids, return_inverse=True)
+        node_ids = node_ids.astype(np.uint64)
+        node_sizes = np.bincount(inv.ravel(), weights=cnt, minlength=node_ids.size).astype(np.int64)
+        del ids, cnt, inv
+        if node_ids.size >= 3_000_000_000:
+            raise InputError(supervoxels.source, f"{node_ids.size:,} supervoxels: more than one graph can key "
+                             "(3 x 10^9); build graphs of smaller regions")
+        guard(0, 0, node_ids.nbytes + node_sizes.nbytes, "its blocks")
+
+        # Pass 2: faces, unit by unit; blocks are read as the units are
+        # handed out, so at most a few blocks are in memory.
+        def units():
+            for origin in _blocks(sv_shape, block_shape):
+                core = core_of(origin)
+                ext = tuple(slice(o, min(o + c + 1, s)) for o, c, s in zip(origin, core, sv_shape, strict=True))
+                labels = np.asarray(sv_arr[ext])
+                if channels is None:
+                    values = normalise(np.asarray(sig_arr[ext]))
+                elif channels == 1:
+                    values = normalise(np.asarray(sig_arr[(slice(0, 1), *ext)]))[0]
+                else:
+                    values = normalise(np.asarray(sig_arr[(slice(None), *ext)]))
+                boxes = list(_units(core))
+                for i, (z0, y0, dz, dy) in enumerate(boxes):
+                    yield labels, values, (z0, y0, dz, dy, core[2]), i == len(boxes) - 1
+
+        def unit_work(item):
+            labels, values, (z0, y0, dz, dy, cx), last = item
+            sl = (slice(z0, z0 + dz + 1), slice(y0, y0 + dy + 1))
+            sub_labels = labels[sl]
+            sub_values = values[(slice(None), *sl)] if kind == "affinities" else values[sl]
+            sub_core = (dz, dy, cx)
+            parts = [_face_values(sub_labels, sub_values, ax, sub_core, kind, face) for ax in range(3)]
+            u = np.concatenate([p[0] for p in parts])
+            v = np.concatenate([p[1] for p in parts])
+            val = np.concatenate([p[2] for p in parts]).astype(np.float32, copy=False)
+            del parts
+            return _unit_rows(u, v, val, node_ids, N_BINS, count_dtype), dz * dy * cx, last
+
+        acc = _EdgeAccumulator(int(node_ids.size), N_BINS)
+        done = 0
+        for rows, n_vox, last in ordered(unit_work, units()):
+            done += n_vox
+            if acc.add(rows) and done < n_voxels:
+                # Right after a fold the counts are exact for the part scanned:
+                # project them to the whole volume.
+                scale = n_voxels / max(done, 1)
+                guard(int(acc.n_edges * scale), int(acc.n_hist * scale),
+                      acc.nbytes + node_ids.nbytes + node_sizes.nbytes,
+                      f"about {int(acc.n_edges * scale):,} edges (projected from {done / n_voxels:.0%} of the volume)")
+            if last:
                 progress.advance(1)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+        acc.fold()
+        guard(acc.n_edges, acc.n_hist, acc.nbytes + node_ids.nbytes + node_sizes.nbytes,
+              f"{acc.n_edges:,} edges")
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         progress.close()
-    (eu, ev, count, total, vmin, vmax), (hu, hv, hb, hc) = acc.result()
-    ids = np.concatenate([p[0] for p in size_parts]) if size_parts else np.empty(0, np.uint64)
-    cnt = np.concatenate([p[1] for p in size_parts]) if size_parts else np.empty(0, np.int64)
-    node_ids, inv = np.unique(ids, return_inverse=True)
-    node_sizes = np.bincount(inv.ravel(), weights=cnt, minlength=node_ids.size).astype(np.int64)
-    edges = np.stack([eu, ev], axis=1).astype(np.uint64) if eu.size else np.empty((0, 2), np.uint64)
-    n_edges = edges.shape[0]
-    # Histogram rows to edge rows: both are sorted by (u, v).
-    hist_edge = _rows_of(edges, hu, hv)
-    vmin32, vmax32 = vmin.astype(np.float32), vmax.astype(np.float32)
-    features = {
-        "mean": (total / np.maximum(count, 1)).astype(np.float32),
-        "min": vmin32,
-        "max": vmax32,
-    }
-    for name, q in QUANTILES.items():
-        features[name] = histogram_quantiles(hist_edge, hb, hc, n_edges, N_BINS, q, vmin32, vmax32)
+    edges, contact_area, features, histogram = _finish(acc, node_ids, N_BINS)
+    release_free_memory()  # the units' temporaries, kept by the allocator of each worker thread
     return RegionGraph(
-        node_ids=node_ids.astype(np.uint64),
+        node_ids=node_ids,
         node_sizes=node_sizes,
         edges=edges,
-        contact_area=count.astype(np.int64),
+        contact_area=contact_area,
         features=features,
         signal=kind,
         voxel_size=tuple(float(v) for v in supervoxels.voxel_size),
-        histogram=(hist_edge, hb.astype(np.uint16), hc.astype(np.int64)),
+        histogram=histogram,
         n_bins=N_BINS,
         notes=notes,
+        source=str(supervoxels.source),
     )
 
 
 def _bounded_map(pool, fn, items, in_flight: int):
-    """``pool.map`` that keeps at most ``in_flight`` results in memory."""
+    """``pool.map`` that keeps at most ``in_flight`` results in memory (``items`` read lazily)."""
     from collections import deque
 
     pending: deque = deque()
@@ -661,14 +1017,3 @@ def _label_counts(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids, counts = np.unique(flat, return_counts=True)
     keep = ids != 0
     return ids[keep].astype(np.uint64), counts[keep].astype(np.int64)
-
-
-def _rows_of(edges: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Row in ``edges`` (sorted by u, v) of each (u, v) pair known to be there."""
-    if edges.shape[0] == 0:
-        return np.empty(0, np.int64)
-    node_ids = np.unique(edges)
-    n = np.int64(node_ids.size)
-    ek = np.searchsorted(node_ids, edges[:, 0]).astype(np.int64) * n + np.searchsorted(node_ids, edges[:, 1])
-    qk = np.searchsorted(node_ids, u).astype(np.int64) * n + np.searchsorted(node_ids, v)
-    return np.searchsorted(ek, qk).astype(np.int64)
