@@ -7,6 +7,7 @@ whether that was assumed, notes). The dock widget reads it from there.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -120,6 +121,10 @@ def layer_data(
     }
     if multiscale:
         kwargs["multiscale"] = True
+    axes = tuple(str(a) for a in volume.axes)
+    if _takes_axis_labels() and len(axes) == volume.ndim:
+        # The dims slider then reads "z" rather than napari's "-3".
+        kwargs["axis_labels"] = axes
     if opacity is not None:
         kwargs["opacity"] = float(opacity)
     if volume.kind == "labels":
@@ -129,6 +134,16 @@ def layer_data(
         kwargs["colormap"] = "magma"
         kwargs["blending"] = "additive"
     return data, kwargs, "image"
+
+
+@functools.cache
+def _takes_axis_labels() -> bool:
+    """Whether napari's layers take ``axis_labels`` (napari 0.6 and later; we accept 0.5)."""
+    import inspect
+
+    from napari.layers import Image
+
+    return "axis_labels" in inspect.signature(Image.__init__).parameters
 
 
 def layer_meta(layer) -> dict[str, Any] | None:

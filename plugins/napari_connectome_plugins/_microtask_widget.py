@@ -235,6 +235,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self._watcher = InputWatcher(self._main_window, self._on_input)
         self._watcher.install()
         self._connect_layer_events()
+        self._bind_idle_keys()
         self._update_controls()
         if not self.bind_to_viewer_project():
             _notify.warning(f"Micro-tasks: no project in the viewer; {NO_PROJECT.split('. ', 1)[1]}")
@@ -574,6 +575,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self._watcher.remove()
         self._disconnect_layer_events()
         self.unbind()
+        self._release_idle_keys()
 
     def share_with(self, panel) -> None:
         """The Proofread panel ``panel`` now uses this session's Proofreader (the session still owns it)."""

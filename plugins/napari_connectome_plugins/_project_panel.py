@@ -268,13 +268,40 @@ class ProjectPanel:
         return self.user_edit.text().strip() or login()
 
     # -- keys -------------------------------------------------------------------
-    def _key_callback(self, action: str) -> Callable[[Any], None]:
+    def _key_callback(self, action: str, *, idle: bool = False) -> Callable[[Any], None]:
         def callback(_owner) -> None:
             self.run_action(action)
 
-        callback.__name__ = f"{self.KEY_PREFIX}_{action}"
-        callback.__doc__ = f"{self.TITLE}: {action}"
+        callback.__name__ = f"{self.KEY_PREFIX}_{'idle_' if idle else ''}{action}"
+        callback.__doc__ = f"{self.TITLE}: {action}" + (" (no project yet: says what to open)" if idle else "")
         return callback
+
+    def _bind_idle_keys(self) -> None:
+        """Bind the panel's keys on the viewer before any project is open.
+
+        A key pressed then runs :meth:`run_action`, which says what is missing
+        ("open a project first") instead of doing nothing. Only keys nobody
+        holds are taken: napari's own and another panel's stay as they are.
+        """
+        self._idle_keys = {}
+        for key, action, _ in self.KEYS:
+            callback = self._key_callback(action, idle=True)
+            try:
+                self.viewer.bind_key(key, callback)
+            except ValueError:  # already bound (napari, another panel): leave it
+                continue
+            self._idle_keys[key] = callback
+
+    def _release_idle_keys(self) -> None:
+        """Unbind the keys :meth:`_bind_idle_keys` took, where they are still ours (closing the panel)."""
+        keymap = getattr(self.viewer, "keymap", {})
+        for key, callback in getattr(self, "_idle_keys", {}).items():
+            if any(bound is callback for bound in keymap.values()):
+                try:
+                    self.viewer.bind_key(key, None)
+                except Exception:  # the viewer is going away
+                    logger.debug("releasing viewer key %s failed", key, exc_info=True)
+        self._idle_keys = {}
 
     def _bind_keys(self) -> None:
         """Bind the keys on the panel's layers (layer keymaps come first) and on the viewer (the fallback)."""

@@ -190,6 +190,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self._build_ui()
 
         self._connect_layer_events()
+        self._bind_idle_keys()
         self._threshold_timer = QTimer(self)
         self._threshold_timer.setSingleShot(True)
         self._threshold_timer.setInterval(THRESHOLD_SAVE_DELAY_MS)
@@ -899,6 +900,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
     def _disconnect(self) -> None:
         self._disconnect_layer_events()
         self.unbind()
+        self._release_idle_keys()
 
 
 def _micro_task_panel(viewer, root: str):

@@ -1,8 +1,11 @@
 """The napari reader: every format the engine opens, and project folders.
 
 ``get_reader(path)`` is cheap (it sniffs the format, it reads no voxels) and
-never raises: it returns None for anything the engine cannot open, so napari
-asks its other readers.
+never raises: it returns None for anything the engine cannot open that
+another napari reader claims by name (a ``.png``, a ``.csv``), so napari asks
+that reader; for anything nobody else claims it returns a reader that says in
+one line why it cannot be opened (napari would otherwise raise its own error
+and print a stack trace).
 
 The reader it returns opens volumes lazily with ``on_error="fill"``: a corrupt
 chunk shows as zeros and one warning per volume, never an exception inside
@@ -77,9 +80,66 @@ def get_reader(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Callabl
     paths = [path] if isinstance(path, (str, os.PathLike)) else path
     if not isinstance(paths, (list, tuple)) or not paths:
         return None
-    if not all(isinstance(p, (str, os.PathLike)) and can_read(p) for p in paths):
+    if not all(isinstance(p, (str, os.PathLike)) for p in paths):
         return None
-    return read
+    unreadable = [p for p in paths if not can_read(p)]
+    if not unreadable:
+        return read
+    if any(_other_reader_wants(p) for p in unreadable):
+        return None  # napari asks the reader made for it
+    # Nobody else claims it: our "*" pattern made napari pick us, and returning None would
+    # end in napari's ReaderPluginError and a stack trace in the terminal. Say it in one line.
+    return _refuse
+
+
+def _refuse(path, **kwargs) -> list:
+    """The reader for paths nobody can open: one error line each, no layers."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    for p in paths:
+        _notify.error(why_unreadable(p))
+    return NO_LAYERS
+
+
+def why_unreadable(path: str | os.PathLike) -> str:
+    """One line saying why the engine cannot open ``path`` (the engine's own words where it has them)."""
+    from napari_connectome.errors import ConnectomeError
+    from napari_connectome.volume import parse_uri
+    from napari_connectome.volume.open import detect_format
+
+    try:
+        detect_format(parse_uri(path))
+    except ConnectomeError as exc:
+        return _notify.one_line(exc)
+    except Exception as exc:  # an unexpected refusal is still one line naming the file
+        return _notify.one_line(f"{os.fspath(path)}: cannot be opened ({type(exc).__name__}: {exc})")
+    return _notify.one_line(f"{os.fspath(path)}: cannot be opened as a volume or a project")
+
+
+def _other_reader_wants(path: str | os.PathLike) -> bool:
+    """Whether another napari reader claims ``path``: a pattern matching it (not just ``*``), or folders."""
+    import fnmatch
+
+    name = os.path.basename(os.fspath(path).rstrip("/")).lower()
+    folder = os.path.isdir(path)
+    try:
+        from npe2 import PluginManager
+
+        manager = PluginManager.instance()
+        if not any(m.name == "napari" for m in manager.iter_manifests()):
+            manager.discover(include_npe1=False)  # outside a viewer nothing is registered yet
+        for manifest in manager.iter_manifests():
+            if manifest.name == "napari-connectome":
+                continue
+            for reader in manifest.contributions.readers or []:
+                if folder and reader.accepts_directories:
+                    return True  # napari's own reader takes folders (image series): let napari choose
+                patterns = [p.lower() for p in reader.filename_patterns if p not in ("*", "*.*")]
+                if any(fnmatch.fnmatch(name, p) for p in patterns):
+                    return True
+    except Exception:  # no plugin manager to ask: let napari decide, as before
+        logger.debug("could not ask npe2 for readers", exc_info=True)
+        return True
+    return False
 
 
 def read(path: str | os.PathLike | Sequence[str | os.PathLike], **kwargs) -> list:

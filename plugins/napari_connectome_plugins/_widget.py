@@ -4,7 +4,8 @@ Thin by design: it reads what the reader recorded in each layer's metadata,
 opens projects through the reader, and changes a layer's scale; the engine
 does the rest. Files are never written from here.
 
-Keys (also in the tooltips): Alt+O opens a project folder, Alt+Z sets the
+Keys (also in the tooltips): Alt+O opens a project folder, Alt+N makes a new
+project from an EM volume (and optional segmentations), Alt+Z sets the
 voxel size of the selected volume; in the voxel-size dialog Enter applies and
 Esc cancels.
 """
@@ -38,14 +39,20 @@ from qtpy.QtWidgets import (
 
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta, spatial_axes
+from napari_connectome_plugins._new_project import NewProjectDialog
 from napari_connectome_plugins._project_panel import same
 
 # How the table marks a voxel size the suite assumed (the details say "assumed").
 ASSUMED_MARK = " *"
 ASSUMED_COLOUR = "#e0a030"
 OPEN_KEY = "Alt+O"
+NEW_KEY = "Alt+N"
 VOXEL_KEY = "Alt+Z"
 PLUGIN = "napari-connectome"
+NO_PROJECT = (
+    f"No project open. Open a project folder with Open project… ({OPEN_KEY}), or make one "
+    f"from an EM volume with New project… ({NEW_KEY})."
+)
 
 
 def _fmt_numbers(values, unit: str = "") -> str:
@@ -158,7 +165,7 @@ class ConnectomeWidget(QWidget):
         # -- project ---------------------------------------------------------
         self.project_box = QGroupBox("Project", self)
         project_layout = QVBoxLayout(self.project_box)
-        self.no_project = QLabel(f"No project open. Open a project folder with Open project… ({OPEN_KEY}).")
+        self.no_project = QLabel(NO_PROJECT)
         self.no_project.setWordWrap(True)
         self.no_project.setEnabled(False)
         project_layout.addWidget(self.no_project)
@@ -225,6 +232,12 @@ class ConnectomeWidget(QWidget):
             f"Open a napari-connectome project folder, or any volume folder ({OPEN_KEY})"
         )
         self.open_button.clicked.connect(self.choose_project)
+        self.new_button = QPushButton("New project…", self)
+        self.new_button.setShortcut(QKeySequence(NEW_KEY))
+        self.new_button.setToolTip(
+            f"Make a project from an EM volume, with optional supervoxels, boundaries and ground truth ({NEW_KEY})"
+        )
+        self.new_button.clicked.connect(self.new_project)
         self.voxel_button = QPushButton("Set voxel size…", self)
         self.voxel_button.setShortcut(QKeySequence(VOXEL_KEY))
         self.voxel_button.setToolTip(
@@ -233,6 +246,7 @@ class ConnectomeWidget(QWidget):
         )
         self.voxel_button.clicked.connect(self.edit_voxel_size)
         buttons.addWidget(self.open_button)
+        buttons.addWidget(self.new_button)
         buttons.addWidget(self.voxel_button)
         layout.addLayout(buttons)
         layout.addStretch(1)
@@ -395,9 +409,7 @@ class ConnectomeWidget(QWidget):
         from napari_connectome.errors import ConnectomeError
 
         if project is None:
-            self.no_project.setText(
-                f"No project open. Open a project folder with Open project… ({OPEN_KEY})."
-            )
+            self.no_project.setText(NO_PROJECT)
             self.no_project.setVisible(True)
             self.project_form_widget.setVisible(False)
             return
@@ -493,6 +505,27 @@ class ConnectomeWidget(QWidget):
             return []
         self._last_dir = os.path.dirname(path.rstrip("/")) or path
         return self.open_path(path)
+
+    def new_project(self, dialog: NewProjectDialog | None = None) -> list:
+        """Make a project from an EM volume in a dialog and open it (Alt+N).
+
+        Parameters
+        ----------
+        dialog
+            A prepared dialog (tests fill one in); default: a new one, shown
+            to the person.
+
+        Returns
+        -------
+        list
+            The layers of the new project (empty when cancelled).
+        """
+        dialog = dialog or NewProjectDialog(start_dir=self._last_dir, parent=self)
+        if dialog.project is None and dialog.exec_() != QDialog.Accepted:
+            return []
+        root = str(dialog.project.root)
+        self._last_dir = os.path.dirname(root.rstrip("/")) or root
+        return self.open_path(root)
 
     def open_path(self, path: str | os.PathLike) -> list:
         """Open a project folder or a volume through the napari-connectome reader.

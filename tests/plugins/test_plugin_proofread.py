@@ -305,6 +305,10 @@ def test_closing_the_project_restores_the_viewer(panel):
     for name in ("segments", "split preview", "split sources", "split sinks", "selected segments"):
         assert name not in names
     assert viewer.layers["supervoxels"].visible
+    # Only the keys that say "open a project first" stay, until the panel closes.
+    names = [getattr(f, "__name__", "") for f in viewer.keymap.values()]
+    assert not [n for n in names if n.startswith("proofread_") and not n.startswith("proofread_idle_")]
+    widget._disconnect()
     assert not any(getattr(f, "__name__", "").startswith("proofread_") for f in viewer.keymap.values())
 
 

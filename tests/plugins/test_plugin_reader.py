@@ -19,10 +19,14 @@ def _meta(layer_tuple) -> dict:
 # -- refusals -------------------------------------------------------------------
 
 
-def test_get_reader_refuses_a_text_file(tmp_path):
+def test_get_reader_refuses_a_text_file_in_one_line(tmp_path, messages):
+    # Nobody else reads a .txt: napari picked us for our "*" pattern, so we say why, in one
+    # line, instead of handing napari a None that it turns into a stack trace.
     path = tmp_path / "notes.txt"
     path.write_text("not a volume\n")
-    assert get_reader(str(path)) is None
+    reader = get_reader(str(path))
+    assert reader is not None and reader(str(path)) == [(None,)]
+    assert [s for s, _ in messages] == ["error"] and "notes.txt" in messages[0][1]
 
 
 def test_get_reader_refuses_an_unknown_folder(tmp_path):
@@ -32,12 +36,18 @@ def test_get_reader_refuses_an_unknown_folder(tmp_path):
     assert get_reader(str(folder)) is None
 
 
-def test_get_reader_refuses_empty_and_missing_paths(tmp_path):
+def test_get_reader_refuses_empty_and_missing_paths(tmp_path, messages):
     (tmp_path / "empty").mkdir()
-    assert get_reader(str(tmp_path / "empty")) is None
+    assert get_reader(str(tmp_path / "empty")) is None  # folders: napari's own reader may take them
+    assert get_reader([]) is None
+    # napari's own reader also claims *.zarr and *.h5: a missing one is left to napari.
     assert get_reader(str(tmp_path / "missing.zarr")) is None
     assert get_reader([str(tmp_path / "missing.h5")]) is None
-    assert get_reader([]) is None
+    for missing in (str(tmp_path / "missing.vol"), [str(tmp_path / "missing.qqq")]):
+        reader = get_reader(missing)
+        assert reader is not None and reader(missing) == [(None,)]
+    assert [s for s, _ in messages] == ["error", "error"]
+    assert "missing.vol" in messages[0][1] and "missing.qqq" in messages[1][1]
 
 
 def test_get_reader_is_cheap(tmp_path, monkeypatch):
