@@ -58,6 +58,7 @@ from pathlib import Path
 from napari_connectome import sqlite_log
 from napari_connectome.effort.clock import Clock
 from napari_connectome.errors import ConnectomeWarning, InputError
+from napari_connectome.events import Connection, Signal
 from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT, restart_hint
 
 LOG_FORMAT = "napari-connectome-effort-log"
@@ -179,7 +180,8 @@ class EffortLog:
         self.migrated = False
         self._con = con
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[dict], None]] = []
+        #: Emitted with each row (a dict of its columns and ``id``) this object records.
+        self.recorded = Signal("recorded")
         # A version 1 log opened read-only lacks the VI columns (rows() gives None for them).
         self._have = set(_columns(con, "effort")) if con is not None else set(COLUMNS)
 
@@ -352,9 +354,13 @@ class EffortLog:
                 raise _problem(self.path, exc, action="nothing was read") from None
 
     # ================================================================ writing
-    def add_listener(self, callback: Callable[[dict], None]) -> None:
-        """Call ``callback(row)`` after every row this object records."""
-        self._listeners.append(callback)
+    def add_listener(self, callback: Callable[[dict], None]) -> Connection:
+        """Call ``callback(row)`` after every row this object records; returns the connection to disconnect."""
+        return self.recorded.connect(callback)
+
+    def remove_listener(self, callback: Callable[[dict], None]) -> bool:
+        """Stop calling ``callback`` after rows; True when it was listening."""
+        return self.recorded.disconnect(callback)
 
     def record(self, *, task_id: str | None, task_type: str, answer: str, shown_at: float,
                answered_at: float, active_s: float, idle_s: float, edit_id: int | None = None,
@@ -446,8 +452,7 @@ class EffortLog:
         row = {"id": ids[0], **row}
         self._heads.appended(f"{ids[0]}:{row['session']}:{row['answered_at']!r}", position=position[0])
         self._record()
-        for callback in list(self._listeners):
-            callback(row)
+        self.recorded.emit(row)
         return ids[0]
 
     def _write(self, fn, *, action: str) -> None:

@@ -64,8 +64,7 @@ class EffortRecorder:
         self._closed = False
         self._own_row = False
         self.clock.start()
-        proofreader.add_listener(self._on_edit)
-        log.add_listener(self._on_row)
+        self._connections = [proofreader.add_listener(self._on_edit), log.add_listener(self._on_row)]
 
     def touch(self) -> None:
         """A user input (key, click, mouse move, wheel)."""
@@ -114,7 +113,9 @@ class EffortRecorder:
         self.clock.start(at=max(float(row["answered_at"]), self.clock.started_at))
 
     def close(self) -> None:
-        """Stop timing (the proofreader keeps its listener, which then does nothing)."""
+        """Stop timing and stop listening to the proofreader and the log (idempotent)."""
         self._closed = True
+        for connection in self._connections:
+            connection.disconnect()
         if self.clock.running:
             self.clock.stop()

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_connectome.errors import InputError
+from napari_connectome.events import Connection, Signal
 from napari_connectome.proofread.log import (
     DEFAULT_LOCK_TIMEOUT,
     EditLog,
@@ -279,7 +280,8 @@ class Proofreader:
         self._in_effect: dict[int, bool] = {}
         self._last_id = 0
         self._signal = None
-        self._listeners: list[Callable[[EditResult], None]] = []
+        #: Emitted with the :class:`EditResult` after every committed edit (editing thread).
+        self.edited = Signal("edited")
         self.footprints: dict[int, set[int]] | None = None
 
     # ================================================================ opening
@@ -515,9 +517,17 @@ class Proofreader:
     def can_redo(self) -> bool:
         return bool(self._redo) and not self.read_only
 
-    def add_listener(self, callback: Callable[[EditResult], None]) -> None:
-        """Call ``callback(result)`` after every committed edit (from the editing thread)."""
-        self._listeners.append(callback)
+    def add_listener(self, callback: Callable[[EditResult], None]) -> Connection:
+        """Call ``callback(result)`` after every committed edit (from the editing thread).
+
+        Returns the connection: ``.disconnect()`` (or calling it) stops the
+        calls, as does :meth:`remove_listener`. A closed panel must do so.
+        """
+        return self.edited.connect(callback)
+
+    def remove_listener(self, callback: Callable[[EditResult], None]) -> bool:
+        """Stop calling ``callback`` after edits; True when it was listening."""
+        return self.edited.disconnect(callback)
 
     # ================================================================ edits
     def merge(self, point_a_nm, point_b_nm, *, task_id=None, suggested_by: str | None = None) -> EditResult:
@@ -798,8 +808,7 @@ class Proofreader:
                 self.overlay.add(written, patch)
             result = self._apply(written, row, plan, new_ids, bbox_nm=bbox_nm)
             record_edit_log(self.project, self.log)
-        for callback in list(self._listeners):
-            callback(result)
+        self.edited.emit(result)
         return result
 
     def _apply(self, op_id: int, row: dict, plan: Plan, new_ids: list[int], *, bbox_nm=None) -> EditResult:

@@ -226,7 +226,7 @@ class TaskSession:
         self._learner = (cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-learning")
                          if self._background else None)
         self.prefetcher = Prefetcher(self._prepare) if prefetch else None
-        proofreader.add_listener(self._on_edit)
+        self._edit_connection = proofreader.add_listener(self._on_edit)
         if gt_table is not None:
             recorder.vi = self.vi  # manual edits carry VI too (the recorder is built before the session)
         self._refind()
@@ -745,6 +745,8 @@ class TaskSession:
             self._learner.shutdown(wait=True)
         if self.prefetcher is not None:
             self.prefetcher.close()
+        # A shared Proofreader outlives the session: it must stop calling us.
+        self._edit_connection.disconnect()
         self.recorder.close()
         self.effort.close()
         if self.owns_proofreader:
