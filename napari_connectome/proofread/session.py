@@ -52,6 +52,7 @@ from napari_connectome.proofread.log import (
 )
 from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
 from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
+from napari_connectome.proofread.recorded import OPERATION_TYPES, RecordedOperation
 from napari_connectome.proofread.split import contact_edges, min_cut, seeded_watershed
 from napari_connectome.proofread.state import (
     EffectConflict,
@@ -720,6 +721,38 @@ class Proofreader:
             op = self._ops[target]
             return self._execute("redo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
                                  task_id=task_id, suggested_by=suggested_by, undo_of=target)
+
+    def apply_recorded(self, op: RecordedOperation) -> EditResult:
+        """Apply an operation as another log recorded it: its effect, not its inputs, as a new row.
+
+        The row keeps the record's uuid, user, session, task and time; it gets
+        this log's next operation id and new segment ids. Used by offline merge.
+
+        Raises
+        ------
+        InputError
+            An unknown operation type; an undo/redo that names no operation
+            of this log; a read-only proofreader.
+        EffectConflict
+            The effect does not apply to this state (an edge to cut is gone,
+            a link to add exists, a patch is unknown or already on).
+        """
+        if op.type not in OPERATION_TYPES:
+            raise InputError("recorded operation", f"type must be one of {', '.join(OPERATION_TYPES)}, got {op.type!r}")
+        if (op.undo_of is None) != (op.type not in ("undo", "redo")):
+            need = "needs" if op.undo_of is None else "takes no"
+            raise InputError("recorded operation", f"a {op.type!r} operation {need} undo_of")
+        if op.undo_of is not None and int(op.undo_of) not in self._ops:
+            raise InputError("recorded operation", f"operation {op.undo_of} to reverse is not in this log")
+        when = None
+        if op.timestamp is not None and op.unix_time is not None:
+            when = (str(op.timestamp), float(op.unix_time))
+        return self._execute(
+            op.type, op.effect, supervoxels=[int(s) for s in op.supervoxels], seeds=op.seeds,
+            task_id=op.task_id, suggested_by=op.suggested_by,
+            undo_of=None if op.undo_of is None else int(op.undo_of), patch=op.patch, uuid=op.uuid,
+            row_extra=dict(op.extra) or None, user=op.user, session=op.session, when=when,
+        )
 
     def _check_unchanged(self, op_id: int, verb: str) -> None:
         op = self._ops[op_id]
