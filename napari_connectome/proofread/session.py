@@ -53,7 +53,13 @@ from napari_connectome.proofread.log import (
 from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
 from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
 from napari_connectome.proofread.recorded import OPERATION_TYPES, RecordedOperation
-from napari_connectome.proofread.split import contact_edges, min_cut, seeded_watershed
+from napari_connectome.proofread.split import (
+    contact_edges,
+    cut_problem,
+    min_cut,
+    preview_message,
+    seeded_watershed,
+)
 from napari_connectome.proofread.state import (
     EffectConflict,
     Plan,
@@ -127,6 +133,14 @@ class SplitPreview:
     version
         :attr:`Proofreader.version` when it was computed; :meth:`Proofreader.split`
         recomputes it if the state changed since.
+    message
+        What the split will do, in one line for the panel (it names the
+        supervoxel when both seeds fall in one, which a graph cut cannot
+        separate and which is therefore divided inside).
+    problem
+        Why the split would separate nothing (no link cut, a side empty, the
+        segment left in one piece), or None. :meth:`Proofreader.split`
+        refuses such a preview unless forced.
     """
 
     segment_id: int
@@ -141,6 +155,8 @@ class SplitPreview:
     sources_nm: list
     sinks_nm: list
     version: int
+    message: str = ""
+    problem: str | None = None
     _effect: Effect = field(repr=False, default=None)
     _plan: Plan = field(repr=False, default=None)
     _new_patch: Patch | None = field(repr=False, default=None)
@@ -214,6 +230,16 @@ class _Op:
     before: list[int]
     after: list[int]
     digests: list[tuple[int, str]]  # (anchor supervoxel, digest of the component's members)
+
+
+def _describe(cut_edges, source_ids, sink_ids, plan: Plan, *, inside: bool,
+              supervoxel: int | None) -> tuple[str | None, str]:
+    """``(problem, message)`` of a computed split (see :class:`SplitPreview`)."""
+    problem = cut_problem(cut_edges=cut_edges, source_supervoxels=source_ids, sink_supervoxels=sink_ids,
+                          n_pieces=len(plan.components), inside=inside)
+    message = preview_message(inside=inside, supervoxel=supervoxel, n_cut=len(cut_edges),
+                              n_sources=len(source_ids), n_sinks=len(sink_ids), problem=problem)
+    return problem, message
 
 
 def _now() -> tuple[str, float]:
@@ -613,8 +639,8 @@ class Proofreader:
         both = sorted(set(src_sv) & set(snk_sv))
         if both:
             raise InputError(
-                "split", f"supervoxel {both[0]} holds both a source and a sink seed; move a seed, "
-                "or put every seed in that supervoxel to split inside it",
+                "split", f"supervoxel {both[0]} holds both a source and a sink seed: a graph cut cannot "
+                "separate them; move a seed, or put every seed in that supervoxel to split inside it",
             )
         return self._preview_graph(segment, src_sv, snk_sv, sources_nm, sinks_nm, version)
 
@@ -631,7 +657,8 @@ class Proofreader:
             raise InputError("split", f"the supervoxels are in different segments {sorted(segs)}")
         both = sorted(set(src) & set(snk))
         if both:
-            raise InputError("split", f"supervoxel {both[0]} is both a source and a sink")
+            raise InputError("split", f"supervoxel {both[0]} is both a source and a sink: a graph cut cannot "
+                                      "separate it from itself")
         return self._preview_graph(segs.pop(), src, snk, [], [], self.version)
 
     def _preview_graph(self, segment, src_sv, snk_sv, sources_nm, sinks_nm, version) -> SplitPreview:
@@ -642,25 +669,37 @@ class Proofreader:
         cut_pairs = st.ids[pairs[cut]] if cut.size else np.empty((0, 2), np.uint64)
         effect = Effect(edges_removed=[tuple(map(int, p)) for p in cut_pairs])
         plan = st.plan(effect)
+        cut_edges = np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2)
+        src_ids, snk_ids = st.ids[members[side]].copy(), st.ids[members[~side]].copy()
+        problem, message = _describe(cut_edges, src_ids, snk_ids, plan, inside=False, supervoxel=None)
         return SplitPreview(
             segment_id=int(segment),
-            source_supervoxels=st.ids[members[side]].copy(),
-            sink_supervoxels=st.ids[members[~side]].copy(),
-            cut_edges=np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2),
+            source_supervoxels=src_ids,
+            sink_supervoxels=snk_ids,
+            cut_edges=cut_edges,
             inside_supervoxel=False, bbox_nm=None, supervoxel=None, patch_offset=None, patch=None,
-            sources_nm=sources_nm, sinks_nm=sinks_nm, version=version,
+            sources_nm=sources_nm, sinks_nm=sinks_nm, version=version, message=message, problem=problem,
             _effect=effect, _plan=plan, _new_patch=None, _proofreader=self,
             _seed_svs=sorted({int(x) for x in [*src_sv, *snk_sv]}),
             _seed_sides=(tuple(int(x) for x in src_sv), tuple(int(x) for x in snk_sv)),
         )
 
     def split(self, preview: SplitPreview | None = None, *, sources_nm=None, sinks_nm=None,
-              inside: bool | None = None, task_id=None, suggested_by: str | None = None) -> EditResult:
+              inside: bool | None = None, task_id=None, suggested_by: str | None = None,
+              force: bool = False) -> EditResult:
         """Commit a split: from a preview, or computed from seed points.
 
         A preview computed before the state changed is recomputed from its
         seeds (the result may differ from what was shown; the new preview is
         what is committed).
+
+        Raises
+        ------
+        InputError
+            The split would separate nothing (the preview's ``problem``: no
+            link cut, a side empty, the segment left in one piece) and
+            ``force`` is False: nothing is logged, as a row that changes
+            nothing would read as work done.
         """
         with self._lock:
             if preview is None:
@@ -674,6 +713,10 @@ class Proofreader:
                     preview = self.preview_split(
                         preview.sources_nm, preview.sinks_nm, inside=preview.inside_supervoxel
                     )
+            if preview.problem is not None and not force:
+                raise InputError(
+                    "split", f"{preview.problem}; nothing was committed (move the seeds, or force it)"
+                )
             kind = "split_supervoxel" if preview.inside_supervoxel else "split"
             seeds = {"sources": preview.sources_nm, "sinks": preview.sinks_nm}
             if preview.inside_supervoxel:
@@ -934,12 +977,13 @@ class Proofreader:
         node_edges = contact_edges(patched, signal, [n1, n2], kind=kind)
         effect, cut_pairs, side_ids = self._inside_effect(segment, sv, n1, n2, node_edges)
         plan = st.plan(effect)
+        problem, message = _describe(cut_pairs, side_ids[0], side_ids[1], plan, inside=True, supervoxel=int(sv))
         return SplitPreview(
             segment_id=int(segment),
             source_supervoxels=side_ids[0], sink_supervoxels=side_ids[1],
             cut_edges=cut_pairs, inside_supervoxel=True, bbox_nm=self._box_nm([(patch.offset, patch.stop)]),
             supervoxel=int(sv), patch_offset=patch.offset, patch=parts, sources_nm=sources_nm,
-            sinks_nm=sinks_nm, version=version, _effect=effect, _plan=plan, _new_patch=patch,
+            sinks_nm=sinks_nm, version=version, message=message, problem=problem, _effect=effect, _plan=plan, _new_patch=patch,
             _proofreader=self, _seed_svs=[int(sv)],
         )
 
