@@ -38,28 +38,24 @@ import threading
 import time
 import uuid as _uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from napari_connectome.errors import InputError
 from napari_connectome.events import Connection, Signal
+from napari_connectome.proofread.inside import preview_inside
 from napari_connectome.proofread.log import (
     DEFAULT_LOCK_TIMEOUT,
     EditLog,
     open_edit_log,
     record_edit_log,
 )
-from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
+from napari_connectome.proofread.ops import Effect, Patch
 from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
+from napari_connectome.proofread.preview import SplitPreview, describe_split
 from napari_connectome.proofread.recorded import OPERATION_TYPES, RecordedOperation
-from napari_connectome.proofread.split import (
-    contact_edges,
-    cut_problem,
-    min_cut,
-    preview_message,
-    seeded_watershed,
-)
+from napari_connectome.proofread.split import min_cut
 from napari_connectome.proofread.state import (
     EffectConflict,
     Plan,
@@ -68,8 +64,6 @@ from napari_connectome.proofread.state import (
 )
 
 EDIT_TYPES = ("merge", "split", "split_supervoxel")
-#: Largest supervoxel (voxels) a split inside one will read into memory.
-MAX_INSIDE_SPLIT_VOXELS = 128 * 2**20
 
 
 @dataclass
@@ -105,122 +99,6 @@ class EditResult:
 
 
 @dataclass
-class SplitPreview:
-    """A split computed but not committed (nothing logged).
-
-    Attributes
-    ----------
-    segment_id
-        The segment the seeds are in.
-    source_supervoxels, sink_supervoxels
-        Supervoxel ids that end on the sources' / the sinks' side. For a
-        split inside a supervoxel, the two new supervoxels (ids it would get)
-        are listed, and the divided supervoxel is in neither.
-    cut_edges
-        ``(K, 2)`` supervoxel id pairs whose links the split removes.
-    inside_supervoxel
-        True when the seeds all fall in one supervoxel, which is divided by a
-        seeded watershed of the boundary signal.
-    bbox_nm
-        World box (nm) of the divided supervoxel, or None.
-    supervoxel
-        The supervoxel divided (inside split), else None.
-    patch_offset, patch
-        Level-0 voxel index and uint8 array (1 = sources' part, 2 = sinks'
-        part, 0 = elsewhere) of the division (inside split), else None.
-    sources_nm, sinks_nm
-        The seeds.
-    version
-        :attr:`Proofreader.version` when it was computed; :meth:`Proofreader.split`
-        recomputes it if the state changed since.
-    message
-        What the split will do, in one line for the panel (it names the
-        supervoxel when both seeds fall in one, which a graph cut cannot
-        separate and which is therefore divided inside).
-    problem
-        Why the split would separate nothing (no link cut, a side empty, the
-        segment left in one piece), or None. :meth:`Proofreader.split`
-        refuses such a preview unless forced.
-    """
-
-    segment_id: int
-    source_supervoxels: np.ndarray
-    sink_supervoxels: np.ndarray
-    cut_edges: np.ndarray
-    inside_supervoxel: bool
-    bbox_nm: tuple | None
-    supervoxel: int | None
-    patch_offset: tuple[int, int, int] | None
-    patch: np.ndarray | None
-    sources_nm: list
-    sinks_nm: list
-    version: int
-    message: str = ""
-    problem: str | None = None
-    _effect: Effect = field(repr=False, default=None)
-    _plan: Plan = field(repr=False, default=None)
-    _new_patch: Patch | None = field(repr=False, default=None)
-    _proofreader: Proofreader = field(repr=False, default=None)
-    _seed_svs: list = field(repr=False, default_factory=list)
-    _seed_sides: tuple = field(repr=False, default=((), ()))
-
-    def labels(self, key) -> np.ndarray:
-        """Side of every voxel of a level-0 region: 1 = sources, 2 = sinks, 0 = elsewhere.
-
-        ``key`` is a tuple of slices / ints over ``(z, y, x)`` (level 0).
-        """
-        from napari_connectome.volume.lazy import normalize_key
-
-        pr = self._proofreader
-        norm = normalize_key(key, pr._level0_shape)
-        sv = pr._reader.supervoxels(0, norm)
-        out = np.zeros(sv.shape, dtype=np.uint8)
-        src = np.asarray(self.source_supervoxels, dtype=np.uint64)
-        snk = np.asarray(self.sink_supervoxels, dtype=np.uint64)
-        out[np.isin(sv, src)] = 1
-        out[np.isin(sv, snk)] = 2
-        if self.patch is not None:
-            from napari_connectome.proofread.overlay import _keep_dims
-
-            full, squeeze = _keep_dims(norm)
-            idx = [np.arange(k.start, k.stop, k.step) for k in full]
-            box = np.zeros([i.size for i in idx], dtype=np.uint8)
-            sel, src = [], []
-            for c, o, n in zip(idx, self.patch_offset, self.patch.shape, strict=True):
-                inside = (c >= o) & (c < o + n)
-                sel.append(np.flatnonzero(inside))
-                src.append(c[inside] - o)
-            box[np.ix_(*sel)] = self.patch[np.ix_(*src)]
-            box = box[squeeze]
-            out[box > 0] = box[box > 0]
-        return out
-
-    def volume(self):
-        """The preview as a lazy one-level labels volume (1 = sources, 2 = sinks)."""
-        from napari_connectome.volume.lazy import _LazyBase
-        from napari_connectome.volume.model import Level, MultiscaleVolume
-
-        pr = self._proofreader
-        preview = self
-
-        class _PreviewArray(_LazyBase):
-            def __init__(self) -> None:
-                super().__init__(source="split preview")
-                self.shape = pr._level0_shape
-                self.dtype = np.dtype(np.uint8)
-                self.chunks = pr._sv_volume.levels[0].chunks
-
-            def __getitem__(self, key):
-                return preview.labels(key)
-
-        lv0 = pr._sv_volume.levels[0]
-        return MultiscaleVolume(
-            levels=[Level(_PreviewArray(), lv0.voxel_size, lv0.offset, lv0.axes)],
-            kind="labels", source="split preview", format="proofread", name="split preview",
-        )
-
-
-@dataclass
 class _Op:
     op_id: int
     type: str
@@ -230,16 +108,6 @@ class _Op:
     before: list[int]
     after: list[int]
     digests: list[tuple[int, str]]  # (anchor supervoxel, digest of the component's members)
-
-
-def _describe(cut_edges, source_ids, sink_ids, plan: Plan, *, inside: bool,
-              supervoxel: int | None) -> tuple[str | None, str]:
-    """``(problem, message)`` of a computed split (see :class:`SplitPreview`)."""
-    problem = cut_problem(cut_edges=cut_edges, source_supervoxels=source_ids, sink_supervoxels=sink_ids,
-                          n_pieces=len(plan.components), inside=inside)
-    message = preview_message(inside=inside, supervoxel=supervoxel, n_cut=len(cut_edges),
-                              n_sources=len(source_ids), n_sinks=len(sink_ids), problem=problem)
-    return problem, message
 
 
 def _now() -> tuple[str, float]:
@@ -635,7 +503,7 @@ class Proofreader:
                     "split", "a split inside a supervoxel needs every seed in that one supervoxel; "
                     f"these seeds are in supervoxels {sorted(set(src_sv + snk_sv))}"
                 )
-            return self._preview_inside(segment, src_sv[0], src_idx, snk_idx, sources_nm, sinks_nm, version)
+            return preview_inside(self, segment, src_sv[0], src_idx, snk_idx, sources_nm, sinks_nm, version)
         both = sorted(set(src_sv) & set(snk_sv))
         if both:
             raise InputError(
@@ -671,7 +539,7 @@ class Proofreader:
         plan = st.plan(effect)
         cut_edges = np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2)
         src_ids, snk_ids = st.ids[members[side]].copy(), st.ids[members[~side]].copy()
-        problem, message = _describe(cut_edges, src_ids, snk_ids, plan, inside=False, supervoxel=None)
+        problem, message = describe_split(cut_edges, src_ids, snk_ids, plan, inside=False, supervoxel=None)
         return SplitPreview(
             segment_id=int(segment),
             source_supervoxels=src_ids,
@@ -948,94 +816,6 @@ class Proofreader:
         hi = np.max([b[1] for b in boxes], axis=0)
         return (tuple(float(x) for x in off + (lo - 0.5) * vs), tuple(float(x) for x in off + (hi - 0.5) * vs))
 
-    # ------------------------------------------------------- split inside
-    def _preview_inside(self, segment, sv, src_idx, snk_idx, sources_nm, sinks_nm, version) -> SplitPreview:
-        st = self.state
-        if set(map(tuple, src_idx)) & set(map(tuple, snk_idx)):
-            raise InputError("split", "a source and a sink seed are on the same voxel")
-        (tlo, thi), (plo, phi) = self._supervoxel_box(sv, np.array(src_idx + snk_idx))
-        padded = tuple(slice(int(a), int(b), 1) for a, b in zip(plo, phi, strict=True))
-        labels = self._reader.supervoxels(0, padded)
-        boundary, signal, kind = self._signal_box(plo, phi)
-        # The watershed sees only the supervoxel's box; the one-voxel rim
-        # around it is for the new supervoxels' contacts with their neighbours.
-        core = tuple(slice(int(a - p), int(b - p)) for a, b, p in zip(tlo, thi, plo, strict=True))
-        parts = seeded_watershed(
-            labels[core], boundary[core], sv,
-            np.array(src_idx) - tlo, np.array(snk_idx) - tlo,
-            voxel_size=self._sv_volume.levels[0].voxel_size,
-        )
-        n1 = st.next_id
-        n2 = n1 + 1
-        patch_data = np.zeros(parts.shape, np.uint64)
-        patch_data[parts == 1] = n1
-        patch_data[parts == 2] = n2
-        patch = Patch(tuple(int(a) for a in tlo), patch_data, int(sv))
-        patched = labels.copy()
-        sub = patched[core]
-        sub[parts > 0] = patch_data[parts > 0]
-        node_edges = contact_edges(patched, signal, [n1, n2], kind=kind)
-        effect, cut_pairs, side_ids = self._inside_effect(segment, sv, n1, n2, node_edges)
-        plan = st.plan(effect)
-        problem, message = _describe(cut_pairs, side_ids[0], side_ids[1], plan, inside=True, supervoxel=int(sv))
-        return SplitPreview(
-            segment_id=int(segment),
-            source_supervoxels=side_ids[0], sink_supervoxels=side_ids[1],
-            cut_edges=cut_pairs, inside_supervoxel=True, bbox_nm=self._box_nm([(patch.offset, patch.stop)]),
-            supervoxel=int(sv), patch_offset=patch.offset, patch=parts, sources_nm=sources_nm,
-            sinks_nm=sinks_nm, version=version, message=message, problem=problem, _effect=effect, _plan=plan, _new_patch=patch,
-            _proofreader=self, _seed_svs=[int(sv)],
-        )
-
-    def _inside_effect(self, segment: int, sv: int, n1: int, n2: int, node_edges: NodeEdges):
-        """The graph side of a split inside ``sv``: new nodes, moved links, and a min-cut between the parts."""
-        st = self.state
-        (px,) = st.positions([sv])
-        members = st.members(segment)
-        pairs, caps = st.active_edges(members)
-        at_x = (pairs[:, 0] == px) | (pairs[:, 1] == px)
-        x_links = pairs[at_x]
-        others = pairs[~at_x]
-        other_caps = caps[~at_x]
-        touch = {}
-        for (u, v), area, mean in zip(node_edges.edges, node_edges.contact_area, node_edges.features["mean"],
-                                      strict=True):
-            touch[(int(u), int(v))] = float(area) * (1.0 - float(mean)) + 1e-3
-        # Tentative positions of the new supervoxels, after every existing one.
-        q1, q2 = st.ids.size, st.ids.size + 1
-        new_pos = {n1: q1, n2: q2}
-        cand, cand_caps = [], []
-        for a, b in x_links:
-            y = int(b if a == px else a)
-            ysv = int(st.ids[y])
-            touching_parts = [n for n in (n1, n2) if (min(n, ysv), max(n, ysv)) in touch]
-            if not touching_parts and not st.touching(px, y):
-                touching_parts = [n1, n2]  # a manual link: both parts keep it until the cut decides
-            for n in touching_parts:
-                cand.append((min(new_pos[n], y), max(new_pos[n], y)))
-                key = (min(n, ysv), max(n, ysv))
-                cand_caps.append(touch.get(key, st.pair_capacity(px, y)))
-        nodes = np.union1d(members[members != px], [q1, q2])
-        cand_arr = np.array(cand, dtype=np.int64).reshape(-1, 2)
-        all_pairs = np.concatenate([others.reshape(-1, 2), cand_arr])
-        all_caps = np.concatenate([other_caps, np.asarray(cand_caps, dtype=np.float64)])
-        side, cut = min_cut(nodes, all_pairs, all_caps, np.array([q1]), np.array([q2]))
-        cut_set = {tuple(map(int, all_pairs[i])) for i in cut}
-
-        def ids_of(p: int) -> int:
-            return n1 if p == q1 else n2 if p == q2 else int(st.ids[p])
-
-        added = [(ids_of(a), ids_of(b)) for a, b in cand if (a, b) not in cut_set]
-        removed = [(int(st.ids[a]), int(st.ids[b])) for a, b in x_links]
-        removed += [(ids_of(a), ids_of(b)) for a, b in cut_set if a != q1 and a != q2 and b != q1 and b != q2]
-        cut_ids = np.array(sorted({tuple(sorted((ids_of(a), ids_of(b)))) for a, b in cut_set}),
-                           dtype=np.uint64).reshape(-1, 2)
-        effect = Effect(edges_added=added, edges_removed=removed, nodes_added=[n1, n2], nodes_removed=[sv],
-                        node_edges=node_edges)
-        src_ids = np.array(sorted(ids_of(p) for p in nodes[side]), dtype=np.uint64)
-        snk_ids = np.array(sorted(ids_of(p) for p in nodes[~side]), dtype=np.uint64)
-        return effect, cut_ids, (src_ids, snk_ids)
-
     def supervoxel_size(self, sv: int) -> int | None:
         """Voxels of a supervoxel: from the graph, or counted in the patch that minted it; None if unknown."""
         pos = self.state._find(sv)
@@ -1046,73 +826,3 @@ class Proofreader:
             if count:
                 return count
         return None
-
-    def _supervoxel_box(self, sv: int, seeds: np.ndarray):
-        """Level-0 boxes ``(lo, hi)`` of supervoxel ``sv``: tight, and with a one-voxel rim (clipped).
-
-        Grows a window around the seeds until it holds every voxel of the
-        supervoxel (its size is known from the graph), so pieces that do not
-        touch the seeds' piece are found too; no index of boxes is needed.
-        """
-        shape = np.asarray(self._level0_shape)
-        expected = self.supervoxel_size(sv)
-        margin = np.array([8, 32, 32])
-        lo = np.maximum(seeds.min(axis=0) - margin, 0)
-        hi = np.minimum(seeds.max(axis=0) + 1 + margin, shape)
-        while True:
-            if np.prod(hi - lo, dtype=np.int64) > MAX_INSIDE_SPLIT_VOXELS:
-                raise InputError(
-                    "split", f"supervoxel {sv} is too large to split inside (its box exceeds "
-                    f"{MAX_INSIDE_SPLIT_VOXELS} voxels)"
-                )
-            box = self._reader.supervoxels(0, tuple(slice(int(a), int(b), 1) for a, b in zip(lo, hi, strict=True)))
-            mask = box == np.uint64(sv)
-            new_lo, new_hi = lo.copy(), hi.copy()
-            for ax in range(3):
-                if lo[ax] > 0 and np.take(mask, 0, axis=ax).any():
-                    new_lo[ax] = max(0, lo[ax] - 2 * margin[ax])
-                if hi[ax] < shape[ax] and np.take(mask, -1, axis=ax).any():
-                    new_hi[ax] = min(shape[ax], hi[ax] + 2 * margin[ax])
-            whole = (lo == 0).all() and (hi == shape).all()
-            if (new_lo == lo).all() and (new_hi == hi).all():
-                if expected is None or int(mask.sum()) >= expected or whole:
-                    break
-                # A piece elsewhere: widen every side.
-                new_lo = np.maximum(lo - 2 * margin, 0)
-                new_hi = np.minimum(hi + 2 * margin, shape)
-            lo, hi, margin = new_lo, new_hi, margin * 2
-        if expected is not None and int(mask.sum()) != expected:
-            raise InputError(
-                "split", f"supervoxel {sv} has {int(mask.sum())} voxels in the volume but {expected} in the "
-                "graph; the graph does not match the supervoxels — rebuild it"
-            )
-        present = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        tlo = lo + np.array([p[0] for p in present])
-        thi = lo + np.array([p[-1] + 1 for p in present])
-        return (tlo, thi), (np.maximum(tlo - 1, 0), np.minimum(thi + 1, shape))
-
-    def _signal_box(self, lo, hi):
-        """Boundary per voxel (float32, 1 = membrane), the raw signal block for contacts, and its kind."""
-        if self._signal is None:
-            self._signal = self._open_signal()
-        volume, kind, normalise = self._signal
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        arr = volume.levels[0].array
-        if kind == "affinities":
-            block = normalise(np.asarray(arr[(slice(None), *box)]))
-            return (1.0 - block.mean(axis=0)).astype(np.float32), block, kind
-        block = normalise(np.asarray(arr[box]))
-        return block.astype(np.float32, copy=False), block, "boundaries"
-
-    def _open_signal(self):
-        from napari_connectome.graph.rag import signal_normaliser
-
-        inputs = self.project.inputs
-        kind = self.rag.signal
-        if kind in ("boundaries", "affinities") and "boundaries" in inputs:
-            volume = self.project.open_input("boundaries")
-            return volume, kind, signal_normaliser(volume, kind)
-        volume = self.project.open_input("raw")
-        if kind != "raw-intensity-proxy":
-            self.notes.append("no boundary map in the project: splits inside supervoxels use the raw intensity as a proxy")
-        return volume, "raw-intensity-proxy", signal_normaliser(volume, "raw-intensity-proxy")

@@ -400,7 +400,7 @@ def test_split_that_separates_nothing_is_refused_unless_forced(tmp_path):
         # What a cut that removes no link would be: the same seeds, no edge, one piece.
         empty = replace(good, cut_edges=np.empty((0, 2), np.uint64), sink_supervoxels=np.empty(0, np.uint64),
                         _effect=nothing, _plan=pr.state.plan(nothing))
-        from napari_connectome.proofread.session import _describe
+        from napari_connectome.proofread.preview import describe_split as _describe
 
         empty.problem, empty.message = _describe(empty.cut_edges, empty.source_supervoxels,
                                                  empty.sink_supervoxels, empty._plan, inside=False, supervoxel=None)
