@@ -28,6 +28,17 @@ MAX_INSIDE_SPLIT_VOXELS = 128 * 2**20
 
 
 def preview_inside(pr, segment, sv, src_idx, snk_idx, sources_nm, sinks_nm, version) -> SplitPreview:
+    """Preview dividing supervoxel ``sv`` of ``segment`` between level-0 seed voxels ``src_idx`` / ``snk_idx``.
+
+    The two parts get the next two ids of the state's counter; ``version``
+    is the Proofreader's when the seeds were read.
+
+    Raises
+    ------
+    InputError
+        A source and a sink on the same voxel; the supervoxel too large to
+        read, or not matching the graph.
+    """
     st = pr.state
     if set(map(tuple, src_idx)) & set(map(tuple, snk_idx)):
         raise InputError("split", "a source and a sink seed are on the same voxel")

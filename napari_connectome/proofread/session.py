@@ -44,6 +44,7 @@ import numpy as np
 
 from napari_connectome.errors import InputError
 from napari_connectome.events import Connection, Signal
+from napari_connectome.proofread.history import History, Operation
 from napari_connectome.proofread.inside import preview_inside
 from napari_connectome.proofread.log import (
     DEFAULT_LOCK_TIMEOUT,
@@ -62,8 +63,6 @@ from napari_connectome.proofread.state import (
     SegmentationState,
     members_digest,
 )
-
-EDIT_TYPES = ("merge", "split", "split_supervoxel")
 
 
 @dataclass
@@ -96,18 +95,6 @@ class EditResult:
     supervoxels: list[int]
     bbox_nm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     task_id: str | None = None
-
-
-@dataclass
-class _Op:
-    op_id: int
-    type: str
-    effect: Effect
-    undo_of: int | None
-    supervoxels: list[int]
-    before: list[int]
-    after: list[int]
-    digests: list[tuple[int, str]]  # (anchor supervoxel, digest of the component's members)
 
 
 def _now() -> tuple[str, float]:
@@ -168,12 +155,7 @@ class Proofreader:
         self._reader = LabelReader(supervoxels, self.overlay, self._table)
         self._level0_shape = tuple(int(s) for s in supervoxels.levels[0].shape)
         self._lock = threading.RLock()
-        self._ops: dict[int, _Op] = {}
-        self._rows: list[dict] = []
-        self._undo: list[int] = []
-        self._redo: list[int] = []
-        self._in_effect: dict[int, bool] = {}
-        self._last_id = 0
+        self._history = History()
         self._signal = None
         #: Emitted with the :class:`EditResult` after every committed edit (editing thread).
         self.edited = Signal("edited")
@@ -399,18 +381,13 @@ class Proofreader:
 
     def history(self) -> list[dict]:
         """The log's operations, oldest first, with ``undone`` (True for an edit not in effect now)."""
-        out = []
-        for row in self._rows:
-            r = dict(row)
-            r["undone"] = r["type"] in EDIT_TYPES and not self._in_effect.get(r["operation_id"], True)
-            out.append(r)
-        return out
+        return self._history.rows()
 
     def can_undo(self) -> bool:
-        return bool(self._undo) and not self.read_only
+        return bool(self._history.undo_stack) and not self.read_only
 
     def can_redo(self) -> bool:
-        return bool(self._redo) and not self.read_only
+        return bool(self._history.redo_stack) and not self.read_only
 
     def add_listener(self, callback: Callable[[EditResult], None]) -> Connection:
         """Call ``callback(result)`` after every committed edit (from the editing thread).
@@ -606,18 +583,19 @@ class Proofreader:
         """
         with self._lock:
             self._check_writable()
+            stack = self._history.undo_stack
             if operation_id is None:
-                if not self._undo:
+                if not stack:
                     raise InputError("undo", "nothing to undo")
-                target = self._undo[-1]
+                target = stack[-1]
             else:
                 target = int(operation_id)
-                if target not in self._undo:
+                if target not in stack:
                     raise InputError(
                         f"operation {target}", "is not an edit in effect (unknown, already undone, or an undo itself)"
                     )
             self._check_unchanged(target, "undone")
-            op = self._ops[target]
+            op = self._history.ops[target]
             return self._execute("undo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
                                  task_id=task_id, suggested_by=suggested_by, undo_of=target)
 
@@ -625,11 +603,11 @@ class Proofreader:
         """Reverse the latest undo, as a new operation (only until a new edit is made)."""
         with self._lock:
             self._check_writable()
-            if not self._redo:
+            if not self._history.redo_stack:
                 raise InputError("redo", "nothing to redo")
-            target = self._redo[-1]
+            target = self._history.redo_stack[-1]
             self._check_unchanged(target, "redone")
-            op = self._ops[target]
+            op = self._history.ops[target]
             return self._execute("redo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
                                  task_id=task_id, suggested_by=suggested_by, undo_of=target)
 
@@ -653,7 +631,7 @@ class Proofreader:
         if (op.undo_of is None) != (op.type not in ("undo", "redo")):
             need = "needs" if op.undo_of is None else "takes no"
             raise InputError("recorded operation", f"a {op.type!r} operation {need} undo_of")
-        if op.undo_of is not None and int(op.undo_of) not in self._ops:
+        if op.undo_of is not None and int(op.undo_of) not in self._history.ops:
             raise InputError("recorded operation", f"operation {op.undo_of} to reverse is not in this log")
         when = None
         if op.timestamp is not None and op.unix_time is not None:
@@ -666,7 +644,7 @@ class Proofreader:
         )
 
     def _check_unchanged(self, op_id: int, verb: str) -> None:
-        op = self._ops[op_id]
+        op = self._history.ops[op_id]
         st = self.state
         changed = False
         for anchor, digest in op.digests:
@@ -679,7 +657,7 @@ class Proofreader:
                 changed = True
                 break
         if changed:
-            later = [i for i, o in self._ops.items() if i > op_id and set(o.before) & set(op.after)]
+            later = self._history.later_touching(op_id)
             hint = f"; undo operation(s) {', '.join(map(str, later[-3:]))} first" if later else ""
             raise InputError(
                 f"operation {op_id}", f"cannot be {verb}: later edits changed the segments it made{hint}"
@@ -707,7 +685,7 @@ class Proofreader:
                  user: str | None = None, session: str | None = None, when=None) -> EditResult:
         with self._lock:
             self._check_writable()
-            op_id = self._last_id + 1
+            op_id = self._history.last_id + 1
             if patch is not None:
                 effect.patches_on = [op_id]
             if plan is None:
@@ -746,7 +724,7 @@ class Proofreader:
                 "payload": payload,
                 "patch": blob,
             }
-            written = self.log.append(row, expect_last=self._last_id)
+            written = self.log.append(row, expect_last=self._history.last_id)
             row["operation_id"] = written
             if patch is not None:
                 self.overlay.add(written, patch)
@@ -776,36 +754,13 @@ class Proofreader:
         anchors = plan.anchors(st.ids)
         kind = row["type"]
         undo_of = row.get("undo_of")
-        op = _Op(op_id, kind, effect, None if undo_of is None else int(undo_of),
-                 [int(s) for s in row["supervoxel_ids"]], list(plan.before_segments), list(new_ids),
-                 list(zip(anchors, digests, strict=True)))
-        self._ops[op_id] = op
-        if kind in EDIT_TYPES:
-            self._undo.append(op_id)
-            self._redo.clear()
-            self._in_effect[op_id] = True
-        elif kind == "undo":
-            if op.undo_of in self._undo:
-                self._undo.remove(op.undo_of)
-            self._redo.append(op_id)
-            self._in_effect[self._origin(op_id)] = False
-        else:  # redo: reverses an undo
-            if op.undo_of in self._redo:
-                self._redo.remove(op.undo_of)
-            self._undo.append(op_id)
-            self._in_effect[self._origin(op_id)] = True
-        self._rows.append({k: v for k, v in row.items() if k not in ("payload", "patch")})
-        self._last_id = op_id
+        op = Operation(op_id, kind, effect, None if undo_of is None else int(undo_of),
+                       [int(s) for s in row["supervoxel_ids"]], list(plan.before_segments), list(new_ids),
+                       list(zip(anchors, digests, strict=True)))
+        self._history.add(op, row)
         self.version += 1
         return EditResult(op_id, kind, list(plan.before_segments), list(new_ids), list(op.supervoxels), bbox_nm,
                           task_id=row.get("task_id"))
-
-    def _origin(self, op_id: int) -> int:
-        """The edit an undo/redo chain goes back to."""
-        op = self._ops[op_id]
-        while op.type not in EDIT_TYPES and op.undo_of in self._ops:
-            op = self._ops[op.undo_of]
-        return op.op_id
 
     def _box_nm(self, boxes):
         if not boxes:

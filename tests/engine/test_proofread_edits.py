@@ -160,7 +160,7 @@ def test_stale_preview_is_recomputed(demo):
     preview = pr.preview_split([nm(a)], [nm(b)])
     pr.merge(nm(a), nm(c))  # the state moved on
     result = pr.split(preview)
-    assert result.before_segments == [pr._ops[2].after[0]]
+    assert result.before_segments == [pr._history.ops[2].after[0]]
     assert pr.segment_at(nm(a)) != pr.segment_at(nm(b))
 
 
