@@ -111,12 +111,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.effort import DEFAULT_IDLE_S, ActivityClock, Clock, EffortLog, EffortRecorder
 from napari_connectome.errors import InputError, warn
 from napari_connectome.rank.strategies import Strategy, build_strategy, candidate_key
+from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer
 from napari_connectome.tasks.prefetch import Prefetcher
 from napari_connectome.tasks.view import TaskView, crop_edge_nm, prepare_view, view_still_valid
@@ -218,7 +217,7 @@ class TaskSession:
         self._find = find
         self._find_options = find_options
         self._gt_table = gt_table
-        self._vi_cache: tuple[int, dict] | None = None
+        self._live_vi = LiveVI(proofreader, gt_table) if gt_table is not None else None
         self._candidates: list = []
         self._order: list[int] = []
         self._asked: dict[tuple, str] = {}
@@ -315,7 +314,7 @@ class TaskSession:
             from napari_connectome.candidates import find_candidates as find
         strat = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, model=model)
         activity = ActivityClock(clock=clock, idle_after_s=idle_after_s)  # validates idle_after_s first
-        table = _gt_table(project, gt) if gt is not None else None
+        table = groundtruth_table(project, gt) if gt is not None else None
         em_volume = project.open_input("raw")
         own = proofreader is None
         if recorder is not None:
@@ -334,7 +333,7 @@ class TaskSession:
                 skeletons = _project_skeletons(pr)
             if own_recorder:
                 # The VI before the first answer: where the report's VI curve starts.
-                start = _vi_now(pr, table) if table is not None else None
+                start = vi_now(pr, table) if table is not None else None
                 effort = EffortLog.open(project, user=user or pr.user, session=pr.session, clock=clock,
                                         vi_start=start)
                 recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
@@ -554,17 +553,7 @@ class TaskSession:
         Computed once per :attr:`~napari_connectome.proofread.Proofreader.version`
         (every edit moves it), so asking again before the next edit is free.
         """
-        if self._gt_table is None:
-            return None
-        pr = self.proofreader
-        version = pr.version
-        cached = self._vi_cache
-        if cached is not None and cached[0] == version:
-            return dict(cached[1])
-        out = _vi_now(pr, self._gt_table)
-        if pr.version == version:  # not if an edit landed while reading (then it is not this version's)
-            self._vi_cache = (version, out)
-        return dict(out)
+        return None if self._live_vi is None else self._live_vi()
 
     def _vi_columns(self) -> dict:
         """``vi_split``/``vi_merge`` keywords of an effort row: the VI now (after the row's edit), or Nones."""
@@ -933,33 +922,6 @@ class TaskSession:
         except InputError:
             return task  # a supervoxel was divided: shown as it was; answering it reports it stale
         return Task.from_candidate(replace(c, segments=segments))
-
-
-def _vi_now(pr, table) -> dict:
-    """Live VI of the proofreader's segmentation now against a ground-truth table (bits)."""
-    from napari_connectome.metrics import vi_from_table
-
-    split, merge = vi_from_table(table.remap(*pr.mapping()))
-    return {"vi_split": float(split), "vi_merge": float(merge), "vi": float(split + merge),
-            "exact": not pr.overlay.active}
-
-
-def _gt_table(project, gt):
-    """The contingency table of ground truth against the supervoxels (level 0), counted once."""
-    from napari_connectome.metrics import contingency_table
-    from napari_connectome.rank.simulate import open_groundtruth
-
-    uri = gt
-    if isinstance(gt, str) and gt == "project":
-        record = project.inputs.get("groundtruth")
-        if record is None:
-            raise InputError(project.root, "the project has no groundtruth input for live VI")
-        uri = record["uri"]
-    sv_volume, gt_volume = open_groundtruth(project, uri)
-    labels = np.asarray(gt_volume.levels[0].array[...])
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(uri, f"ground truth labels must be integers, not {labels.dtype}")
-    return contingency_table(sv_volume.levels[0].array, labels)
 
 
 def _project_skeletons(pr):
