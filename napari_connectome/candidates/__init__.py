@@ -24,7 +24,12 @@ from napari_connectome.candidates.labels import (
     precision_at,
     true_errors,
 )
-from napari_connectome.candidates.model import Candidate, CandidateKind, feature_matrix
+from napari_connectome.candidates.model import (
+    Candidate,
+    CandidateKind,
+    feature_matrix,
+    format_impact,
+)
 
 __all__ = [
     "MERGE_FEATURES",
@@ -36,6 +41,7 @@ __all__ = [
     "candidate_recall",
     "feature_matrix",
     "find_candidates",
+    "format_impact",
     "graph_fixable",
     "label_candidates",
     "precision_at",

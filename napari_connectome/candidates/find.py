@@ -449,17 +449,18 @@ def _add_skeleton_features(pr, candidates, pair_index, skeletons, max_dist) -> N
         candidates.append(Candidate(
             id=f"fs-{sa}-{sb}", kind="false_split", location_nm=mid, segments=(sa, sb),
             supervoxels=(sv_a, sv_b), source="skeleton-endpoint", features=feats, impact=float(skel_small),
+            impact_unit="nm",
         ))
     for c in candidates:
         if c.kind == "false_split":
             lengths = [skeletons[s].path_length_nm for s in c.segments if s in skeletons]
             if len(lengths) == 2:
-                c.impact = float(min(lengths))
+                c.impact, c.impact_unit = float(min(lengths)), "nm"
         else:
             sk = skeletons.get(c.segments[0])
             if sk is not None:
                 frac = c.features["size_ratio"] / (1.0 + c.features["size_ratio"])
-                c.impact = float(sk.path_length_nm * frac)
+                c.impact, c.impact_unit = float(sk.path_length_nm * frac), "nm"
 
 
 def _supervoxel_near(pr, segment: int, point, toward) -> int:

@@ -39,7 +39,10 @@ class Candidate:
         one set has the same names.
     impact
         What the edit would fix, for expected-benefit ranking (nm of path
-        length, or voxels when no skeleton exists).
+        length, or voxels when no skeleton exists); in :attr:`impact_unit`.
+    impact_unit
+        ``"voxels"`` (level-0 voxels of the smaller part) or ``"nm"``
+        (skeleton path length). :func:`format_impact` writes it for a person.
     """
 
     id: str
@@ -51,10 +54,32 @@ class Candidate:
     source: str = ""
     features: dict[str, float] = field(default_factory=dict)
     impact: float = 0.0
+    impact_unit: Literal["voxels", "nm"] = "voxels"
 
     @property
     def proposes_merge(self) -> bool:
         return self.kind == "false_split"
+
+
+def format_impact(value: float, unit: str) -> str:
+    """An impact for a person, with its unit: ``"19.4k voxels"``, ``"12.3 µm of skeleton"``.
+
+    A bare "impact 19.4k" leaves the reader guessing whether that is voxels
+    or nanometres; the two differ by orders of magnitude.
+    """
+    value = float(value)
+    if unit == "nm":
+        if abs(value) >= 1e6:
+            return f"{value / 1e6:.3g} mm of skeleton"
+        if abs(value) >= 1e3:
+            return f"{value / 1e3:.3g} µm of skeleton"
+        return f"{value:.3g} nm of skeleton"
+    if unit != "voxels":
+        raise ValueError(f"unknown impact unit {unit!r}")
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix} voxels"
+    return f"{value:.0f} voxels"
 
 
 def feature_matrix(candidates: list[Candidate], names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:

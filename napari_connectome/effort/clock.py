@@ -13,6 +13,18 @@ always exactly ``stop − start``.
 
 A clock that steps backwards (NTP adjusting ``time.time``) gives gaps of
 zero: inputs are ordered by the latest time seen, so no gap is negative.
+
+Waiting
+-------
+Between an answer's key press and the next task drawn on screen, the
+proofreader waits for the suite (the edit, the next view): that is the
+tool's time, not work, and not idleness either. The caller marks it with
+:meth:`ActivityClock.waiting_started` / :meth:`ActivityClock.waiting_ended`
+(or ``with clock.waiting():``); every gap inside it is counted as
+*waiting*, so ``active + idle + waiting == stop − start``. Waiting is a
+state of the person, not of one span: it goes on across :meth:`stop` and
+:meth:`start`, so the press-to-stop part lands on the answered task's span
+and the start-to-drawn part on the next one's.
 """
 
 from __future__ import annotations
@@ -20,7 +32,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from napari_connectome.config import SETTINGS
 from napari_connectome.errors import InputError
@@ -58,6 +71,11 @@ class ActivityClock:
     ----------
     running
         True between :meth:`start` and :meth:`stop`.
+    waiting_s
+        Seconds of the span (running, or the last stopped) spent waiting
+        for the suite (see the module notes).
+    is_waiting
+        True between :meth:`waiting_started` and :meth:`waiting_ended`.
 
     Raises
     ------
@@ -79,6 +97,8 @@ class ActivityClock:
         self._last = 0.0
         self._active = 0.0
         self._idle = 0.0
+        self.waiting_s = 0.0
+        self.is_waiting = False
 
     def now(self) -> float:
         """The clock's current time (seconds since the epoch)."""
@@ -94,13 +114,15 @@ class ActivityClock:
         with self._lock:
             self.running = True
             self.started_at = self._last = t
-            self._active = self._idle = 0.0
+            self._active = self._idle = self.waiting_s = 0.0
         return t
 
     def _cut(self, t: float) -> None:
         # Caller holds the lock. Never a negative gap (see the module notes).
         gap = max(0.0, t - self._last)
-        if gap > self.idle_after_s:
+        if self.is_waiting:
+            self.waiting_s += gap
+        elif gap > self.idle_after_s:
             self._idle += gap
         else:
             self._active += gap
@@ -113,6 +135,44 @@ class ActivityClock:
             if self.running:
                 self._cut(t)
 
+    def waiting_started(self) -> None:
+        """The person now waits for the suite (pressed an answer, the next task is not drawn yet).
+
+        The time before is classified as usual (the press is an input); from
+        now until :meth:`waiting_ended` every gap counts as waiting, also
+        across :meth:`stop` and :meth:`start`. Calling it while waiting
+        changes nothing.
+        """
+        t = self.now()
+        with self._lock:
+            if self.is_waiting:
+                return
+            if self.running:
+                self._cut(t)
+            self.is_waiting = True
+
+    def waiting_ended(self) -> None:
+        """The suite is ready again (the next task is drawn); gaps are active or idle again.
+
+        Calling it while not waiting changes nothing.
+        """
+        t = self.now()
+        with self._lock:
+            if not self.is_waiting:
+                return
+            if self.running:
+                self._cut(t)
+            self.is_waiting = False
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """``with clock.waiting():`` — the block's time is waiting (see :meth:`waiting_started`)."""
+        self.waiting_started()
+        try:
+            yield
+        finally:
+            self.waiting_ended()
+
     def peek(self) -> tuple[float, float]:
         """``(active_s, idle_s)`` so far, as if the span stopped now (it goes on)."""
         t = self.now()
@@ -120,12 +180,17 @@ class ActivityClock:
             if not self.running:
                 return self._active, self._idle
             gap = max(0.0, t - self._last)
+            if self.is_waiting:
+                return self._active, self._idle
             if gap > self.idle_after_s:
                 return self._active, self._idle + gap
             return self._active + gap, self._idle
 
     def stop(self) -> tuple[float, float]:
-        """End the span now; returns ``(active_s, idle_s)`` (they add up to stop − start).
+        """End the span now; returns ``(active_s, idle_s)``.
+
+        With :attr:`waiting_s` they add up to stop − start. Waiting, if on,
+        goes on into the next span.
 
         Raises
         ------

@@ -10,14 +10,18 @@ Tables
 ``meta``
     ``format`` (``napari-connectome-effort-log``) and ``version``.
 ``sessions``
-    ``session``, ``user``, ``host``, ``started_at`` (unix s), ``started_at_utc``.
+    ``session``, ``user``, ``host``, ``started_at`` (unix s), ``started_at_utc``,
+    ``vi_split_start``/``vi_merge_start`` (bits, the live VI before the
+    session's first answer or edit; NULL without a ground truth).
 ``effort``
     ``id``, ``session``, ``user``, ``task_id``, ``task_type`` (merge, split,
     manual), ``answer``, ``shown_at``/``answered_at`` (unix s) and their ISO
     UTC text, ``active_s``, ``idle_s``, ``edit_id`` (the edit log's
     ``operation_id`` the answer made), ``candidate_id``, ``segments`` (JSON),
     ``note``, ``vi_split``/``vi_merge`` (bits, the live VI against the ground
-    truth after the row's edit; NULL without a ground truth).
+    truth after the row's edit; NULL without a ground truth), ``waiting_s``
+    (seconds of the span spent waiting for the suite, counted neither
+    active nor idle: ``active_s + idle_s + waiting_s`` is the span).
 
 Versions
 --------
@@ -28,6 +32,8 @@ Versions
    a suite from before version 2, which checks the exact columns and would
    take the added ones for corruption and move the log aside, refuses it as
    "newer than this suite" instead.
+3. Adds ``effort.waiting_s`` (0 on older rows) and the sessions' start VI
+   (NULL on older sessions), migrated the same way from versions 1 and 2.
 
 A corrupt log costs only the effort figures, never edits: it is moved aside
 (``effort.sqlite.corrupt-<UTC stamp>``) and a new one is started, with a
@@ -58,10 +64,11 @@ from pathlib import Path
 from napari_connectome import sqlite_log
 from napari_connectome.effort.clock import Clock
 from napari_connectome.errors import ConnectomeWarning, InputError
+from napari_connectome.events import Connection, Signal
 from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT, restart_hint
 
 LOG_FORMAT = "napari-connectome-effort-log"
-LOG_VERSION = 2
+LOG_VERSION = 3
 TASK_TYPES = ("merge", "split", "manual")
 #: Answers of a task row (``task_type`` merge or split).
 TASK_ANSWERS = ("yes", "no", "skip", "flag", "undo", "stale")
@@ -71,13 +78,29 @@ MANUAL_ANSWERS = ("merge", "split", "split_supervoxel", "undo", "redo")
 COLUMNS = (
     "id", "session", "user", "task_id", "task_type", "answer", "shown_at", "shown_at_utc",
     "answered_at", "answered_at_utc", "active_s", "idle_s", "edit_id", "candidate_id", "segments", "note",
-    "vi_split", "vi_merge",
+    "vi_split", "vi_merge", "waiting_s",
 )
 #: Columns added by version 2 (nullable, so a version 1 log gains them without rewriting its rows).
 VI_COLUMNS = ("vi_split", "vi_merge")
+#: ``effort`` column added by version 3 (0 on the rows before).
+WAITING_COLUMNS = ("waiting_s",)
+#: The ``effort`` columns of a version 2 log.
+V2_COLUMNS = tuple(c for c in COLUMNS if c not in WAITING_COLUMNS)
 #: The ``effort`` columns of a version 1 log.
-V1_COLUMNS = tuple(c for c in COLUMNS if c not in VI_COLUMNS)
-SESSION_COLUMNS = ("session", "user", "host", "started_at", "started_at_utc")
+V1_COLUMNS = tuple(c for c in V2_COLUMNS if c not in VI_COLUMNS)
+#: ``sessions`` columns added by version 3 (NULL on the sessions before).
+SESSION_VI_COLUMNS = ("vi_split_start", "vi_merge_start")
+SESSION_COLUMNS = ("session", "user", "host", "started_at", "started_at_utc", *SESSION_VI_COLUMNS)
+#: The ``sessions`` columns of a version 1 or 2 log.
+V2_SESSION_COLUMNS = tuple(c for c in SESSION_COLUMNS if c not in SESSION_VI_COLUMNS)
+#: Every column a migration adds, with its SQL type: ``(table, column, declaration)``.
+_ADDED = {
+    2: (("effort", "vi_split", "REAL CHECK (vi_split IS NULL OR vi_split >= 0)"),
+        ("effort", "vi_merge", "REAL CHECK (vi_merge IS NULL OR vi_merge >= 0)")),
+    3: (("effort", "waiting_s", "REAL NOT NULL DEFAULT 0 CHECK (waiting_s >= 0)"),
+        ("sessions", "vi_split_start", "REAL CHECK (vi_split_start IS NULL OR vi_split_start >= 0)"),
+        ("sessions", "vi_merge_start", "REAL CHECK (vi_merge_start IS NULL OR vi_merge_start >= 0)")),
+}
 
 
 def _quoted(values) -> str:
@@ -94,7 +117,9 @@ _SCHEMA = (
     user TEXT NOT NULL,
     host TEXT NOT NULL,
     started_at REAL NOT NULL,
-    started_at_utc TEXT NOT NULL)""",
+    started_at_utc TEXT NOT NULL,
+    vi_split_start REAL CHECK (vi_split_start IS NULL OR vi_split_start >= 0),
+    vi_merge_start REAL CHECK (vi_merge_start IS NULL OR vi_merge_start >= 0))""",
     f"""CREATE TABLE IF NOT EXISTS effort (
     id INTEGER PRIMARY KEY,
     session TEXT NOT NULL REFERENCES sessions (session),
@@ -113,7 +138,8 @@ _SCHEMA = (
     segments TEXT NOT NULL,
     note TEXT NOT NULL,
     vi_split REAL CHECK (vi_split IS NULL OR vi_split >= 0),
-    vi_merge REAL CHECK (vi_merge IS NULL OR vi_merge >= 0))""",
+    vi_merge REAL CHECK (vi_merge IS NULL OR vi_merge >= 0),
+    waiting_s REAL NOT NULL DEFAULT 0 CHECK (waiting_s >= 0))""",
     *(
         _TRIGGER.format(table=table, verb=verb, upper=verb.upper())
         for table in ("effort", "sessions", "meta")
@@ -179,15 +205,17 @@ class EffortLog:
         self.migrated = False
         self._con = con
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[dict], None]] = []
-        # A version 1 log opened read-only lacks the VI columns (rows() gives None for them).
+        #: Emitted with each row (a dict of its columns and ``id``) this object records.
+        self.recorded = Signal("recorded")
+        # An older log opened read-only lacks the later columns (rows() and sessions() fill them in).
         self._have = set(_columns(con, "effort")) if con is not None else set(COLUMNS)
+        self._have_sessions = set(_columns(con, "sessions")) if con is not None else set(SESSION_COLUMNS)
 
     # ================================================================ opening
     @classmethod
     def open(cls, project, *, user: str | None = None, session: str | None = None,
              clock: Clock = time.time, read_only: bool = False,
-             lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> EffortLog:
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT, vi_start: dict | None = None) -> EffortLog:
         """Open (or start) the project's effort log.
 
         Parameters
@@ -206,6 +234,11 @@ class EffortLog:
             Read only: never creates, changes or moves the file.
         lock_timeout
             Seconds to wait for another program's write lock.
+        vi_start
+            The live VI before the session's first answer or edit
+            (``vi_split`` and ``vi_merge``, bits), where the report's VI curve
+            starts; None without a ground truth. Kept for a new session only
+            (reopening a session keeps its first start).
 
         Returns
         -------
@@ -230,6 +263,7 @@ class EffortLog:
             session = f"{stamp}-{_uuid.uuid4().hex[:8]}"
         if path.is_dir():
             raise InputError(path, "the effort log path is a folder, not a file")
+        start_vi = _check_vi_start(vi_start)
         recorded = project.history("effort_log")
         if recorded and not (recorded.get("id") or recorded.get("rows")):
             recorded = None  # a restart: no log recorded yet
@@ -268,8 +302,8 @@ class EffortLog:
         try:
             log._verify(recorded, how)
             log._write(lambda c: c.execute(
-                "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?)",
-                (session, user, socket.gethostname() or "unknown", now, utc_text(now)),
+                f"INSERT OR IGNORE INTO sessions ({', '.join(SESSION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session, user, socket.gethostname() or "unknown", now, utc_text(now), *start_vi),
             ), action="no session was started")
             log._record()
         except BaseException:
@@ -319,18 +353,21 @@ class EffortLog:
         return dict(self._read("SELECT key, value FROM meta"))
 
     def sessions(self) -> list[dict]:
-        """Every session, in the order they started."""
-        raw = self._read(f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions ORDER BY started_at, session")
+        """Every session, in the order they started (start VI None where not recorded)."""
+        select = ", ".join(c if c in self._have_sessions else f"NULL AS {c}" for c in SESSION_COLUMNS)
+        raw = self._read(f"SELECT {select} FROM sessions ORDER BY started_at, session")
         return [dict(zip(SESSION_COLUMNS, r, strict=True)) for r in raw]
 
     def rows(self) -> list[dict]:
         """Every row, oldest first, all columns (``segments`` decoded to a list of ints).
 
         ``vi_split``/``vi_merge`` are None where no VI was recorded (and on
-        every row of a version 1 log opened read-only).
+        every row of a version 1 log opened read-only); ``waiting_s`` is 0 on
+        rows of logs from before version 3.
         """
         out = []
-        select = ", ".join(c if c in self._have else f"NULL AS {c}" for c in COLUMNS)
+        missing = {c: "0.0" if c in WAITING_COLUMNS else "NULL" for c in COLUMNS}
+        select = ", ".join(c if c in self._have else f"{missing[c]} AS {c}" for c in COLUMNS)
         for values in self._read(f"SELECT {select} FROM effort ORDER BY id"):
             row = dict(zip(COLUMNS, values, strict=True))
             try:
@@ -352,14 +389,18 @@ class EffortLog:
                 raise _problem(self.path, exc, action="nothing was read") from None
 
     # ================================================================ writing
-    def add_listener(self, callback: Callable[[dict], None]) -> None:
-        """Call ``callback(row)`` after every row this object records."""
-        self._listeners.append(callback)
+    def add_listener(self, callback: Callable[[dict], None]) -> Connection:
+        """Call ``callback(row)`` after every row this object records; returns the connection to disconnect."""
+        return self.recorded.connect(callback)
+
+    def remove_listener(self, callback: Callable[[dict], None]) -> bool:
+        """Stop calling ``callback`` after rows; True when it was listening."""
+        return self.recorded.disconnect(callback)
 
     def record(self, *, task_id: str | None, task_type: str, answer: str, shown_at: float,
                answered_at: float, active_s: float, idle_s: float, edit_id: int | None = None,
                candidate_id: str | None = None, segments: Sequence[int] = (), note: str = "",
-               vi_split: float | None = None, vi_merge: float | None = None) -> int:
+               vi_split: float | None = None, vi_merge: float | None = None, waiting_s: float = 0.0) -> int:
         """Append one row in one transaction (on disk when this returns); returns its id.
 
         Parameters
@@ -376,6 +417,9 @@ class EffortLog:
             Unix seconds the task was shown / answered (span of a manual row).
         active_s, idle_s
             From :class:`~napari_connectome.effort.clock.ActivityClock`.
+        waiting_s
+            Seconds of the span spent waiting for the suite (the clock's
+            ``waiting_s``): neither active nor idle.
         edit_id
             The edit log's ``operation_id`` the answer made, if any.
         candidate_id, segments, note
@@ -394,7 +438,8 @@ class EffortLog:
         allowed = MANUAL_ANSWERS if task_type == "manual" else TASK_ANSWERS
         if answer not in allowed:
             raise InputError("effort row", f"answer of a {task_type} row must be one of {', '.join(allowed)}, got {answer!r}")
-        times = {"shown_at": shown_at, "answered_at": answered_at, "active_s": active_s, "idle_s": idle_s}
+        times = {"shown_at": shown_at, "answered_at": answered_at, "active_s": active_s, "idle_s": idle_s,
+                 "waiting_s": waiting_s}
         for name, value in times.items():
             try:
                 ok = math.isfinite(float(value))
@@ -402,8 +447,9 @@ class EffortLog:
                 ok = False
             if not ok:
                 raise InputError("effort row", f"{name} must be a finite number of seconds, got {value!r}")
-        if float(active_s) < 0 or float(idle_s) < 0:
-            raise InputError("effort row", f"active_s and idle_s must be ≥ 0, got {active_s!r}, {idle_s!r}")
+        if float(active_s) < 0 or float(idle_s) < 0 or float(waiting_s) < 0:
+            raise InputError("effort row", f"active_s, idle_s and waiting_s must be ≥ 0, got {active_s!r}, "
+                                           f"{idle_s!r}, {waiting_s!r}")
         if float(answered_at) < float(shown_at):
             raise InputError("effort row", f"answered_at {answered_at} is before shown_at {shown_at}")
         if (vi_split is None) != (vi_merge is None):
@@ -429,6 +475,7 @@ class EffortLog:
             "segments": [int(s) for s in segments], "note": str(note),
             "vi_split": None if vi_split is None else float(vi_split),
             "vi_merge": None if vi_merge is None else float(vi_merge),
+            "waiting_s": float(waiting_s),
         }
         cols = COLUMNS[1:]
         values = tuple(json.dumps(row[c]) if c == "segments" else row[c] for c in cols)
@@ -446,8 +493,7 @@ class EffortLog:
         row = {"id": ids[0], **row}
         self._heads.appended(f"{ids[0]}:{row['session']}:{row['answered_at']!r}", position=position[0])
         self._record()
-        for callback in list(self._listeners):
-            callback(row)
+        self.recorded.emit(row)
         return ids[0]
 
     def _write(self, fn, *, action: str) -> None:
@@ -540,11 +586,12 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
     if version > LOG_VERSION:
         # Not corrupt: a newer suite's log is never moved aside.
         raise InputError(path, f"effort log version {version} is newer than this suite; update napari-connectome")
-    expected = V1_COLUMNS if version == 1 else COLUMNS
-    if _columns(con, "effort") != expected or _columns(con, "sessions") != SESSION_COLUMNS:
+    expected = {1: (V1_COLUMNS, V2_SESSION_COLUMNS), 2: (V2_COLUMNS, V2_SESSION_COLUMNS)}.get(
+        version, (COLUMNS, SESSION_COLUMNS))
+    if (_columns(con, "effort"), _columns(con, "sessions")) != expected:
         raise _Corrupt("its tables do not have the effort log's columns")
     if read_only:
-        return False  # a version 1 log is read as it is (rows() gives None for VI)
+        return False  # an older log is read as it is (rows() and sessions() fill in the later columns)
     mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
@@ -556,15 +603,17 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
 
 
 def _migrate(con: sqlite3.Connection) -> bool:
-    """Bring a version 1 log to version 2 in one transaction; False when another program just did."""
+    """Bring an older log to this version in one transaction; False when another program just did."""
     con.execute("BEGIN IMMEDIATE")
     try:
         # Checked again under the write lock: two programs may open the old log at once.
-        if dict(con.execute("SELECT key, value FROM meta").fetchall()).get("version") != "1":
+        version = int(dict(con.execute("SELECT key, value FROM meta").fetchall()).get("version", LOG_VERSION))
+        if version >= LOG_VERSION:
             con.execute("ROLLBACK")
             return False
-        for name in VI_COLUMNS:
-            con.execute(f"ALTER TABLE effort ADD COLUMN {name} REAL CHECK ({name} IS NULL OR {name} >= 0)")
+        for step in range(version + 1, LOG_VERSION + 1):
+            for table, name, declaration in _ADDED[step]:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
         # meta is append-only by trigger; the version is its one value that may change, here only.
         con.execute("DROP TRIGGER meta_no_update")
         con.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(LOG_VERSION),))
@@ -575,6 +624,23 @@ def _migrate(con: sqlite3.Connection) -> bool:
             con.execute("ROLLBACK")
         raise
     return True
+
+
+def _check_vi_start(vi_start: dict | None) -> tuple[float | None, float | None]:
+    """``(vi_split, vi_merge)`` of a session's start VI, checked (both finite bits ≥ 0), or Nones."""
+    if vi_start is None:
+        return None, None
+    values = []
+    for name in ("vi_split", "vi_merge"):
+        value = vi_start.get(name) if isinstance(vi_start, dict) else None
+        try:
+            ok = math.isfinite(float(value)) and float(value) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError("vi_start", f"{name} must be a finite number of bits ≥ 0, got {value!r}")
+        values.append(float(value))
+    return values[0], values[1]
 
 
 def _move_aside(path: Path, now: float) -> Path:

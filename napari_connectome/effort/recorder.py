@@ -16,6 +16,12 @@ rather than splitting the time by guesswork.
 
 When given a ``vi`` callable (the task session's live VI, about a
 millisecond), each manual row also carries the VI after its edit.
+
+Edits made with no task session open are timed too: the Proofread panel
+opens its own recorder with :meth:`EffortRecorder.open` (which opens the
+effort log and closes it again) and hands it to a task session opened
+later (``TaskSession.open(..., recorder=...)``), so one recorder times the
+manual edits whichever panels are open, and none is timed twice.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from napari_connectome.effort.clock import DEFAULT_IDLE_S, ActivityClock, Clock
+from napari_connectome.effort.clock import DEFAULT_IDLE_S, ActivityClock, Clock, check_idle_after
 from napari_connectome.effort.log import MANUAL_ANSWERS, EffortLog
 from napari_connectome.errors import ConnectomeError
 
@@ -52,6 +58,8 @@ class EffortRecorder:
         The running :class:`ActivityClock`; the GUI calls :meth:`touch` on input.
     notes
         Effort rows that could not be written (the edit itself stands).
+    owns_log
+        Whether :meth:`close` closes the log (True when :meth:`open` opened it).
     """
 
     def __init__(self, log: EffortLog, proofreader, *, clock: Clock = time.time,
@@ -61,16 +69,57 @@ class EffortRecorder:
         self.proofreader = proofreader
         self.clock = ActivityClock(clock=clock, idle_after_s=idle_after_s)
         self.notes: list[str] = []
+        self.owns_log = False
         self._closed = False
         self._own_row = False
         self.clock.start()
-        proofreader.add_listener(self._on_edit)
-        log.add_listener(self._on_row)
+        self._connections = [proofreader.add_listener(self._on_edit), log.add_listener(self._on_row)]
+
+    @classmethod
+    def open(cls, project, proofreader, *, clock: Clock = time.time, idle_after_s: float = DEFAULT_IDLE_S,
+             vi: Callable[[], dict | None] | None = None) -> EffortRecorder:
+        """Open the project's effort log and time the proofreader's manual edits in it, with no task session.
+
+        The log gets the proofreader's user and session (so its rows tie to
+        the edits), and the VI now as the session's start when ``vi`` is
+        given; :meth:`close` closes the log.
+
+        Raises
+        ------
+        InputError
+            A bad idle threshold; the effort log cannot be opened for writing.
+        """
+        check_idle_after(idle_after_s)
+        start = vi() if vi is not None else None
+        log = EffortLog.open(project, user=proofreader.user, session=proofreader.session, clock=clock,
+                             vi_start=start)
+        try:
+            recorder = cls(log, proofreader, clock=clock, idle_after_s=idle_after_s, vi=vi)
+        except BaseException:
+            log.close()
+            raise
+        recorder.owns_log = True
+        return recorder
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
 
     def touch(self) -> None:
         """A user input (key, click, mouse move, wheel)."""
         if not self._closed:
             self.clock.touch()
+
+    def waiting_started(self) -> None:
+        """The person waits for the suite: not active time (see :meth:`ActivityClock.waiting_started`)."""
+        if not self._closed:
+            self.clock.waiting_started()
+
+    def waiting_ended(self) -> None:
+        """The suite is ready again (see :meth:`ActivityClock.waiting_ended`)."""
+        if not self._closed:
+            self.clock.waiting_ended()
 
     def _on_edit(self, result) -> None:
         if self._closed or getattr(result, "task_id", None) is not None:
@@ -85,7 +134,8 @@ class EffortRecorder:
             vi = self._vi_now(result)
             self.log.record(
                 task_id=None, task_type="manual", answer=result.type, shown_at=shown,
-                answered_at=answered, active_s=active, idle_s=idle, edit_id=result.operation_id,
+                answered_at=answered, active_s=active, idle_s=idle, waiting_s=self.clock.waiting_s,
+                edit_id=result.operation_id,
                 segments=list(result.after_segments), vi_split=vi[0], vi_merge=vi[1],
             )
         except ConnectomeError as exc:
@@ -114,7 +164,16 @@ class EffortRecorder:
         self.clock.start(at=max(float(row["answered_at"]), self.clock.started_at))
 
     def close(self) -> None:
-        """Stop timing (the proofreader keeps its listener, which then does nothing)."""
+        """Stop timing and stop listening to the proofreader and the log; close a log :meth:`open` opened.
+
+        Idempotent.
+        """
+        if self._closed:
+            return
         self._closed = True
+        for connection in self._connections:
+            connection.disconnect()
         if self.clock.running:
             self.clock.stop()
+        if self.owns_log:
+            self.log.close()

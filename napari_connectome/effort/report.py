@@ -23,14 +23,35 @@ tasks whose answer made a merge (split); when no task made one, the manual
 edits of that type are used. It assumes that error density and proofreading
 speed stay as measured here, which a small or hand-picked volume need not show.
 
+So the projection carries a plain ``warning`` (and ``reliable`` False) when
+the measured volume is under :data:`MIN_PROJECTION_MM3` (10⁻³ mm³, a
+100 µm cube) or holds fewer than :data:`MIN_PROJECTION_NEURONS` (10)
+reviewed neurons. Why these: a 100 µm cube is about the smallest block that
+holds whole dendritic arbors of cortical neurons (100–300 µm across) and
+some hundred cell bodies (mouse cortex: ~10⁵ neurons per mm³); below it the
+measured error density is that of a few cell parts, and multiplying it by
+10³ or more only multiplies that accident. Edits per neuron are heavy-tailed
+(the report's ``top5_share``): with fewer than ten neurons one or two of them
+set the mean. The figures are still given, for whoever knows better.
+
+Waiting
+-------
+Time the proofreader spent waiting for the suite (from an answer's key
+press to the next task drawn; the effort log's ``waiting_s``) is counted
+neither active nor idle: ``minutes_waiting``.
+
 VI curve
 --------
-With a ground truth, the task session stores the live VI after each row's
-edit (:mod:`napari_connectome.effort.log`, version 2). ``vi_curve`` lists the
-rows that carry it, in row order, against the active minutes counted up to
-and including that row (over all rows, those without VI too): how VI fell
-as time was spent. ``vi_start`` is the VI after the first such row (the
-state before it was not recorded), ``vi_end`` after the last.
+With a ground truth, the task session stores the live VI before its first
+answer (the effort log's session start, version 3) and after each row's
+edit (version 2). ``vi_curve`` lists them in order — each session's start
+just before its first row, then the rows that carry VI — against the active
+minutes counted up to that point (over all rows, those without VI too):
+how VI changed as time was spent. ``event`` says which point is which
+(``start``, ``task``, ``manual``). ``vi_start`` is the first point: the
+state before the first answer when it was recorded (older logs: after the
+first row, and ``vi_from_start`` is False), ``vi_end`` the last. A session
+that made things worse reads as a curve that rises.
 """
 
 from __future__ import annotations
@@ -54,6 +75,10 @@ SLAB_VOXELS = 2**23
 NM3_PER_MM3 = 1e18
 CSV_COLUMNS = ("segment", "minutes", "merges", "splits", "edits", "tasks")
 _EDIT_TYPES = ("merge", "split", "split_supervoxel")
+#: Below this measured volume (mm³) the cost projection carries a warning (see the module notes).
+MIN_PROJECTION_MM3 = 1e-3
+#: With fewer reviewed neurons than this the cost projection carries a warning (see the module notes).
+MIN_PROJECTION_NEURONS = 10
 _TASK_ANSWERS = ("yes", "no", "skip", "flag", "undo", "stale")
 
 
@@ -227,7 +252,8 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
     Returns
     -------
     dict
-        ``minutes_active``, ``minutes_idle``, ``volume`` (mode),
+        ``minutes_active``, ``minutes_idle``, ``minutes_waiting`` (waiting
+        for the suite, neither active nor idle), ``volume`` (mode),
         ``volume_mm3``, ``volume_basis``, ``minutes_per_mm3``, ``neurons``,
         ``minutes_per_neuron``, ``minutes_per_neuron_stats`` {mean, p50,
         p95}, ``minutes_unattributed``, ``tasks`` {total, yes, no, skip,
@@ -237,11 +263,13 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         {mean, p50, p95, top5_share, merge{mean, p50, p95}, split{...}},
         ``t_merge_s``, ``t_split_s``, ``t_decision_s``,
         ``cost_projection`` {volume_mm3, merge_edits, split_edits,
-        decisions, t_merge_s, t_split_s, t_decision_s, hours, basis},
+        decisions, t_merge_s, t_split_s, t_decision_s, hours, basis,
+        measured_mm3, neurons, scale, reliable, warning},
         ``per_neuron`` [{segment, minutes, merges, splits, edits, tasks}],
-        ``vi_curve`` [{minutes_active, vi_split, vi_merge, vi}] (see the
-        module notes), ``vi_start``, ``vi_end`` (bits; None without VI),
-        ``vi_rows`` {tasks, manual} (rows on the curve),
+        ``vi_curve`` [{minutes_active, vi_split, vi_merge, vi, event}] (see
+        the module notes), ``vi_start``, ``vi_end`` (bits; None without VI),
+        ``vi_from_start`` (the curve starts before the first answer),
+        ``vi_rows`` {tasks, manual, starts} (points on the curve),
         ``sessions``, ``users``, ``effort_log``, ``recovered_from``,
         ``corrupt_logs``. Missing figures are None (never NaN). The same
         logs always give the same dict.
@@ -345,6 +373,7 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
     }
     minutes_active = float(sum(r["active_s"] for r in rows) / 60.0)
     minutes_idle = float(sum(r["idle_s"] for r in rows) / 60.0)
+    minutes_waiting = float(sum(r["waiting_s"] for r in rows) / 60.0)
 
     # ---- measured times
     def edit_type(row) -> str | None:
@@ -366,14 +395,15 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         volume_mm3, volume_basis, target, n_merge, n_split, len(decisions),
         (t_merge, "tasks") if t_merge is not None else (t_manual_merge, "manual merges"),
         (t_split, "tasks") if t_split is not None else (t_manual_split, "manual splits"),
-        t_decision,
+        t_decision, n_neurons=len(neurons),
     )
-    vi_curve, vi_rows = _vi_curve(rows)
+    vi_curve, vi_rows = _vi_curve(rows, sessions)
     corrupt = _corrupt_logs(log.path)
     attributed = np.array([r["minutes"] for r in per_neuron], dtype=np.float64)
     return {
         "minutes_active": minutes_active,
         "minutes_idle": minutes_idle,
+        "minutes_waiting": minutes_waiting,
         "volume": volume,
         "volume_mm3": volume_mm3,
         "volume_basis": volume_basis,
@@ -394,6 +424,7 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         "vi_curve": vi_curve,
         "vi_start": vi_curve[0]["vi"] if vi_curve else None,
         "vi_end": vi_curve[-1]["vi"] if vi_curve else None,
+        "vi_from_start": bool(vi_curve) and vi_curve[0]["event"] == "start",
         "vi_rows": vi_rows,
         "sessions": len(sessions),
         "users": sorted({r["user"] for r in rows} | {s["user"] for s in sessions}),
@@ -403,17 +434,28 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
     }
 
 
-def _vi_curve(rows: list[dict]) -> tuple[list[dict], dict]:
-    """The VI recorded on the rows against cumulative active minutes, and how many task / manual rows it has."""
-    curve, counts = [], {"tasks": 0, "manual": 0}
+def _vi_point(minutes: float, split: float, merge: float, event: str) -> dict:
+    return {"minutes_active": minutes, "vi_split": split, "vi_merge": merge, "vi": split + merge, "event": event}
+
+
+def _vi_curve(rows: list[dict], sessions: list[dict]) -> tuple[list[dict], dict]:
+    """The VI at each session's start and on the rows, against cumulative active minutes; counts per kind."""
+    starts = {s["session"]: (float(s["vi_split_start"]), float(s["vi_merge_start"])) for s in sessions
+              if s.get("vi_split_start") is not None and s.get("vi_merge_start") is not None}
+    curve, counts = [], {"tasks": 0, "manual": 0, "starts": 0}
     active_s = 0.0
     for row in rows:
+        start = starts.pop(row["session"], None)
+        if start is not None:  # the state before this session's first row
+            curve.append(_vi_point(active_s / 60.0, *start, "start"))
+            counts["starts"] += 1
         active_s += row["active_s"]
         if row.get("vi_split") is None or row.get("vi_merge") is None:
             continue
-        split, merge = float(row["vi_split"]), float(row["vi_merge"])
-        curve.append({"minutes_active": active_s / 60.0, "vi_split": split, "vi_merge": merge, "vi": split + merge})
-        counts["manual" if row["task_type"] == "manual" else "tasks"] += 1
+        kind = "manual" if row["task_type"] == "manual" else "tasks"
+        curve.append(_vi_point(active_s / 60.0, float(row["vi_split"]), float(row["vi_merge"]),
+                               "manual" if kind == "manual" else "task"))
+        counts[kind] += 1
     return curve, counts
 
 
@@ -424,19 +466,44 @@ def _vi_line(report: dict) -> str:
     a, b = curve[0], curve[-1]
     n = report.get("vi_rows") or {}
     over = f"{n.get('tasks', 0)} answers" + (f" and {n['manual']} manual edits" if n.get("manual") else "")
-    return (f"VI           {a['vi']:.3f} → {b['vi']:.3f} (split {a['vi_split']:.3f} → {b['vi_split']:.3f}, "
-            f"merge {a['vi_merge']:.3f} → {b['vi_merge']:.3f}) over {over}")
+    change = b["vi"] - a["vi"]
+    verdict = "better" if change < 0 else "worse" if change > 0 else "unchanged"
+    since = ("from before the first answer" if report.get("vi_from_start")
+             else "from after the first answer (the state before it was not recorded)")
+    return (f"VI           {a['vi']:.3f} → {b['vi']:.3f} bits ({change:+.3f} bits: {verdict}; "
+            f"split {a['vi_split']:.3f} → {b['vi_split']:.3f}, merge {a['vi_merge']:.3f} → {b['vi_merge']:.3f}) "
+            f"over {over}, {since}")
+
+
+def _projection_warning(volume_mm3: float, n_neurons: int, scale: float) -> str | None:
+    """Why extrapolating from this measurement is not meaningful, in plain words; None when it may be."""
+    reasons = []
+    if volume_mm3 < MIN_PROJECTION_MM3:
+        reasons.append(f"only {volume_mm3:.3g} mm³ was measured (less than {MIN_PROJECTION_MM3:g} mm³, "
+                       "a 100 µm cube)")
+    if n_neurons < MIN_PROJECTION_NEURONS:
+        reasons.append(f"only {n_neurons} neuron{'s' if n_neurons != 1 else ''} were reviewed "
+                       f"(fewer than {MIN_PROJECTION_NEURONS})")
+    if not reasons:
+        return None
+    return (f"not a reliable projection: {' and '.join(reasons)}; scaling it ×{scale:.3g} multiplies what "
+            "happened in this small sample — measure on a larger volume before trusting the hours")
 
 
 def _projection(volume_mm3, volume_basis, target, n_merge, n_split, n_decisions, t_merge, t_split,
-                t_decision) -> dict:
+                t_decision, *, n_neurons: int) -> dict:
     (tm, tm_src), (ts, ts_src) = t_merge, t_split
     out = {"volume_mm3": target, "merge_edits": None, "split_edits": None, "decisions": None,
-           "t_merge_s": tm, "t_split_s": ts, "t_decision_s": t_decision, "hours": None}
+           "t_merge_s": tm, "t_split_s": ts, "t_decision_s": t_decision, "hours": None,
+           "measured_mm3": volume_mm3, "neurons": n_neurons, "scale": None, "reliable": False}
     if volume_mm3 <= 0:
         out["basis"] = "no volume counted yet, so nothing to scale"
+        out["warning"] = "not a projection: no volume was measured"
         return out
     scale = target / volume_mm3
+    out["scale"] = scale
+    out["warning"] = _projection_warning(volume_mm3, n_neurons, scale)
+    out["reliable"] = out["warning"] is None
     out["merge_edits"] = n_merge * scale
     out["split_edits"] = n_split * scale
     out["decisions"] = n_decisions * scale
@@ -489,24 +556,27 @@ def report_text(report: dict, *, max_neurons: int = 20) -> str:
     lines = [
         f"effort log   {report['effort_log']}",
         f"sessions     {report['sessions']}  users: {', '.join(report['users']) or '—'}",
-        f"active       {report['minutes_active']:.2f} min   (idle excluded: {report['minutes_idle']:.2f} min)",
+        f"active       {report['minutes_active']:.2f} min   (excluded: idle {report['minutes_idle']:.2f} min, "
+        f"waiting for the suite {report.get('minutes_waiting', 0.0):.2f} min)",
         f"volume       {_fmt(report['volume_mm3'], '.4g', ' mm³')}   counted: {report['volume_basis']}",
-        f"min / mm³    {_fmt(report['minutes_per_mm3'], '.4g')}",
-        f"neurons      {report['neurons']}   min / neuron {_fmt(report['minutes_per_neuron'], '.3g')}",
+        f"min / mm³    {_fmt(report['minutes_per_mm3'], '.4g', ' min/mm³')}",
+        f"neurons      {report['neurons']}   min / neuron {_fmt(report['minutes_per_neuron'], '.3g', ' min')}",
         f"tasks        {t['total']}: yes {t['yes']}, no {t['no']}, skip {t['skip']}, flag {t['flag']}, "
         f"undo {t['undo']}, stale {t['stale']}",
         f"manual edits {m['total']}",
         f"edits        merge {e['merge']}, split {e['split']} (in effect); undo {e['undo']}, redo {e['redo']}",
-        f"edits/neuron mean {_fmt(epn['mean'])}, p50 {_fmt(epn['p50'])}, p95 {_fmt(epn['p95'])}; "
+        f"edits/neuron mean {_fmt(epn['mean'], '.3g', ' edits')}, p50 {_fmt(epn['p50'], '.3g', ' edits')}, "
+        f"p95 {_fmt(epn['p95'], '.3g', ' edits')}; "
         f"top 5 % of neurons hold {_fmt(None if epn['top5_share'] is None else 100 * epn['top5_share'], '.1f', ' %')} of edits",
-        f"  merge      p50 {_fmt(epn['merge']['p50'])}, p95 {_fmt(epn['merge']['p95'])}",
-        f"  split      p50 {_fmt(epn['split']['p50'])}, p95 {_fmt(epn['split']['p95'])}",
+        f"  merge      p50 {_fmt(epn['merge']['p50'], '.3g', ' merges')}, p95 {_fmt(epn['merge']['p95'], '.3g', ' merges')}",
+        f"  split      p50 {_fmt(epn['split']['p50'], '.3g', ' splits')}, p95 {_fmt(epn['split']['p95'], '.3g', ' splits')}",
         f"t_merge      {_fmt(report['t_merge_s'], '.1f', ' s')}   t_split {_fmt(report['t_split_s'], '.1f', ' s')}   "
         f"other decision {_fmt(report['t_decision_s'], '.1f', ' s')}",
         f"projection   {proj['volume_mm3']:g} mm³: {_fmt(proj['hours'], '.4g', ' h')} "
         f"({_fmt(proj['merge_edits'], '.4g')} merges, {_fmt(proj['split_edits'], '.4g')} splits, "
         f"{_fmt(proj['decisions'], '.4g')} other decisions)",
         f"  basis      {proj['basis']}",
+        *([f"  WARNING    {proj['warning']}"] if proj.get("warning") else []),
         _vi_line(report),
     ]
     if report["recovered_from"]:

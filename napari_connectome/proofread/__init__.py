@@ -10,9 +10,10 @@
     layer_data = pr.labels_volume()        # lazy, remapped through the current mapping
 """
 
-from napari_connectome.proofread.log import EditLog, export_change_log, merge_logs
-from napari_connectome.proofread.merge import MergeReport
+from napari_connectome.proofread.log import EditLog, export_change_log
+from napari_connectome.proofread.merge import MergeReport, merge_logs
 from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
+from napari_connectome.proofread.recorded import RecordedOperation
 from napari_connectome.proofread.session import EditResult, Proofreader, SplitPreview
 from napari_connectome.proofread.state import SegmentationState
 
@@ -24,6 +25,7 @@ __all__ = [
     "NodeEdges",
     "Patch",
     "Proofreader",
+    "RecordedOperation",
     "SegmentationState",
     "SplitPreview",
     "export_change_log",

@@ -464,13 +464,6 @@ def export_change_log(project, path: str | os.PathLike, *, fmt: str = "csv", ove
     return path
 
 
-def merge_logs(project_a, project_b, **kwargs):
-    """Bring the edits of a copy into a project; see :func:`napari_connectome.proofread.merge.merge_logs`."""
-    from napari_connectome.proofread.merge import merge_logs as _merge
-
-    return _merge(project_a, project_b, **kwargs)
-
-
 # ------------------------------------------------------------------ identity
 def restart_hint(project) -> str:
     """How to start over while keeping the old log: the command a person types."""

@@ -25,10 +25,14 @@ later recognises what was already brought over by its uuid.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
 
 from napari_connectome.errors import InputError
+from napari_connectome.proofread.log import EditLog
 from napari_connectome.proofread.ops import Effect, Patch
+from napari_connectome.proofread.recorded import RecordedOperation
+from napari_connectome.proofread.session import Proofreader
 from napari_connectome.proofread.state import EffectConflict
 
 
@@ -134,8 +138,6 @@ def merge_logs(project_a, project_b, *, user: str | None = None, lock_timeout: f
         supervoxel graph or base segmentation), a log is corrupt or locked.
     """
     from napari_connectome.project import Project, open_project
-    from napari_connectome.proofread.log import EditLog
-    from napari_connectome.proofread.session import Proofreader, _now
 
     a_proj = project_a if isinstance(project_a, Project) else open_project(project_a)
     b_proj = project_b if isinstance(project_b, Project) else open_project(project_b)
@@ -218,19 +220,20 @@ def merge_logs(project_a, project_b, *, user: str | None = None, lock_timeout: f
                 if row.get("patch") is not None:
                     patch = Patch.decode(row["payload"]["patch"], row["patch"]).relabel(sv_map)
                     translated.patches_on = []
+                merged_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
                 extra = {"merged_from": {
                     "project": str(b_proj.root), "operation_id": b_id, "uuid": row["uuid"],
-                    "merged_by": pa.user, "merged_at": _now()[0],
+                    "merged_by": pa.user, "merged_at": merged_at,
                 }}
                 try:
-                    result = pa._execute(
-                        kind, translated,
+                    result = pa.apply_recorded(RecordedOperation(
+                        type=kind, effect=translated,
                         supervoxels=[sv_map.get(int(s), int(s)) for s in row["supervoxel_ids"]],
                         seeds=row["seeds_nm"], task_id=row["task_id"], suggested_by=row["suggested_by"],
                         undo_of=None if undo_of is None else op_map[int(undo_of)], patch=patch,
-                        uuid=row["uuid"], row_extra=extra, user=row["user"], session=row["session"],
-                        when=(row["timestamp"], float(row["unix_time"])),
-                    )
+                        uuid=row["uuid"], user=row["user"], session=row["session"],
+                        timestamp=row["timestamp"], unix_time=float(row["unix_time"]), extra=extra,
+                    ))
                 except EffectConflict as exc:
                     for n in fresh:
                         sv_map.pop(n, None)

@@ -38,30 +38,31 @@ import threading
 import time
 import uuid as _uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from napari_connectome.errors import InputError
+from napari_connectome.events import Connection, Signal
+from napari_connectome.proofread.history import History, Operation
+from napari_connectome.proofread.inside import preview_inside
 from napari_connectome.proofread.log import (
     DEFAULT_LOCK_TIMEOUT,
     EditLog,
     open_edit_log,
     record_edit_log,
 )
-from napari_connectome.proofread.ops import Effect, NodeEdges, Patch
+from napari_connectome.proofread.ops import Effect, Patch
 from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
-from napari_connectome.proofread.split import contact_edges, min_cut, seeded_watershed
+from napari_connectome.proofread.preview import SplitPreview, describe_split
+from napari_connectome.proofread.recorded import OPERATION_TYPES, RecordedOperation
+from napari_connectome.proofread.split import min_cut
 from napari_connectome.proofread.state import (
     EffectConflict,
     Plan,
     SegmentationState,
     members_digest,
 )
-
-EDIT_TYPES = ("merge", "split", "split_supervoxel")
-#: Largest supervoxel (voxels) a split inside one will read into memory.
-MAX_INSIDE_SPLIT_VOXELS = 128 * 2**20
 
 
 @dataclass
@@ -94,124 +95,6 @@ class EditResult:
     supervoxels: list[int]
     bbox_nm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     task_id: str | None = None
-
-
-@dataclass
-class SplitPreview:
-    """A split computed but not committed (nothing logged).
-
-    Attributes
-    ----------
-    segment_id
-        The segment the seeds are in.
-    source_supervoxels, sink_supervoxels
-        Supervoxel ids that end on the sources' / the sinks' side. For a
-        split inside a supervoxel, the two new supervoxels (ids it would get)
-        are listed, and the divided supervoxel is in neither.
-    cut_edges
-        ``(K, 2)`` supervoxel id pairs whose links the split removes.
-    inside_supervoxel
-        True when the seeds all fall in one supervoxel, which is divided by a
-        seeded watershed of the boundary signal.
-    bbox_nm
-        World box (nm) of the divided supervoxel, or None.
-    supervoxel
-        The supervoxel divided (inside split), else None.
-    patch_offset, patch
-        Level-0 voxel index and uint8 array (1 = sources' part, 2 = sinks'
-        part, 0 = elsewhere) of the division (inside split), else None.
-    sources_nm, sinks_nm
-        The seeds.
-    version
-        :attr:`Proofreader.version` when it was computed; :meth:`Proofreader.split`
-        recomputes it if the state changed since.
-    """
-
-    segment_id: int
-    source_supervoxels: np.ndarray
-    sink_supervoxels: np.ndarray
-    cut_edges: np.ndarray
-    inside_supervoxel: bool
-    bbox_nm: tuple | None
-    supervoxel: int | None
-    patch_offset: tuple[int, int, int] | None
-    patch: np.ndarray | None
-    sources_nm: list
-    sinks_nm: list
-    version: int
-    _effect: Effect = field(repr=False, default=None)
-    _plan: Plan = field(repr=False, default=None)
-    _new_patch: Patch | None = field(repr=False, default=None)
-    _proofreader: Proofreader = field(repr=False, default=None)
-    _seed_svs: list = field(repr=False, default_factory=list)
-    _seed_sides: tuple = field(repr=False, default=((), ()))
-
-    def labels(self, key) -> np.ndarray:
-        """Side of every voxel of a level-0 region: 1 = sources, 2 = sinks, 0 = elsewhere.
-
-        ``key`` is a tuple of slices / ints over ``(z, y, x)`` (level 0).
-        """
-        from napari_connectome.volume.lazy import normalize_key
-
-        pr = self._proofreader
-        norm = normalize_key(key, pr._level0_shape)
-        sv = pr._reader.supervoxels(0, norm)
-        out = np.zeros(sv.shape, dtype=np.uint8)
-        src = np.asarray(self.source_supervoxels, dtype=np.uint64)
-        snk = np.asarray(self.sink_supervoxels, dtype=np.uint64)
-        out[np.isin(sv, src)] = 1
-        out[np.isin(sv, snk)] = 2
-        if self.patch is not None:
-            from napari_connectome.proofread.overlay import _keep_dims
-
-            full, squeeze = _keep_dims(norm)
-            idx = [np.arange(k.start, k.stop, k.step) for k in full]
-            box = np.zeros([i.size for i in idx], dtype=np.uint8)
-            sel, src = [], []
-            for c, o, n in zip(idx, self.patch_offset, self.patch.shape, strict=True):
-                inside = (c >= o) & (c < o + n)
-                sel.append(np.flatnonzero(inside))
-                src.append(c[inside] - o)
-            box[np.ix_(*sel)] = self.patch[np.ix_(*src)]
-            box = box[squeeze]
-            out[box > 0] = box[box > 0]
-        return out
-
-    def volume(self):
-        """The preview as a lazy one-level labels volume (1 = sources, 2 = sinks)."""
-        from napari_connectome.volume.lazy import _LazyBase
-        from napari_connectome.volume.model import Level, MultiscaleVolume
-
-        pr = self._proofreader
-        preview = self
-
-        class _PreviewArray(_LazyBase):
-            def __init__(self) -> None:
-                super().__init__(source="split preview")
-                self.shape = pr._level0_shape
-                self.dtype = np.dtype(np.uint8)
-                self.chunks = pr._sv_volume.levels[0].chunks
-
-            def __getitem__(self, key):
-                return preview.labels(key)
-
-        lv0 = pr._sv_volume.levels[0]
-        return MultiscaleVolume(
-            levels=[Level(_PreviewArray(), lv0.voxel_size, lv0.offset, lv0.axes)],
-            kind="labels", source="split preview", format="proofread", name="split preview",
-        )
-
-
-@dataclass
-class _Op:
-    op_id: int
-    type: str
-    effect: Effect
-    undo_of: int | None
-    supervoxels: list[int]
-    before: list[int]
-    after: list[int]
-    digests: list[tuple[int, str]]  # (anchor supervoxel, digest of the component's members)
 
 
 def _now() -> tuple[str, float]:
@@ -272,14 +155,10 @@ class Proofreader:
         self._reader = LabelReader(supervoxels, self.overlay, self._table)
         self._level0_shape = tuple(int(s) for s in supervoxels.levels[0].shape)
         self._lock = threading.RLock()
-        self._ops: dict[int, _Op] = {}
-        self._rows: list[dict] = []
-        self._undo: list[int] = []
-        self._redo: list[int] = []
-        self._in_effect: dict[int, bool] = {}
-        self._last_id = 0
+        self._history = History()
         self._signal = None
-        self._listeners: list[Callable[[EditResult], None]] = []
+        #: Emitted with the :class:`EditResult` after every committed edit (editing thread).
+        self.edited = Signal("edited")
         self.footprints: dict[int, set[int]] | None = None
 
     # ================================================================ opening
@@ -502,22 +381,25 @@ class Proofreader:
 
     def history(self) -> list[dict]:
         """The log's operations, oldest first, with ``undone`` (True for an edit not in effect now)."""
-        out = []
-        for row in self._rows:
-            r = dict(row)
-            r["undone"] = r["type"] in EDIT_TYPES and not self._in_effect.get(r["operation_id"], True)
-            out.append(r)
-        return out
+        return self._history.rows()
 
     def can_undo(self) -> bool:
-        return bool(self._undo) and not self.read_only
+        return bool(self._history.undo_stack) and not self.read_only
 
     def can_redo(self) -> bool:
-        return bool(self._redo) and not self.read_only
+        return bool(self._history.redo_stack) and not self.read_only
 
-    def add_listener(self, callback: Callable[[EditResult], None]) -> None:
-        """Call ``callback(result)`` after every committed edit (from the editing thread)."""
-        self._listeners.append(callback)
+    def add_listener(self, callback: Callable[[EditResult], None]) -> Connection:
+        """Call ``callback(result)`` after every committed edit (from the editing thread).
+
+        Returns the connection: ``.disconnect()`` (or calling it) stops the
+        calls, as does :meth:`remove_listener`. A closed panel must do so.
+        """
+        return self.edited.connect(callback)
+
+    def remove_listener(self, callback: Callable[[EditResult], None]) -> bool:
+        """Stop calling ``callback`` after edits; True when it was listening."""
+        return self.edited.disconnect(callback)
 
     # ================================================================ edits
     def merge(self, point_a_nm, point_b_nm, *, task_id=None, suggested_by: str | None = None) -> EditResult:
@@ -598,12 +480,12 @@ class Proofreader:
                     "split", "a split inside a supervoxel needs every seed in that one supervoxel; "
                     f"these seeds are in supervoxels {sorted(set(src_sv + snk_sv))}"
                 )
-            return self._preview_inside(segment, src_sv[0], src_idx, snk_idx, sources_nm, sinks_nm, version)
+            return preview_inside(self, segment, src_sv[0], src_idx, snk_idx, sources_nm, sinks_nm, version)
         both = sorted(set(src_sv) & set(snk_sv))
         if both:
             raise InputError(
-                "split", f"supervoxel {both[0]} holds both a source and a sink seed; move a seed, "
-                "or put every seed in that supervoxel to split inside it",
+                "split", f"supervoxel {both[0]} holds both a source and a sink seed: a graph cut cannot "
+                "separate them; move a seed, or put every seed in that supervoxel to split inside it",
             )
         return self._preview_graph(segment, src_sv, snk_sv, sources_nm, sinks_nm, version)
 
@@ -620,7 +502,8 @@ class Proofreader:
             raise InputError("split", f"the supervoxels are in different segments {sorted(segs)}")
         both = sorted(set(src) & set(snk))
         if both:
-            raise InputError("split", f"supervoxel {both[0]} is both a source and a sink")
+            raise InputError("split", f"supervoxel {both[0]} is both a source and a sink: a graph cut cannot "
+                                      "separate it from itself")
         return self._preview_graph(segs.pop(), src, snk, [], [], self.version)
 
     def _preview_graph(self, segment, src_sv, snk_sv, sources_nm, sinks_nm, version) -> SplitPreview:
@@ -631,25 +514,37 @@ class Proofreader:
         cut_pairs = st.ids[pairs[cut]] if cut.size else np.empty((0, 2), np.uint64)
         effect = Effect(edges_removed=[tuple(map(int, p)) for p in cut_pairs])
         plan = st.plan(effect)
+        cut_edges = np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2)
+        src_ids, snk_ids = st.ids[members[side]].copy(), st.ids[members[~side]].copy()
+        problem, message = describe_split(cut_edges, src_ids, snk_ids, plan, inside=False, supervoxel=None)
         return SplitPreview(
             segment_id=int(segment),
-            source_supervoxels=st.ids[members[side]].copy(),
-            sink_supervoxels=st.ids[members[~side]].copy(),
-            cut_edges=np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2),
+            source_supervoxels=src_ids,
+            sink_supervoxels=snk_ids,
+            cut_edges=cut_edges,
             inside_supervoxel=False, bbox_nm=None, supervoxel=None, patch_offset=None, patch=None,
-            sources_nm=sources_nm, sinks_nm=sinks_nm, version=version,
+            sources_nm=sources_nm, sinks_nm=sinks_nm, version=version, message=message, problem=problem,
             _effect=effect, _plan=plan, _new_patch=None, _proofreader=self,
             _seed_svs=sorted({int(x) for x in [*src_sv, *snk_sv]}),
             _seed_sides=(tuple(int(x) for x in src_sv), tuple(int(x) for x in snk_sv)),
         )
 
     def split(self, preview: SplitPreview | None = None, *, sources_nm=None, sinks_nm=None,
-              inside: bool | None = None, task_id=None, suggested_by: str | None = None) -> EditResult:
+              inside: bool | None = None, task_id=None, suggested_by: str | None = None,
+              force: bool = False) -> EditResult:
         """Commit a split: from a preview, or computed from seed points.
 
         A preview computed before the state changed is recomputed from its
         seeds (the result may differ from what was shown; the new preview is
         what is committed).
+
+        Raises
+        ------
+        InputError
+            The split would separate nothing (the preview's ``problem``: no
+            link cut, a side empty, the segment left in one piece) and
+            ``force`` is False: nothing is logged, as a row that changes
+            nothing would read as work done.
         """
         with self._lock:
             if preview is None:
@@ -663,6 +558,10 @@ class Proofreader:
                     preview = self.preview_split(
                         preview.sources_nm, preview.sinks_nm, inside=preview.inside_supervoxel
                     )
+            if preview.problem is not None and not force:
+                raise InputError(
+                    "split", f"{preview.problem}; nothing was committed (move the seeds, or force it)"
+                )
             kind = "split_supervoxel" if preview.inside_supervoxel else "split"
             seeds = {"sources": preview.sources_nm, "sinks": preview.sinks_nm}
             if preview.inside_supervoxel:
@@ -684,18 +583,19 @@ class Proofreader:
         """
         with self._lock:
             self._check_writable()
+            stack = self._history.undo_stack
             if operation_id is None:
-                if not self._undo:
+                if not stack:
                     raise InputError("undo", "nothing to undo")
-                target = self._undo[-1]
+                target = stack[-1]
             else:
                 target = int(operation_id)
-                if target not in self._undo:
+                if target not in stack:
                     raise InputError(
                         f"operation {target}", "is not an edit in effect (unknown, already undone, or an undo itself)"
                     )
             self._check_unchanged(target, "undone")
-            op = self._ops[target]
+            op = self._history.ops[target]
             return self._execute("undo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
                                  task_id=task_id, suggested_by=suggested_by, undo_of=target)
 
@@ -703,16 +603,48 @@ class Proofreader:
         """Reverse the latest undo, as a new operation (only until a new edit is made)."""
         with self._lock:
             self._check_writable()
-            if not self._redo:
+            if not self._history.redo_stack:
                 raise InputError("redo", "nothing to redo")
-            target = self._redo[-1]
+            target = self._history.redo_stack[-1]
             self._check_unchanged(target, "redone")
-            op = self._ops[target]
+            op = self._history.ops[target]
             return self._execute("redo", op.effect.inverse(), supervoxels=op.supervoxels, seeds=[],
                                  task_id=task_id, suggested_by=suggested_by, undo_of=target)
 
+    def apply_recorded(self, op: RecordedOperation) -> EditResult:
+        """Apply an operation as another log recorded it: its effect, not its inputs, as a new row.
+
+        The row keeps the record's uuid, user, session, task and time; it gets
+        this log's next operation id and new segment ids. Used by offline merge.
+
+        Raises
+        ------
+        InputError
+            An unknown operation type; an undo/redo that names no operation
+            of this log; a read-only proofreader.
+        EffectConflict
+            The effect does not apply to this state (an edge to cut is gone,
+            a link to add exists, a patch is unknown or already on).
+        """
+        if op.type not in OPERATION_TYPES:
+            raise InputError("recorded operation", f"type must be one of {', '.join(OPERATION_TYPES)}, got {op.type!r}")
+        if (op.undo_of is None) != (op.type not in ("undo", "redo")):
+            need = "needs" if op.undo_of is None else "takes no"
+            raise InputError("recorded operation", f"a {op.type!r} operation {need} undo_of")
+        if op.undo_of is not None and int(op.undo_of) not in self._history.ops:
+            raise InputError("recorded operation", f"operation {op.undo_of} to reverse is not in this log")
+        when = None
+        if op.timestamp is not None and op.unix_time is not None:
+            when = (str(op.timestamp), float(op.unix_time))
+        return self._execute(
+            op.type, op.effect, supervoxels=[int(s) for s in op.supervoxels], seeds=op.seeds,
+            task_id=op.task_id, suggested_by=op.suggested_by,
+            undo_of=None if op.undo_of is None else int(op.undo_of), patch=op.patch, uuid=op.uuid,
+            row_extra=dict(op.extra) or None, user=op.user, session=op.session, when=when,
+        )
+
     def _check_unchanged(self, op_id: int, verb: str) -> None:
-        op = self._ops[op_id]
+        op = self._history.ops[op_id]
         st = self.state
         changed = False
         for anchor, digest in op.digests:
@@ -725,7 +657,7 @@ class Proofreader:
                 changed = True
                 break
         if changed:
-            later = [i for i, o in self._ops.items() if i > op_id and set(o.before) & set(op.after)]
+            later = self._history.later_touching(op_id)
             hint = f"; undo operation(s) {', '.join(map(str, later[-3:]))} first" if later else ""
             raise InputError(
                 f"operation {op_id}", f"cannot be {verb}: later edits changed the segments it made{hint}"
@@ -753,7 +685,7 @@ class Proofreader:
                  user: str | None = None, session: str | None = None, when=None) -> EditResult:
         with self._lock:
             self._check_writable()
-            op_id = self._last_id + 1
+            op_id = self._history.last_id + 1
             if patch is not None:
                 effect.patches_on = [op_id]
             if plan is None:
@@ -792,14 +724,13 @@ class Proofreader:
                 "payload": payload,
                 "patch": blob,
             }
-            written = self.log.append(row, expect_last=self._last_id)
+            written = self.log.append(row, expect_last=self._history.last_id)
             row["operation_id"] = written
             if patch is not None:
                 self.overlay.add(written, patch)
             result = self._apply(written, row, plan, new_ids, bbox_nm=bbox_nm)
             record_edit_log(self.project, self.log)
-        for callback in list(self._listeners):
-            callback(result)
+        self.edited.emit(result)
         return result
 
     def _apply(self, op_id: int, row: dict, plan: Plan, new_ids: list[int], *, bbox_nm=None) -> EditResult:
@@ -823,36 +754,13 @@ class Proofreader:
         anchors = plan.anchors(st.ids)
         kind = row["type"]
         undo_of = row.get("undo_of")
-        op = _Op(op_id, kind, effect, None if undo_of is None else int(undo_of),
-                 [int(s) for s in row["supervoxel_ids"]], list(plan.before_segments), list(new_ids),
-                 list(zip(anchors, digests, strict=True)))
-        self._ops[op_id] = op
-        if kind in EDIT_TYPES:
-            self._undo.append(op_id)
-            self._redo.clear()
-            self._in_effect[op_id] = True
-        elif kind == "undo":
-            if op.undo_of in self._undo:
-                self._undo.remove(op.undo_of)
-            self._redo.append(op_id)
-            self._in_effect[self._origin(op_id)] = False
-        else:  # redo: reverses an undo
-            if op.undo_of in self._redo:
-                self._redo.remove(op.undo_of)
-            self._undo.append(op_id)
-            self._in_effect[self._origin(op_id)] = True
-        self._rows.append({k: v for k, v in row.items() if k not in ("payload", "patch")})
-        self._last_id = op_id
+        op = Operation(op_id, kind, effect, None if undo_of is None else int(undo_of),
+                       [int(s) for s in row["supervoxel_ids"]], list(plan.before_segments), list(new_ids),
+                       list(zip(anchors, digests, strict=True)))
+        self._history.add(op, row)
         self.version += 1
         return EditResult(op_id, kind, list(plan.before_segments), list(new_ids), list(op.supervoxels), bbox_nm,
                           task_id=row.get("task_id"))
-
-    def _origin(self, op_id: int) -> int:
-        """The edit an undo/redo chain goes back to."""
-        op = self._ops[op_id]
-        while op.type not in EDIT_TYPES and op.undo_of in self._ops:
-            op = self._ops[op.undo_of]
-        return op.op_id
 
     def _box_nm(self, boxes):
         if not boxes:
@@ -862,93 +770,6 @@ class Proofreader:
         lo = np.min([b[0] for b in boxes], axis=0)
         hi = np.max([b[1] for b in boxes], axis=0)
         return (tuple(float(x) for x in off + (lo - 0.5) * vs), tuple(float(x) for x in off + (hi - 0.5) * vs))
-
-    # ------------------------------------------------------- split inside
-    def _preview_inside(self, segment, sv, src_idx, snk_idx, sources_nm, sinks_nm, version) -> SplitPreview:
-        st = self.state
-        if set(map(tuple, src_idx)) & set(map(tuple, snk_idx)):
-            raise InputError("split", "a source and a sink seed are on the same voxel")
-        (tlo, thi), (plo, phi) = self._supervoxel_box(sv, np.array(src_idx + snk_idx))
-        padded = tuple(slice(int(a), int(b), 1) for a, b in zip(plo, phi, strict=True))
-        labels = self._reader.supervoxels(0, padded)
-        boundary, signal, kind = self._signal_box(plo, phi)
-        # The watershed sees only the supervoxel's box; the one-voxel rim
-        # around it is for the new supervoxels' contacts with their neighbours.
-        core = tuple(slice(int(a - p), int(b - p)) for a, b, p in zip(tlo, thi, plo, strict=True))
-        parts = seeded_watershed(
-            labels[core], boundary[core], sv,
-            np.array(src_idx) - tlo, np.array(snk_idx) - tlo,
-            voxel_size=self._sv_volume.levels[0].voxel_size,
-        )
-        n1 = st.next_id
-        n2 = n1 + 1
-        patch_data = np.zeros(parts.shape, np.uint64)
-        patch_data[parts == 1] = n1
-        patch_data[parts == 2] = n2
-        patch = Patch(tuple(int(a) for a in tlo), patch_data, int(sv))
-        patched = labels.copy()
-        sub = patched[core]
-        sub[parts > 0] = patch_data[parts > 0]
-        node_edges = contact_edges(patched, signal, [n1, n2], kind=kind)
-        effect, cut_pairs, side_ids = self._inside_effect(segment, sv, n1, n2, node_edges)
-        plan = st.plan(effect)
-        return SplitPreview(
-            segment_id=int(segment),
-            source_supervoxels=side_ids[0], sink_supervoxels=side_ids[1],
-            cut_edges=cut_pairs, inside_supervoxel=True, bbox_nm=self._box_nm([(patch.offset, patch.stop)]),
-            supervoxel=int(sv), patch_offset=patch.offset, patch=parts, sources_nm=sources_nm,
-            sinks_nm=sinks_nm, version=version, _effect=effect, _plan=plan, _new_patch=patch,
-            _proofreader=self, _seed_svs=[int(sv)],
-        )
-
-    def _inside_effect(self, segment: int, sv: int, n1: int, n2: int, node_edges: NodeEdges):
-        """The graph side of a split inside ``sv``: new nodes, moved links, and a min-cut between the parts."""
-        st = self.state
-        (px,) = st.positions([sv])
-        members = st.members(segment)
-        pairs, caps = st.active_edges(members)
-        at_x = (pairs[:, 0] == px) | (pairs[:, 1] == px)
-        x_links = pairs[at_x]
-        others = pairs[~at_x]
-        other_caps = caps[~at_x]
-        touch = {}
-        for (u, v), area, mean in zip(node_edges.edges, node_edges.contact_area, node_edges.features["mean"],
-                                      strict=True):
-            touch[(int(u), int(v))] = float(area) * (1.0 - float(mean)) + 1e-3
-        # Tentative positions of the new supervoxels, after every existing one.
-        q1, q2 = st.ids.size, st.ids.size + 1
-        new_pos = {n1: q1, n2: q2}
-        cand, cand_caps = [], []
-        for a, b in x_links:
-            y = int(b if a == px else a)
-            ysv = int(st.ids[y])
-            touching_parts = [n for n in (n1, n2) if (min(n, ysv), max(n, ysv)) in touch]
-            if not touching_parts and not st.touching(px, y):
-                touching_parts = [n1, n2]  # a manual link: both parts keep it until the cut decides
-            for n in touching_parts:
-                cand.append((min(new_pos[n], y), max(new_pos[n], y)))
-                key = (min(n, ysv), max(n, ysv))
-                cand_caps.append(touch.get(key, st.pair_capacity(px, y)))
-        nodes = np.union1d(members[members != px], [q1, q2])
-        cand_arr = np.array(cand, dtype=np.int64).reshape(-1, 2)
-        all_pairs = np.concatenate([others.reshape(-1, 2), cand_arr])
-        all_caps = np.concatenate([other_caps, np.asarray(cand_caps, dtype=np.float64)])
-        side, cut = min_cut(nodes, all_pairs, all_caps, np.array([q1]), np.array([q2]))
-        cut_set = {tuple(map(int, all_pairs[i])) for i in cut}
-
-        def ids_of(p: int) -> int:
-            return n1 if p == q1 else n2 if p == q2 else int(st.ids[p])
-
-        added = [(ids_of(a), ids_of(b)) for a, b in cand if (a, b) not in cut_set]
-        removed = [(int(st.ids[a]), int(st.ids[b])) for a, b in x_links]
-        removed += [(ids_of(a), ids_of(b)) for a, b in cut_set if a != q1 and a != q2 and b != q1 and b != q2]
-        cut_ids = np.array(sorted({tuple(sorted((ids_of(a), ids_of(b)))) for a, b in cut_set}),
-                           dtype=np.uint64).reshape(-1, 2)
-        effect = Effect(edges_added=added, edges_removed=removed, nodes_added=[n1, n2], nodes_removed=[sv],
-                        node_edges=node_edges)
-        src_ids = np.array(sorted(ids_of(p) for p in nodes[side]), dtype=np.uint64)
-        snk_ids = np.array(sorted(ids_of(p) for p in nodes[~side]), dtype=np.uint64)
-        return effect, cut_ids, (src_ids, snk_ids)
 
     def supervoxel_size(self, sv: int) -> int | None:
         """Voxels of a supervoxel: from the graph, or counted in the patch that minted it; None if unknown."""
@@ -960,73 +781,3 @@ class Proofreader:
             if count:
                 return count
         return None
-
-    def _supervoxel_box(self, sv: int, seeds: np.ndarray):
-        """Level-0 boxes ``(lo, hi)`` of supervoxel ``sv``: tight, and with a one-voxel rim (clipped).
-
-        Grows a window around the seeds until it holds every voxel of the
-        supervoxel (its size is known from the graph), so pieces that do not
-        touch the seeds' piece are found too; no index of boxes is needed.
-        """
-        shape = np.asarray(self._level0_shape)
-        expected = self.supervoxel_size(sv)
-        margin = np.array([8, 32, 32])
-        lo = np.maximum(seeds.min(axis=0) - margin, 0)
-        hi = np.minimum(seeds.max(axis=0) + 1 + margin, shape)
-        while True:
-            if np.prod(hi - lo, dtype=np.int64) > MAX_INSIDE_SPLIT_VOXELS:
-                raise InputError(
-                    "split", f"supervoxel {sv} is too large to split inside (its box exceeds "
-                    f"{MAX_INSIDE_SPLIT_VOXELS} voxels)"
-                )
-            box = self._reader.supervoxels(0, tuple(slice(int(a), int(b), 1) for a, b in zip(lo, hi, strict=True)))
-            mask = box == np.uint64(sv)
-            new_lo, new_hi = lo.copy(), hi.copy()
-            for ax in range(3):
-                if lo[ax] > 0 and np.take(mask, 0, axis=ax).any():
-                    new_lo[ax] = max(0, lo[ax] - 2 * margin[ax])
-                if hi[ax] < shape[ax] and np.take(mask, -1, axis=ax).any():
-                    new_hi[ax] = min(shape[ax], hi[ax] + 2 * margin[ax])
-            whole = (lo == 0).all() and (hi == shape).all()
-            if (new_lo == lo).all() and (new_hi == hi).all():
-                if expected is None or int(mask.sum()) >= expected or whole:
-                    break
-                # A piece elsewhere: widen every side.
-                new_lo = np.maximum(lo - 2 * margin, 0)
-                new_hi = np.minimum(hi + 2 * margin, shape)
-            lo, hi, margin = new_lo, new_hi, margin * 2
-        if expected is not None and int(mask.sum()) != expected:
-            raise InputError(
-                "split", f"supervoxel {sv} has {int(mask.sum())} voxels in the volume but {expected} in the "
-                "graph; the graph does not match the supervoxels — rebuild it"
-            )
-        present = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        tlo = lo + np.array([p[0] for p in present])
-        thi = lo + np.array([p[-1] + 1 for p in present])
-        return (tlo, thi), (np.maximum(tlo - 1, 0), np.minimum(thi + 1, shape))
-
-    def _signal_box(self, lo, hi):
-        """Boundary per voxel (float32, 1 = membrane), the raw signal block for contacts, and its kind."""
-        if self._signal is None:
-            self._signal = self._open_signal()
-        volume, kind, normalise = self._signal
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        arr = volume.levels[0].array
-        if kind == "affinities":
-            block = normalise(np.asarray(arr[(slice(None), *box)]))
-            return (1.0 - block.mean(axis=0)).astype(np.float32), block, kind
-        block = normalise(np.asarray(arr[box]))
-        return block.astype(np.float32, copy=False), block, "boundaries"
-
-    def _open_signal(self):
-        from napari_connectome.graph.rag import signal_normaliser
-
-        inputs = self.project.inputs
-        kind = self.rag.signal
-        if kind in ("boundaries", "affinities") and "boundaries" in inputs:
-            volume = self.project.open_input("boundaries")
-            return volume, kind, signal_normaliser(volume, kind)
-        volume = self.project.open_input("raw")
-        if kind != "raw-intensity-proxy":
-            self.notes.append("no boundary map in the project: splits inside supervoxels use the raw intensity as a proxy")
-        return volume, "raw-intensity-proxy", signal_normaliser(volume, "raw-intensity-proxy")

@@ -182,3 +182,43 @@ def contact_edges(
         contact_area=(stop - start).astype(np.int64),
         features={k: np.asarray(x, dtype=np.float32) for k, x in features.items()},
     )
+
+
+def cut_problem(*, cut_edges: np.ndarray, source_supervoxels: np.ndarray, sink_supervoxels: np.ndarray,
+                n_pieces: int, inside: bool) -> str | None:
+    """Why a computed split would not separate anything, in plain words; None when it does.
+
+    Parameters
+    ----------
+    cut_edges
+        ``(K, 2)`` supervoxel pairs whose links the split removes.
+    source_supervoxels, sink_supervoxels
+        The supervoxels on either side.
+    n_pieces
+        Segments the split's effect would leave where the one segment was.
+    inside
+        True for a split inside one supervoxel (its two new parts need not
+        share a link, so no cut link is fine there).
+    """
+    if len(source_supervoxels) == 0 or len(sink_supervoxels) == 0:
+        side = "sources'" if len(source_supervoxels) == 0 else "sinks'"
+        return f"the cut leaves the {side} side empty"
+    if not inside and len(cut_edges) == 0:
+        return "the cut removes no link between supervoxels"
+    if n_pieces < 2:
+        return "the cut leaves the segment in one piece"
+    return None
+
+
+def preview_message(*, inside: bool, supervoxel: int | None, n_cut: int, n_sources: int, n_sinks: int,
+                    problem: str | None) -> str:
+    """What a split preview will do, in one line a proofreader reads in the panel."""
+    if inside:
+        text = (f"both seeds are in supervoxel {supervoxel}: a graph cut cannot separate them, so it is divided "
+                "by a seeded watershed of the boundary map into two new supervoxels")
+    else:
+        text = (f"cuts {n_cut} link{'s' if n_cut != 1 else ''} between supervoxels: {n_sources} on the sources' "
+                f"side, {n_sinks} on the sinks' side")
+    if problem is not None:
+        text += f" — cannot split: {problem}"
+    return text

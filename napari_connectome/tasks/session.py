@@ -69,7 +69,16 @@ Every answer writes exactly one effort row, timed by an
 shown to the answer, idle gaps excluded; undo writes an ``undo`` row timed
 the same way (from the moment the task on screen was shown). Edits made
 outside tasks (the Proofread panel) are timed by the session's
-:class:`~napari_connectome.effort.EffortRecorder`, never by the session.
+:class:`~napari_connectome.effort.EffortRecorder`, never by the session (a
+recorder the Proofread panel opened before is shared, not doubled).
+
+Waiting. From an answer's key press until the next task is drawn, the
+proofreader waits for the suite; the GUI says so with
+:meth:`TaskSession.waiting_started` (at the key press) and
+:meth:`TaskSession.waiting_ended` (once the next task is drawn). That time
+is left out of active time and recorded as ``waiting_s`` on the rows it
+falls in (the answered task's, up to the answer; the next one's, from its
+display).
 
 A task whose segments were edited away since its candidates were found
 (another panel merged or split one of them) is skipped when it would be
@@ -102,12 +111,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.effort import DEFAULT_IDLE_S, ActivityClock, Clock, EffortLog, EffortRecorder
 from napari_connectome.errors import InputError, warn
 from napari_connectome.rank.strategies import Strategy, build_strategy, candidate_key
+from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer
 from napari_connectome.tasks.prefetch import Prefetcher
 from napari_connectome.tasks.view import TaskView, crop_edge_nm, prepare_view, view_still_valid
@@ -189,7 +197,7 @@ class TaskSession:
     def __init__(self, *, proofreader, own_proofreader: bool, strategy: Strategy, effort: EffortLog,
                  recorder: EffortRecorder, clock: ActivityClock, find: Callable, find_options: dict,
                  gt_table, em_volume, crop_nm, skeletons, prefetch: bool,
-                 learn_in_background: bool = True) -> None:
+                 learn_in_background: bool = True, own_recorder: bool = True) -> None:
         self.proofreader = proofreader
         #: Whether :meth:`close` closes the Proofreader. A GUI that shares it
         #: with another panel hands it over by setting this.
@@ -197,6 +205,9 @@ class TaskSession:
         self.strategy = strategy
         self.effort = effort
         self.recorder = recorder
+        #: Whether :meth:`close` closes the recorder and the effort log (not when they were shared).
+        self.owns_recorder = bool(own_recorder)
+        self._recorder_vi = recorder.vi
         self.clock = clock
         self.em_volume = em_volume
         self.crop_nm = crop_nm
@@ -206,7 +217,7 @@ class TaskSession:
         self._find = find
         self._find_options = find_options
         self._gt_table = gt_table
-        self._vi_cache: tuple[int, dict] | None = None
+        self._live_vi = LiveVI(proofreader, gt_table) if gt_table is not None else None
         self._candidates: list = []
         self._order: list[int] = []
         self._asked: dict[tuple, str] = {}
@@ -226,7 +237,7 @@ class TaskSession:
         self._learner = (cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-learning")
                          if self._background else None)
         self.prefetcher = Prefetcher(self._prepare) if prefetch else None
-        proofreader.add_listener(self._on_edit)
+        self._edit_connection = proofreader.add_listener(self._on_edit)
         if gt_table is not None:
             recorder.vi = self.vi  # manual edits carry VI too (the recorder is built before the session)
         self._refind()
@@ -237,7 +248,7 @@ class TaskSession:
              clock: Clock = time.time, idle_after_s: float = DEFAULT_IDLE_S, find_options: dict | None = None,
              proofreader=None, prefetch: bool = True, crop_nm=None, session: str | None = None,
              model=None, skeletons=None, find: Callable | None = None,
-             learn_in_background: bool = True) -> TaskSession:
+             learn_in_background: bool = True, recorder: EffortRecorder | None = None) -> TaskSession:
         """Open a task session on a project (and its effort log).
 
         Parameters
@@ -280,6 +291,12 @@ class TaskSession:
             shown (one-step-lagged ranking, see the module notes); False: learn
             first, then pick the next task from the new order (slower by the
             learning time; for comparison).
+        recorder
+            An open :class:`~napari_connectome.effort.EffortRecorder` of this
+            ``proofreader`` to share (the Proofread panel's, timing manual
+            edits before any task session): its effort log is used and both
+            stay open after :meth:`close`. Default: open the log and a
+            recorder here (closed by :meth:`close`).
 
         Raises
         ------
@@ -297,23 +314,33 @@ class TaskSession:
             from napari_connectome.candidates import find_candidates as find
         strat = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, model=model)
         activity = ActivityClock(clock=clock, idle_after_s=idle_after_s)  # validates idle_after_s first
-        table = _gt_table(project, gt) if gt is not None else None
+        table = groundtruth_table(project, gt) if gt is not None else None
         em_volume = project.open_input("raw")
         own = proofreader is None
+        if recorder is not None:
+            if proofreader is None or recorder.proofreader is not proofreader:
+                raise InputError("recorder", "a shared effort recorder must time the proofreader given here")
+            if recorder.closed:
+                raise InputError("recorder", "the effort recorder to share is closed")
         pr = Proofreader.open(project, user=user, session=session) if own else proofreader
         effort = None
+        own_recorder = recorder is None
         try:
             if pr.read_only:
                 raise InputError(pr.log.path, "the proofreader is read-only; tasks need to apply edits")
             crop = tuple(float(x) for x in crop_edge_nm(crop_nm, pr.supervoxel_volume().levels[0].voxel_size))
             if skeletons is None:
                 skeletons = _project_skeletons(pr)
-            effort = EffortLog.open(project, user=user or pr.user, session=pr.session, clock=clock)
-            recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
-            return cls(proofreader=pr, own_proofreader=own, strategy=strat, effort=effort, recorder=recorder,
-                       clock=activity, find=find, find_options=find_options, gt_table=table,
+            if own_recorder:
+                # The VI before the first answer: where the report's VI curve starts.
+                start = vi_now(pr, table) if table is not None else None
+                effort = EffortLog.open(project, user=user or pr.user, session=pr.session, clock=clock,
+                                        vi_start=start)
+                recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
+            return cls(proofreader=pr, own_proofreader=own, strategy=strat, effort=recorder.log,
+                       recorder=recorder, clock=activity, find=find, find_options=find_options, gt_table=table,
                        em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch,
-                       learn_in_background=learn_in_background)
+                       learn_in_background=learn_in_background, own_recorder=own_recorder)
         except BaseException:
             if effort is not None:
                 effort.close()
@@ -356,6 +383,25 @@ class TaskSession:
             return
         self.clock.touch()
         self.recorder.touch()
+
+    def waiting_started(self) -> None:
+        """The proofreader pressed an answer and waits for the next task: not active time.
+
+        Call it at the key press, before :meth:`answer` (or :meth:`undo`),
+        and :meth:`waiting_ended` once the next task is drawn; see the
+        module notes.
+        """
+        if self._closed:
+            return
+        self.clock.waiting_started()
+        self.recorder.waiting_started()
+
+    def waiting_ended(self) -> None:
+        """The next task is drawn: the time from here on is active or idle again."""
+        if self._closed:
+            return
+        self.clock.waiting_ended()
+        self.recorder.waiting_ended()
 
     def answer(self, answer: str) -> AnswerResult:
         """Answer the task on screen and show the next one at once.
@@ -404,8 +450,8 @@ class TaskSession:
         shown, active, idle, answered = self._stop_clock()
         row = self.effort.record(
             task_id=task.id, task_type=task.kind, answer=answer, shown_at=shown, answered_at=answered,
-            active_s=active, idle_s=idle, edit_id=edit_id, candidate_id=task.candidate.id,
-            segments=task.segments, note=note, **self._vi_columns(),
+            active_s=active, idle_s=idle, waiting_s=self.clock.waiting_s, edit_id=edit_id,
+            candidate_id=task.candidate.id, segments=task.segments, note=note, **self._vi_columns(),
         )
         self._asked[task.key] = answer
         done = _Answered(task, answer, edit_id)
@@ -471,7 +517,8 @@ class TaskSession:
         shown, active, idle, answered = self._stop_clock()
         row = self.effort.record(
             task_id=last.task.id, task_type=last.task.kind, answer="undo", shown_at=shown, answered_at=answered,
-            active_s=active, idle_s=idle, edit_id=undo_id, candidate_id=last.task.candidate.id,
+            active_s=active, idle_s=idle, waiting_s=self.clock.waiting_s, edit_id=undo_id,
+            candidate_id=last.task.candidate.id,
             segments=last.task.segments, note=f"took back {last.answer}", **self._vi_columns(),
         )
         self._asked.pop(last.task.key, None)
@@ -506,21 +553,7 @@ class TaskSession:
         Computed once per :attr:`~napari_connectome.proofread.Proofreader.version`
         (every edit moves it), so asking again before the next edit is free.
         """
-        if self._gt_table is None:
-            return None
-        pr = self.proofreader
-        version = pr.version
-        cached = self._vi_cache
-        if cached is not None and cached[0] == version:
-            return dict(cached[1])
-        from napari_connectome.metrics import vi_from_table
-
-        split, merge = vi_from_table(self._gt_table.remap(*pr.mapping()))
-        out = {"vi_split": float(split), "vi_merge": float(merge), "vi": float(split + merge),
-               "exact": not pr.overlay.active}
-        if pr.version == version:  # not if an edit landed while reading (then it is not this version's)
-            self._vi_cache = (version, out)
-        return dict(out)
+        return None if self._live_vi is None else self._live_vi()
 
     def _vi_columns(self) -> dict:
         """``vi_split``/``vi_merge`` keywords of an effort row: the VI now (after the row's edit), or Nones."""
@@ -745,8 +778,13 @@ class TaskSession:
             self._learner.shutdown(wait=True)
         if self.prefetcher is not None:
             self.prefetcher.close()
-        self.recorder.close()
-        self.effort.close()
+        # A shared Proofreader outlives the session: it must stop calling us.
+        self._edit_connection.disconnect()
+        if self.owns_recorder:
+            self.recorder.close()
+            self.effort.close()
+        else:
+            self.recorder.vi = self._recorder_vi  # the session's VI goes with it
         if self.owns_proofreader:
             self.proofreader.close()
 
@@ -850,12 +888,14 @@ class TaskSession:
             note += f"; the answer {answered!r} was not applied"
         if timed:
             shown, active, idle, answered_at = self._stop_clock()
+            waiting = self.clock.waiting_s
         else:
             shown = answered_at = self.clock.now()
-            active = idle = 0.0
+            active = idle = waiting = 0.0
         row = self.effort.record(
             task_id=task.id, task_type=task.kind, answer="stale", shown_at=shown, answered_at=answered_at,
-            active_s=active, idle_s=idle, candidate_id=task.candidate.id, segments=task.segments, note=note,
+            active_s=active, idle_s=idle, waiting_s=waiting, candidate_id=task.candidate.id,
+            segments=task.segments, note=note,
             **self._vi_columns(),
         )
         self._asked[task.key] = "stale"
@@ -882,24 +922,6 @@ class TaskSession:
         except InputError:
             return task  # a supervoxel was divided: shown as it was; answering it reports it stale
         return Task.from_candidate(replace(c, segments=segments))
-
-
-def _gt_table(project, gt):
-    """The contingency table of ground truth against the supervoxels (level 0), counted once."""
-    from napari_connectome.metrics import contingency_table
-    from napari_connectome.rank.simulate import open_groundtruth
-
-    uri = gt
-    if isinstance(gt, str) and gt == "project":
-        record = project.inputs.get("groundtruth")
-        if record is None:
-            raise InputError(project.root, "the project has no groundtruth input for live VI")
-        uri = record["uri"]
-    sv_volume, gt_volume = open_groundtruth(project, uri)
-    labels = np.asarray(gt_volume.levels[0].array[...])
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(uri, f"ground truth labels must be integers, not {labels.dtype}")
-    return contingency_table(sv_volume.levels[0].array, labels)
 
 
 def _project_skeletons(pr):

@@ -83,7 +83,7 @@ def test_hand_project_candidates_are_the_errors(four):
     assert fm.features["cut_area"] == 4 * 16
     assert pr.supervoxel_at(fm.location_nm) in (2, 3)
     assert fm.location_nm[2] == pytest.approx(15 * VOXEL[2])
-    assert fm.impact == 512
+    assert fm.impact == 512 and fm.impact_unit == "voxels"
     # Ground truth: the cut separates bodies 1 and 2; merging {1} with {2,3,4} (majority body 2) is wrong.
     labels = label_candidates(cands, pr, gt)
     assert labels[:2].tolist() == [False, True]
@@ -235,7 +235,7 @@ def test_skeleton_endpoints_make_candidates_without_contact(tmp_path):
         assert c.features["endpoint_distance_nm"] == pytest.approx(3 * VOXEL[2])
         assert c.features["direction_cosine"] == pytest.approx(1.0, abs=1e-3)
         assert c.features["contact_area"] == 0
-        assert c.impact == pytest.approx(18 * VOXEL[2])
+        assert c.impact == pytest.approx(18 * VOXEL[2]) and c.impact_unit == "nm"
         assert label_candidates([c], pr, gt).tolist() == [True]
         # Too far apart for the limit: nothing.
         assert find_candidates(pr, skeletons=skeletons, max_endpoint_distance_nm=20.0) == []
@@ -314,3 +314,16 @@ def test_skeleton_anomalies_propose_their_cuts(tmp_path):
         assert {frozenset(c.supervoxels), frozenset(c.sinks)} == {frozenset({4}), frozenset({1, 2, 3})}
         assert c.features["branch_angle_deg"] == pytest.approx(45.0, abs=1.0)
         assert c.features["junction_degree"] == 3
+
+
+def test_impact_is_written_with_its_unit():
+    from napari_connectome.candidates import format_impact
+
+    assert format_impact(19_400, "voxels") == "19.4k voxels"
+    assert format_impact(512, "voxels") == "512 voxels"
+    assert format_impact(2.5e6, "voxels") == "2.5M voxels"
+    assert format_impact(12_300.0, "nm") == "12.3 µm of skeleton"
+    assert format_impact(450.0, "nm") == "450 nm of skeleton"
+    assert format_impact(3.2e6, "nm") == "3.2 mm of skeleton"
+    with pytest.raises(ValueError, match="unknown impact unit"):
+        format_impact(1.0, "furlongs")

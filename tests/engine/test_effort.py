@@ -85,6 +85,33 @@ def test_clock_threshold_gap_is_active_and_backward_steps_are_zero_gaps():
     assert (active, idle) == (2.0, 0.0)
 
 
+def test_clock_counts_waiting_for_the_suite_apart_across_spans():
+    fake = FakeClock(0.0)
+    clock = ActivityClock(clock=fake, idle_after_s=60)
+    clock.start()
+    fake.advance(5)
+    clock.waiting_started()          # the answer key: 5 s of work before it
+    fake.advance(2)                  # the edit runs
+    assert clock.peek() == (5.0, 0.0)
+    active, idle = clock.stop()      # the answered task's span ends while waiting
+    assert (active, idle, clock.waiting_s) == (5.0, 0.0, 2.0)
+    clock.start()                    # the next task's span begins, still waiting
+    fake.advance(90)                 # a slow draw: waiting, not idle (90 > 60)
+    clock.touch()                    # a mouse move while waiting is still waiting
+    fake.advance(1)
+    clock.waiting_ended()            # drawn
+    fake.advance(3)
+    active, idle = clock.stop()
+    assert (active, idle, clock.waiting_s) == (3.0, 0.0, 91.0)
+    assert active + idle + clock.waiting_s == pytest.approx(94.0)
+    clock.start()
+    with clock.waiting():
+        fake.advance(4)
+    clock.waiting_ended()            # not waiting: nothing changes
+    fake.advance(1)
+    assert clock.stop() == (1.0, 0.0) and clock.waiting_s == 4.0 and not clock.is_waiting
+
+
 @pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, "soon"])
 def test_clock_refuses_bad_idle_threshold(bad):
     with pytest.raises(InputError, match="idle_after_s"):
@@ -154,6 +181,8 @@ def test_log_round_trip_append_only_and_reopen(project):
     (dict(vi_split=0.5), "go together"),
     (dict(vi_split=-0.1, vi_merge=0.2), "vi_split"),
     (dict(vi_split=0.1, vi_merge=math.inf), "vi_merge"),
+    (dict(waiting_s=-0.5), "waiting_s must be ≥ 0"),
+    (dict(waiting_s=math.nan), "waiting_s"),
 ])
 def test_log_refuses_bad_rows_and_writes_nothing(project, change, needle):
     with EffortLog.open(project, session="s") as log:
@@ -245,14 +274,15 @@ def test_version1_log_is_migrated_not_moved_aside(project):
     path = _version1_log(project)
     with EffortLog.open(project, session="new") as log:
         assert log.migrated and log.warning is None and log.recovered_from is None
-        assert log.meta()["version"] == str(LOG_VERSION) == "2"
-        log.record(**_row(vi_split=0.5, vi_merge=0.75))
+        assert log.meta()["version"] == str(LOG_VERSION) == "3"
+        log.record(**_row(vi_split=0.5, vi_merge=0.75, waiting_s=1.5))
         rows = log.rows()
     assert not list(path.parent.glob("*.corrupt-*"))
-    assert [(r["task_id"], r["vi_split"], r["vi_merge"]) for r in rows] == [
-        ("t-0", None, None), ("t-1", None, None), ("t-1", 0.5, 0.75)]
+    assert [(r["task_id"], r["vi_split"], r["vi_merge"], r["waiting_s"]) for r in rows] == [
+        ("t-0", None, None, 0.0), ("t-1", None, None, 0.0), ("t-1", 0.5, 0.75, 1.5)]
     with EffortLog.open(project, read_only=True) as ro:
         assert [s["session"] for s in ro.sessions()] == ["old", "new"]
+        assert ro.sessions()[0]["vi_split_start"] is None
     with EffortLog.open(project, session="again") as log:
         assert not log.migrated   # once
         assert len(log.rows()) == 3
@@ -266,6 +296,51 @@ def test_version1_log_is_migrated_not_moved_aside(project):
                     "answered_at_utc, active_s, idle_s, segments, note, vi_split) "
                     "VALUES ('new', 'a', 'merge', 'no', 1, 'x', 1, 'x', 0, 0, '[]', '', -1)")
     con.close()
+
+
+def _version2_log(project):
+    path = _version1_log(project)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE effort ADD COLUMN vi_split REAL CHECK (vi_split IS NULL OR vi_split >= 0)")
+    con.execute("ALTER TABLE effort ADD COLUMN vi_merge REAL CHECK (vi_merge IS NULL OR vi_merge >= 0)")
+    con.execute("DROP TRIGGER meta_no_update")
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
+    con.execute("CREATE TRIGGER meta_no_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, "
+                "'the effort log is append-only'); END")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_version2_log_is_read_as_is_then_migrated_to_record_waiting(project):
+    path = _version2_log(project)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with EffortLog.open(project, read_only=True) as ro:
+        assert [(r["active_s"], r["waiting_s"]) for r in ro.rows()] == [(12.0, 0.0), (30.0, 0.0)]
+        assert (ro.sessions()[0]["vi_split_start"], ro.sessions()[0]["vi_merge_start"]) == (None, None)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    with EffortLog.open(project, session="new", vi_start={"vi_split": 0.5, "vi_merge": 2.0}) as log:
+        assert log.migrated and log.meta()["version"] == "3"
+        log.record(**_row(waiting_s=4.0))
+        assert [r["waiting_s"] for r in log.rows()] == [0.0, 0.0, 4.0]
+        starts = {s["session"]: (s["vi_split_start"], s["vi_merge_start"]) for s in log.sessions()}
+    assert starts == {"old": (None, None), "new": (0.5, 2.0)}
+    con = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        con.execute("INSERT INTO effort (session, user, task_type, answer, shown_at, shown_at_utc, answered_at, "
+                    "answered_at_utc, active_s, idle_s, segments, note, waiting_s) "
+                    "VALUES ('new', 'a', 'merge', 'no', 1, 'x', 1, 'x', 0, 0, '[]', '', -1)")
+    con.close()
+
+
+def test_session_start_vi_is_checked_and_kept_from_the_first_opening(project):
+    with pytest.raises(InputError, match="vi_merge must be a finite number"):
+        EffortLog.open(project, session="s", vi_start={"vi_split": 0.1})
+    with EffortLog.open(project, session="s", vi_start={"vi_split": 0.1, "vi_merge": 0.2}):
+        pass
+    with EffortLog.open(project, session="s", vi_start={"vi_split": 9.0, "vi_merge": 9.0}) as log:
+        (session,) = log.sessions()
+    assert (session["vi_split_start"], session["vi_merge_start"]) == (0.1, 0.2)
 
 
 def test_version1_log_with_version2_columns_is_corrupt(project):

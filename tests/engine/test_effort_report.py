@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -159,23 +160,86 @@ def test_vi_curve_follows_the_rows_that_carry_vi(tmp_path):
                    active_s=45, idle_s=15, segments=[4], vi_split=0.75, vi_merge=0.25)
     r = effort_report(project)
     assert r["vi_curve"] == [
-        {"minutes_active": 1.0, "vi_split": 0.5, "vi_merge": 1.25, "vi": 1.75},
-        {"minutes_active": 1.25, "vi_split": 0.5, "vi_merge": 1.25, "vi": 1.75},
-        {"minutes_active": 2.0, "vi_split": 0.75, "vi_merge": 0.25, "vi": 1.0},
+        {"minutes_active": 1.0, "vi_split": 0.5, "vi_merge": 1.25, "vi": 1.75, "event": "task"},
+        {"minutes_active": 1.25, "vi_split": 0.5, "vi_merge": 1.25, "vi": 1.75, "event": "task"},
+        {"minutes_active": 2.0, "vi_split": 0.75, "vi_merge": 0.25, "vi": 1.0, "event": "manual"},
     ]
-    assert (r["vi_start"], r["vi_end"]) == (1.75, 1.0)
-    assert r["vi_rows"] == {"tasks": 2, "manual": 1}
+    assert (r["vi_start"], r["vi_end"], r["vi_from_start"]) == (1.75, 1.0, False)
+    assert r["vi_rows"] == {"tasks": 2, "manual": 1, "starts": 0}
     json.dumps(r, allow_nan=False)
     (line,) = [x for x in report_text(r).splitlines() if x.startswith("VI")]
-    assert line.split() == ["VI", "1.750", "→", "1.000", "(split", "0.500", "→", "0.750,", "merge", "1.250", "→",
-                            "0.250)", "over", "2", "answers", "and", "1", "manual", "edits"]
+    assert line.split() == ["VI", "1.750", "→", "1.000", "bits", "(-0.750", "bits:", "better;", "split", "0.500", "→",
+                            "0.750,", "merge", "1.250", "→", "0.250)", "over", "2", "answers", "and", "1", "manual",
+                            "edits,", "from", "after", "the", "first", "answer", "(the", "state", "before", "it",
+                            "was", "not", "recorded)"]
+
+
+def test_vi_curve_starts_before_the_first_answer_so_a_worse_session_reads_worse(tmp_path):
+    project = make_demo_project(tmp_path / "demo", threshold=None)
+    row = dict(task_type="merge", idle_s=0, segments=[3])
+    with EffortLog.open(project, session="s1", vi_start={"vi_split": 0.25, "vi_merge": 0.75}) as log:
+        # Every answer made it worse, each by the same amount: without the start the curve would look flat.
+        log.record(task_id="a", answer="yes", shown_at=0, answered_at=60, active_s=60, vi_split=0.5,
+                   vi_merge=1.0, **row)
+        log.record(task_id="b", answer="yes", shown_at=60, answered_at=120, active_s=60, vi_split=0.5,
+                   vi_merge=1.0, **row)
+    with EffortLog.open(project, session="s2", vi_start={"vi_split": 0.5, "vi_merge": 1.0}) as log:
+        log.record(task_id="c", answer="yes", shown_at=200, answered_at=230, active_s=30, vi_split=1.0,
+                   vi_merge=1.0, **row)
+    r = effort_report(project)
+    assert [(p["event"], p["minutes_active"], p["vi"]) for p in r["vi_curve"]] == [
+        ("start", 0.0, 1.0), ("task", 1.0, 1.5), ("task", 2.0, 1.5), ("start", 2.0, 1.5), ("task", 2.5, 2.0)]
+    assert (r["vi_start"], r["vi_end"], r["vi_from_start"]) == (1.0, 2.0, True)
+    assert r["vi_rows"] == {"tasks": 3, "manual": 0, "starts": 2}
+    (line,) = [x for x in report_text(r).splitlines() if x.startswith("VI")]
+    assert "1.000 → 2.000 bits (+1.000 bits: worse;" in line and line.endswith("from before the first answer")
+
+
+def test_waiting_for_the_suite_is_reported_apart(tmp_path):
+    project = make_demo_project(tmp_path / "demo", threshold=None)
+    with EffortLog.open(project, session="s") as log:
+        log.record(task_id="a", task_type="merge", answer="no", shown_at=0, answered_at=100, active_s=30,
+                   idle_s=64, waiting_s=6, segments=[3])
+        log.record(task_id="b", task_type="merge", answer="no", shown_at=100, answered_at=160, active_s=30,
+                   idle_s=0, waiting_s=30, segments=[4])
+    r = effort_report(project)
+    assert (r["minutes_active"], r["minutes_idle"], r["minutes_waiting"]) == (1.0, pytest.approx(64 / 60), 0.6)
+    assert "(excluded: idle 1.07 min, waiting for the suite 0.60 min)" in report_text(r)
+
+
+def test_projection_from_a_small_sample_says_it_is_not_reliable(history, monkeypatch):
+    from napari_connectome.effort import report as report_module
+
+    project, _ = history
+    p = effort_report(project)["cost_projection"]
+    assert not p["reliable"] and p["hours"] is not None   # the figure stays, with the warning beside it
+    assert p["measured_mm3"] == pytest.approx(6 * 24 * 24 * VOXEL_NM3 * 1e-18) and p["neurons"] == 9
+    assert "only 6.91e-12 mm³ was measured (less than 0.001 mm³" in p["warning"]
+    assert "only 9 neurons were reviewed (fewer than 10)" in p["warning"]
+    assert f"×{1 / p['measured_mm3']:.3g}" in p["warning"]
+    text = report_text(effort_report(project))
+    assert "  WARNING    not a reliable projection: only 6.91e-12 mm³" in text
+    # A sample past both thresholds: no warning.
+    monkeypatch.setattr(report_module, "MIN_PROJECTION_MM3", 1e-12)
+    monkeypatch.setattr(report_module, "MIN_PROJECTION_NEURONS", 9)
+    p = effort_report(project)["cost_projection"]
+    assert p["reliable"] and p["warning"] is None
+    assert "WARNING" not in report_text(effort_report(project))
+
+
+def test_every_figure_of_the_text_carries_its_unit(history):
+    project, _ = history
+    text = report_text(effort_report(project))
+    assert re.search(r"^min / mm³ +[0-9.e+]+ min/mm³$", text, re.M)
+    assert re.search(r"min / neuron [0-9.]+ min$", text, re.M)
+    assert re.search(r"^edits/neuron mean [0-9.]+ edits, p50 [0-9.]+ edits, p95 [0-9.]+ edits;", text, re.M)
 
 
 def test_without_vi_the_curve_is_empty_and_the_text_says_why(history):
     project, _ = history
     r = effort_report(project)
     assert (r["vi_curve"], r["vi_start"], r["vi_end"]) == ([], None, None)
-    assert r["vi_rows"] == {"tasks": 0, "manual": 0}
+    assert r["vi_rows"] == {"tasks": 0, "manual": 0, "starts": 0}
     assert "no ground truth: VI not recorded" in report_text(r)
 
 

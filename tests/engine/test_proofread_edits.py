@@ -160,7 +160,7 @@ def test_stale_preview_is_recomputed(demo):
     preview = pr.preview_split([nm(a)], [nm(b)])
     pr.merge(nm(a), nm(c))  # the state moved on
     result = pr.split(preview)
-    assert result.before_segments == [pr._ops[2].after[0]]
+    assert result.before_segments == [pr._history.ops[2].after[0]]
     assert pr.segment_at(nm(a)) != pr.segment_at(nm(b))
 
 
@@ -372,3 +372,59 @@ def test_multiscale_levels_remap_and_carry_the_overlay(tmp_path):
     pr.split(sources_nm=[tuple(p1 * 10.0)], sinks_nm=[tuple(p2 * 10.0)])
     coarse = pr.supervoxel_volume().levels[1].array[:, :, :]
     assert not (coarse == x).any()  # the patch shows at the coarse level too
+
+
+def test_preview_says_in_plain_words_what_the_split_does(tmp_path):
+    project = make_demo_project(tmp_path / "chain", volumes=chain_volumes(3), threshold=1.0)
+    with Proofreader.open(project) as pr:
+        preview = pr.preview_split([nm((0, 1, 1))], [nm((0, 1, 22))])
+        assert preview.problem is None
+        assert preview.message == "cuts 1 link between supervoxels: 3 on the sources' side, 3 on the sinks' side"
+        # Both seeds in supervoxel 2: the panel can say why no graph cut is offered.
+        inside = pr.preview_split([nm((0, 1, 4))], [nm((0, 2, 7))])
+        assert inside.inside_supervoxel and inside.problem is None
+        assert inside.message.startswith("both seeds are in supervoxel 2: a graph cut cannot separate them")
+        with pytest.raises(InputError, match="supervoxel 2 holds both a source and a sink seed: a graph cut cannot"):
+            pr.preview_split([nm((0, 1, 4))], [nm((0, 2, 7))], inside=False)
+
+
+def test_split_that_separates_nothing_is_refused_unless_forced(tmp_path):
+    from dataclasses import replace
+
+    from napari_connectome.proofread import Effect
+
+    project = make_demo_project(tmp_path / "chain", volumes=chain_volumes(3), threshold=1.0)
+    with Proofreader.open(project) as pr:
+        good = pr.preview_split([nm((0, 1, 1))], [nm((0, 1, 22))])
+        nothing = Effect()
+        # What a cut that removes no link would be: the same seeds, no edge, one piece.
+        empty = replace(good, cut_edges=np.empty((0, 2), np.uint64), sink_supervoxels=np.empty(0, np.uint64),
+                        _effect=nothing, _plan=pr.state.plan(nothing))
+        from napari_connectome.proofread.preview import describe_split as _describe
+
+        empty.problem, empty.message = _describe(empty.cut_edges, empty.source_supervoxels,
+                                                 empty.sink_supervoxels, empty._plan, inside=False, supervoxel=None)
+        assert empty.problem == "the cut leaves the sinks' side empty" and "cannot split" in empty.message
+        with pytest.raises(InputError, match="sinks' side empty; nothing was committed") as exc:
+            pr.split(empty)
+        one_line(exc)
+        assert pr.log.rows() == [] and pr.version == 0
+        forced = pr.split(empty, force=True)
+        assert forced.type == "split" and len(pr.log.rows()) == 1
+
+
+def test_cut_problem_names_each_degenerate_cut():
+    from napari_connectome.proofread.split import cut_problem
+
+    one, two = np.array([1], np.uint64), np.array([2], np.uint64)
+    edge = np.array([[1, 2]], np.uint64)
+    none = np.empty((0, 2), np.uint64)
+    assert cut_problem(cut_edges=edge, source_supervoxels=one, sink_supervoxels=two, n_pieces=2, inside=False) is None
+    assert "no link" in cut_problem(cut_edges=none, source_supervoxels=one, sink_supervoxels=two, n_pieces=2,
+                                    inside=False)
+    # Two parts of a divided supervoxel need not touch: no cut link is fine inside.
+    assert cut_problem(cut_edges=none, source_supervoxels=one, sink_supervoxels=two, n_pieces=2, inside=True) is None
+    assert "one piece" in cut_problem(cut_edges=edge, source_supervoxels=one, sink_supervoxels=two, n_pieces=1,
+                                      inside=False)
+    assert "sources' side empty" in cut_problem(cut_edges=edge, source_supervoxels=one[:0], sink_supervoxels=two,
+                                                n_pieces=2, inside=False)

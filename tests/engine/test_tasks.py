@@ -663,3 +663,67 @@ def test_close_waits_for_the_learning(project, clock):
     assert strat.observed == [False] and not s.learning
     with pytest.raises(InputError, match="closed"):
         s.answer("no")
+
+
+# ------------------------------------------------------------------ waiting, start VI, a shared recorder
+def test_waiting_for_the_next_task_is_not_active_time(project, clock):
+    with open_session(project, clock) as s:
+        s.next_task()
+        clock.advance(4)                # looking at the task
+        s.waiting_started()             # the Y key
+        clock.advance(2)                # the edit and the next view
+        s.answer("yes")
+        clock.advance(1.5)              # drawing the next task
+        s.waiting_ended()
+        clock.advance(3)
+        s.answer("no")
+        rows = task_rows(s)
+    first, second = rows
+    assert (first["active_s"], first["waiting_s"]) == (4.0, 2.0)
+    assert (second["active_s"], second["waiting_s"]) == (3.0, 1.5)
+    for r in rows:
+        assert r["active_s"] + r["idle_s"] + r["waiting_s"] == pytest.approx(r["answered_at"] - r["shown_at"])
+
+
+def test_session_records_the_vi_before_its_first_answer(project, clock):
+    with open_session(project, clock, gt="project") as s:
+        before = s.vi()
+        s.next_task()
+        clock.advance(3)
+        s.answer("yes")
+        (session,) = s.effort.sessions()
+    assert (session["vi_split_start"], session["vi_merge_start"]) == pytest.approx(
+        (before["vi_split"], before["vi_merge"]))
+
+
+def test_manual_edits_are_timed_without_a_task_session_and_not_twice_with_one(project, clock):
+    from napari_connectome.effort import EffortRecorder
+    from napari_connectome.proofread import Proofreader
+
+    pr = Proofreader.open(project, user="ana")
+    rec = EffortRecorder.open(project, pr, clock=clock, idle_after_s=60)
+    try:
+        ids = [int(x) for x in pr.rag.node_ids]
+        pair = next((a, b) for a in ids for b in ids if pr.segment_of(a) != pr.segment_of(b))
+        clock.advance(6)
+        rec.touch()
+        clock.advance(2)
+        pr.merge_supervoxels(*pair)                          # no task session open: timed all the same
+        assert [(r["answer"], r["active_s"]) for r in rec.log.rows()] == [("merge", 8.0)]
+        with TaskSession.open(project, user="ana", clock=clock, strategy="size", prefetch=False,
+                              proofreader=pr, recorder=rec) as s:
+            assert s.effort is rec.log
+            clock.advance(5)
+            pr.undo()                                        # one manual row, not two
+        assert not rec.closed and len(pr.edited) == 1          # the session let go; the recorder listens on
+        clock.advance(1)
+        pr.redo()
+        rows = rec.log.rows()
+    finally:
+        rec.close()
+        pr.close()
+    assert [(r["task_type"], r["answer"]) for r in rows] == [("manual", "merge"), ("manual", "undo"),
+                                                            ("manual", "redo")]
+    assert rec.log._con is None                               # opened by the recorder, closed by it
+    with pytest.raises(InputError, match="must time the proofreader"):
+        TaskSession.open(project, clock=clock, recorder=rec)

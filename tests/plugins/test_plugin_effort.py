@@ -78,8 +78,10 @@ def test_the_panel_draws_the_report_after_a_task_session(viewer, qtbot, project,
         # The project has a ground truth: every answer recorded the VI after it, drawn against active minutes.
         assert axes[3].get_title() == "VI on the ground truth vs active minutes"
         curve = report["vi_curve"]
-        assert len(curve) == 5 and report["vi_start"] is not None and report["vi_end"] is not None
-        assert [p["minutes_active"] for p in curve] == pytest.approx(np.cumsum([30, 12, 45, 5, 8]) / 60)
+        # The curve starts at the state before the first answer, then one point per answer.
+        assert len(curve) == 6 and report["vi_start"] is not None and report["vi_end"] is not None
+        assert [p["event"] for p in curve] == ["start"] + ["task"] * 5 and report["vi_from_start"]
+        assert [p["minutes_active"] for p in curve] == pytest.approx(np.cumsum([0, 30, 12, 45, 5, 8]) / 60)
         assert report["vi_end"] == pytest.approx(tasks.session.vi()["vi"])
         lines = {line.get_label(): line for line in axes[3].get_lines()}
         assert set(lines) == {"split", "merge", "total"}
