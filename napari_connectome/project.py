@@ -38,6 +38,13 @@ INPUT_KINDS = {"raw": "image", "supervoxels": "labels", "boundaries": "image", "
 #: (``manifest["history"][section]``); changed only through :meth:`Project.record_history`.
 HISTORY_SECTIONS = ("edit_log", "effort_log")
 
+# What a project made from the EM volume alone still needs, said where its lack stops work.
+NEEDS_SUPERVOXELS = (
+    "this project has only its EM volume; proofreading needs supervoxels (the EM cut into small "
+    "pieces): make a project that names them, with New project… in the Connectome panel or "
+    "napari-connectome project create DIR --raw URI --supervoxels URI"
+)
+
 
 def is_project(path: str | os.PathLike) -> bool:
     """True if ``path`` is a directory holding a project manifest."""

@@ -30,6 +30,7 @@ from napari_connectome.errors import InputError, from_os_error, warn
 from napari_connectome.graph.agglomerate import MergeTree, agglomerate
 from napari_connectome.graph.rag import RegionGraph, build_rag
 from napari_connectome.progress import Progress
+from napari_connectome.project import NEEDS_SUPERVOXELS
 
 if TYPE_CHECKING:  # the graph layer sits below project: no import at run time
     from napari_connectome.project import Project
@@ -109,7 +110,7 @@ def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | No
     """The region graph of the project's inputs, in memory."""
     inputs = project.inputs
     if "supervoxels" not in inputs:
-        raise InputError(project.root, "the project has no supervoxels; create it with --supervoxels")
+        raise InputError(project.root, NEEDS_SUPERVOXELS)
     supervoxels = project.open_input("supervoxels")
     if "boundaries" in inputs:
         signal = project.open_input("boundaries")

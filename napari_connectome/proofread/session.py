@@ -44,6 +44,7 @@ import numpy as np
 
 from napari_connectome.errors import InputError
 from napari_connectome.events import Connection, Signal
+from napari_connectome.project import NEEDS_SUPERVOXELS
 from napari_connectome.proofread.history import History, Operation
 from napari_connectome.proofread.inside import preview_inside
 from napari_connectome.proofread.log import (
@@ -204,7 +205,7 @@ class Proofreader:
         if not isinstance(project, Project):
             project = open_project(project)
         if "supervoxels" not in project.inputs:
-            raise InputError(project.root, "the project has no supervoxels; create it with --supervoxels")
+            raise InputError(project.root, NEEDS_SUPERVOXELS)
         if graph is None:
             from napari_connectome.graph import (
                 build_project_graph,

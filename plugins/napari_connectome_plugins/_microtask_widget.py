@@ -309,6 +309,8 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         options = {
             "user": self.user_name(),
             "proofreader": shared.proofreader if shared is not None else None,
+            # The Proofread panel already times edits on that Proofreader: one recorder, not two.
+            "recorder": getattr(shared, "recorder", None) if shared is not None else None,
             "clock": self.clock,
             "idle_after_s": self.idle_after_s,
             "prefetch": self.prefetch,

@@ -169,6 +169,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         # that opened it owns it (closes it), and hands it over when it goes.
         self._owns_proofreader = True
         self._sharing = None  # the Micro-tasks panel using the same Proofreader
+        self.recorder = None  # times this panel's edits in the effort log (None while borrowing)
         self.mode = "select"
         self.selection: list[tuple[float, ...]] = []
         self.preview = None
@@ -365,12 +366,29 @@ class ProofreadWidget(ProjectPanel, QWidget):
             return
         self.project_label.setText(project.name)
         self.project_label.setToolTip(root_of(project))
+        if self._owns_proofreader and self.recorder is None:
+            self._start_recorder(project, proofreader)
         self._bind_keys()
         self._reload_history()
         self._show_threshold()
         self._after_change()
         for note in getattr(proofreader, "notes", []):
             _notify.info(f"{project.name}: {note}")
+
+    def _start_recorder(self, project, proofreader) -> None:
+        """Time this panel's edits in the project's effort log, with or without a task session.
+
+        A log that cannot be opened for writing (read-only disk, a log from a
+        newer suite) is said in one line; proofreading goes on untimed.
+        """
+        from napari_connectome.effort import EffortRecorder
+
+        try:
+            self.recorder = EffortRecorder.open(project, proofreader)
+        except Exception as exc:
+            logger.debug("opening the effort recorder failed", exc_info=True)
+            _notify.warning(error_line("Proofread: timing edits in the effort log", exc) + "; edits are not timed")
+            self.recorder = None
 
     def unbind(self) -> None:
         """Stop proofreading: close the Proofreader, remove the panel's layers, restore keys."""
@@ -386,10 +404,20 @@ class ProofreadWidget(ProjectPanel, QWidget):
                 layer.visible = True
         self._hidden = []
         micro, self._sharing = self._sharing, None
+        recorder, self.recorder = self.recorder, None
         if micro is not None:
             # The Micro-tasks panel goes on with the Proofreader; it closes it if it was ours.
             micro.stop_sharing(self, hand_over=self._owns_proofreader)
-        elif self.proofreader is not None and self._owns_proofreader:
+            session = getattr(micro, "session", None)
+            if recorder is not None and session is not None and session.recorder is recorder:
+                session.owns_recorder = True  # its session goes on timing the edits, and closes it
+                recorder = None
+        if recorder is not None:
+            try:
+                recorder.close()
+            except Exception:  # closing must never stop the panel from unbinding
+                logger.debug("closing the effort recorder failed", exc_info=True)
+        if micro is None and self.proofreader is not None and self._owns_proofreader:
             try:
                 self.proofreader.close()
             except Exception:  # closing must never stop the panel from unbinding
@@ -602,6 +630,11 @@ class ProofreadWidget(ProjectPanel, QWidget):
                 _notify.info("Proofread: split previewed; press Enter again to commit it")
             return None
         preview = self.preview
+        problem = getattr(preview, "problem", None)
+        if problem:
+            # Never commit a cut that separates nothing; the preview stays to be corrected.
+            _notify.warning(f"Proofread: not split: {problem}; move the seeds (1 / 2) and preview again")
+            return None
         result = self._edit(lambda: self.proofreader.split(preview=preview))
         self._clear_seeds()
         self.set_mode("select")
@@ -681,12 +714,15 @@ class ProofreadWidget(ProjectPanel, QWidget):
         if layer is not None:
             layer.visible = True
             layer.refresh()
-        inside = " inside one supervoxel" if getattr(preview, "inside_supervoxel", False) else ""
-        self.status_label.setText(
-            f"Split preview of segment {int(preview.segment_id)}{inside}: "
-            f"{len(preview.source_supervoxels)} supervoxel(s) blue | {len(preview.sink_supervoxels)} red, "
-            f"{len(preview.cut_edges)} edge(s) cut. Enter commits, Esc cancels."
+        # The engine's own plain sentence (it names a supervoxel both seeds fall in, and what a
+        # cut that separates nothing would leave), then what the keys do now.
+        message = getattr(preview, "message", "") or (
+            f"Split preview of segment {int(preview.segment_id)}: {len(preview.source_supervoxels)} "
+            f"supervoxel(s) blue | {len(preview.sink_supervoxels)} red, {len(preview.cut_edges)} edge(s) cut."
         )
+        problem = getattr(preview, "problem", None)
+        keys = "Move the seeds, or Esc to cancel." if problem else "Enter commits, Esc cancels."
+        self.status_label.setText(f"{message} {keys}")
 
     def _clear_preview(self) -> None:
         if self.preview is None and self._preview_seeds is None:
@@ -823,7 +859,12 @@ class ProofreadWidget(ProjectPanel, QWidget):
 
     def _swap_proofreader(self, proofreader, tree) -> None:
         if proofreader is not self.proofreader and self.proofreader is not None:
+            if self.recorder is not None:  # it listens to the old Proofreader: follow the new one
+                self.recorder.close()
+                self.recorder = None
             self.proofreader.close()
+            if self._owns_proofreader and self.project is not None:
+                self._start_recorder(self.project, proofreader)
         self.proofreader = proofreader
         self.tree = tree
         volume = proofreader.labels_volume()

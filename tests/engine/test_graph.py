@@ -284,5 +284,5 @@ def test_project_without_graph_or_supervoxels(tmp_path, project_files):
     project = create_project(tmp_path / "proj", raw=f"{project_files}/raw")
     with pytest.raises(InputError, match="no supervoxel graph"):
         load_project_graph(project)
-    with pytest.raises(InputError, match="no supervoxels"):
+    with pytest.raises(InputError, match="only its EM volume; proofreading needs supervoxels"):
         build_project_graph(project)

@@ -410,3 +410,52 @@ def test_split_inside_one_supervoxel_previews_its_two_parts(panel, qtbot, messag
     assert after[first] != after[second]
     assert widget.history_rows()[-1].startswith("#1 split_supervoxel")
     assert not [m for m in messages if m[0] == "error"]
+
+
+def test_edits_in_the_proofread_panel_are_timed_with_no_task_session(panel, qtbot, project, messages):
+    # Before, only a Micro-tasks session timed edits: the effort report had no time for these.
+    from napari_connectome.effort import EffortLog
+
+    viewer, widget = panel
+    pr = widget.proofreader
+    assert widget.recorder is not None
+    z = pr.labels_volume().shape[0] // 2
+    a, b, _ = two_touching_segments(pr, z)
+    click(viewer, qtbot, a)
+    click(viewer, qtbot, b, shift=True)
+    press(viewer, qtbot, "m")
+    widget.unbind()  # closes the recorder and its log
+    log = EffortLog.open(project, read_only=True)
+    try:
+        rows = [r for r in log.rows() if r["task_type"] == "manual"]
+    finally:
+        log.close()
+    assert len(rows) == 1 and rows[0]["answer"] == "merge"
+    assert not [m for m in messages if m[0] == "error"]
+
+
+def test_enter_never_commits_a_cut_that_separates_nothing(panel, qtbot, messages):
+    from dataclasses import replace
+
+    from napari_connectome.proofread import Effect
+    from napari_connectome.proofread.preview import describe_split
+
+    viewer, widget = panel
+    pr = widget.proofreader
+    z = pr.labels_volume().shape[0] // 2
+    a, b, _ = two_touching_segments(pr, z)
+    pr.merge(a, b)  # one segment with a seed in each of its two former parts
+    good = pr.preview_split([a], [b])
+    nothing = Effect()
+    empty = replace(good, cut_edges=np.empty((0, 2), np.uint64), sink_supervoxels=np.empty(0, np.uint64),
+                    _effect=nothing, _plan=pr.state.plan(nothing))
+    empty.problem, empty.message = describe_split(empty.cut_edges, empty.source_supervoxels,
+                                                  empty.sink_supervoxels, empty._plan, inside=False,
+                                                  supervoxel=None)
+    version = pr.version
+    widget._show_preview(empty)
+    widget.preview, widget._preview_seeds = empty, widget.seeds()
+    assert "sinks' side empty" in widget.status_label.text() and "Move the seeds" in widget.status_label.text()
+    assert widget.confirm_split() is None
+    assert pr.version == version
+    assert any("not split" in text for severity, text in messages if severity == "warning")
