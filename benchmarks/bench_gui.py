@@ -110,10 +110,17 @@ class Paints:
     def __init__(self, viewer) -> None:
         self.scene_canvas = viewer.window._qt_viewer.canvas._scene_canvas
         self.times: list[float] = []
+        self.durations: list[float] = []
+        self._began = 0.0
+        self.scene_canvas.events.draw.connect(self._on_begin, position="first")
         self.scene_canvas.events.draw.connect(self._on_draw, position="last")
+
+    def _on_begin(self, _event) -> None:
+        self._began = time.perf_counter()
 
     def _on_draw(self, _event) -> None:
         self.times.append(time.perf_counter())
+        self.durations.append(self.times[-1] - self._began)
 
     def first_after(self, t: float) -> float | None:
         later = [x for x in self.times if x > t]
@@ -121,6 +128,7 @@ class Paints:
 
     def close(self) -> None:
         self.scene_canvas.events.draw.disconnect(self._on_draw)
+        self.scene_canvas.events.draw.disconnect(self._on_begin)
 
 
 def process_until(done, timeout: float) -> bool:
@@ -135,16 +143,17 @@ def process_until(done, timeout: float) -> bool:
     return False
 
 
-def max_stall(seconds: float, period_ms: int = 10) -> float:
-    """Run the event loop for ``seconds`` with a ``period_ms`` QTimer; the longest lateness (s)."""
+def max_stall(seconds: float, period_ms: int = 10) -> tuple[float, float]:
+    """Run the event loop for ``seconds`` with a ``period_ms`` QTimer: the longest lateness and when it ended (s)."""
     from qtpy.QtCore import QEventLoop, QTimer
 
-    late: list[float] = []
+    late: list[tuple[float, float]] = []
     last = [time.perf_counter()]
+    start = last[0]
 
     def tick() -> None:
         now = time.perf_counter()
-        late.append(now - last[0] - period_ms / 1000.0)
+        late.append((now - last[0] - period_ms / 1000.0, now - start))
         last[0] = now
 
     timer = QTimer()
@@ -156,7 +165,7 @@ def max_stall(seconds: float, period_ms: int = 10) -> float:
     timer.start()
     loop.exec_() if hasattr(loop, "exec_") else loop.exec()
     timer.stop()
-    return max(late) if late else 0.0
+    return max(late) if late else (0.0, 0.0)
 
 
 def open_viewer():
@@ -168,7 +177,7 @@ def open_viewer():
     return viewer
 
 
-def bench_tasks(project_root: Path, tasks: int, think_s: float) -> dict:
+def bench_tasks(project_root: Path, tasks: int, think_s: float, *, prefetch: bool = True) -> dict:
     from napari_connectome_plugins._microtask_widget import WIDGET_NAME, MicroTaskWidget
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
@@ -176,7 +185,7 @@ def bench_tasks(project_root: Path, tasks: int, think_s: float) -> dict:
     viewer = open_viewer()
     try:
         viewer.open(str(project_root), plugin=PLUGIN)
-        panel = MicroTaskWidget(viewer)
+        panel = MicroTaskWidget(viewer, prefetch=prefetch)
         viewer.window.add_dock_widget(panel, name=WIDGET_NAME, area="right")
         panel.bind_to_viewer_project()
         if not panel.wait(600) or panel.session is None:
@@ -209,9 +218,12 @@ def bench_tasks(project_root: Path, tasks: int, think_s: float) -> dict:
             show_ms.append(panel.last_show_ms or float("nan"))
         stalls.append(max_stall(think_s))
         paints.close()
+        n_paints = len(paints.times)
+        paint_s = list(paints.durations)
         kinds = getattr(panel.task_layers, "view", None)
         panel.close_panel()
-        return {"key_to_drawn": key_to_drawn, "stalls": stalls, "show_ms": show_ms,
+        return {"key_to_drawn": key_to_drawn, "stalls": stalls, "show_ms": show_ms, "paints": n_paints,
+                "paint_s": paint_s,
                 "crop": None if kinds is None else tuple(np.shape(kinds.em))}
     finally:
         viewer.close()
@@ -268,6 +280,8 @@ def main(argv=None) -> int:
     ap.add_argument("--think-s", type=float, default=1.5, help="seconds each task is looked at (stall window)")
     ap.add_argument("--zarr-size", type=int, default=520)
     ap.add_argument("--zsteps", type=int, default=40)
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="prepare each view on the GUI thread (tells the prefetcher's share of the stalls)")
     ap.add_argument("--no-zarr", action="store_true", help="skip the z-step comparison")
     ap.add_argument("--no-tasks", action="store_true", help="skip the task figures")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "napari-connectome-bench-gui")
@@ -279,15 +293,22 @@ def main(argv=None) -> int:
         src = task_project(args.cache, args.size)
         work, root = copy_project(src)
         try:
-            r = bench_tasks(root, args.tasks, args.think_s)
+            r = bench_tasks(root, args.tasks, args.think_s, prefetch=not args.no_prefetch)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         k = r["key_to_drawn"]
         print(f"task view crop {r['crop']} voxels; {len(k)} tasks (N/S), think {args.think_s:g} s", flush=True)
         print(f"key → next task drawn: p50 {pct(k, 50):.0f} ms, p95 {pct(k, 95):.0f} ms, max {pct(k, 100):.0f} ms "
               f"(panel's own show p50 {np.nanmedian(r['show_ms']):.0f} ms)", flush=True)
-        print(f"longest event-loop stall while a task is shown: {max(r['stalls']) * 1000:.0f} ms "
-              f"(per task p50 {pct(r['stalls'], 50):.0f} ms)", flush=True)
+        worst, at = max(r["stalls"])
+        print(f"longest event-loop stall while a task is shown: {worst * 1000:.0f} ms, ending {at:.2f} s after "
+              f"the task was drawn (per task p50 {pct([x for x, _ in r['stalls']], 50):.0f} ms)", flush=True)
+        print(f"  canvas paints: {r['paints']} for {len(k)} tasks; one paint p50 {pct(r['paint_s'], 50):.0f} ms, "
+              f"max {pct(r['paint_s'], 100):.0f} ms", flush=True)
+        after = r["stalls"][1:]  # the first window is before any key
+        for key, name in ((0, "N (the ranker learns)"), (1, "S (nothing to learn)")):
+            mine = [x for i, (x, _) in enumerate(after) if i % 2 == key]
+            print(f"  stalls after {name}: max {pct(mine, 100):.0f} ms, p50 {pct(mine, 50):.0f} ms", flush=True)
     if not args.no_zarr:
         raw = zarr_volume(args.cache, args.zarr_size)
         z = bench_zarr(raw, args.zsteps)

@@ -10,8 +10,9 @@ remembers the colour given to each id and hands it on:
 - of the ids made by dividing one segment (a split, also inside a
   supervoxel), the largest keeps the segment's colour and each other part
   gets a colour far from it on the palette;
-- an id that comes back (an undo or redo restores the ids it had) gets the
-  colour it had, because colours of retired ids are never forgotten.
+- a segment with exactly the supervoxels of an earlier one (an undo or redo
+  brings those back, under a new id) gets the earlier one's colour: colours
+  are also remembered by member set, and never forgotten.
 
 A "Cut here?" view asks :meth:`SegmentColours.split_preview` for the two
 sides' colours with the same rule, so the cut looks after a *yes* as it did
@@ -21,6 +22,7 @@ by its id (the same in every session).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
@@ -55,6 +57,12 @@ def segment_size(pr, segment_id: int) -> int:
     return int(sum(pr.supervoxel_size(int(sv)) or 0 for sv in svs))
 
 
+def members_key(pr, segment_id: int) -> str:
+    """A digest of a segment's supervoxel set (the same set, under any id, gives the same key)."""
+    svs = np.sort(np.asarray(pr.segment_supervoxels(int(segment_id)), dtype="<u8").reshape(-1))
+    return hashlib.blake2b(svs.tobytes(), digest_size=12).hexdigest()
+
+
 def _supervoxels_size(pr, supervoxels) -> int:
     return int(sum(pr.supervoxel_size(int(sv)) or 0 for sv in np.asarray(supervoxels).reshape(-1)))
 
@@ -70,6 +78,7 @@ class SegmentColours:
     def __init__(self) -> None:
         self._index: dict[int, int] = {}
         self._size: dict[int, int] = {}
+        self._by_members: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ reading
@@ -96,9 +105,13 @@ class SegmentColours:
                     noted = int(seg) in self._size
                 if not noted:
                     try:
-                        self.remember_size(seg, segment_size(pr, seg))
+                        size, key = segment_size(pr, seg), members_key(pr, seg)
                     except Exception:  # edited away meanwhile: nothing to note
-                        pass
+                        continue
+                    index = self.index(seg)
+                    with self._lock:
+                        self._size[int(seg)] = size
+                        self._by_members.setdefault(key, index)
         out: dict[int, Rgba] = {}
         used: set[int] = set()
         for seg in segments:
@@ -133,41 +146,55 @@ class SegmentColours:
         with self._lock:
             new = [s for s in after if s not in self._index]
         if not new or not before:
-            return  # every id made has a colour (an undo or redo brought them back), or nothing was joined or cut
-        sizes = {}
+            return  # every id made has a colour already, or nothing was joined or cut
+        sizes, keys = {}, {}
         for seg in after:
             try:
-                sizes[seg] = segment_size(pr, seg)
+                sizes[seg], keys[seg] = segment_size(pr, seg), members_key(pr, seg)
             except Exception:  # retired again by a later edit already: it no longer matters
                 sizes[seg] = 0
         with self._lock:
             for seg, n in sizes.items():
                 self._size[seg] = n
-            if len(before) >= len(after):
-                # Joined: the largest part brings its colour. The parts are gone now, so their sizes
-                # are the ones noted earlier; one part not noted is the result less the others.
-                known = {s: self._size.get(s, -1) for s in before}
-                missing = [s for s, v in known.items() if v < 0]
-                if len(after) == 1 and len(missing) == 1:
-                    known[missing[0]] = max(0, sizes[after[0]] - sum(v for v in known.values() if v >= 0))
-                donor = max(before, key=lambda s: known[s])  # none noted: the first part (ties keep order)
-                colour = self._index.setdefault(donor, id_colour_index(donor))
-                for seg in new:
-                    self._index[seg] = colour
+            # A member set seen before (an undo or redo) gets its colour back.
+            for seg in list(new):
+                if seg in keys and keys[seg] in self._by_members:
+                    self._index[seg] = self._by_members[keys[seg]]
+                    new.remove(seg)
+            self._follow_rule(before, after, new, sizes)
+            for seg, key in keys.items():
+                if seg in self._index:
+                    self._by_members.setdefault(key, self._index[seg])
+
+    def _follow_rule(self, before: list[int], after: list[int], new: list[int], sizes: dict[int, int]) -> None:
+        """The merge / split rule of the module notes, for the ``new`` ids (lock held)."""
+        if not new:
+            return
+        if len(before) >= len(after):
+            # Joined: the largest part brings its colour. The parts are gone now, so their sizes
+            # are the ones noted earlier; one part not noted is the result less the others.
+            known = {s: self._size.get(s, -1) for s in before}
+            missing = [s for s, v in known.items() if v < 0]
+            if len(after) == 1 and len(missing) == 1:
+                known[missing[0]] = max(0, sizes[after[0]] - sum(v for v in known.values() if v >= 0))
+            donor = max(before, key=lambda s: known[s])  # none noted: the first part (ties keep order)
+            colour = self._index.setdefault(donor, id_colour_index(donor))
+            for seg in new:
+                self._index[seg] = colour
+            return
+        # Divided: the largest new part keeps the colour, the others contrast with it.
+        parent = before[0]
+        colour = self._index.setdefault(parent, id_colour_index(parent))
+        ranked = sorted(after, key=lambda s: -sizes[s])
+        k = 0
+        for seg in ranked:
+            if seg not in new:
+                continue
+            if seg == ranked[0]:
+                self._index[seg] = colour
             else:
-                # Divided: the largest new part keeps the colour, the others contrast with it.
-                parent = before[0]
-                colour = self._index.setdefault(parent, id_colour_index(parent))
-                ranked = sorted(after, key=lambda s: -sizes[s])
-                k = 0
-                for seg in ranked:
-                    if seg not in new:
-                        continue
-                    if seg == ranked[0]:
-                        self._index[seg] = colour
-                    else:
-                        self._index[seg] = _contrast(colour, k)
-                        k += 1
+                self._index[seg] = _contrast(colour, k)
+                k += 1
 
 
 def _contrast(index: int, k: int) -> int:

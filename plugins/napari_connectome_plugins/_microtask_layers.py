@@ -12,8 +12,8 @@ seconds per task and hid the membranes a decision rests on. The segments
 are drawn as outlines (napari Labels ``contour``), not fills, so the EM
 stays readable; the skeletons are projected onto the section (a 2-D Vectors
 layer, drawn on every section of the crop, one line per skeleton edge in its
-segment's colour); the decision point is a ring that fades on sections away
-from it. ``,`` and ``.`` (or napari's slider) step through the crop's
+segment's colour); the decision point is a ring, marked on every section (its
+section is the one shown first). ``,`` and ``.`` (or napari's slider) step through the crop's
 sections without leaving the task; napari's 2D/3D button shows it in 3D.
 """
 
@@ -183,12 +183,12 @@ class TaskLayers:
             _place(seg_layer, scale, translate)
             seg_layer.colormap = _label_colormap(label_colours)
             pts = self._layers[POINT]
-            _place(pts, scale, translate)
-            pts.data = point.reshape(1, 3)
+            _place(pts, scale[1:], translate[1:])
+            pts.data = point[1:].reshape(1, 2)
             pts.size = POINT_SIZE_NM / float(min(scale))
-        # Vectors outside the held-back refresh: their colours are indexed by the sliced data.
+            _place(self._layers[SKELETONS], scale[1:], translate[1:])
+        # Vectors data outside the held-back refresh: their colours are indexed by the sliced data.
         skel = self._layers[SKELETONS]
-        _place(skel, scale[1:], translate[1:])
         skel.data = vectors
         if len(vectors):
             skel.edge_color = vector_colours
@@ -210,9 +210,12 @@ class TaskLayers:
                 self.viewer.dims.ndisplay = 2
             self._shown_once = True
         point = tuple(float(v) for v in view.point_nm)
-        first = self.viewer.dims.ndim - 3  # z, y, x are the last three axes (a channel axis may lead)
-        for i, value in enumerate(point):
-            self.viewer.dims.set_point(first + i, value)
+        dims = self.viewer.dims
+        first = dims.ndim - 3  # z, y, x are the last three axes (a channel axis may lead)
+        # One call: each dims change re-slices every layer, hidden ones included.
+        axes = [first + i for i in range(3) if not np.isclose(dims.point[first + i], point[i])]
+        if axes:
+            dims.set_point(axes, [point[a - first] for a in axes])
         cam = camera(self.viewer)
         cam.center = point
         size = np.asarray(view.voxel_size_nm, dtype=float)
@@ -244,7 +247,7 @@ class TaskLayers:
         if (layer := self.layer(SKELETONS)) is not None:
             layer.data = np.zeros((0, 2, 2))
         if (layer := self.layer(POINT)) is not None:
-            layer.data = np.empty((0, 3))
+            layer.data = np.empty((0, 2))
         self.view = None
 
     def remove(self) -> None:
@@ -285,14 +288,22 @@ class TaskLayers:
                 edge_width=SKELETON_WIDTH_VOXELS, vector_style="line", edge_color="white", length=1.0,
                 blending="translucent_no_depth", metadata=self.meta,
             )
+            # napari redraws a Vectors thumbnail from every vector on each change (~12 ms for a few
+            # hundred skeleton edges, twice per task); a thumbnail of skeleton lines tells nothing.
+            self._layers[SKELETONS]._update_thumbnail = _no_thumbnail
         if POINT not in self._layers:
+            # 2-D like the skeletons: the point's (y, x) stays marked on every section stepped to.
             self._layers[POINT] = viewer.add_points(
-                np.empty((0, 3)), name=POINT, scale=scale, translate=translate, face_color=POINT_COLOUR,
-                border_width=0, symbol="ring", out_of_slice_display=True,
+                np.empty((0, 2)), ndim=2, name=POINT, scale=scale[1:], translate=translate[1:],
+                face_color=POINT_COLOUR, border_width=0, symbol="ring",
                 blending="translucent_no_depth", metadata=self.meta,
             )
         # Keep the point selected as the active layer: clicks and keys land on our layers.
         viewer.layers.selection.active = self._layers[POINT]
+
+
+def _no_thumbnail(*_args, **_kwargs) -> None:
+    """Stands in for a layer's thumbnail update (see :meth:`TaskLayers._make`)."""
 
 
 def _place(layer, scale, translate) -> None:

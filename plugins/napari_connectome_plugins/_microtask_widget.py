@@ -206,6 +206,9 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         Prepare the next task's view in a worker thread (the default).
     find_options
         Options for the candidate search (passed to the session).
+    strategy
+        The ranking strategy (a name or a :class:`~napari_connectome.rank.Strategy`;
+        default: the session's, ``active``).
     """
 
     # An edit committed by the Proofreader (any thread; queued to the GUI thread).
@@ -224,6 +227,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         idle_after_s: float | None = None,
         prefetch: bool = True,
         find_options: dict | None = None,
+        strategy=None,
     ) -> None:
         super().__init__(parent)
         self.viewer = unwrap(napari_viewer)
@@ -231,6 +235,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self.idle_after_s = idle_after_s
         self.prefetch = prefetch
         self.find_options = find_options
+        self.strategy = strategy
         self.project = None
         self.session = None
         self.task_layers: TaskLayers | None = None
@@ -329,6 +334,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             "idle_after_s": self.idle_after_s,
             "prefetch": self.prefetch,
             "find_options": self.find_options,
+            "strategy": self.strategy,
         }
         self._open_in_worker(
             root, f"{project.name} (finding tasks…)", _open_session, project, options,
@@ -353,6 +359,8 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             for note in getattr(session.proofreader, "notes", []) or []:
                 _notify.info(f"{project.name}: {note}")
         self._follow_edits(session)
+        # Imported now, not on the first answer (it refreshes Effort panels; the import takes ~0.7 s).
+        import napari_connectome_plugins._effort_widget  # noqa: F401
         session.proofreader.add_listener(self._edit_listener)
         self.task_layers = TaskLayers(self.viewer, project_root=project.root)
         self._ndisplay_before = int(self.viewer.dims.ndisplay)
