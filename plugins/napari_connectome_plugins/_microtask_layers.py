@@ -39,7 +39,7 @@ CONTOUR = 1
 # Skeleton line width (voxels) and decision point size (nm).
 SKELETON_WIDTH_VOXELS = 0.8
 POINT_SIZE_NM = 60.0
-# Zoom on a new task: the crop's edge spans this share of the canvas's shorter side.
+# Zoom on a new task: the crop fills this share of the canvas (the tighter of height and width).
 FILL = 0.95
 
 LAYER_NAMES = (EM, SEGMENTS, SKELETONS, POINT)
@@ -216,14 +216,19 @@ class TaskLayers:
         axes = [first + i for i in range(3) if not np.isclose(dims.point[first + i], point[i])]
         if axes:
             dims.set_point(axes, [point[a - first] for a in axes])
-        cam = camera(self.viewer)
-        cam.center = point
+        # Centre on the crop, not the point: near a face of the volume the crop is cut there, and
+        # centring on the point would leave part of the canvas empty and push the crop off it.
         size = np.asarray(view.voxel_size_nm, dtype=float)
         shape = np.asarray(np.shape(view.em), dtype=float)
-        extent = float(np.max(shape[1:] * size[1:])) if self.viewer.dims.ndisplay == 2 else float(np.max(shape * size))
-        canvas = _canvas_pixels(self.viewer)
-        if extent > 0 and canvas > 0:
-            cam.zoom = FILL * canvas / extent
+        middle = np.asarray(view.offset_nm, dtype=float) + (shape - 1) / 2 * size
+        cam = camera(self.viewer)
+        cam.center = (point[0], float(middle[1]), float(middle[2]))
+        extent = shape * size
+        height, width = _canvas_size(self.viewer)
+        if self.viewer.dims.ndisplay == 2 and min(extent[1:]) > 0 and height > 0 and width > 0:
+            cam.zoom = FILL * min(height / extent[1], width / extent[2])
+        elif self.viewer.dims.ndisplay == 3 and max(extent) > 0 and min(height, width) > 0:
+            cam.zoom = FILL * min(height, width) / float(max(extent))
 
     def step_section(self, steps: int) -> None:
         """Move ``steps`` sections (z) through the crop, staying inside it."""
@@ -361,10 +366,10 @@ def _label_colormap(colours: dict[int, np.ndarray]):
     return DirectLabelColormap(color_dict=colour_dict)
 
 
-def _canvas_pixels(viewer) -> float:
-    """The canvas's shorter side in pixels (0 when unknown)."""
+def _canvas_size(viewer) -> tuple[float, float]:
+    """The canvas's (height, width) in pixels ((0, 0) when unknown)."""
     canvas = getattr(viewer, "canvas", None)  # napari ≥ 0.9: viewer.canvas.size (height, width)
     size = getattr(canvas, "size", None) if canvas is not None else getattr(viewer, "_canvas_size", None)
     if size is None:
-        return 0.0
-    return float(min(size))
+        return 0.0, 0.0
+    return float(size[0]), float(size[1])
