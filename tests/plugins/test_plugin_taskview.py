@@ -184,3 +184,22 @@ def test_the_em_view_is_at_least_2_um_across_where_the_volume_allows(panel):
     for axis in (1, 2):
         assert extent_nm[axis] >= min(2000.0, level.shape[axis] * level.voxel_size[axis] / 2)
     assert viewer.dims.ndisplay == 2
+
+
+def test_comma_and_full_stop_step_through_the_sections_of_the_task(panel, qtbot):
+    viewer, widget = panel
+    view = widget.task_layers.view
+    z = float(view.voxel_size_nm[0])
+    start = float(viewer.dims.point[0])
+    assert np.isclose(start, view.point_nm[0])
+    native = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(native, ".")  # a real key press on the canvas
+    assert np.isclose(viewer.dims.point[0], start + z)
+    qtbot.keyClick(native, ",")
+    qtbot.keyClick(native, ",")
+    assert np.isclose(viewer.dims.point[0], start - z)
+    assert widget.current_task.id == view.task.id  # still the same task
+    # Never past the crop's first section.
+    for _ in range(view.em.shape[0] + 2):
+        widget.press(",")
+    assert np.isclose(viewer.dims.point[0], view.offset_nm[0])
