@@ -143,6 +143,7 @@ class TaskLayers:
         self._layers: dict[str, Any] = {}
         self._shown_once = False
         self.view = None
+        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
 
     # -- access --------------------------------------------------------------
     def layer(self, name: str):
@@ -257,11 +258,37 @@ class TaskLayers:
 
     def remove(self) -> None:
         """Remove the layers from the viewer."""
+        try:
+            self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+        except Exception:  # already gone with the viewer
+            pass
         for layer in self.layers():
             self.viewer.layers.remove(layer)
         self._layers.clear()
         self._shown_once = False
         self.view = None
+
+    def _on_ndisplay(self, _event=None) -> None:
+        """3D on demand: the EM as the plane of the section shown; the 2-D projections hidden.
+
+        The projected skeletons and the point are 2-D layers, which a 3-D
+        view would draw at z = 0, away from the crop; the section's own EM
+        plane keeps the picture readable while the segments show in depth.
+        """
+        three = self.viewer.dims.ndisplay == 3
+        for name in (SKELETONS, POINT):
+            if (layer := self.layer(name)) is not None:
+                layer.visible = not three
+        em = self.layer(EM)
+        if em is None:
+            return
+        if three:
+            em.depiction = "plane"
+            em.plane.normal = (1.0, 0.0, 0.0)
+            z = float(self.viewer.dims.point[self.viewer.dims.ndim - 3])
+            em.plane.position = ((z - em.translate[0]) / em.scale[0], em.data.shape[1] / 2, em.data.shape[2] / 2)
+        else:
+            em.depiction = "volume"
 
     # -- internals ------------------------------------------------------------------
     def _complete(self) -> bool:

@@ -203,3 +203,16 @@ def test_comma_and_full_stop_step_through_the_sections_of_the_task(panel, qtbot)
     for _ in range(view.em.shape[0] + 2):
         widget.press(",")
     assert np.isclose(viewer.dims.point[0], view.offset_nm[0])
+
+
+def test_3d_on_demand_shows_the_section_as_a_plane_and_hides_the_projections(panel, qtbot):
+    viewer, widget = panel
+    view = widget.task_layers.view
+    viewer.dims.ndisplay = 3
+    em = viewer.layers[ml.EM]
+    assert em.depiction == "plane"
+    assert np.isclose(em.plane.position[0], view.point_voxel[0])
+    assert not viewer.layers[ml.SKELETONS].visible and not viewer.layers[ml.POINT].visible
+    viewer.dims.ndisplay = 2
+    assert em.depiction == "volume"
+    assert viewer.layers[ml.SKELETONS].visible and viewer.layers[ml.POINT].visible
