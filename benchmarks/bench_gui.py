@@ -25,8 +25,11 @@ The task project is ``bench_tasks.py``'s synthetic one (256³ at 8 nm, 24-voxel
 supervoxel grid, agglomerated at 0.5, skeletonized), built once into
 ``--cache`` and copied for each run (answers write to its logs).
 
-Run (the window needs a display; a server: Xvfb + herbstluftwm)::
+Run (the window needs a display; on a server ``xvfb-run -a -s '-screen 0
+1600x1000x24'`` is enough, the keys go through Qt; Xvfb + herbstluftwm to
+watch it or screenshot it)::
 
+    xvfb-run -a -s '-screen 0 1600x1000x24' .venv/bin/python benchmarks/bench_gui.py
     Xvfb :57 -screen 0 1600x1000x24 & DISPLAY=:57 herbstluftwm &
     DISPLAY=:57 .venv/bin/python benchmarks/bench_gui.py            # 20 tasks, ~3 min after the first build
     DISPLAY=:57 .venv/bin/python benchmarks/bench_gui.py --tasks 10 --no-zarr
