@@ -49,7 +49,8 @@ longest stall while a task is shown   3742 ms                     78 ms
 one canvas paint p50 / max            62 / 312 ms                 16 / 58 ms
 ====================================  ==========================  ==========================
 
-"Before" is the task view as it was (three EM planes, translucent label
+"Before" is this script run against commit 8031d56 (``git archive`` into a
+folder put first on PYTHONPATH): the task view as it was (three EM planes, translucent label
 fills and a 3-D Shapes skeleton layer, rendered in 3D); "after" is the 2D
 section view (outlines, skeletons projected as 2-D vectors). The machine is
 shared, so figures move with its load: in earlier runs under heavier load
