@@ -30,8 +30,14 @@ import numpy as np
 from napari_connectome.errors import InputError
 from napari_connectome.tasks.model import Task
 
-#: Default crop edge, in level-0 voxels (the crop is this many voxels wide along every axis, clamped).
-DEFAULT_CROP_VOXELS = 64
+#: Default crop edge (z, y, x), in level-0 voxels, clamped at the volume's faces: 256 voxels
+#: across (2 µm at 8 nm) so the proofreader sees the neurites' course and their neighbours, not
+#: a keyhole, and 64 sections deep to step through without leaving the task (the view is 2D
+#: first; a 64³ crop, 0.5 µm at 8 nm, misled proofreaders into wrong "yes" answers).
+DEFAULT_CROP_VOXELS = (64, 256, 256)
+#: Label of the far (sink) side of a proposed cut in a "Cut here?" view: segment id + this
+#: (segment ids stay far below 2**62), so both sides of one segment can be drawn apart.
+OTHER_SIDE = 1 << 62
 #: Colours of the involved segments, in task order: distinct and readable on grey EM.
 PALETTE = (
     (1.0, 0.55, 0.0, 1.0),   # orange
@@ -55,6 +61,9 @@ class TaskView:
         Level-0 EM crop (z, y, x) around the decision point.
     labels
         Segment ids over the same crop (uint64), 0 outside the involved segments.
+        For a "Cut here?" task, the two sides of the proposed cut (the split
+        the engine would make): the source side keeps the segment id, the
+        other side is labelled segment id + :data:`OTHER_SIDE`.
     offset_nm
         World position (nm) of the centre of crop voxel (0, 0, 0): napari's ``translate``.
     voxel_size_nm
@@ -64,12 +73,23 @@ class TaskView:
     skeleton_paths
         ``(N, 3)`` nm polylines of the involved segments' skeletons (empty when the project has none).
     colors
-        Segment id → RGBA (0..1).
+        Label (segment id, or a cut side's label) → RGBA (0..1).
     point_voxel
         Index of the decision point's voxel in the crop (where the orthogonal planes go).
     version
         :attr:`Proofreader.version` the labels were read at; -1 when an edit
         landed during the read (the labels may mix two states: prepare again).
+    skeleton_segments
+        The segment of each of :attr:`skeleton_paths`.
+    label_names
+        Label → what it is (``"segment 12"``, ``"segment 12, other side of the cut"``).
+    display_labels
+        :attr:`labels` renumbered 1, 2, … (uint8) for drawing: a viewer maps
+        small values to colours directly (napari's numpy path refuses
+        labels above 2**16), and a quarter of the bytes of ``uint64``
+        ids is less to move per section.
+    display_values
+        The label each display label ``i + 1`` stands for.
     """
 
     task: Task
@@ -82,6 +102,10 @@ class TaskView:
     colors: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
     point_voxel: tuple[int, int, int] = (0, 0, 0)
     version: int = -1
+    skeleton_segments: list[int] = field(default_factory=list)
+    label_names: dict[int, str] = field(default_factory=dict)
+    display_labels: np.ndarray | None = None
+    display_values: tuple[int, ...] = ()
 
     def same_as(self, other: TaskView) -> bool:
         """True when both draw the same thing (arrays equal, same placement, paths and colours)."""
@@ -97,10 +121,10 @@ class TaskView:
 
 
 def crop_edge_nm(crop_nm, voxel_size) -> np.ndarray:
-    """The crop's edge per axis in nm: ``crop_nm`` (one number or three), default 64 voxels."""
+    """The crop's edge per axis in nm: ``crop_nm`` (one number or three), default :data:`DEFAULT_CROP_VOXELS`."""
     vs = np.asarray(voxel_size, dtype=np.float64)
     if crop_nm is None:
-        return DEFAULT_CROP_VOXELS * vs
+        return np.asarray(DEFAULT_CROP_VOXELS, dtype=np.float64) * vs
     try:
         edge = np.asarray(crop_nm, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -144,14 +168,43 @@ def segment_colors(segments) -> dict[int, tuple[float, float, float, float]]:
     return {int(s): PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)}
 
 
-def _skeleton_paths(skeletons, segments) -> list[np.ndarray]:
+def _skeleton_paths(skeletons, segments) -> tuple[list[np.ndarray], list[int]]:
+    """The segments' skeleton polylines (nm) and the segment of each."""
     if skeletons is None:
-        return []
+        return [], []
     from napari_connectome.skeleton import skeleton_paths
 
     get = skeletons.get if isinstance(skeletons, Mapping) or hasattr(skeletons, "get") else None
-    found = [get(int(s)) for s in segments] if get is not None else []
-    return [np.asarray(p, dtype=np.float64) for p in skeleton_paths([sk for sk in found if sk is not None])]
+    if get is None:
+        return [], []
+    paths, owners = [], []
+    for seg in segments:
+        sk = get(int(seg))
+        if sk is None:
+            continue
+        for p in skeleton_paths([sk]):
+            paths.append(np.asarray(p, dtype=np.float64))
+            owners.append(int(seg))
+    return paths, owners
+
+
+def cut_sides(pr, task: Task) -> tuple[np.ndarray, np.ndarray] | None:
+    """The supervoxels on each side of the split a "Cut here?" task proposes, or None.
+
+    The same min cut :func:`~napari_connectome.candidates.apply_candidate`
+    commits on *yes* (``preview_split_supervoxels``), nothing logged; None
+    for a merge task or when the cut cannot be computed now (the task is
+    then stale, and is skipped when shown or answered).
+    """
+    cand = task.candidate
+    if task.kind != "split" or not cand.supervoxels or not cand.sinks:
+        return None
+    try:
+        preview = pr.preview_split_supervoxels(list(cand.supervoxels), list(cand.sinks))
+    except InputError:
+        return None
+    return (np.asarray(preview.source_supervoxels, dtype=np.uint64),
+            np.asarray(preview.sink_supervoxels, dtype=np.uint64))
 
 
 def prepare_view(source, task: Task, *, em_volume=None, crop_nm=None, skeletons=None) -> TaskView:
@@ -194,21 +247,57 @@ def prepare_view(source, task: Task, *, em_volume=None, crop_nm=None, skeletons=
     em = np.asarray(em_volume.levels[0].array[_spatial_key(em_volume, box)])
     sv = np.asarray(sv_level.array[box])
     labels = np.zeros(sv.shape, dtype=np.uint64)
-    for seg in task.segments:
-        try:
-            members = pr.segment_supervoxels(int(seg))
-        except InputError:
-            continue  # edited away: the task is stale and will be skipped; nothing to draw for it
-        labels[np.isin(sv, members)] = np.uint64(seg)
+    sides = cut_sides(pr, task)
+    names: dict[int, str] = {}
+    if sides is not None:
+        seg = int(task.segments[0])
+        # Source side keeps the id; the far side is drawn apart (see OTHER_SIDE).
+        labels[np.isin(sv, sides[0])] = np.uint64(seg)
+        labels[np.isin(sv, sides[1])] = np.uint64(seg + OTHER_SIDE)
+        names = {seg: f"segment {seg}, this side of the cut", seg + OTHER_SIDE: f"segment {seg}, other side of the cut"}
+    else:
+        for seg in task.segments:
+            try:
+                members = pr.segment_supervoxels(int(seg))
+            except InputError:
+                continue  # edited away: the task is stale and will be skipped; nothing to draw for it
+            labels[np.isin(sv, members)] = np.uint64(seg)
+            names[int(seg)] = f"segment {int(seg)}"
+    colors = _colors(source, pr, task, sides)
+    display_values = tuple(names)
+    display = np.zeros(labels.shape, dtype=np.uint8)
+    for i, value in enumerate(display_values):
+        display[labels == np.uint64(value)] = i + 1
     if pr.version != version:
         version = -1  # an edit landed while reading: the member lists may be from two states
     offset_nm = tuple(float(o + b.start * v) for o, b, v in zip(sv_level.offset, box, vs, strict=True))
+    paths, owners = _skeleton_paths(skeletons, task.segments)
     return TaskView(
         task=task, em=em, labels=labels, offset_nm=offset_nm, voxel_size_nm=vs,
         point_nm=tuple(float(x) for x in task.location_nm),
-        skeleton_paths=_skeleton_paths(skeletons, task.segments), colors=segment_colors(task.segments),
-        point_voxel=point_voxel, version=version,
+        skeleton_paths=paths, colors=colors, point_voxel=point_voxel, version=version,
+        skeleton_segments=owners, label_names=names, display_labels=display, display_values=display_values,
     )
+
+
+def _colors(source, pr, task: Task, sides) -> dict[int, tuple[float, float, float, float]]:
+    """Label → RGBA: the session's stable colours when it has them (``source.colours``), else :data:`PALETTE`.
+
+    With stable colours (:class:`~napari_connectome.tasks.colours.SegmentColours`)
+    a "Cut here?" view shows each side in the colour it will have if the cut
+    is made (the larger side keeps the segment's colour).
+    """
+    stable = getattr(source, "colours", None)
+    if stable is None:
+        if sides is not None:
+            seg = int(task.segments[0])
+            return {seg: PALETTE[0], seg + OTHER_SIDE: PALETTE[1]}
+        return segment_colors(task.segments)
+    if sides is not None:
+        seg = int(task.segments[0])
+        source_rgba, sink_rgba = stable.split_preview(pr, seg, sides[0], sides[1])
+        return {seg: source_rgba, seg + OTHER_SIDE: sink_rgba}
+    return stable.for_segments(task.segments, pr)
 
 
 def view_still_valid(pr, view: TaskView | None, task: Task) -> bool:

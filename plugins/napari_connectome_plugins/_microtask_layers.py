@@ -1,4 +1,4 @@
-"""The layers of the Micro-tasks panel: one task's EM, segments, skeletons and decision point.
+"""The layers of the Micro-tasks panel: one task's EM, segment outlines, skeletons and decision point.
 
 A :class:`~napari_connectome.tasks.TaskView` is prepared off the GUI thread
 (the session's prefetcher); showing it here only swaps layer data, so the next
@@ -6,9 +6,15 @@ task appears at once. Every layer uses the crop's geometry (``scale`` = voxel
 size in nm, ``translate`` = world position of crop voxel 0), so world
 coordinates are nm, as everywhere else in the suite.
 
-The EM crop is drawn as three orthogonal planes through the decision point
-(napari Image layers with ``depiction="plane"``, normals along z, y and x):
-three layers sharing one array, because a napari layer draws one plane.
+The task opens in 2D, on the section through the decision point, at full
+resolution: 3D rendering of a labels volume under software OpenGL took
+seconds per task and hid the membranes a decision rests on. The segments
+are drawn as outlines (napari Labels ``contour``), not fills, so the EM
+stays readable; the skeletons are projected onto the section (a 2-D Vectors
+layer, drawn on every section of the crop, one line per skeleton edge in its
+segment's colour); the decision point is a ring, marked on every section (its
+section is the one shown first). ``,`` and ``.`` (or napari's slider) step through the crop's
+sections without leaving the task; napari's 2D/3D button shows it in 3D.
 """
 
 from __future__ import annotations
@@ -22,28 +28,21 @@ import numpy as np
 from napari_connectome_plugins._skeleton_layer import segment_colour
 
 TASK_KEY = "napari_connectome_task"
-EM_PREFIX = "task EM"
-EM_AXES = ("z", "y", "x")
+EM = "task EM"
 SEGMENTS = "task segments"
 SKELETONS = "task skeletons"
 POINT = "decision point"
 POINT_COLOUR = "yellow"
-# Skeleton line width and point size in nm: thin enough to see the EM around them.
-SKELETON_WIDTH_NM = 5.0
-POINT_SIZE_NM = 20.0
-# Zoom on a new task: the crop's edge spans this share of the canvas's shorter side (seen
-# obliquely, the planes look smaller than their edge).
-FILL = 0.8
-# Camera angles (degrees) of the first task: a little from the side, so the three planes show.
-OBLIQUE = (-45.0, 35.0, -45.0)
+# Outline width of the segments, in voxels of the crop: one voxel is 2–4 screen pixels at the
+# task's zoom, visible yet leaving the membranes under it readable.
+CONTOUR = 1
+# Skeleton line width (voxels) and decision point size (nm).
+SKELETON_WIDTH_VOXELS = 0.8
+POINT_SIZE_NM = 60.0
+# Zoom on a new task: the crop fills this share of the canvas (the tighter of height and width).
+FILL = 0.95
 
-
-def em_layer_name(axis: str) -> str:
-    """The name of the EM plane layer whose normal is ``axis`` (``z``, ``y`` or ``x``)."""
-    return f"{EM_PREFIX} {axis}"
-
-
-LAYER_NAMES = (*(em_layer_name(a) for a in EM_AXES), SEGMENTS, SKELETONS, POINT)
+LAYER_NAMES = (EM, SEGMENTS, SKELETONS, POINT)
 
 
 def camera(viewer):
@@ -65,7 +64,7 @@ def em_contrast(em: np.ndarray) -> tuple[float, float]:
 
 
 def segment_colours(view) -> dict[int, np.ndarray]:
-    """RGBA per involved segment: the view's own colours, else the suite's id colour."""
+    """RGBA per label of the view (segments, cut sides): the view's own colours, else the suite's id colour."""
     given = dict(getattr(view, "colors", None) or {})
     out = {}
     for seg in getattr(view.task, "segments", ()):
@@ -76,39 +75,55 @@ def segment_colours(view) -> dict[int, np.ndarray]:
     return out
 
 
-def skeleton_paths_and_colours(view, colours: dict[int, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """The view's skeleton polylines in crop voxel units and an RGBA colour per path.
+def display_labels(view, colours: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The labels to draw and RGBA per drawn value: the view's small display labels when it has them."""
+    shown = getattr(view, "display_labels", None)
+    values = tuple(getattr(view, "display_values", ()) or ())
+    if shown is None or not values:
+        return np.asarray(view.labels), colours
+    fallback = np.array([1.0, 1.0, 1.0, 1.0])
+    return np.asarray(shown), {i + 1: colours.get(int(v), fallback) for i, v in enumerate(values)}
 
-    A path's colour is that of the segment whose labels it runs through (the
-    crop's labels at its vertices); a path outside every labelled voxel gets
-    the first segment's colour.
+
+def skeleton_vectors(view, colours: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The view's skeleton edges projected onto a section: ``(N, 2, 2)`` vectors and ``(N, 4)`` RGBA.
+
+    Each vector is ``[(y, x) start, (dy, dx)]`` in crop voxel units; only
+    edges with both ends inside the crop are kept (the rest of a long
+    skeleton would cover the section with lines from far away). An edge
+    takes the colour of the label under its middle (so a "Cut here?" view
+    colours the skeleton by side), else its segment's colour.
     """
     size = np.asarray(view.voxel_size_nm, dtype=float)
     offset = np.asarray(view.offset_nm, dtype=float)
     labels = np.asarray(view.labels)
+    shape = np.asarray(labels.shape)
     fallback = next(iter(colours.values()), np.array([1.0, 1.0, 1.0, 1.0]))
-    paths, rgba = [], []
-    segments_of = getattr(view, "skeleton_segments", None)
+    owners = list(getattr(view, "skeleton_segments", None) or [])
+    starts, ends, rgba = [], [], []
     for i, path in enumerate(view.skeleton_paths or []):
-        path = np.asarray(path, dtype=float).reshape(-1, 3)
-        if len(path) < 2:
+        data = (np.asarray(path, dtype=float).reshape(-1, 3) - offset) / size
+        if len(data) < 2:
             continue
-        data = (path - offset) / size
-        seg = None
-        if segments_of is not None and i < len(segments_of):
-            seg = int(segments_of[i])
-        else:
-            idx = np.round(data).astype(int)
-            inside = np.all((idx >= 0) & (idx < np.asarray(labels.shape)), axis=1)
-            idx = idx[inside]
-            values = labels[idx[:, 0], idx[:, 1], idx[:, 2]] if len(idx) else np.zeros(0, labels.dtype)
-            values = values[values != 0]
-            if values.size:
-                ids, counts = np.unique(values, return_counts=True)
-                seg = int(ids[np.argmax(counts)])
-        paths.append(data)
-        rgba.append(colours.get(seg, fallback) if seg is not None else fallback)
-    return paths, np.asarray(rgba, dtype=float).reshape(-1, 4)
+        a, b = data[:-1], data[1:]
+        inside = np.all((a > -0.5) & (a < shape - 0.5) & (b > -0.5) & (b < shape - 0.5), axis=1)
+        a, b = a[inside], b[inside]
+        if not len(a):
+            continue
+        own = colours.get(owners[i], fallback) if i < len(owners) else fallback
+        mid = np.clip(np.round((a + b) / 2).astype(int), 0, shape - 1)
+        under = labels[mid[:, 0], mid[:, 1], mid[:, 2]]
+        edge_rgba = np.tile(own, (len(a), 1))
+        for value in np.unique(under):
+            if int(value) != 0 and int(value) in colours:
+                edge_rgba[under == value] = colours[int(value)]
+        starts.append(a[:, 1:])
+        ends.append(b[:, 1:])
+        rgba.append(edge_rgba)
+    if not starts:
+        return np.zeros((0, 2, 2)), np.zeros((0, 4))
+    start = np.concatenate(starts)
+    return np.stack([start, np.concatenate(ends) - start], axis=1), np.concatenate(rgba)
 
 
 class TaskLayers:
@@ -128,6 +143,7 @@ class TaskLayers:
         self._layers: dict[str, Any] = {}
         self._shown_once = False
         self.view = None
+        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
 
     # -- access --------------------------------------------------------------
     def layer(self, name: str):
@@ -148,88 +164,131 @@ class TaskLayers:
     def show(self, view, *, centre: bool = True) -> None:
         """Draw ``view`` (a :class:`~napari_connectome.tasks.TaskView`); the layers are made if needed."""
         em = np.asarray(view.em)
-        labels = np.asarray(view.labels)
+        labels, label_colours = display_labels(view, colours := segment_colours(view))
         scale = tuple(float(v) for v in view.voxel_size_nm)
         translate = tuple(float(v) for v in view.offset_nm)
-        point_nm = np.asarray(view.point_nm, dtype=float)
-        point = (point_nm - np.asarray(translate)) / np.asarray(scale)
-        # The planes go through the voxel holding the point, inside the crop.
-        voxel = getattr(view, "point_voxel", None)
-        if voxel is None:
-            voxel = np.round(point)
-        position = tuple(float(v) for v in np.clip(np.asarray(voxel, dtype=float), 0, np.asarray(em.shape) - 1))
-        colours = segment_colours(view)
-        paths, path_colours = skeleton_paths_and_colours(view, colours)
-        width = SKELETON_WIDTH_NM / float(min(scale))
+        point = (np.asarray(view.point_nm, dtype=float) - np.asarray(translate)) / np.asarray(scale)
+        vectors, vector_colours = skeleton_vectors(view, colours)
         if not self._complete():
             self._make(em, labels, scale, translate)
         limits = em_contrast(em)
         with _one_update(self.viewer, [self._layers[name] for name in LAYER_NAMES]):
-            for axis_index, axis in enumerate(EM_AXES):
-                layer = self._layers[em_layer_name(axis)]
-                normal = [0.0, 0.0, 0.0]
-                normal[axis_index] = 1.0
-                layer.data = em
-                _place(layer, scale, translate)
+            layer = self._layers[EM]
+            layer.data = em
+            _place(layer, scale, translate)
+            if tuple(layer.contrast_limits) != limits:
                 layer.contrast_limits_range = limits
                 layer.contrast_limits = limits
-                layer.plane.position = position
-                layer.plane.normal = tuple(normal)
             seg_layer = self._layers[SEGMENTS]
             seg_layer.data = labels
             _place(seg_layer, scale, translate)
-            seg_layer.colormap = _label_colormap(colours)
-            skel = self._layers[SKELETONS]
-            _place(skel, scale, translate)
-            skel.data = []
-            if paths:
-                skel.add_paths(paths, edge_width=width, edge_color=path_colours)
+            seg_layer.colormap = _label_colormap(label_colours)
             pts = self._layers[POINT]
-            _place(pts, scale, translate)
-            pts.data = point.reshape(1, 3)
+            _place(pts, scale[1:], translate[1:])
+            pts.data = point[1:].reshape(1, 2)
             pts.size = POINT_SIZE_NM / float(min(scale))
+            _place(self._layers[SKELETONS], scale[1:], translate[1:])
+        # Vectors data outside the held-back refresh: their colours are indexed by the sliced data.
+        skel = self._layers[SKELETONS]
+        skel.data = vectors
+        if len(vectors):
+            skel.edge_color = vector_colours
         self.view = view
         if centre:
             self.centre(view)
 
     def centre(self, view=None) -> None:
-        """Point the camera at the decision point and fit the crop (3D, oblique on the first task)."""
+        """Show the section through the decision point, centred on it, the crop filling the canvas.
+
+        The first task switches the viewer to 2D; later ones keep what the
+        proofreader chose (napari's 2D/3D button).
+        """
         view = view if view is not None else self.view
         if view is None:
             return
-        if self.viewer.dims.ndisplay != 3:
-            self.viewer.dims.ndisplay = 3
-        cam = camera(self.viewer)
-        cam.center = tuple(float(v) for v in view.point_nm)
-        extent = float(np.max(np.asarray(np.shape(view.em), dtype=float) * np.asarray(view.voxel_size_nm, dtype=float)))
-        canvas = _canvas_pixels(self.viewer)
-        if extent > 0 and canvas > 0:
-            cam.zoom = FILL * canvas / extent
         if not self._shown_once:
-            cam.angles = OBLIQUE
+            if self.viewer.dims.ndisplay != 2:
+                self.viewer.dims.ndisplay = 2
             self._shown_once = True
+        point = tuple(float(v) for v in view.point_nm)
+        dims = self.viewer.dims
+        first = dims.ndim - 3  # z, y, x are the last three axes (a channel axis may lead)
+        # One call: each dims change re-slices every layer, hidden ones included.
+        axes = [first + i for i in range(3) if not np.isclose(dims.point[first + i], point[i])]
+        if axes:
+            dims.set_point(axes, [point[a - first] for a in axes])
+        # Centre on the crop, not the point: near a face of the volume the crop is cut there, and
+        # centring on the point would leave part of the canvas empty and push the crop off it.
+        size = np.asarray(view.voxel_size_nm, dtype=float)
+        shape = np.asarray(np.shape(view.em), dtype=float)
+        middle = np.asarray(view.offset_nm, dtype=float) + (shape - 1) / 2 * size
+        cam = camera(self.viewer)
+        cam.center = (point[0], float(middle[1]), float(middle[2]))
+        extent = shape * size
+        height, width = _canvas_size(self.viewer)
+        if self.viewer.dims.ndisplay == 2 and min(extent[1:]) > 0 and height > 0 and width > 0:
+            cam.zoom = FILL * min(height / extent[1], width / extent[2])
+        elif self.viewer.dims.ndisplay == 3 and max(extent) > 0 and min(height, width) > 0:
+            cam.zoom = FILL * min(height, width) / float(max(extent))
+
+    def step_section(self, steps: int) -> None:
+        """Move ``steps`` sections (z) through the crop, staying inside it."""
+        view = self.view
+        if view is None:
+            return
+        dims = self.viewer.dims
+        axis = dims.ndim - 3
+        z_size = float(view.voxel_size_nm[0])
+        lo = float(view.offset_nm[0])
+        hi = lo + (np.shape(view.em)[0] - 1) * z_size
+        now = float(dims.point[axis])
+        dims.set_point(axis, float(np.clip(now + steps * z_size, lo, hi)))
 
     def clear(self) -> None:
         """Show nothing (no task left), keeping the layers."""
-        for axis in EM_AXES:
-            layer = self.layer(em_layer_name(axis))
+        for name in (EM, SEGMENTS):
+            layer = self.layer(name)
             if layer is not None:
                 layer.data = np.zeros((1, 1, 1), dtype=layer.data.dtype)
-        if (layer := self.layer(SEGMENTS)) is not None:
-            layer.data = np.zeros((1, 1, 1), dtype=layer.data.dtype)
         if (layer := self.layer(SKELETONS)) is not None:
-            layer.data = []
+            layer.data = np.zeros((0, 2, 2))
         if (layer := self.layer(POINT)) is not None:
-            layer.data = np.empty((0, 3))
+            layer.data = np.empty((0, 2))
         self.view = None
 
     def remove(self) -> None:
         """Remove the layers from the viewer."""
+        try:
+            self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+        except Exception:  # already gone with the viewer
+            pass
         for layer in self.layers():
             self.viewer.layers.remove(layer)
         self._layers.clear()
         self._shown_once = False
         self.view = None
+
+    def _on_ndisplay(self, _event=None) -> None:
+        """3D on demand: the EM as the plane of the section shown; the 2-D projections hidden.
+
+        The projected skeletons and the point are 2-D layers, which a 3-D
+        view would draw at z = 0, away from the crop; the section's own EM
+        plane keeps the picture readable while the segments show in depth.
+        """
+        three = self.viewer.dims.ndisplay == 3
+        for name in (SKELETONS, POINT):
+            if (layer := self.layer(name)) is not None:
+                layer.visible = not three
+        em = self.layer(EM)
+        if em is None:
+            return
+        if three:
+            em.depiction = "plane"
+            em.plane.normal = (1.0, 0.0, 0.0)
+            z = float(self.viewer.dims.point[self.viewer.dims.ndim - 3])
+            em.plane.position = ((z - em.translate[0]) / em.scale[0], em.data.shape[1] / 2, em.data.shape[2] / 2)
+        else:
+            em.depiction = "volume"
 
     # -- internals ------------------------------------------------------------------
     def _complete(self) -> bool:
@@ -242,33 +301,41 @@ class TaskLayers:
             if layer is not None and layer not in self.viewer.layers:
                 del self._layers[name]
         viewer = self.viewer
-        for axis in EM_AXES:
-            name = em_layer_name(axis)
-            if name in self._layers:
-                continue
-            self._layers[name] = viewer.add_image(
-                em, name=name, scale=scale, translate=translate, colormap="gray",
-                depiction="plane", rendering="translucent", blending="translucent", metadata=self.meta,
+        if EM not in self._layers:
+            self._layers[EM] = viewer.add_image(
+                em, name=EM, scale=scale, translate=translate, colormap="gray", metadata=self.meta,
             )
         if SEGMENTS not in self._layers:
             layer = viewer.add_labels(
-                labels, name=SEGMENTS, scale=scale, translate=translate, opacity=0.3,
-                blending="translucent_no_depth", metadata=self.meta,
+                labels, name=SEGMENTS, scale=scale, translate=translate, opacity=1.0,
+                blending="translucent", metadata=self.meta,
             )
+            layer.contour = CONTOUR  # outlines: the membranes under the segments stay visible
             layer.editable = False  # a task's crop is a picture, not the segmentation
             self._layers[SEGMENTS] = layer
         if SKELETONS not in self._layers:
-            self._layers[SKELETONS] = viewer.add_shapes(
-                ndim=3, name=SKELETONS, scale=scale, translate=translate, face_color="transparent",
-                edge_color="white", blending="translucent_no_depth", metadata=self.meta,
+            # 2-D: napari draws a layer with fewer dimensions on every section, i.e. projected.
+            self._layers[SKELETONS] = viewer.add_vectors(
+                np.zeros((0, 2, 2)), ndim=2, name=SKELETONS, scale=scale[1:], translate=translate[1:],
+                edge_width=SKELETON_WIDTH_VOXELS, vector_style="line", edge_color="white", length=1.0,
+                blending="translucent_no_depth", metadata=self.meta,
             )
+            # napari redraws a Vectors thumbnail from every vector on each change (~12 ms for a few
+            # hundred skeleton edges, twice per task); a thumbnail of skeleton lines tells nothing.
+            self._layers[SKELETONS]._update_thumbnail = _no_thumbnail
         if POINT not in self._layers:
+            # 2-D like the skeletons: the point's (y, x) stays marked on every section stepped to.
             self._layers[POINT] = viewer.add_points(
-                np.empty((0, 3)), name=POINT, scale=scale, translate=translate, face_color=POINT_COLOUR,
-                border_color="black", symbol="disc", blending="translucent_no_depth", metadata=self.meta,
+                np.empty((0, 2)), ndim=2, name=POINT, scale=scale[1:], translate=translate[1:],
+                face_color=POINT_COLOUR, border_width=0, symbol="ring",
+                blending="translucent_no_depth", metadata=self.meta,
             )
         # Keep the point selected as the active layer: clicks and keys land on our layers.
         viewer.layers.selection.active = self._layers[POINT]
+
+
+def _no_thumbnail(*_args, **_kwargs) -> None:
+    """Stands in for a layer's thumbnail update (see :meth:`TaskLayers._make`)."""
 
 
 def _place(layer, scale, translate) -> None:
@@ -326,10 +393,10 @@ def _label_colormap(colours: dict[int, np.ndarray]):
     return DirectLabelColormap(color_dict=colour_dict)
 
 
-def _canvas_pixels(viewer) -> float:
-    """The canvas's shorter side in pixels (0 when unknown)."""
+def _canvas_size(viewer) -> tuple[float, float]:
+    """The canvas's (height, width) in pixels ((0, 0) when unknown)."""
     canvas = getattr(viewer, "canvas", None)  # napari ≥ 0.9: viewer.canvas.size (height, width)
     size = getattr(canvas, "size", None) if canvas is not None else getattr(viewer, "_canvas_size", None)
     if size is None:
-        return 0.0
-    return float(min(size))
+        return 0.0, 0.0
+    return float(size[0]), float(size[1])

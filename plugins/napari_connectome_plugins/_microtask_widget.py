@@ -7,9 +7,14 @@ current task and forwards keys, buttons and input activity to it:
 
 - the question in large type ("Same neuron?" / "Cut here?") with the task
   id, kind and impact;
-- in the viewer, switched to 3D and centred on the decision point: the
-  full-resolution EM crop as three orthogonal planes through the point, the
-  involved segments, their skeletons (one colour per segment) and the point;
+- in the viewer, in 2D on the section through the decision point: the
+  full-resolution EM crop (256 voxels across, 64 sections deep by default),
+  the involved segments as outlines (for "Cut here?" the two sides of the
+  proposed cut in two colours), their skeletons projected onto the section
+  and the point; ``,`` and ``.`` step through the sections;
+- segment colours that follow the edits (a merge keeps the larger body's
+  colour, the larger part of a split keeps it, undo brings it back), and
+  skeletons that follow them too (new segments are skeletonized in a worker);
 - progress (done · queued · flagged), live VI against the ground truth when
   the project has one, and the latest note (e.g. a task skipped because its
   segments were edited since).
@@ -32,6 +37,7 @@ N      no: leave it, tell the ranker
 S      skip: ask later
 U      undo the last answer (and its edit); that task is shown again
 F      flag the task for an expert
+,  .   previous / next section (z) of the task's crop
 =====  ==============================================================
 """
 
@@ -53,6 +59,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_connectome.tasks.colours import SegmentColours
+from napari_connectome.tasks.skeletons import FollowingSkeletons
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
 from napari_connectome_plugins._microtask_layers import TaskLayers
@@ -85,7 +93,14 @@ TIPS = {
     "undo": "Undo the last answer and its edit; that task is shown again (U)",
     "flag": "Flag the task for an expert and go on (F)",
 }
-HELP = "Y yes (apply the edit) · N no · S skip · U undo the last answer · F flag for an expert"
+# Keys that move through the task's crop (bound like the answers; no buttons).
+SECTION_KEYS: tuple[tuple[str, str, str], ...] = (
+    (",", "section_back", "Previous section"),
+    (".", "section_forward", "Next section"),
+)
+SECTION_STEP = {"section_back": -1, "section_forward": 1}
+HELP = ("Y yes (apply the edit) · N no · S skip · U undo the last answer · F flag for an expert · "
+        ", . previous / next section")
 QUESTION_POINTS = 22
 # Events that mean a person is at the keyboard or mouse.
 INPUT_EVENTS = frozenset(
@@ -191,13 +206,16 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         Prepare the next task's view in a worker thread (the default).
     find_options
         Options for the candidate search (passed to the session).
+    strategy
+        The ranking strategy (a name or a :class:`~napari_connectome.rank.Strategy`;
+        default: the session's, ``active``).
     """
 
     # An edit committed by the Proofreader (any thread; queued to the GUI thread).
     edited = Signal(object)
     TITLE = "Micro-tasks"
     OPENING = "opening the task session"
-    KEYS = KEYS
+    KEYS = KEYS + SECTION_KEYS
     KEY_PREFIX = "microtask"
 
     def __init__(
@@ -209,6 +227,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         idle_after_s: float | None = None,
         prefetch: bool = True,
         find_options: dict | None = None,
+        strategy=None,
     ) -> None:
         super().__init__(parent)
         self.viewer = unwrap(napari_viewer)
@@ -216,9 +235,12 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self.idle_after_s = idle_after_s
         self.prefetch = prefetch
         self.find_options = find_options
+        self.strategy = strategy
         self.project = None
         self.session = None
         self.task_layers: TaskLayers | None = None
+        self.colours: SegmentColours | None = None
+        self.skeletons: FollowingSkeletons | None = None
         self.last_show_ms: float | None = None
         self._shared = None  # the Proofread panel whose Proofreader the session uses
         self._hidden: list[Any] = []
@@ -315,6 +337,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             "idle_after_s": self.idle_after_s,
             "prefetch": self.prefetch,
             "find_options": self.find_options,
+            "strategy": self.strategy,
         }
         self._open_in_worker(
             root, f"{project.name} (finding tasks…)", _open_session, project, options,
@@ -338,6 +361,9 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         if shared is None:
             for note in getattr(session.proofreader, "notes", []) or []:
                 _notify.info(f"{project.name}: {note}")
+        self._follow_edits(session)
+        # Imported now, not on the first answer (it refreshes Effort panels; the import takes ~0.7 s).
+        import napari_connectome_plugins._effort_widget  # noqa: F401
         session.proofreader.add_listener(self._edit_listener)
         self.task_layers = TaskLayers(self.viewer, project_root=project.root)
         self._ndisplay_before = int(self.viewer.dims.ndisplay)
@@ -352,9 +378,44 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self._bind_keys()
         self._update_controls()
 
+    def _follow_edits(self, session) -> None:
+        """Stable colours and skeletons that follow the edits, for the views the session prepares.
+
+        The session's views read ``session.colours`` and ``session.skeletons``
+        (see :func:`~napari_connectome.tasks.view.prepare_view`); both listen
+        to the Proofreader, so a segment made by a merge, split or undo has
+        its colour handed on and a skeleton made in a worker.
+        """
+        pr = session.proofreader
+        self.colours = SegmentColours()
+        session.colours = self.colours
+        store = getattr(session, "skeletons", None)
+        self.skeletons = None
+        if store is not None and hasattr(store, "update_after_edit"):
+            self.skeletons = FollowingSkeletons(store, pr)
+            session.skeletons = self.skeletons
+        colours, skeletons = self.colours, self.skeletons
+
+        def follow(result) -> None:
+            # Bound to this session's followers: a later session of the panel has its own.
+            if self.colours is not colours:
+                return
+            try:
+                colours.follow(pr, result)
+            except Exception:  # colours must never break an edit
+                logger.debug("colours did not follow edit", exc_info=True)
+            if skeletons is not None:
+                skeletons.follow(result)
+
+        pr.add_listener(follow)
+
     def unbind(self) -> None:
         """Close the session and remove the panel's layers; restore the viewer."""
         self._unbind_keys()
+        if self.skeletons is not None:
+            self.skeletons.close()
+        self.skeletons = None
+        self.colours = None
         if self.task_layers is not None:
             try:
                 self.task_layers.remove()
@@ -440,8 +501,8 @@ class MicroTaskWidget(ProjectPanel, QWidget):
 
     # -- actions ----------------------------------------------------------------------
     def press(self, key: str) -> Any:
-        """Act as if ``key`` (``"Y"``, ``"N"``, ``"S"``, ``"U"``, ``"F"``) was pressed (tests, scripts)."""
-        actions = {k: a for k, a, _ in KEYS}
+        """Act as if ``key`` (``"Y"``, ``"N"``, ``"S"``, ``"U"``, ``"F"``, ``","``, ``"."``) was pressed (tests, scripts)."""
+        actions = {k: a for k, a, _ in KEYS + SECTION_KEYS}
         action = actions.get(str(key).upper())
         if action is None:
             raise ValueError(f"no micro-task key {key!r}; keys are {', '.join(actions)}")
@@ -453,6 +514,10 @@ class MicroTaskWidget(ProjectPanel, QWidget):
 
         Engine errors show as one notification line; the panel keeps working.
         """
+        if action in SECTION_STEP:
+            if self.task_layers is not None:
+                self.task_layers.step_section(SECTION_STEP[action])
+            return None
         if self.session is None:
             _notify.warning("Micro-tasks: open a project first" if not self._busy else f"Micro-tasks: wait, still {self._busy}")
             return None

@@ -22,6 +22,8 @@ import pytest
 from napari_connectome_plugins import _microtask_layers as ml
 from napari_connectome_plugins import _microtask_widget as mw
 
+from napari_connectome.tasks.view import OTHER_SIDE
+
 pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-connectome"
@@ -136,7 +138,7 @@ def test_twenty_tasks_by_keys_agree_with_the_edit_log_the_effort_log_and_the_rep
     assert widget.vi_label.text().startswith("VI ")  # the sample has ground truth
     for name in ml.LAYER_NAMES:
         assert name in viewer.layers
-    assert viewer.dims.ndisplay == 3
+    assert viewer.dims.ndisplay == 2  # the section through the decision point first
 
     shown_at = clock()
     stack: list[dict] = []  # answers in effect, newest last
@@ -246,20 +248,24 @@ def test_layers_show_the_task_crop_around_the_decision_point(panel):
     view = widget.task_layers.view
     task = widget.current_task
     assert view.task.id == task.id
-    em = viewer.layers[ml.em_layer_name("z")]
-    assert em.depiction == "plane"
-    normals = {tuple(np.round(viewer.layers[ml.em_layer_name(a)].plane.normal, 6)) for a in ml.EM_AXES}
-    assert normals == {(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)}
+    em = viewer.layers[ml.EM]
+    assert viewer.dims.ndisplay == 2
+    # The section shown is the one through the decision point.
+    assert np.isclose(viewer.dims.point[0], task.location_nm[0])
     assert np.array_equal(np.asarray(em.data), view.em)
     np.testing.assert_allclose(em.scale, view.voxel_size_nm)
     np.testing.assert_allclose(em.translate, view.offset_nm)
     segments = viewer.layers[ml.SEGMENTS]
-    assert set(np.unique(np.asarray(segments.data)).tolist()) <= {0, *task.segments}
+    assert segments.contour > 0  # outlines, not fills: the membranes stay visible
+    drawn = {view.display_values[int(v) - 1] for v in np.unique(np.asarray(segments.data)) if v}
+    assert drawn <= {*task.segments, *(s + OTHER_SIDE for s in task.segments)}
     point = viewer.layers[ml.POINT]
     world = np.asarray(point.data[0]) * np.asarray(point.scale) + np.asarray(point.translate)
-    np.testing.assert_allclose(world, task.location_nm, atol=1e-6)
+    np.testing.assert_allclose(world, task.location_nm[1:], atol=1e-6)  # (y, x), marked on every section
+    # The camera looks at the middle of the crop (cut at the volume's faces), which holds the point.
     cam = ml.camera(viewer)
-    np.testing.assert_allclose(cam.center, task.location_nm, atol=1e-6)
+    middle = np.asarray(view.offset_nm) + (np.asarray(view.em.shape) - 1) / 2 * np.asarray(view.voxel_size_nm)
+    np.testing.assert_allclose(cam.center[-2:], middle[1:], atol=1e-6)
     # The project's own layers are hidden while tasks are shown, and come back on close.
     others = [layer for layer in viewer.layers if layer.name not in ml.LAYER_NAMES]
     assert others and not any(layer.visible for layer in others)
