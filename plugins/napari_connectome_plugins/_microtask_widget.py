@@ -108,16 +108,14 @@ INPUT_EVENTS = frozenset(
 )
 
 
-def _fmt_impact(value) -> str:
+def _fmt_impact(candidate) -> str:
+    """The candidate's impact with its unit (voxels, or length of skeleton), or "—"."""
+    from napari_connectome.candidates.model import format_impact
+
     try:
-        value = float(value)
-    except (TypeError, ValueError):
+        return format_impact(float(candidate.impact), getattr(candidate, "impact_unit", "voxels"))
+    except (AttributeError, TypeError, ValueError):
         return "—"
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:.1f}M"
-    if abs(value) >= 1e3:
-        return f"{value / 1e3:.1f}k"
-    return f"{value:.0f}"
 
 
 def progress_text(progress: dict) -> str:
@@ -139,9 +137,9 @@ def vi_text(vi: dict | None) -> str:
 
 
 def task_text(task) -> str:
-    """``t-1a2b3c4d5e6f · merge · impact 2.4k · segments 12, 87``."""
+    """``t-1a2b3c4d5e6f · merge · impact 2.4k voxels · segments 12, 87``."""
     segments = ", ".join(str(int(s)) for s in getattr(task, "segments", ()))
-    impact = _fmt_impact(getattr(getattr(task, "candidate", None), "impact", None))
+    impact = _fmt_impact(getattr(task, "candidate", None))
     return f"{task.id} · {task.kind} · impact {impact} · segments {segments or '—'}"
 
 
@@ -249,6 +247,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self._busy = ""
         self._opening: str | None = None
         self._notes_seen = 0
+        self._waiting = False  # between an answer key and the next task drawn
         self._ndisplay_before: int | None = None
         self.setMinimumWidth(340)
         self._build_ui()
@@ -529,19 +528,48 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         return self._guarded(action, lambda: self.answer(action))
 
     def answer(self, answer: str):
-        """Answer the current task; the next one is shown at once."""
-        result = self.session.answer(answer)
-        self._after_answer(result, answer)
+        """Answer the current task; the next one is shown at once.
+
+        From the key press until the next task is drawn the proofreader waits
+        for the suite: that time is recorded as waiting, not as work.
+        """
+        self._wait_for_next()
+        try:
+            result = self.session.answer(answer)
+            self._after_answer(result, answer)
+        finally:
+            self._end_wait_when_drawn()
         return result
 
     def undo(self):
         """Undo the last answer and its edit; that task is shown again."""
-        result = self.session.undo()
-        if result is None:
-            _notify.info("Micro-tasks: nothing to undo")
-            return None
-        self._after_answer(result, "undo")
+        self._wait_for_next()
+        try:
+            result = self.session.undo()
+            if result is None:
+                _notify.info("Micro-tasks: nothing to undo")
+                return None
+            self._after_answer(result, "undo")
+        finally:
+            self._end_wait_when_drawn()
         return result
+
+    def _wait_for_next(self) -> None:
+        if not self._waiting:
+            self._waiting = True
+            self.session.waiting_started()
+
+    def _end_wait_when_drawn(self) -> None:
+        """End the wait once the next task's layers hold its data.
+
+        The paint that follows (tens of ms: benchmarks/bench_gui.py) counts as
+        work; ending on a later event instead would count a person's pause
+        after an answer as waiting whenever no event arrives in between.
+        """
+        if self._waiting:
+            self._waiting = False
+            if self.session is not None:
+                self.session.waiting_ended()
 
     def _after_answer(self, result, answer: str) -> None:
         edit_id = getattr(result, "edit_id", None)

@@ -443,3 +443,34 @@ def test_the_task_session_borrows_an_open_proofread_panels_proofreader(make_napa
     widget.close_panel()
     assert pr.log._con is None
     assert not [m for m in messages if m[0] == "error"]
+
+
+def test_waiting_for_the_next_task_to_be_drawn_is_not_active_time(panel, qtbot):
+    # The issue saw t_merge 20 s: the seconds the GUI took to draw counted as work.
+    viewer, widget, clock = panel
+    first = widget.current_task
+    session = widget.session
+    view = session.view
+
+    def slow_view(task):
+        clock.advance(5)  # drawing the next task takes 5 s of the proofreader's time
+        return view(task)
+
+    session.view = slow_view
+    clock.advance(10)  # looking at the task: work
+    key(viewer, qtbot, "n")
+    assert not widget._waiting
+    second = widget.current_task
+    clock.advance(3)
+    key(viewer, qtbot, "s")
+    rows = {r["task_id"]: r for r in widget.session.effort.rows()}
+    assert rows[first.id]["active_s"] == pytest.approx(10.0)
+    # The 5 s spent drawing the second task are its waiting, not its work (3 s).
+    assert rows[second.id]["waiting_s"] == pytest.approx(5.0)
+    assert rows[second.id]["active_s"] == pytest.approx(3.0)
+
+
+def test_task_line_gives_the_impact_with_its_unit(panel):
+    _viewer, widget, _clock = panel
+    text = widget.task_label.text()
+    assert "impact" in text and ("voxels" in text or "skeleton" in text), text
