@@ -1,6 +1,7 @@
 # Two set-up commands (see README):
 #   make run [SCREENSHOT=out.png] [PANEL=tasks]   create .venv, install, start the suite on the bundled sample
 #   make test                       create .venv, install with test extras, run every check
+#                                   (then the GUI tests again under PyQt6, in .venv-qt6)
 #
 # torch: where no NVIDIA GPU is present the CPU build is installed first
 # (TORCH_SPEC, default torch==2.13.0; set TORCH_INDEX to a CPU wheel index such
@@ -20,7 +21,7 @@ PANEL ?= tasks
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: run test venv lint clean bench screenshot-readme
+.PHONY: run test test-qt6 venv lint clean bench screenshot-readme
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,10 +56,25 @@ test: $(VENV)/.installed-test
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(MAKE) test-qt6
+
+# The PyQt6 leg: the GUI tests (tests/plugins) again under PyQt6, in a venv of its own
+# (PyQt5 stays the binding users install; the engine tests do not touch Qt, so they run once).
+QT6_VENV ?= .venv-qt6
+QT6_BIN := $(QT6_VENV)/bin
+
+$(QT6_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(QT6_VENV)
+	$(QT6_BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(QT6_BIN)/python -m pip install -q -e ".[qt6-test]"
+	@touch $@
+
+test-qt6: $(QT6_VENV)/.installed
+	QT_API=pyqt6 PYTEST_QT_API=pyqt6 $(QT6_BIN)/python -m pytest tests/plugins
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_convert.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(QT6_VENV) build dist *.egg-info .pytest_cache .ruff_cache

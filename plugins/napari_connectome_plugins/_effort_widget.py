@@ -52,6 +52,7 @@ from napari_connectome_plugins._project_panel import (
     unwrap,
     viewer_project_root,
 )
+from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,7 @@ class EffortWidget(QWidget):
         self._worker = None
         self.setMinimumWidth(360)
         self._build_ui()
+        keep_button_labels(self)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFRESH_DELAY_MS)
@@ -233,7 +235,7 @@ class EffortWidget(QWidget):
         self.refresh()
 
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         box, form, self.project_label = project_box(self, NO_PROJECT)
         self.volume_combo = QComboBox(box)

@@ -73,6 +73,7 @@ from napari_connectome_plugins._project_panel import (
     unwrap,
 )
 from napari_connectome_plugins._project_panel import docked as _docked
+from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +252,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self._ndisplay_before: int | None = None
         self.setMinimumWidth(340)
         self._build_ui()
+        keep_button_labels(self)
         # Queued: a listener runs inside the edit, and the session must finish its answer first.
         self.edited.connect(self._on_edited, Qt.QueuedConnection)
         self._watcher = InputWatcher(self._main_window, self._on_input)
@@ -263,7 +265,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
 
     # -- interface -----------------------------------------------------------
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
         box, form, self.project_label = project_box(self, NO_PROJECT)

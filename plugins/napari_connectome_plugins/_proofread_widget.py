@@ -69,6 +69,7 @@ from napari_connectome_plugins._proofread_layers import (
     pick_point,
     same_points,
 )
+from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self.last_edit_ms: float | None = None
         self.setMinimumWidth(340)
         self._build_ui()
+        keep_button_labels(self)
 
         self._connect_layer_events()
         self._bind_idle_keys()
@@ -210,7 +212,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
 
     # -- interface -----------------------------------------------------------
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
         box, form, self.project_label = project_box(self, NO_PROJECT)

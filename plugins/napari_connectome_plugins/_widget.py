@@ -41,6 +41,7 @@ from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta, spatial_axes
 from napari_connectome_plugins._new_project import NewProjectDialog
 from napari_connectome_plugins._project_panel import same
+from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
 # How the table marks a voxel size the suite assumed (the details say "assumed").
 ASSUMED_MARK = " *"
@@ -159,7 +160,7 @@ class ConnectomeWidget(QWidget):
         self._last_dir = os.path.expanduser("~")
         self.setMinimumWidth(360)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
         # -- project ---------------------------------------------------------
@@ -250,6 +251,7 @@ class ConnectomeWidget(QWidget):
         buttons.addWidget(self.voxel_button)
         layout.addLayout(buttons)
         layout.addStretch(1)
+        keep_button_labels(self)
 
         layers = self.viewer.layers
         layers.events.inserted.connect(self._on_inserted)

@@ -172,6 +172,7 @@ def _show(
     except ConnectomeError as exc:
         return _fail(exc)
     start = len(SENT)
+    _binding_notice_to_terminal()
     viewer = napari.Viewer(title=title, ndisplay=ndisplay, show=True)
     closed = False
     extra: list = []
@@ -229,6 +230,24 @@ def _screenshot(viewer, path: str) -> int:
     except OSError as exc:
         return _fail(InputError(path, f"the screenshot could not be written: {exc}"))
     return 0
+
+
+def _binding_notice_to_terminal() -> None:
+    """Say napari's PyQt5 deprecation notice once in the terminal, not as a toast over the canvas.
+
+    napari 0.9 shows it at every start, over the task view; PyQt5 is the binding
+    our users asked for (PyQt6 works too: ``make test`` runs the GUI tests on
+    both), so the notice is kept, where it does not cover the work.
+    """
+    try:
+        import qtpy
+        from napari._qt import qt_main_window
+    except ImportError:  # another napari layout: leave its notice alone
+        return
+    if getattr(qt_main_window, "SHOW_QT_WARNING", False) and qtpy.API_NAME == "PyQt5":
+        qt_main_window.SHOW_QT_WARNING = False
+        print("napari-connectome: note: napari says its PyQt5 support is deprecated; "
+              "PyQt6 works too (pip install PyQt6)", file=sys.stderr)
 
 
 def view(

@@ -55,3 +55,36 @@ def test_keys_with_no_project_say_what_is_missing(make_napari_viewer, qtbot, mes
     widget.close()
     prefix = widget.KEY_PREFIX + "_"
     assert not any(getattr(f, "__name__", "").startswith(prefix) for f in viewer.keymap.values())
+
+
+def test_the_pyqt5_notice_goes_to_the_terminal_not_over_the_canvas(capsys, monkeypatch):
+    import qtpy
+    from napari._qt import qt_main_window
+    from napari_connectome_plugins import launch
+
+    monkeypatch.setattr(qt_main_window, "SHOW_QT_WARNING", True)
+    launch._binding_notice_to_terminal()
+    if qtpy.API_NAME == "PyQt5":
+        assert qt_main_window.SHOW_QT_WARNING is False
+        assert "deprecated" in capsys.readouterr().err
+    else:  # PyQt6: napari has nothing to say; nothing is changed
+        assert qt_main_window.SHOW_QT_WARNING is True
+
+
+@pytest.mark.parametrize("size", [(1600, 1000), (1280, 800)])
+def test_docked_panels_scroll_rather_than_cut_their_labels(make_napari_viewer, qtbot, size):
+    from qtpy.QtWidgets import QApplication, QPushButton
+
+    viewer = make_napari_viewer(show=True)
+    panels = [viewer.window.add_plugin_dock_widget(PLUGIN, name)[1]
+              for name in ("Connectome", "Proofread", "Micro-tasks", "Effort")]
+    viewer.window._qt_window.resize(*size)
+    QApplication.processEvents()
+    for panel in panels:
+        assert panel.scroll_area.widget().minimumSizeHint().height() > 0
+        for button in panel.findChildren(QPushButton):
+            if button.isVisibleTo(panel):
+                # The button has at least the width its label needs; the panel scrolls instead.
+                assert button.width() >= button.minimumSizeHint().width(), (type(panel).__name__, button.text())
+    effort = panels[-1]
+    assert effort.canvas.height() >= effort.canvas.minimumHeight()
