@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_connectome.errors import InputError
+from napari_connectome.tasks.colours import PALETTE
 from napari_connectome.tasks.model import Task
 
 #: Default crop edge (z, y, x), in level-0 voxels, clamped at the volume's faces: 256 voxels
@@ -38,15 +39,6 @@ DEFAULT_CROP_VOXELS = (64, 256, 256)
 #: Label of the far (sink) side of a proposed cut in a "Cut here?" view: segment id + this
 #: (segment ids stay far below 2**62), so both sides of one segment can be drawn apart.
 OTHER_SIDE = 1 << 62
-#: Colours of the involved segments, in task order: distinct and readable on grey EM.
-PALETTE = (
-    (1.0, 0.55, 0.0, 1.0),   # orange
-    (0.0, 0.75, 1.0, 1.0),   # sky blue
-    (0.9, 0.2, 0.9, 1.0),    # magenta
-    (0.3, 0.9, 0.2, 1.0),    # green
-    (1.0, 0.9, 0.1, 1.0),    # yellow
-    (0.95, 0.25, 0.25, 1.0),  # red
-)
 
 
 @dataclass
