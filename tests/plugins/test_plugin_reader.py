@@ -275,3 +275,23 @@ def test_missing_chunks_are_one_warning(tmp_path, messages):
     assert severity == "warning" and "\n" not in text
     assert text.startswith(f"{path}: 2 of 12 chunks are missing and read as 0 (background)")
     assert "napari-connectome check" in text
+
+
+def test_layers_read_only_the_chunks_of_the_plane_napari_shows(monkeypatch):
+    # napari 0.9 asks a multiscale level for level[:, y0:y1, x0:x1] and picks the plane later;
+    # our arrays must not read the whole level for it (4.8× napari's z-step before).
+    from napari_connectome_plugins._layers import layer_data
+
+    from napari_connectome.volume import from_array
+
+    volume = from_array(np.zeros((64, 32, 32), np.uint8))
+    volume.arrays[0].chunks = (8, 16, 16)
+    data, _kwargs, _kind = layer_data(volume)
+    level = data[0] if isinstance(data, list) else data
+    source = volume.arrays[0]
+    seen = []
+    original = type(source).__getitem__
+    monkeypatch.setattr(type(source), "__getitem__", lambda self, key: seen.append(key) or original(self, key))
+    plane = np.asarray(level[:, 0:32, 0:32][20])
+    assert plane.shape == (32, 32)
+    assert len(seen) == 4  # the 2 × 2 chunks of one 8-plane slab, not all 8 slabs
