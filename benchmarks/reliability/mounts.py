@@ -44,6 +44,22 @@ class MountError(RuntimeError):
     """A mount could not be made (not root, no mount command, ...)."""
 
 
+def _not_run(category: str, name: str, path, mount_ok) -> Case | None:
+    """The case as "not run" when mounts need root or the command does not exist yet, else None."""
+    if not mount_ok[0]:
+        return _no_root_case(category, name, mount_ok[1])
+    if path and not cli_has(path):
+        return missing_case(category, name, "napari-connectome " + " ".join(path))
+    return None
+
+
+def _fresh_outside(fx, d: Path, outside: Path) -> None:
+    """An empty case folder with a fresh copy of the project outside the mount."""
+    shutil.rmtree(d, ignore_errors=True)
+    outside.mkdir(parents=True)
+    fx.fresh(outside / "P")
+
+
 def _mount(*args: str) -> None:
     try:
         res = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
@@ -164,17 +180,13 @@ def full_disk_cases(fx: fxm.ProjectFixture, work: Path, *, quick: bool = False,
     out = []
     for k, (name, argv_of, keep, path) in enumerate(specs):
         def one(name=name, argv_of=argv_of, keep=keep, path=path, k=k) -> Case:
-            if not mount_ok[0]:
-                return _no_root_case(FULL, name, mount_ok[1])
-            if path and not cli_has(path):
-                return missing_case(FULL, name, "napari-connectome " + " ".join(path))
+            skipped = _not_run(FULL, name, path, mount_ok)
+            if skipped is not None:
+                return skipped
             d = work / f"full-{k:02d}"
-            mnt = d / "mnt"
-            outside = d / "outside"
+            mnt, outside = d / "mnt", d / "outside"
             try:
-                shutil.rmtree(d, ignore_errors=True)
-                outside.mkdir(parents=True)
-                fx.fresh(outside / "P")
+                _fresh_outside(fx, d, outside)
                 fxm.copy_project(fx.copy0, outside / "COPY")
                 with tmpfs(mnt, size="4m"):
                     old_sha = None
@@ -268,17 +280,13 @@ def read_only_cases(fx: fxm.ProjectFixture, work: Path, *, quick: bool = False,
     out = []
     for k, (name, argv_of, expect, path) in enumerate(specs):
         def one(name=name, argv_of=argv_of, expect=expect, path=path, k=k) -> Case:
-            if not mount_ok[0]:
-                return _no_root_case(RO, name, mount_ok[1])
-            if path and not cli_has(path):
-                return missing_case(RO, name, "napari-connectome " + " ".join(path))
+            skipped = _not_run(RO, name, path, mount_ok)
+            if skipped is not None:
+                return skipped
             d = work / f"ro-{k:02d}"
-            mnt = d / "mnt"
-            outside = d / "outside"
+            mnt, outside = d / "mnt", d / "outside"
             try:
-                shutil.rmtree(d, ignore_errors=True)
-                outside.mkdir(parents=True)
-                fx.fresh(outside / "P")
+                _fresh_outside(fx, d, outside)
                 with tmpfs(mnt, size="8m"):
                     if expect.endswith("project"):
                         fxm.copy_project(fx.p0, mnt / "P")

@@ -469,8 +469,8 @@ def _voxel_sizes_bad(info: dict) -> str | None:
     return None
 
 
-def judge_read(run: Run, m: Mutation, expected_shape: tuple) -> Verdict:
-    """The read of every level: the voxels must be the original ones, or the damage must be said."""
+def _judge_exit(run: Run, m: Mutation) -> Verdict | None:
+    """The verdict of a run that crashed, hung or refused (exit 2); None when it exited 0."""
     verdict = Verdict()
     failed = failure_class(run)
     if failed is not None:
@@ -483,6 +483,15 @@ def judge_read(run: Run, m: Mutation, expected_shape: tuple) -> Verdict:
         elif m.benign:
             verdict.add("other", f"refused a volume that is still valid: {error_message(run)[:200]}")
         return verdict
+    return None
+
+
+def judge_read(run: Run, m: Mutation, expected_shape: tuple) -> Verdict:
+    """The read of every level: the voxels must be the original ones, or the damage must be said."""
+    verdict = _judge_exit(run, m)
+    if verdict is not None:
+        return verdict
+    verdict = Verdict()
     r = getattr(run, "result", None) or {}
     notes = " ".join(r.get("notes", [])) + run.stderr
     noted = bool(_MISSING_NOTE.search(notes))
@@ -513,18 +522,10 @@ def judge_read(run: Run, m: Mutation, expected_shape: tuple) -> Verdict:
 
 
 def judge_info(run: Run, m: Mutation, expected_shape: tuple, *, project: bool) -> Verdict:
+    verdict = _judge_exit(run, m)
+    if verdict is not None:
+        return verdict
     verdict = Verdict()
-    failed = failure_class(run)
-    if failed is not None:
-        verdict.add(*failed)
-        return verdict
-    if run.rc == 2:
-        problem = refusal_problem(run)
-        if problem is not None:
-            verdict.add(*problem)
-        elif m.benign:
-            verdict.add("other", f"refused a volume that is still valid: {error_message(run)[:200]}")
-        return verdict
     if project:
         return verdict
     try:
