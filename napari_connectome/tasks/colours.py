@@ -88,6 +88,22 @@ class SegmentColours:
         with self._lock:
             return self._index.setdefault(seg, id_colour_index(seg))
 
+    def indices(self, segment_ids) -> np.ndarray:
+        """Palette indices of many distinct ids at once (a whole segmentation's colormap); remembers nothing new."""
+        ids = np.asarray(segment_ids, dtype=np.uint64).reshape(-1)
+        # id_colour_index vectorised: uint64 products wrap modulo 2**64, a multiple of 2**32.
+        out = ((ids * np.uint64(2654435761)) % np.uint64(1 << 32) % np.uint64(len(PALETTE))).astype(np.int64)
+        with self._lock:
+            keys = np.fromiter(self._index.keys(), dtype=np.uint64, count=len(self._index))
+            values = np.fromiter(self._index.values(), dtype=np.int64, count=len(self._index))
+        if keys.size and ids.size:
+            order = np.argsort(ids, kind="stable")
+            ranked = ids[order]
+            pos = np.minimum(np.searchsorted(ranked, keys), ids.size - 1)
+            hit = ranked[pos] == keys
+            out[order[pos[hit]]] = values[hit]
+        return out
+
     def colour(self, segment_id: int) -> Rgba:
         """RGBA (0..1) of ``segment_id``."""
         return PALETTE[self.index(segment_id)]
@@ -100,18 +116,7 @@ class SegmentColours:
         colour (for this picture only; its remembered colour is unchanged).
         """
         if pr is not None:
-            for seg in segments:
-                with self._lock:
-                    noted = int(seg) in self._size
-                if not noted:
-                    try:
-                        size, key = segment_size(pr, seg), members_key(pr, seg)
-                    except Exception:  # edited away meanwhile: nothing to note
-                        continue
-                    index = self.index(seg)
-                    with self._lock:
-                        self._size[int(seg)] = size
-                        self._by_members.setdefault(key, index)
+            self.note(pr, segments)
         out: dict[int, Rgba] = {}
         used: set[int] = set()
         for seg in segments:
@@ -123,6 +128,27 @@ class SegmentColours:
             used.add(i)
             out[int(seg)] = PALETTE[i]
         return out
+
+    def note(self, pr, segments) -> None:
+        """Note the size and supervoxel set of ``segments`` before an edit may retire them.
+
+        An edit's listener sees the segments it made, not the ones it retired;
+        noted here, a merge gives the larger one's colour to the result and an
+        undo brings each part back in its own colour.
+        """
+        for seg in segments:
+            with self._lock:
+                noted = int(seg) in self._size
+            if noted:
+                continue
+            try:
+                size, key = segment_size(pr, seg), members_key(pr, seg)
+            except Exception:  # edited away meanwhile: nothing to note
+                continue
+            index = self.index(seg)
+            with self._lock:
+                self._size[int(seg)] = size
+                self._by_members.setdefault(key, index)
 
     def remember_size(self, segment_id: int, voxels: int) -> None:
         """Note a segment's size (a merge later gives the larger one's colour to the result)."""

@@ -248,7 +248,8 @@ class TaskSession:
              clock: Clock = time.time, idle_after_s: float = DEFAULT_IDLE_S, find_options: dict | None = None,
              proofreader=None, prefetch: bool = True, crop_nm=None, session: str | None = None,
              model=None, skeletons=None, find: Callable | None = None,
-             learn_in_background: bool = True, recorder: EffortRecorder | None = None) -> TaskSession:
+             learn_in_background: bool = True,
+             recorder: EffortRecorder | Callable[..., EffortRecorder] | None = None) -> TaskSession:
         """Open a task session on a project (and its effort log).
 
         Parameters
@@ -295,8 +296,11 @@ class TaskSession:
             An open :class:`~napari_connectome.effort.EffortRecorder` of this
             ``proofreader`` to share (the Proofread panel's, timing manual
             edits before any task session): its effort log is used and both
-            stay open after :meth:`close`. Default: open the log and a
-            recorder here (closed by :meth:`close`).
+            stay open after :meth:`close`. Or a callable ``recorder(vi=...)``
+            that returns such a shared recorder, opening it on first use with
+            ``vi`` (the VI now, for the log's start) when it is not open yet
+            (the GUI's workspace). Default: open the log and a recorder here
+            (closed by :meth:`close`).
 
         Raises
         ------
@@ -317,6 +321,10 @@ class TaskSession:
         table = groundtruth_table(project, gt) if gt is not None else None
         em_volume = project.open_input("raw")
         own = proofreader is None
+        if recorder is not None and not isinstance(recorder, EffortRecorder):
+            if proofreader is None:
+                raise InputError("recorder", "a shared effort recorder needs the proofreader it times")
+            recorder = recorder(vi=(lambda: vi_now(proofreader, table)) if table is not None else None)
         if recorder is not None:
             if proofreader is None or recorder.proofreader is not proofreader:
                 raise InputError("recorder", "a shared effort recorder must time the proofreader given here")

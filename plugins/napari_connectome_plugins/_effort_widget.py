@@ -28,7 +28,7 @@ import os
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -44,7 +44,6 @@ from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
 from napari_connectome_plugins._project_panel import (
     NO_PROJECT,
-    docked,
     error_line,
     process_events_while,
     project_box,
@@ -53,6 +52,7 @@ from napari_connectome_plugins._project_panel import (
     viewer_project_root,
 )
 from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
+from napari_connectome_plugins._workspace import Workspace, rows_written
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +215,9 @@ class EffortWidget(QWidget):
         The viewer (napari passes it).
     """
 
+    #: Effort rows were written for a project (any thread; handled on the GUI thread).
+    rows_changed = Signal(str)
+
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = unwrap(napari_viewer)
@@ -232,6 +235,9 @@ class EffortWidget(QWidget):
         self._timer.setInterval(REFRESH_DELAY_MS)
         self._timer.timeout.connect(self.refresh)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
+        # Every answer and timed edit writes a row: the report follows the work, whoever did it.
+        self.rows_changed.connect(self._on_rows_written, Qt.QueuedConnection)
+        self._rows_connection = rows_written.connect(self._rows_listener)
         self.refresh()
 
     def _build_ui(self) -> None:
@@ -289,6 +295,16 @@ class EffortWidget(QWidget):
         if self.root is None and layer_meta(event.value) is not None:
             self.schedule_refresh()
 
+    def _rows_listener(self, root: str) -> None:
+        try:
+            self.rows_changed.emit(root)
+        except RuntimeError:  # the panel was deleted
+            self._rows_connection.disconnect()
+
+    def _on_rows_written(self, root: str) -> None:
+        if self.isVisible() and (self.root is None or os.path.abspath(root) == self.root):
+            self.schedule_refresh()
+
     # -- refreshing ------------------------------------------------------------------
     def schedule_refresh(self) -> None:
         """Refresh soon (several calls in a row refresh once)."""
@@ -318,13 +334,9 @@ class EffortWidget(QWidget):
         return True
 
     def _open_proofreader(self, root: str):
-        """The Proofreader another panel has open on this project (saves replaying the edit log), or None."""
-        for widget in docked(self.viewer):
-            pr = getattr(getattr(widget, "session", None), "proofreader", None) or getattr(widget, "proofreader", None)
-            project = getattr(pr, "project", None)
-            if project is not None and os.path.abspath(os.fspath(project.root)) == root:
-                return pr
-        return None
+        """The Proofreader open in this project's workspace (saves replaying the edit log), or None."""
+        workspace = Workspace.find(self.viewer, root)
+        return workspace.open_proofreader if workspace is not None else None
 
     def wait(self, timeout_s: float = 60.0) -> bool:
         """Process events until the report is drawn (scripts and tests)."""
@@ -373,6 +385,7 @@ class EffortWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self._timer.stop()
+        self._rows_connection.disconnect()
         try:
             self.viewer.layers.events.inserted.disconnect(self._on_inserted)
         except Exception:  # already gone with the viewer

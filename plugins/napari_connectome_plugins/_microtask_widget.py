@@ -72,7 +72,6 @@ from napari_connectome_plugins._project_panel import (
     root_of,
     unwrap,
 )
-from napari_connectome_plugins._project_panel import docked as _docked
 from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
 logger = logging.getLogger(__name__)
@@ -240,8 +239,9 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self.task_layers: TaskLayers | None = None
         self.colours: SegmentColours | None = None
         self.skeletons: FollowingSkeletons | None = None
+        self._skeleton_connection = None  # the skeletons' listener on the Proofreader
+        self._edit_connection = None  # ours: a task made stale by an edit elsewhere
         self.last_show_ms: float | None = None
-        self._shared = None  # the Proofread panel whose Proofreader the session uses
         self._hidden: list[Any] = []
         self._viewer_keys: dict[str, Any] = {}
         self._worker = None
@@ -327,13 +327,14 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         return self.open_root(root) if root else False
 
     def _open_project(self, root: str, project) -> bool:
-        """Open a :class:`~napari_connectome.tasks.TaskSession` on ``project`` in a worker thread."""
-        shared = self._shared_proofread_panel(root)
+        """Open a :class:`~napari_connectome.tasks.TaskSession` on ``project`` in a worker thread.
+
+        The session works on the workspace's Proofreader and effort recorder
+        (one each per project in the viewer, shared with the Proofread panel).
+        """
+        workspace = self._join_workspace(project)
         options = {
             "user": self.user_name(),
-            "proofreader": shared.proofreader if shared is not None else None,
-            # The Proofread panel already times edits on that Proofreader: one recorder, not two.
-            "recorder": getattr(shared, "recorder", None) if shared is not None else None,
             "clock": self.clock,
             "idle_after_s": self.idle_after_s,
             "prefetch": self.prefetch,
@@ -341,31 +342,25 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             "strategy": self.strategy,
         }
         self._open_in_worker(
-            root, f"{project.name} (finding tasks…)", _open_session, project, options,
-            returned=lambda session, p=project, s=shared: self._on_opened(p, session, s),
+            root, f"{project.name} (finding tasks…)", _open_session, workspace, project, options,
+            returned=lambda session, p=project: self._on_opened(p, session),
             desc=f"Micro-tasks: finding tasks in {project.name}",
         )
         return True
 
-    def _on_opened(self, project, session, shared) -> None:
+    def _on_opened(self, project, session) -> None:
         self._work_done()
         self.project = project
         self.session = session
-        self._shared = shared
-        if shared is not None:
-            shared.share_with(self)
         self.project_label.setText(project.name)
         self.project_label.setToolTip(root_of(project))
         warning = getattr(getattr(session, "effort", None), "warning", None)
         if warning:
             _notify.warning(warning)
-        if shared is None:
-            for note in getattr(session.proofreader, "notes", []) or []:
-                _notify.info(f"{project.name}: {note}")
+        for note in self.workspace.take_notes() if self.workspace is not None else []:
+            _notify.info(f"{project.name}: {note}")
         self._follow_edits(session)
-        # Imported now, not on the first answer (it refreshes Effort panels; the import takes ~0.7 s).
-        import napari_connectome_plugins._effort_widget  # noqa: F401
-        session.proofreader.add_listener(self._edit_listener)
+        self._edit_connection = session.proofreader.add_listener(self._edit_listener)
         self.task_layers = TaskLayers(self.viewer, project_root=project.root)
         self._ndisplay_before = int(self.viewer.dims.ndisplay)
         self._notes_seen = 0
@@ -383,36 +378,28 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         """Stable colours and skeletons that follow the edits, for the views the session prepares.
 
         The session's views read ``session.colours`` and ``session.skeletons``
-        (see :func:`~napari_connectome.tasks.view.prepare_view`); both listen
-        to the Proofreader, so a segment made by a merge, split or undo has
-        its colour handed on and a skeleton made in a worker.
+        (see :func:`~napari_connectome.tasks.view.prepare_view`). The colours
+        are the workspace's (they follow every edit, the same in every panel);
+        the skeletons listen to the Proofreader here, so a segment made by a
+        merge, split or undo has a skeleton made in a worker.
         """
         pr = session.proofreader
-        self.colours = SegmentColours()
+        self.colours = self.workspace.colours if self.workspace is not None else SegmentColours()
         session.colours = self.colours
         store = getattr(session, "skeletons", None)
         self.skeletons = None
         if store is not None and hasattr(store, "update_after_edit"):
             self.skeletons = FollowingSkeletons(store, pr)
             session.skeletons = self.skeletons
-        colours, skeletons = self.colours, self.skeletons
-
-        def follow(result) -> None:
-            # Bound to this session's followers: a later session of the panel has its own.
-            if self.colours is not colours:
-                return
-            try:
-                colours.follow(pr, result)
-            except Exception:  # colours must never break an edit
-                logger.debug("colours did not follow edit", exc_info=True)
-            if skeletons is not None:
-                skeletons.follow(result)
-
-        pr.add_listener(follow)
+            self._skeleton_connection = pr.add_listener(self.skeletons.follow)
 
     def unbind(self) -> None:
         """Close the session and remove the panel's layers; restore the viewer."""
         self._unbind_keys()
+        for connection in (self._skeleton_connection, self._edit_connection):
+            if connection is not None:  # the shared Proofreader outlives this session
+                connection.disconnect()
+        self._skeleton_connection = self._edit_connection = None
         if self.skeletons is not None:
             self.skeletons.close()
         self.skeletons = None
@@ -433,18 +420,14 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             except Exception:  # the viewer is going away
                 logger.debug("restoring ndisplay failed", exc_info=True)
             self._ndisplay_before = None
-        panel, self._shared = self._shared, None
-        if panel is not None and self.session is not None and panel.proofreader is self.session.proofreader:
-            # The Proofread panel goes on with the Proofreader; it closes it if it was the session's.
-            hand_over = self.session.owns_proofreader
-            self.session.owns_proofreader = False
-            panel.stop_sharing(self, hand_over=hand_over)
         if self.session is not None:
             try:
                 self.session.close()
             except Exception:  # closing must never stop the panel from unbinding
                 logger.debug("closing the task session failed", exc_info=True)
         self.session = None
+        # The last panel out of the workspace closes the recorder and the Proofreader.
+        self._leave_workspace()
         self.project = None
         self.question_label.setText("—")
         self.task_label.setText("")
@@ -583,30 +566,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         if note:
             text += f" · {note}"
         self.status_label.setText(text)
-        if edit_id is not None:
-            self._refresh_proofread_panel()
-        self._refresh_effort_panels()
 
-    def _refresh_proofread_panel(self) -> None:
-        """The shared Proofread panel shows the task's edit (same Proofreader, stale picture)."""
-        panel = self._shared
-        if panel is None or getattr(panel, "proofreader", None) is not getattr(self.session, "proofreader", None):
-            return
-        try:
-            segments = panel.layer("segments")
-            if segments is not None:
-                segments.refresh()
-            panel._reload_history()
-            panel._after_change()
-        except Exception:  # the other panel's display must not break answering
-            logger.debug("refreshing the Proofread panel failed", exc_info=True)
-
-    def _refresh_effort_panels(self) -> None:
-        from napari_connectome_plugins._effort_widget import EffortWidget
-
-        for widget in _docked(self.viewer):
-            if isinstance(widget, EffortWidget) and widget.isVisible():
-                widget.schedule_refresh()
 
     # -- edits made elsewhere ------------------------------------------------------
     def _edit_listener(self, result) -> None:
@@ -674,33 +634,16 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         self.unbind()
         self._release_idle_keys()
 
-    def share_with(self, panel) -> None:
-        """The Proofread panel ``panel`` now uses this session's Proofreader (the session still owns it)."""
-        self._shared = panel
 
-    def stop_sharing(self, panel, *, hand_over: bool) -> None:
-        """``panel`` stops using the Proofreader; with ``hand_over`` the session now owns (closes) it."""
-        if self._shared is panel:
-            self._shared = None
-        if hand_over and self.session is not None:
-            self.session.owns_proofreader = True
-
-    def _shared_proofread_panel(self, root: str):
-        """A Proofread panel open on the same project, whose Proofreader the session shares."""
-        from napari_connectome_plugins._proofread_widget import ProofreadWidget
-
-        for widget in _docked(self.viewer):
-            if isinstance(widget, ProofreadWidget) and widget.proofreader is not None and widget.project is not None:
-                if root_of(widget.project) == root:
-                    return widget
-        return None
-
-
-def _open_session(project, options: dict):
-    """Worker: open the task session (finds and ranks the candidates; may build the graph)."""
+def _open_session(workspace, project, options: dict):
+    """Worker: open the task session on the workspace's Proofreader (finds and ranks the candidates)."""
     from napari_connectome.tasks import TaskSession
 
     kwargs = {k: v for k, v in options.items() if v is not None}
+    kwargs["proofreader"] = workspace.proofreader(user=options.get("user"))
+    clock, idle = options.get("clock"), options.get("idle_after_s")
+    recorder_options = {k: v for k, v in (("clock", clock), ("idle_after_s", idle)) if v is not None}
+    kwargs["recorder"] = lambda *, vi=None: workspace.recorder(vi=vi, **recorder_options)
     if "groundtruth" in (getattr(project, "inputs", None) or {}):
         kwargs["gt"] = "project"  # live VI against the project's own ground truth
     return TaskSession.open(project, **kwargs)

@@ -22,15 +22,11 @@ from qtpy.QtWidgets import QApplication, QFormLayout, QGroupBox, QLabel, QLineEd
 
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
+from napari_connectome_plugins._workspace import Workspace, root_of, unwrap
 
 logger = logging.getLogger(__name__)
 
 NO_PROJECT = "No project. Open one (File → Open Folder, or the Connectome panel)."
-
-
-def unwrap(obj: Any) -> Any:
-    """The object behind napari's PublicOnlyProxy (plugins get proxies of viewer objects)."""
-    return getattr(obj, "__wrapped__", obj)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -44,22 +40,6 @@ def login() -> str:
         return getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
-
-
-def root_of(project: Any) -> str:
-    """The absolute folder of ``project`` (how panels compare projects)."""
-    return os.path.abspath(os.fspath(project.root))
-
-
-def docked(viewer: Any) -> list:
-    """The widgets docked in ``viewer``'s window."""
-    mapping = getattr(getattr(viewer, "window", None), "dock_widgets", None)
-    if mapping is None:
-        return []
-    try:
-        return [unwrap(w) for w in mapping.values()]
-    except Exception:  # a closing window
-        return []
 
 
 def viewer_project_root(viewer: Any) -> str | None:
@@ -183,6 +163,9 @@ class ProjectPanel:
         What it is busy with while opening ("opening the project").
     viewer, project, project_label, user_edit
         The viewer, the bound project (None when unbound), and the widgets.
+    workspace
+        The :class:`~napari_connectome_plugins._workspace.Workspace` joined
+        while opening or bound (None otherwise).
     """
 
     TITLE = "Panel"
@@ -193,6 +176,8 @@ class ProjectPanel:
 
     viewer: Any
     project: Any
+    workspace: Any = None
+    _members_connection: Any = None
     project_label: QLabel
     user_edit: QLineEdit
     _busy: str
@@ -242,9 +227,29 @@ class ProjectPanel:
 
     def _on_open_failed(self, exc: Exception) -> None:
         self._work_done()
+        self._leave_workspace()
         _notify.error(error_line(f"{self.TITLE}: {self.OPENING}", exc))
         self.project_label.setText(_notify.one_line(exc))
         self._update_controls()
+
+    # -- the workspace ---------------------------------------------------------------
+    def _join_workspace(self, project: Any) -> Any:
+        """Join the workspace of ``project`` in this viewer (its one Proofreader and recorder)."""
+        self._leave_workspace()
+        self.workspace = Workspace.join(self.viewer, project, self)
+        self._members_connection = self.workspace.members_changed.connect(self._update_controls)
+        return self.workspace
+
+    def _leave_workspace(self) -> None:
+        """Leave the workspace (the last member out closes the Proofreader and recorder)."""
+        workspace = getattr(self, "workspace", None)
+        self.workspace = None
+        connection = getattr(self, "_members_connection", None)
+        self._members_connection = None
+        if connection is not None:
+            connection.disconnect()
+        if workspace is not None:
+            workspace.leave(self)
 
     def wait(self, timeout_s: float = 120.0) -> bool:
         """Process events until background work is done (scripts and tests)."""

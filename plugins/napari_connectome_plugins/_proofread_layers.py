@@ -182,3 +182,26 @@ def same_points(a: Sequence[Any], b: Sequence[Any]) -> bool:
     a = np.asarray(a, dtype=float).reshape(-1, 3) if len(a) else np.empty((0, 3))
     b = np.asarray(b, dtype=float).reshape(-1, 3) if len(b) else np.empty((0, 3))
     return a.shape == b.shape and bool(np.all(np.abs(a - b) < 1e-3))
+
+
+def segment_colormap(segment_ids, colours) -> Any:
+    """A napari colormap giving each of ``segment_ids`` its colour from ``colours`` (a ``SegmentColours``).
+
+    Other values are transparent: pass every segment id the layer can show
+    (``proofreader.mapping()[1]``, or a threshold's mapping while dragging).
+
+    napari's default colours come from the label value, and every edit mints
+    new ids, so the body one follows would change colour at every merge,
+    split or undo; these colours are handed on through the edits instead.
+    """
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_connectome.tasks.colours import PALETTE
+
+    segments = np.unique(np.asarray(segment_ids))
+    segments = segments[segments != 0]
+    palette = np.asarray(PALETTE, dtype=np.float32)
+    rgba = palette[colours.indices(segments)]
+    color_dict: dict[Any, Any] = {None: "transparent", 0: "transparent"}
+    color_dict.update(zip(segments.tolist(), rgba, strict=True))
+    return DirectLabelColormap(color_dict=color_dict)

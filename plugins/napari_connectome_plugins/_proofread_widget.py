@@ -35,7 +35,7 @@ import time
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QButtonGroup,
     QFileDialog,
@@ -49,11 +49,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_connectome.tasks.colours import SegmentColours
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._layers import layer_meta
 from napari_connectome_plugins._project_panel import (
     ProjectPanel,
-    docked,
     error_line,
     project_box,
     root_of,
@@ -68,6 +68,7 @@ from napari_connectome_plugins._proofread_layers import (
     nm_to_data,
     pick_point,
     same_points,
+    segment_colormap,
 )
 from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
@@ -158,19 +159,21 @@ class ProofreadWidget(ProjectPanel, QWidget):
     KEYS = KEYS
     KEY_PREFIX = "proofread"
 
+    #: An edit made elsewhere (another panel, a micro-task answer): emitted
+    #: from the editing thread, drawn on the GUI thread (queued).
+    edited_elsewhere = Signal()
+
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = unwrap(napari_viewer)
         self.project = None
         self.proofreader = None
         self.tree = None
-        # One Proofreader per project in a viewer: a second one on the same
-        # edit log would not see the first one's edits. When the Micro-tasks
-        # panel works on the same project the two panels share one; the panel
-        # that opened it owns it (closes it), and hands it over when it goes.
-        self._owns_proofreader = True
-        self._sharing = None  # the Micro-tasks panel using the same Proofreader
-        self.recorder = None  # times this panel's edits in the effort log (None while borrowing)
+        # The Proofreader and the effort recorder belong to the project's
+        # workspace (one per project in a viewer, shared with the other panels).
+        self.recorder = None  # the workspace's, timing edits in the effort log (None if it cannot write)
+        self._edit_connection = None  # our listener on the Proofreader's edits
+        self._editing = False  # an edit of this panel is running (its own listener call is not "elsewhere")
         self.mode = "select"
         self.selection: list[tuple[float, ...]] = []
         self.preview = None
@@ -198,6 +201,8 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self._threshold_timer.setSingleShot(True)
         self._threshold_timer.setInterval(THRESHOLD_SAVE_DELAY_MS)
         self._threshold_timer.timeout.connect(self._save_threshold)
+        # Queued even from the GUI thread: a micro-task answer is drawn first, this panel after.
+        self.edited_elsewhere.connect(self._on_edited_elsewhere, Qt.QueuedConnection)
         self._update_controls()
         self.bind_to_viewer_project()
 
@@ -336,17 +341,14 @@ class ProofreadWidget(ProjectPanel, QWidget):
         return self.open_root(path)
 
     def _open_project(self, root: str, project) -> bool:
-        """Open the Proofreader on ``project`` in a worker thread; the layers follow."""
-        micro = _micro_task_panel(self.viewer, root)
-        if micro is not None:  # borrow its Proofreader: no second one on the same edit log
-            proofreader = micro.session.proofreader
-            self._owns_proofreader = False
-            self._sharing = micro
-            micro.share_with(self)
+        """Join the project's workspace and take its Proofreader (opened in a worker if need be)."""
+        workspace = self._join_workspace(project)
+        proofreader = workspace.open_proofreader
+        if proofreader is not None:  # another panel works on it: no second one on the same edit log
             self._on_opened(project, proofreader, proofreader.tree)
             return True
         self._open_in_worker(
-            root, f"{project.name} (opening…)", _open_proofreader, project, self.user_name(),
+            root, f"{project.name} (opening…)", _open_proofreader, workspace, self.user_name(),
             returned=lambda result, p=project: self._on_opened(p, *result), desc=f"Proofread: opening {project.name}",
         )
         return True
@@ -359,6 +361,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self.project = project
         self.proofreader = proofreader
         self.tree = tree
+        self._listen(proofreader)
         try:
             self._make_layers()
         except Exception as exc:  # a layer napari refuses: say so, keep the viewer
@@ -368,25 +371,52 @@ class ProofreadWidget(ProjectPanel, QWidget):
             return
         self.project_label.setText(project.name)
         self.project_label.setToolTip(root_of(project))
-        if self._owns_proofreader and self.recorder is None:
-            self._start_recorder(project, proofreader)
+        self._start_recorder()
         self._bind_keys()
         self._reload_history()
         self._show_threshold()
         self._after_change()
-        for note in getattr(proofreader, "notes", []):
+        for note in self.workspace.take_notes() if self.workspace is not None else []:
             _notify.info(f"{project.name}: {note}")
 
-    def _start_recorder(self, project, proofreader) -> None:
+    def _listen(self, proofreader) -> None:
+        """Follow the Proofreader's edits made elsewhere (a micro-task answer, another panel)."""
+        if self._edit_connection is not None:
+            self._edit_connection.disconnect()
+        self._edit_connection = proofreader.add_listener(self._edit_listener)
+
+    def _edit_listener(self, result) -> None:
+        """Proofreader listener (editing thread): an edit not made here is drawn on the GUI thread."""
+        if self._editing:
+            return  # ours: :meth:`_edit` draws it
+        try:
+            self.edited_elsewhere.emit()
+        except RuntimeError:  # the panel was deleted; the shared Proofreader lives on
+            pass
+
+    def _on_edited_elsewhere(self) -> None:
+        """Draw another panel's edit: the segments, the history and the mapping version."""
+        if self.proofreader is None:
+            return
+        if self.preview is not None:  # previewed on the old mapping
+            self._clear_preview()
+            self.status_label.setText("The split preview was dropped: the segments changed (an edit elsewhere)")
+        self._recolour()
+        self._reload_history()
+        self._after_change()
+
+    def _start_recorder(self) -> None:
         """Time this panel's edits in the project's effort log, with or without a task session.
 
-        A log that cannot be opened for writing (read-only disk, a log from a
-        newer suite) is said in one line; proofreading goes on untimed.
+        The recorder is the workspace's (one per project, shared with a task
+        session). A log that cannot be opened for writing (read-only disk, a
+        log from a newer suite) is said in one line; proofreading goes on untimed.
         """
-        from napari_connectome.effort import EffortRecorder
-
+        self.recorder = None
+        if self.workspace is None:
+            return
         try:
-            self.recorder = EffortRecorder.open(project, proofreader)
+            self.recorder = self.workspace.recorder()
         except Exception as exc:
             logger.debug("opening the effort recorder failed", exc_info=True)
             _notify.warning(error_line("Proofread: timing edits in the effort log", exc) + "; edits are not timed")
@@ -405,26 +435,12 @@ class ProofreadWidget(ProjectPanel, QWidget):
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
-        micro, self._sharing = self._sharing, None
-        recorder, self.recorder = self.recorder, None
-        if micro is not None:
-            # The Micro-tasks panel goes on with the Proofreader; it closes it if it was ours.
-            micro.stop_sharing(self, hand_over=self._owns_proofreader)
-            session = getattr(micro, "session", None)
-            if recorder is not None and session is not None and session.recorder is recorder:
-                session.owns_recorder = True  # its session goes on timing the edits, and closes it
-                recorder = None
-        if recorder is not None:
-            try:
-                recorder.close()
-            except Exception:  # closing must never stop the panel from unbinding
-                logger.debug("closing the effort recorder failed", exc_info=True)
-        if micro is None and self.proofreader is not None and self._owns_proofreader:
-            try:
-                self.proofreader.close()
-            except Exception:  # closing must never stop the panel from unbinding
-                logger.debug("closing the proofreader failed", exc_info=True)
-        self._owns_proofreader = True
+        if self._edit_connection is not None:
+            self._edit_connection.disconnect()
+            self._edit_connection = None
+        self.recorder = None
+        # The last panel out of the workspace closes the recorder and the Proofreader.
+        self._leave_workspace()
         self.project = self.proofreader = self.tree = self.preview = self._volume = None
         self._preview_seeds = None
         self._segment_levels, self._preview_levels = [], []
@@ -470,7 +486,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
                 self._hidden.append(layer)
         segments = self.viewer.add_labels(
             data(self._segment_levels), name=SEGMENTS, scale=scale, translate=translate,
-            multiscale=multiscale, opacity=0.55, metadata=meta,
+            multiscale=multiscale, opacity=0.55, metadata=meta, colormap=self._colormap(),
         )
         # Painting into the engine's lazy segments would bypass the edit log.
         segments.editable = False
@@ -501,6 +517,37 @@ class ProofreadWidget(ProjectPanel, QWidget):
             points[name].events.data.connect(self._on_seeds_changed)
         self._layers = {SEGMENTS: segments, PREVIEW: preview, **points}
         self.viewer.layers.selection.active = segments
+
+    def _colormap(self, segment_ids=None):
+        """Segment colours that follow the edits (the workspace's, shared with the other panels)."""
+        colours = self.workspace.colours if self.workspace is not None else SegmentColours()
+        ids = self.proofreader.mapping()[1] if segment_ids is None else segment_ids
+        return segment_colormap(ids, colours)
+
+    def _note_colours(self, points_nm) -> None:
+        """Note the segments at ``points_nm`` before an edit retires them (so an undo restores their colours)."""
+        if self.workspace is None or self.proofreader is None:
+            return
+        try:
+            segments = {self.proofreader.segment_at(p) for p in points_nm}
+            self.workspace.colours.note(self.proofreader, [s for s in segments if s])
+        except Exception:  # colours must never stop an edit
+            logger.debug("noting the colours failed", exc_info=True)
+
+    def _recolour(self, segment_ids=None) -> None:
+        """Draw the segments through the new mapping, in the colours handed on by the edit.
+
+        ``segment_ids``: every id the layer can show now (default: the Proofreader's mapping).
+        """
+        segments = self.layer(SEGMENTS)
+        if segments is None:
+            return
+        try:
+            segments.colormap = self._colormap(segment_ids)
+        except Exception:  # colours must never stop an edit from being drawn
+            logger.debug("recolouring the segments failed", exc_info=True)
+        # Same data object: the next read goes through the new mapping.
+        segments.refresh()
 
     # -- keys -----------------------------------------------------------------
     def _key_layers(self) -> list:
@@ -601,6 +648,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
             )
             return None
         a, b = self.selection
+        self._note_colours([a, b])
         return self._edit(lambda: self.proofreader.merge(a, b))
 
     def preview_split(self):
@@ -637,6 +685,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
             # Never commit a cut that separates nothing; the preview stays to be corrected.
             _notify.warning(f"Proofread: not split: {problem}; move the seeds (1 / 2) and preview again")
             return None
+        self._note_colours(sources[:1])
         result = self._edit(lambda: self.proofreader.split(preview=preview))
         self._clear_seeds()
         self.set_mode("select")
@@ -662,12 +711,13 @@ class ProofreadWidget(ProjectPanel, QWidget):
 
     def _edit(self, call):
         start = time.perf_counter()
-        result = call()
+        self._editing = True
+        try:
+            result = call()
+        finally:
+            self._editing = False
         self._clear_preview()
-        segments = self.layer(SEGMENTS)
-        if segments is not None:
-            # Same data object: the next read goes through the new mapping.
-            segments.refresh()
+        self._recolour()
         self.last_edit_ms = (time.perf_counter() - start) * 1e3
         self._reload_history()
         self._after_change()
@@ -828,9 +878,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
             supervoxels = self.proofreader.supervoxel_volume()
             for live, array in zip(self._segment_levels, supervoxels.arrays, strict=True):
                 live.retarget(MappedArray(array, sv_ids, segment_ids, default=None, dtype=live.dtype))
-            segments = self.layer(SEGMENTS)
-            if segments is not None:
-                segments.refresh()
+            self._recolour(segment_ids)
         self._threshold_pending = value
         self._threshold_timer.start()
 
@@ -861,12 +909,16 @@ class ProofreadWidget(ProjectPanel, QWidget):
 
     def _swap_proofreader(self, proofreader, tree) -> None:
         if proofreader is not self.proofreader and self.proofreader is not None:
-            if self.recorder is not None:  # it listens to the old Proofreader: follow the new one
-                self.recorder.close()
-                self.recorder = None
-            self.proofreader.close()
-            if self._owns_proofreader and self.project is not None:
-                self._start_recorder(self.project, proofreader)
+            others = self.workspace.others(self) if self.workspace is not None else []
+            if others:  # a panel joined while the threshold was applied: it holds the old mapping
+                proofreader.close()
+                _notify.warning("Proofread: the threshold was not applied: another panel opened this project meanwhile")
+                proofreader, tree = self.proofreader, self.tree
+            else:
+                # The workspace closes the old Proofreader and its recorder; ours follow the new one.
+                self.workspace.replace_proofreader(proofreader)
+                self._listen(proofreader)
+                self._start_recorder()
         self.proofreader = proofreader
         self.tree = tree
         volume = proofreader.labels_volume()
@@ -874,9 +926,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
             live.retarget(array)
         self._blank_preview(proofreader)
         self.preview = self._preview_seeds = None
-        segments = self.layer(SEGMENTS)
-        if segments is not None:
-            segments.refresh()
+        self._recolour()
         self._show_threshold()
         self._reload_history()
         self._after_change()
@@ -889,30 +939,19 @@ class ProofreadWidget(ProjectPanel, QWidget):
         if self.proofreader is not None:
             self.proofreader.user = self.user_name()
 
-    def share_with(self, micro) -> None:
-        """The Micro-tasks panel ``micro`` now uses this panel's Proofreader (this panel still owns it)."""
-        self._sharing = micro
-        self._update_controls()
-
-    def stop_sharing(self, micro, *, hand_over: bool) -> None:
-        """``micro`` stops using the Proofreader; with ``hand_over`` this panel now owns (closes) it."""
-        if self._sharing is micro:
-            self._sharing = None
-        if hand_over:
-            self._owns_proofreader = True
-        self._update_controls()
-
     def _update_controls(self) -> None:
         ready = self.proofreader is not None and not self._busy
         for button in (*self.action_buttons.values(), *self.mode_buttons.values()):
             button.setEnabled(ready)
         edits = self._has_edits()
-        # Re-basing replaces the Proofreader, which the Micro-tasks panel may be using.
-        self.threshold_slider.setEnabled(ready and not edits and self._sharing is None)
+        # Re-basing replaces the Proofreader, which another panel may be using.
+        others = [getattr(m, "TITLE", "another panel") for m in self.workspace.others(self)] if self.workspace else []
+        self.threshold_slider.setEnabled(ready and not edits and not others)
         if self.proofreader is None:
             tip = "Open a project first"
-        elif self._sharing is not None:
-            tip = "Fixed while the Micro-tasks panel works on this project (close it to change the threshold)"
+        elif others:
+            names = ", ".join(others)
+            tip = f"Fixed while {names} works on this project (close it to change the threshold)"
         elif edits:
             value = self.threshold()
             base = "the supervoxels without agglomeration" if value is None else f"the agglomeration at {value:.2f}"
@@ -946,23 +985,9 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self._release_idle_keys()
 
 
-def _micro_task_panel(viewer, root: str):
-    """The docked Micro-tasks panel working on the project at ``root``, if any."""
-    from napari_connectome_plugins._microtask_widget import MicroTaskWidget
-
-    for widget in docked(viewer):
-        project = getattr(widget, "project", None)
-        if isinstance(widget, MicroTaskWidget) and widget.session is not None and project is not None:
-            if root_of(project) == root:
-                return widget
-    return None
-
-
-def _open_proofreader(project, user: str):
-    """Worker: open the Proofreader (it builds the graph if the project has none)."""
-    from napari_connectome.proofread import Proofreader
-
-    proofreader = Proofreader.open(project, user=user)
+def _open_proofreader(workspace, user: str):
+    """Worker: the workspace's Proofreader (opened here if no panel has; it builds a missing graph)."""
+    proofreader = workspace.proofreader(user=user)
     return proofreader, proofreader.tree
 
 

@@ -405,19 +405,23 @@ def test_the_proofread_panel_shares_the_task_sessions_proofreader(panel, qtbot, 
     proof = ProofreadWidget(viewer)
     viewer.window.add_dock_widget(proof, name="Proofread", area="right")
     qtbot.waitUntil(lambda: proof.proofreader is not None, timeout=60_000)
-    assert proof.proofreader is pr
+    assert proof.proofreader is pr and proof.workspace is widget.workspace
+    assert proof.recorder is widget.session.recorder  # one recorder: no edit timed twice
     assert not proof.threshold_slider.isEnabled()  # a re-base would swap the Proofreader under the session
-    # An answer's edit shows in the Proofread panel's history (same Proofreader, same log).
+    assert "Micro-tasks" in proof.threshold_slider.toolTip()
+    # An answer's edit reaches the Proofread panel through the Proofreader's events, not a call between panels.
     before = len(proof.history_rows())
     key(viewer, qtbot, "y")
     widget.session.wait()
-    assert len(proof.history_rows()) == before + (1 if widget.session.effort.rows()[-1]["edit_id"] else 0)
-    # Micro-tasks closes first: the Proofread panel goes on with the same, still open Proofreader, now its own.
+    expected = before + (1 if widget.session.effort.rows()[-1]["edit_id"] else 0)
+    qtbot.waitUntil(lambda: len(proof.history_rows()) == expected, timeout=10_000)
+    # Micro-tasks closes first: the Proofread panel goes on with the same, still open Proofreader.
     widget.close_panel()
     assert proof.proofreader is pr and pr.log._con is not None
+    assert proof.workspace.members == [proof]
     assert proof.threshold_slider.isEnabled() == (not proof._has_edits())  # no longer shared
     proof.unbind()
-    assert pr.log._con is None
+    assert pr.log._con is None  # the last one out closed it
     assert not [m for m in messages if m[0] == "error"]
 
 
@@ -434,14 +438,49 @@ def test_the_task_session_borrows_an_open_proofread_panels_proofreader(make_napa
     viewer.window.add_dock_widget(widget, name="Micro-tasks", area="right")
     qtbot.waitUntil(lambda: widget.session is not None and not widget._busy, timeout=120_000)
     assert widget.session.proofreader is pr
-    assert not proof.threshold_slider.isEnabled()
-    # The Proofread panel closes first: the session keeps the Proofreader open and now owns it.
+    assert widget.session.recorder is proof.recorder
+    qtbot.waitUntil(lambda: not proof.threshold_slider.isEnabled(), timeout=5_000)
+    # The Proofread panel closes first: the session keeps the Proofreader open.
     proof.unbind()
-    assert pr.log._con is not None and widget.session.owns_proofreader
+    assert pr.log._con is not None and widget.workspace.members == [widget]
     key(viewer, qtbot, "n")
     assert widget.session.effort.rows()[-1]["answer"] == "no"
     widget.close_panel()
     assert pr.log._con is None
+    assert not [m for m in messages if m[0] == "error"]
+
+
+def test_panels_opening_one_project_at_once_open_one_proofreader(make_napari_viewer, qtbot, project, messages,
+                                                                 monkeypatch):
+    # Before the workspace, both docked panels opened a Proofreader when the project was opened:
+    # two replays of the edit log, the second waiting for the first's lock.
+    from napari_connectome_plugins._proofread_widget import ProofreadWidget
+
+    from napari_connectome.proofread import Proofreader
+
+    opened = []
+    original = Proofreader.open.__func__
+
+    def counting_open(cls, *args, **kwargs):
+        pr = original(cls, *args, **kwargs)
+        opened.append(pr)
+        return pr
+
+    monkeypatch.setattr(Proofreader, "open", classmethod(counting_open))
+    viewer = make_napari_viewer(show=True)
+    proof = ProofreadWidget(viewer)
+    viewer.window.add_dock_widget(proof, name="Proofread", area="right")
+    widget = mw.MicroTaskWidget(viewer, clock=FakeClock(), idle_after_s=IDLE_S)
+    viewer.window.add_dock_widget(widget, name="Micro-tasks", area="right")
+    viewer.open(str(project.root), plugin=PLUGIN)  # both panels bind to the layers the reader adds
+    qtbot.waitUntil(lambda: widget.session is not None and proof.proofreader is not None
+                    and not widget._busy and not proof._busy, timeout=120_000)
+    assert len(opened) == 1
+    assert widget.session.proofreader is proof.proofreader is opened[0]
+    assert widget.session.recorder is proof.recorder
+    widget.close_panel()
+    proof.unbind()
+    assert opened[0].log._con is None
     assert not [m for m in messages if m[0] == "error"]
 
 

@@ -459,3 +459,34 @@ def test_enter_never_commits_a_cut_that_separates_nothing(panel, qtbot, messages
     assert widget.confirm_split() is None
     assert pr.version == version
     assert any("not split" in text for severity, text in messages if severity == "warning")
+
+
+def test_segment_colours_follow_merge_and_undo(panel, qtbot, messages):
+    # Before, the panel coloured segments by id: every edit mints ids, so the body changed colour.
+    viewer, widget = panel
+    pr = widget.proofreader
+    segments = viewer.layers["segments"]
+    z = pr.labels_volume().shape[0] // 2
+    a, b, (seg_a, seg_b) = two_touching_segments(pr, z)
+
+    def colour_at(point):
+        return tuple(np.round(segments.colormap.map(np.array([pr.segment_at(point)]))[0], 3))
+
+    size_a, size_b = (len(pr.segment_supervoxels(s)) for s in (seg_a, seg_b))
+    colours = {seg_a: colour_at(a), seg_b: colour_at(b)}
+    larger = a if sum(pr.supervoxel_size(int(s)) for s in pr.segment_supervoxels(seg_a)) >= sum(
+        pr.supervoxel_size(int(s)) for s in pr.segment_supervoxels(seg_b)) else b
+    assert size_a and size_b
+    click(viewer, qtbot, a)
+    click(viewer, qtbot, b, shift=True)
+    press(viewer, qtbot, "m")
+    merged = pr.segment_at(a)
+    assert merged not in (seg_a, seg_b)
+    # The merged body keeps the larger part's colour, on screen too.
+    assert colour_at(a) == colour_at(b) == (colours[seg_a] if larger == a else colours[seg_b])
+    press(viewer, qtbot, "z", Qt.ControlModifier)  # undo: both parts come back, in their colours
+    assert pr.segment_at(a) != pr.segment_at(b)
+    assert colour_at(a) == colours[seg_a] and colour_at(b) == colours[seg_b]
+    shown = rendered(segments)
+    assert shown.size  # drawn through the new mapping
+    assert not [m for m in messages if m[0] == "error"]
