@@ -51,7 +51,6 @@ from qtpy.QtWidgets import (
 
 from napari_connectome.tasks.colours import SegmentColours
 from napari_connectome_plugins import _notify
-from napari_connectome_plugins._layers import layer_meta
 from napari_connectome_plugins._project_panel import (
     ProjectPanel,
     error_line,
@@ -62,31 +61,22 @@ from napari_connectome_plugins._project_panel import (
     unwrap,
 )
 from napari_connectome_plugins._proofread_layers import (
-    LiveArray,
-    MappedArray,
-    data_to_nm,
-    nm_to_data,
     pick_point,
     same_points,
-    segment_colormap,
+)
+from napari_connectome_plugins._proofread_view import (  # noqa: F401 (the layer names, re-exported for scripts)
+    PREVIEW,
+    SEGMENTS,
+    SELECTION,
+    SINKS,
+    SOURCES,
+    ProofreadLayers,
 )
 from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
 logger = logging.getLogger(__name__)
 
 PLUGIN = "napari-connectome"
-# Marks the layers this panel made (and which project they show).
-PROOF_KEY = "napari_connectome_proofread"
-SEGMENTS = "segments"
-SELECTION = "selected segments"
-SOURCES = "split sources"
-SINKS = "split sinks"
-PREVIEW = "split preview"
-SOURCE_COLOUR = "royalblue"
-SINK_COLOUR = "red"
-SELECTION_COLOUR = "yellow"
-# Seed and selection markers, in voxels of level 0.
-MARKER_SIZE = 5.0
 # The slider's resolution on the boundary signal [0, 1].
 SLIDER_STEPS = 100
 # How long the slider must rest before the threshold is saved in the project.
@@ -178,11 +168,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self.selection: list[tuple[float, ...]] = []
         self.preview = None
         self._preview_seeds: tuple[list, list] | None = None
-        self._volume = None  # the Proofreader's labels volume (geometry in nm)
-        self._segment_levels: list[LiveArray] = []
-        self._preview_levels: list[LiveArray] = []
-        self._layers: dict[str, Any] = {}
-        self._hidden: list[Any] = []
+        self.view: ProofreadLayers | None = None  # the layers napari draws for the panel
         self._viewer_keys: dict[str, Any] = {}
         self._worker = None
         self._busy = ""
@@ -426,24 +412,17 @@ class ProofreadWidget(ProjectPanel, QWidget):
         """Stop proofreading: close the Proofreader, remove the panel's layers, restore keys."""
         self._threshold_timer.stop()
         self._unbind_keys()
-        layers = dict(self._layers)
-        self._layers.clear()
-        for layer in layers.values():
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        for layer in self._hidden:
-            if layer in self.viewer.layers:
-                layer.visible = True
-        self._hidden = []
+        view, self.view = self.view, None
+        if view is not None:
+            view.remove()
         if self._edit_connection is not None:
             self._edit_connection.disconnect()
             self._edit_connection = None
         self.recorder = None
         # The last panel out of the workspace closes the recorder and the Proofreader.
         self._leave_workspace()
-        self.project = self.proofreader = self.tree = self.preview = self._volume = None
+        self.project = self.proofreader = self.tree = self.preview = None
         self._preview_seeds = None
-        self._segment_levels, self._preview_levels = [], []
         self.selection = []
         self.mode = "select"
         self.mode_buttons["select"].setChecked(True)
@@ -457,72 +436,14 @@ class ProofreadWidget(ProjectPanel, QWidget):
     # -- layers -------------------------------------------------------------
     def layer(self, name: str):
         """The panel's layer ``name`` (``segments``, ``split sources``, ...), or None."""
-        layer = self._layers.get(name)
-        return layer if layer is not None and layer in self.viewer.layers else None
+        return self.view.layer(name) if self.view is not None else None
 
     def _make_layers(self) -> None:
-        from napari.utils.colormaps import DirectLabelColormap
-
-        volume = self.proofreader.labels_volume()
-        self._volume = volume
-        scale = tuple(float(v) for v in volume.voxel_size)
-        translate = tuple(float(v) for v in volume.offset)
-        meta = {PROOF_KEY: {"project": root_of(self.project)}}
-        multiscale = len(volume.levels) > 1
-
-        def data(levels):
-            return levels if multiscale else levels[0]
-
-        self._segment_levels = [LiveArray(a) for a in volume.arrays]
-        supervoxels = self.proofreader.supervoxel_volume()
-        self._preview_levels = [
-            LiveArray(MappedArray(a, [], [], default=0, dtype=np.uint8)) for a in supervoxels.arrays
-        ]
-        root = meta[PROOF_KEY]["project"]
-        for layer in self.viewer.layers:
-            m = layer_meta(layer) or {}
-            if m.get("project") == root and m.get("role") == "supervoxels" and layer.visible:
-                layer.visible = False
-                self._hidden.append(layer)
-        segments = self.viewer.add_labels(
-            data(self._segment_levels), name=SEGMENTS, scale=scale, translate=translate,
-            multiscale=multiscale, opacity=0.55, metadata=meta, colormap=self._colormap(),
-        )
-        # Painting into the engine's lazy segments would bypass the edit log.
-        segments.editable = False
-        segments.mouse_drag_callbacks.append(self._on_click)
-        preview = self.viewer.add_labels(
-            data(self._preview_levels), name=PREVIEW, scale=scale, translate=translate,
-            multiscale=multiscale, opacity=0.75, visible=False, metadata=meta,
-            colormap=DirectLabelColormap(
-                color_dict={None: "transparent", 0: "transparent", 1: SOURCE_COLOUR, 2: SINK_COLOUR}
-            ),
-        )
-        preview.editable = False
-        points = {}
-        for name, colour, symbol in (
-            (SOURCES, SOURCE_COLOUR, "disc"),
-            (SINKS, SINK_COLOUR, "disc"),
-            (SELECTION, SELECTION_COLOUR, "ring"),
-        ):
-            kwargs: dict[str, Any] = {}
-            if name == SELECTION:
-                kwargs["features"] = {"segment": np.zeros(0, dtype=np.int64)}
-                kwargs["text"] = {"string": "{segment}", "color": SELECTION_COLOUR, "anchor": "upper_left", "size": 10}
-            points[name] = self.viewer.add_points(
-                np.empty((0, 3)), name=name, scale=scale, translate=translate, size=MARKER_SIZE,
-                face_color=colour, border_color=colour, symbol=symbol, metadata=meta, **kwargs,
-            )
-        for name in (SOURCES, SINKS):
-            points[name].events.data.connect(self._on_seeds_changed)
-        self._layers = {SEGMENTS: segments, PREVIEW: preview, **points}
-        self.viewer.layers.selection.active = segments
-
-    def _colormap(self, segment_ids=None):
-        """Segment colours that follow the edits (the workspace's, shared with the other panels)."""
         colours = self.workspace.colours if self.workspace is not None else SegmentColours()
-        ids = self.proofreader.mapping()[1] if segment_ids is None else segment_ids
-        return segment_colormap(ids, colours)
+        self.view = ProofreadLayers(
+            self.viewer, self.proofreader, colours, project_root=root_of(self.project),
+            on_click=self._on_click, on_seeds_changed=self._on_seeds_changed,
+        )
 
     def _note_colours(self, points_nm) -> None:
         """Note the segments at ``points_nm`` before an edit retires them (so an undo restores their colours)."""
@@ -534,24 +455,14 @@ class ProofreadWidget(ProjectPanel, QWidget):
         except Exception:  # colours must never stop an edit
             logger.debug("noting the colours failed", exc_info=True)
 
-    def _recolour(self, segment_ids=None) -> None:
-        """Draw the segments through the new mapping, in the colours handed on by the edit.
-
-        ``segment_ids``: every id the layer can show now (default: the Proofreader's mapping).
-        """
-        segments = self.layer(SEGMENTS)
-        if segments is None:
-            return
-        try:
-            segments.colormap = self._colormap(segment_ids)
-        except Exception:  # colours must never stop an edit from being drawn
-            logger.debug("recolouring the segments failed", exc_info=True)
-        # Same data object: the next read goes through the new mapping.
-        segments.refresh()
+    def _recolour(self) -> None:
+        """Draw the segments through the new mapping, in the colours handed on by the edit."""
+        if self.view is not None and self.proofreader is not None:
+            self.view.recolour(self.proofreader)
 
     # -- keys -----------------------------------------------------------------
     def _key_layers(self) -> list:
-        return list(self._layers.values())
+        return self.view.all() if self.view is not None else []
 
     # -- actions --------------------------------------------------------------
     def run_action(self, action: str) -> Any:
@@ -605,7 +516,8 @@ class ProofreadWidget(ProjectPanel, QWidget):
         if dragged:
             return
         shift = "Shift" in event.modifiers
-        self._guarded("click", lambda: self.click(pick_point(layer, event, self._volume), add=shift))
+        if self.view is not None:
+            self._guarded("click", lambda: self.click(pick_point(layer, event, self.view.volume), add=shift))
 
     def click(self, point_nm, *, add: bool = False) -> None:
         """What a click at ``point_nm`` does in the current mode.
@@ -621,23 +533,15 @@ class ProofreadWidget(ProjectPanel, QWidget):
             _notify.warning(f"Proofread: {_fmt_point(point)} is background (no segment)")
             return
         if self.mode in ("sources", "sinks"):
-            layer = self._seed_layer(self.mode)
-            layer.data = np.vstack([layer.data, nm_to_data(point, self._volume)])
+            self.view.add_seed(self.mode, point)
             return
         self.selection = [*self.selection, point] if add else [point]
-        segments = self.layer(SEGMENTS)
-        if segments is not None:
-            segments.selected_label = segment
+        self.view.select_label(segment)
         self._show_selection()
 
     def seeds(self) -> tuple[list[tuple[float, ...]], list[tuple[float, ...]]]:
         """The split seeds shown, in nm: (sources, sinks). Moving a point moves its seed."""
-        out = []
-        for name in (SOURCES, SINKS):
-            layer = self.layer(name)
-            pts = data_to_nm(layer.data, self._volume) if layer is not None and len(layer.data) else []
-            out.append([tuple(float(v) for v in p) for p in pts])
-        return out[0], out[1]
+        return self.view.seeds() if self.view is not None else ([], [])
 
     def merge(self):
         """Merge the two selected segments at the two clicked points (M)."""
@@ -728,18 +632,9 @@ class ProofreadWidget(ProjectPanel, QWidget):
         return result
 
     # -- seeds, preview, selection display ----------------------------------
-    def _seed_layer(self, mode: str):
-        name = SOURCES if mode == "sources" else SINKS
-        layer = self.layer(name)
-        if layer is None:
-            raise RuntimeError(f"the '{name}' layer was removed; reopen the project in the Proofread panel")
-        return layer
-
     def _clear_seeds(self) -> None:
-        for name in (SOURCES, SINKS):
-            layer = self.layer(name)
-            if layer is not None and len(layer.data):
-                layer.data = np.empty((0, 3))
+        if self.view is not None:
+            self.view.clear_seeds()
 
     def _on_seeds_changed(self, event=None) -> None:
         if self._preview_seeds is not None:
@@ -749,23 +644,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         self._show_status()
 
     def _show_preview(self, preview) -> None:
-        keys = np.concatenate([np.asarray(preview.source_supervoxels), np.asarray(preview.sink_supervoxels)])
-        sides = np.concatenate([
-            np.full(len(preview.source_supervoxels), 1, np.uint8),
-            np.full(len(preview.sink_supervoxels), 2, np.uint8),
-        ])
-        supervoxels = self.proofreader.supervoxel_volume()
-        for level, (live, array) in enumerate(zip(self._preview_levels, supervoxels.arrays, strict=True)):
-            if level == 0:
-                # The preview's own voxels: they include the two parts of a
-                # supervoxel divided inside, which no supervoxel id names yet.
-                live.retarget(preview.volume().levels[0].array)
-            else:
-                live.retarget(MappedArray(array, keys, sides, default=0, dtype=np.uint8))
-        layer = self.layer(PREVIEW)
-        if layer is not None:
-            layer.visible = True
-            layer.refresh()
+        self.view.show_preview(preview, self.proofreader)
         # The engine's own plain sentence (it names a supervoxel both seeds fall in, and what a
         # cut that separates nothing would leave), then what the keys do now.
         message = getattr(preview, "message", "") or (
@@ -781,25 +660,15 @@ class ProofreadWidget(ProjectPanel, QWidget):
             return
         self.preview = None
         self._preview_seeds = None
-        layer = self.layer(PREVIEW)
-        self._blank_preview(self.proofreader)
-        if layer is not None:
-            layer.visible = False
+        if self.view is not None:
+            self.view.hide_preview(self.proofreader)
         self._show_status()
 
-    def _blank_preview(self, proofreader) -> None:
-        supervoxels = proofreader.supervoxel_volume()
-        for live, array in zip(self._preview_levels, supervoxels.arrays, strict=True):
-            live.retarget(MappedArray(array, [], [], default=0, dtype=np.uint8))
-
     def _show_selection(self) -> None:
-        layer = self.layer(SELECTION)
-        if layer is None or self.proofreader is None:
+        if self.view is None or self.proofreader is None:
             return
         ids = [int(self.proofreader.segment_at(p)) for p in self.selection]
-        layer.data = nm_to_data(self.selection, self._volume) if self.selection else np.empty((0, 3))
-        layer.features = {"segment": np.asarray(ids, dtype=np.int64)}
-        layer.refresh()
+        self.view.show_selection(self.selection, ids)
         self._show_status()
 
     def _show_status(self) -> None:
@@ -875,10 +744,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
         if self.tree is not None:
             # Live: the supervoxels through the tree's mapping, nothing saved yet.
             sv_ids, segment_ids = self.tree.mapping_at(value)
-            supervoxels = self.proofreader.supervoxel_volume()
-            for live, array in zip(self._segment_levels, supervoxels.arrays, strict=True):
-                live.retarget(MappedArray(array, sv_ids, segment_ids, default=None, dtype=live.dtype))
-            self._recolour(segment_ids)
+            self.view.show_mapping(self.proofreader, sv_ids, segment_ids)
         self._threshold_pending = value
         self._threshold_timer.start()
 
@@ -921,12 +787,9 @@ class ProofreadWidget(ProjectPanel, QWidget):
                 self._start_recorder()
         self.proofreader = proofreader
         self.tree = tree
-        volume = proofreader.labels_volume()
-        for live, array in zip(self._segment_levels, volume.arrays, strict=True):
-            live.retarget(array)
-        self._blank_preview(proofreader)
+        self.view.show_segments(proofreader.labels_volume().arrays, proofreader)
+        self.view.hide_preview(proofreader)
         self.preview = self._preview_seeds = None
-        self._recolour()
         self._show_threshold()
         self._reload_history()
         self._after_change()
@@ -972,7 +835,7 @@ class ProofreadWidget(ProjectPanel, QWidget):
     # -- viewer events ------------------------------------------------------------
     def _on_removed(self, event) -> None:
         layer = event.value
-        if same(layer, self._layers.get(SEGMENTS)):
+        if self.view is not None and self.view.owns(layer):
             self.unbind()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
