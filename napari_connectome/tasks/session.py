@@ -40,21 +40,13 @@ it is not, the join blocks (counted in :attr:`TaskSession.learning_waits`).
 ``learn_in_background=False`` learns before picking, as a synchronous
 session would (for comparison).
 
-Threads. The learning runs in its own ``ThreadPoolExecutor(max_workers=1)``,
-not the prefetcher's: a 2 s re-find queued in front of a view preparation
-would delay the very view the proofreader waits for. The job computes into
-its own variables; only the caller's thread (the GUI's) changes the session's
-list, order, answers and current task, at a join, so nothing the GUI reads
-is half-updated. Every ``strategy`` call (observe, order, retract) holds one
-lock, so two never run at once. The re-find reads the shared Proofreader
-while the Proofread panel may commit an edit (in the GUI thread): a read
-overlapping a commit can mix two states. Blocking edits for 2 s behind a
-lock is not acceptable, so the job reads optimistically: it notes
-:attr:`~napari_connectome.proofread.Proofreader.version` before reading, and
-the join (in the editing thread, so no commit is half done at that moment)
-accepts the re-found list only if the version is unchanged; otherwise the
-list is found again there, synchronously (the worker also retries at once
-when it sees the version move, so this is rare).
+Threads. The learning runs in its own worker thread, not the prefetcher's,
+driven through a :class:`~napari_connectome.tasks.learning.BackgroundLearner`
+(its module tells how the threads share the strategy and the Proofreader).
+Only the caller's thread (the GUI's) changes the session's list, order,
+answers and current task, at a join, so nothing the GUI reads is
+half-updated. A re-found list read while the Proofread panel committed an
+edit is not taken: the join finds the list again there, synchronously.
 
 A failed job is not lost. A failed re-find or order is redone synchronously
 at the next join (an error then is raised as :class:`InputError`). A failed
@@ -105,59 +97,21 @@ small next to the edit it follows, and cached per
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.effort import DEFAULT_IDLE_S, ActivityClock, Clock, EffortLog, EffortRecorder
 from napari_connectome.errors import InputError, warn
 from napari_connectome.rank.strategies import Strategy, build_strategy, candidate_key
+from napari_connectome.tasks.learning import FIND_ATTEMPTS, Answered, BackgroundLearner
 from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer
 from napari_connectome.tasks.prefetch import Prefetcher
 from napari_connectome.tasks.view import TaskView, crop_edge_nm, prepare_view, view_still_valid
 
-
-@dataclass
-class _Answered:
-    """One answer in effect (undo takes the latest back)."""
-
-    task: Task
-    answer: str
-    edit_id: int | None
-    #: The strategy observed it (set at the join of its learning job); an undo retracts only what was learnt.
-    learnt: bool = False
-
-
-#: Re-find attempts inside one learning job when an edit lands while reading (then the join redoes it).
-_FIND_ATTEMPTS = 3
-
-
-@dataclass
-class _Outcome:
-    """What a learning job computed (in the worker), installed by a join (in the caller's thread)."""
-
-    observed: bool = False
-    candidates: list | None = None   # the re-found list; None when not re-found (or the read was torn)
-    version: int = -1                # Proofreader.version the re-found list was read at
-    order: list[int] | None = None
-    ahead: Task | None = None        # the guess of the next task under the new order (prefetched)
-    error: BaseException | None = None
-    step: str = ""
-
-
-@dataclass
-class _Job:
-    """A learning job in flight: the answer it learns from (or None: re-order only) and what it re-finds."""
-
-    future: cf.Future
-    answered: _Answered | None
-    refind: bool
-    candidates: list
-    outcome: _Outcome = field(default_factory=_Outcome)
+#: Re-find attempts inside one learning job; read at each opening, so a test can change it here.
+_FIND_ATTEMPTS = FIND_ATTEMPTS
 
 
 class TaskSession:
@@ -221,7 +175,7 @@ class TaskSession:
         self._candidates: list = []
         self._order: list[int] = []
         self._asked: dict[tuple, str] = {}
-        self._answers: list[_Answered] = []
+        self._answers: list[Answered] = []
         self._stale = 0
         self._outside_edits = False
         self._shown_at = 0.0
@@ -229,14 +183,9 @@ class TaskSession:
         self._closed = False
         self.learning_waits: list[float] = []
         self.learning_joins = 0
-        # One lock around every strategy call: observe (worker), order (worker or here), retract (here).
-        self._strategy_lock = threading.RLock()
-        self._job: _Job | None = None
-        self._needs_refind = False
-        self._background = bool(learn_in_background)
-        self._learner = (cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-learning")
-                         if self._background else None)
         self.prefetcher = Prefetcher(self._prepare) if prefetch else None
+        self._learner = BackgroundLearner(proofreader, strategy, find, find_options, prefetcher=self.prefetcher,
+                                          in_background=learn_in_background, find_attempts=_FIND_ATTEMPTS)
         self._edit_connection = proofreader.add_listener(self._on_edit)
         if gt_table is not None:
             recorder.vi = self.vi  # manual edits carry VI too (the recorder is built before the session)
@@ -462,11 +411,11 @@ class TaskSession:
             candidate_id=task.candidate.id, segments=task.segments, note=note, **self._vi_columns(),
         )
         self._asked[task.key] = answer
-        done = _Answered(task, answer, edit_id)
+        done = Answered(task, answer, edit_id)
         self._answers.append(done)
         learn = done if answer in ("yes", "no") else None
         refind = edit_id is not None
-        if not self._background:
+        if not self._learner.in_background:
             # Learn first, then pick from the new order (what a synchronous session does).
             if learn is not None or refind:
                 self._submit(learn, refind=refind)
@@ -477,7 +426,7 @@ class TaskSession:
         nxt = self._advance(moot=moot, refind=False)
         if learn is not None or refind:
             self._submit(learn, refind=refind)
-        if nxt is None and (self._job is not None or self._outside_edits):
+        if nxt is None and (self._learner.pending or self._outside_edits):
             # The old order ran out: the learning's re-found list may hold more (those renamed by this edit).
             self._join()
             nxt = self._advance()
@@ -520,8 +469,7 @@ class TaskSession:
                                             suggested_by=f"task:{self.strategy.name}").operation_id
         self._answers.pop()
         if last.answer in ("yes", "no") and last.learnt:
-            with self._strategy_lock:
-                self.strategy.retract(last.task.candidate)
+            self._learner.retract(last.task.candidate)
         shown, active, idle, answered = self._stop_clock()
         row = self.effort.record(
             task_id=last.task.id, task_type=last.task.kind, answer="undo", shown_at=shown, answered_at=answered,
@@ -535,7 +483,7 @@ class TaskSession:
         elif last.learnt:
             # The ranker forgot an answer: its order changes; computed behind the task shown again.
             self._submit(None, refind=False)
-            if not self._background:
+            if not self._learner.in_background:
                 self._join()
         again = self._refreshed(last.task)
         self._show(again)
@@ -578,8 +526,7 @@ class TaskSession:
     @property
     def learning(self) -> bool:
         """True while a background learning job (observe, re-find, order) is running."""
-        job = self._job
-        return job is not None and not job.future.done()
+        return self._learner.running
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background learning and take its result (the new order); for tests and benchmarks.
@@ -603,74 +550,15 @@ class TaskSession:
             return True
         return self._join(timeout=timeout, count=False)
 
-    def _submit(self, answered: _Answered | None, *, refind: bool) -> None:
+    def _submit(self, answered: Answered | None, *, refind: bool) -> None:
         """Start learning from ``answered`` (None: only re-order), re-finding first when ``refind``."""
         current = self.current.key if self.current is not None else None
         asked = frozenset(self._asked) | ({current} if current is not None else frozenset())
-        job = _Job(cf.Future(), answered, refind, self._candidates)
-        if self._learner is None:
-            job.future.set_result(self._learn(job, asked))
-        else:
-            job.future = self._learner.submit(self._learn, job, asked)
-        self._job = job
-
-    def _learn(self, job: _Job, asked: frozenset) -> _Outcome:
-        """The learning job (worker thread): observe, re-find, order; never touches the session's state."""
-        out = job.outcome
-        pr = self.proofreader
-        try:
-            if job.answered is not None:
-                out.step = "learning from the answer"  # (raised at the join, never redone)
-                with self._strategy_lock:
-                    self.strategy.observe(job.answered.task.candidate, job.answered.answer == "yes")
-                out.observed = True
-            cands = job.candidates
-            if job.refind:
-                out.step = "finding the candidates again"
-                cands = None
-                for _ in range(_FIND_ATTEMPTS):
-                    version = pr.version
-                    try:
-                        found = list(self._find(pr, **self._find_options))
-                    except Exception:
-                        if pr.version == version:
-                            raise
-                        continue  # an edit landed while reading (a torn read): read again
-                    if pr.version == version:
-                        cands, out.version = found, version
-                        break
-                if cands is None:
-                    return out  # edits kept landing: the join finds them again
-                out.candidates = cands
-            out.step = "ordering the tasks"
-            out.order = self._order_of(cands)
-            if self.prefetcher is not None:
-                out.ahead = self._guess(cands, out.order, asked)
-                if out.ahead is not None:
-                    self.prefetcher.submit(out.ahead)
-        except Exception as exc:  # raised or redone at the join, never lost
-            out.error = exc
-        return out
-
-    def _guess(self, cands: list, order: list[int], asked: frozenset) -> Task | None:
-        """The task the next *no* would show under the new order (read racing edits: only a guess)."""
-        try:
-            for i in order:
-                c = cands[i]
-                if candidate_key(c) not in asked and stale_reason(self.proofreader, c) is None:
-                    return Task.from_candidate(c)
-        except Exception:  # a torn read: no guess, the view is prepared when asked for
-            return None
-        return None
+        self._learner.submit(answered, self._candidates, asked, refind=refind)
 
     def _poll(self) -> None:
         """Take a finished, clean learning result without waiting (anything else waits for a real join)."""
-        job = self._job
-        if job is None or not job.future.done():
-            return
-        out = job.future.result()
-        if out.error is None and out.order is not None and (
-                not job.refind or (out.candidates is not None and out.version == self.proofreader.version)):
+        if self._learner.ready:
             self._join()
 
     def _join(self, timeout: float | None = None, *, count: bool = True) -> bool:
@@ -679,46 +567,26 @@ class TaskSession:
         Returns False when ``timeout`` ran out (nothing installed). ``count``:
         add to :attr:`learning_waits` / :attr:`learning_joins` (not for :meth:`wait`).
         """
-        job = self._job
-        if job is None:
-            if self._needs_refind:
-                self._needs_refind = False
-                self._refind_or_raise()
-            return True
-        if not job.future.done():
+        learner = self._learner
+        if learner.running:
             t0 = time.perf_counter()
-            try:
-                job.future.result(timeout=timeout)
-            except cf.TimeoutError:
+            if not learner.wait(timeout):
                 return False
             if count:
                 self.learning_waits.append(time.perf_counter() - t0)
-        self.learning_joins += int(count)
-        self._job = None
-        out = job.future.result()
-        if job.answered is not None:
-            job.answered.learnt = out.observed
-        if job.answered is not None and not out.observed:
-            # The ranker did not learn this answer and cannot safely be asked again; the list must
-            # still follow the edit, at the next join (this one reports the failure and stops).
-            self._needs_refind = job.refind
-            raise InputError("task session", (
-                f"the ranker could not learn from the answer {job.answered.answer!r} to task "
-                f"{job.answered.task.id} ({type(out.error).__name__}: {out.error}); the answer is "
-                "recorded but not learnt, and the order was not updated"))
-        if out.error is not None:  # redone below; said, not lost
-            self.notes.append(f"{out.step} in the background failed ({type(out.error).__name__}: "
-                              f"{' '.join(str(out.error).split())}); done again")
-        if job.refind:
-            if out.candidates is not None and out.order is not None and out.version == self.proofreader.version:
-                self._candidates, self._order = out.candidates, out.order
-                self._outside_edits = False
-            else:  # failed, torn, or an edit landed since: find them again here
-                self._refind_or_raise()
-        elif out.order is not None and job.candidates is self._candidates:
-            self._order = out.order
-        else:  # the order failed (or the list changed meanwhile): order here
+        self.learning_joins += int(count and learner.pending)
+        taken = learner.take(self._candidates)  # raises a failed observe: this call then does nothing else
+        if taken.note:
+            self.notes.append(taken.note)
+        if taken.redo == "refind":
+            self._refind_or_raise()
+        elif taken.redo == "reorder":
             self._reorder_or_raise()
+        elif taken.candidates is not None:
+            self._candidates, self._order = taken.candidates, taken.order
+            self._outside_edits = False
+        elif taken.order is not None:
+            self._order = taken.order
         return True
 
     def _refind_or_raise(self) -> None:
@@ -731,7 +599,7 @@ class TaskSession:
 
     def _reorder_or_raise(self) -> None:
         try:
-            self._order = self._order_of(self._candidates)
+            self._order = self._learner.order(self._candidates)
         except InputError:
             raise
         except Exception as exc:
@@ -777,13 +645,9 @@ class TaskSession:
         if self._closed:
             return
         self._closed = True
-        job, self._job = self._job, None
-        if job is not None:
-            out = job.future.result()
-            if out.error is not None:
-                self.notes.append(f"learning while closing failed ({type(out.error).__name__}: {out.error})")
-        if self._learner is not None:
-            self._learner.shutdown(wait=True)
+        note = self._learner.shutdown()
+        if note is not None:
+            self.notes.append(note)
         if self.prefetcher is not None:
             self.prefetcher.close()
         # A shared Proofreader outlives the session: it must stop calling us.
@@ -816,15 +680,8 @@ class TaskSession:
     def _refind(self) -> None:
         """Find the candidates and order them here (caller's thread): opening, undo, fallbacks."""
         self._candidates = list(self._find(self.proofreader, **self._find_options))
-        self._order = self._order_of(self._candidates)
+        self._order = self._learner.order(self._candidates)
         self._outside_edits = False
-
-    def _order_of(self, candidates: list) -> list[int]:
-        """The strategy's order of ``candidates`` (either thread; the lock keeps it apart from observe)."""
-        if not candidates:
-            return []
-        with self._strategy_lock:
-            return [int(i) for i in self.strategy.order(candidates)]
 
     def _unasked(self, *, exclude: tuple | None = None):
         for i in self._order:
