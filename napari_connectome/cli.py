@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_cmd.add_parser(sub)
 
+    p = sub.add_parser("provenance", help="what made each computed output of a project or volume: software, "
+                                          "parameters, inputs, model, device, timings")
+    p.add_argument("path", help="a project folder, or an OME-Zarr volume the suite wrote")
+    p.add_argument("--json", action="store_true", help="the records as JSON")
+
     for name, text in (("view", "open volumes or a project in napari with the suite"), ("demo", "the bundled sample in napari with the suite")):
         v = sub.add_parser(name, help=text)
         if name == "view":
@@ -410,6 +415,17 @@ def _cmd_synthetic(args) -> int:
     return 0
 
 
+def _cmd_provenance(args) -> int:
+    from napari_connectome.provenance_report import format_record, read_provenance
+
+    records = read_provenance(args.path)
+    if args.json:
+        print(json.dumps(records, indent=2, sort_keys=True))
+    else:
+        print("\n".join(format_record(what, record) for what, record in records.items()))
+    return 0
+
+
 def _cmd_gui(args) -> int:
     from importlib.metadata import entry_points
 
@@ -474,6 +490,8 @@ def _run(args, parser) -> int:
             return _cmd_log(args, parser)
         if args.command == "effort":
             return _cmd_effort(args, parser)
+        if args.command == "provenance":
+            return _cmd_provenance(args)
         if args.command == "check":
             return check_cmd.run(args)
         return _cmd_gui(args)

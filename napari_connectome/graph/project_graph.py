@@ -101,9 +101,19 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
         The project has no supervoxels, shapes disagree, or the graph would
         need more memory than the limit.
     """
+    from napari_connectome.provenance import Recorder, volume_identity
+
     _graph_folder(project)  # a file in its place is refused before the work, not after
-    return _save_graph(project, _build_rag(project, block_shape=block_shape, progress=progress,
-                                           memory_gb=memory_gb))
+    rec = Recorder("region-graph", parameters={"block_shape_voxels": block_shape, "memory_gb": memory_gb})
+    for role in ("supervoxels", "boundaries", "raw"):
+        if role in project.inputs:
+            rec.input(role, volume_identity(project.open_input(role)))
+            if role == "boundaries":
+                break  # the raw intensity is used only without a boundary map
+    with rec.timed("build"):
+        rag = _build_rag(project, block_shape=block_shape, progress=progress, memory_gb=memory_gb)
+    rec.set("outputs", {"n_nodes": rag.n_nodes, "n_edges": rag.n_edges, "signal": rag.signal})
+    return _save_graph(project, rag, record=rec.finish())
 
 
 def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | None = None) -> RegionGraph:
@@ -120,8 +130,14 @@ def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | No
                      block_shape=block_shape, progress=progress, memory_gb=memory_gb)
 
 
-def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False) -> RegionGraph:
-    """Save the graph and record it; an older merge tree is dropped unless ``keep_tree`` (a repair)."""
+def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False,
+                record: dict | None = None) -> RegionGraph:
+    """Save the graph and record it; an older merge tree is dropped unless ``keep_tree`` (a repair).
+
+    ``record``: its provenance (:mod:`napari_connectome.provenance`), kept in the manifest.
+    """
+    from napari_connectome.provenance import record_in_project
+
     inputs = project.inputs
     folder = _graph_folder(project)
     rag.save(folder / RAG_FILE)
@@ -141,6 +157,9 @@ def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False) 
     stale = folder / TREE_FILE
     if stale.exists() and not keep_tree:
         stale.unlink()
+    if record is not None:
+        record["outputs"] = {**record.get("outputs", {}), "sha256": project.manifest["graph"]["sha256"]}
+        record_in_project(project, "graph", record)
     project.register_component("graph")  # also saves the manifest
     return rag
 
@@ -276,10 +295,17 @@ def agglomerate_project(project: Project, *, threshold: float | None = None, fea
         rag, tree = build_project_graph(project, progress=progress, memory_gb=memory_gb), None
     tree_sha = (project.manifest.get("agglomeration") or {}).get("tree_sha256")
     if tree is None or tree.feature != feature:
-        tree = agglomerate(rag, feature=feature, progress=progress, memory_gb=memory_gb)
+        from napari_connectome.provenance import Recorder, record_in_project
+
+        rec = Recorder("merge-tree", parameters={"feature": feature, "memory_gb": memory_gb},
+                       inputs={"graph": {"sha256": project.manifest["graph"].get("sha256")}})
+        with rec.timed("agglomerate"):
+            tree = agglomerate(rag, feature=feature, progress=progress, memory_gb=memory_gb)
         tree_path = _graph_folder(project) / TREE_FILE
         tree.save(tree_path)
         tree_sha = file_sha256(tree_path)
+        rec.set("outputs", {"sha256": tree_sha, "n_merges": int(tree.n_merges)})
+        record_in_project(project, "merge tree", rec.finish())
     project.manifest["agglomeration"] = {
         "threshold": threshold,
         "feature": feature,

@@ -58,6 +58,7 @@ from napari_connectome.errors import ConnectomeError, InputError, from_os_error,
 from napari_connectome.memory import check_disk, check_memory, human_bytes
 from napari_connectome.outputs import guard_output
 from napari_connectome.progress import NullProgress, Progress
+from napari_connectome.provenance import Recorder, volume_identity, zarr_attributes
 from napari_connectome.pyramid.downsample import (
     LevelPlan,
     downsample_mean,
@@ -117,6 +118,7 @@ def write_ome_zarr(
     workers: int | None = None,
     assume_compression: float = DEFAULT_ASSUME_COMPRESSION,
     memory_gb: float | None = None,
+    provenance=None,
 ) -> Path:
     """Write ``source`` as an OME-Zarr multiscale pyramid at ``path``.
 
@@ -176,6 +178,11 @@ def write_ome_zarr(
     memory_gb
         Memory the write may plan to use, in GiB (default:
         :func:`~napari_connectome.memory.memory_limit`).
+    provenance
+        A :class:`~napari_connectome.provenance.Recorder` of what made the
+        volume (``synthetic``, a prediction); None: a ``pyramid`` record. The
+        write's parameters, the source's identity and its time are added, and
+        the record is stored in the group's attributes.
 
     Returns
     -------
@@ -217,20 +224,25 @@ def write_ome_zarr(
         _block_shape(block, lc, p, dtype.itemsize, axes)
         for p, lc in zip(plans, level_chunks, strict=True)
     ]
+    parameters = {
+        "shape": list(level0.shape),
+        "dtype": dtype.str,
+        "kind": kind,
+        "voxel_size": list(plans[0].voxel_size),
+        "offset": list(level0.offset),
+        "chunks": list(chunk_shape),
+        "levels": len(plans),
+        "ngff": ngff,
+        "name": name,
+    }
+    record = provenance if provenance is not None else Recorder("pyramid")
+    record.record["parameters"].update(parameters)
+    if isinstance(source, MultiscaleVolume) and "source" not in record.record["inputs"]:
+        record.input("source", volume_identity(source))
     staged = StagedFolder(
         dst,
         source=where,
-        parameters={
-            "shape": list(level0.shape),
-            "dtype": dtype.str,
-            "kind": kind,
-            "voxel_size": list(plans[0].voxel_size),
-            "offset": list(level0.offset),
-            "chunks": list(chunk_shape),
-            "levels": len(plans),
-            "ngff": ngff,
-            "name": name,
-        },
+        parameters=parameters,
         overwrite=overwrite,
         replaceable=_replaceable_problem,
         exists_problem=_exists_problem,
@@ -279,9 +291,9 @@ def write_ome_zarr(
                 task = _downsample_task(stores[k - 1], stores[k], plan.factors, reduce, dst)
             _run_blocks(task, _blocks(plan.shape, shape), workers, beat)
         del stores, src
-        _write_group_metadata(
-            stage, _group_attributes(plans, level0.offset, axes, name, kind, ngff), ngff
-        )
+        attrs = _group_attributes(plans, level0.offset, axes, name, kind, ngff)
+        attrs.update(zarr_attributes(record.finish()))
+        _write_group_metadata(stage, attrs, ngff)
         staged.commit()
     except BaseException as exc:
         # A storage library may still be finishing chunk writes it started
