@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-
 #: Key of the provenance record in an OME-Zarr group's attributes.
 ATTRIBUTE = "napari_connectome"
 #: The record format (bumped when a field changes meaning).
@@ -54,11 +53,19 @@ def software(extra: tuple[str, ...] = ()) -> dict[str, str]:
     import numpy as np
 
     out = {"napari-connectome": suite_version(), "python": platform.python_version(), "numpy": np.__version__}
+    from importlib.metadata import PackageNotFoundError, version
+
     for name in extra:
         module = sys.modules.get(name)
-        version = getattr(module, "__version__", None) if module is not None else None
-        if version is not None:
-            out[name] = str(version)
+        if module is None:
+            continue  # not used by this run
+        found = getattr(module, "__version__", None)
+        if found is None:  # some (kimimaro) keep it only in their distribution's metadata
+            try:
+                found = version(name)
+            except PackageNotFoundError:
+                continue
+        out[name] = str(found)
     return out
 
 

@@ -150,10 +150,14 @@ class SkeletonStore:
             Write the store into the project (atomically).
         """
         from napari_connectome.progress import NullProgress
+        from napari_connectome.provenance import Recorder, record_in_project, volume_identity
 
         progress = progress or NullProgress()
         progress.start(3, "skeletons")
+        rec = Recorder("skeletons", parameters={"teasar": teasar, "dust_voxels": dust_voxels},
+                       extra_software=("kimimaro",))
         try:
+            rec.input("supervoxels", volume_identity(proofreader.project.open_input("supervoxels")))
             signature = cls.signature_of(proofreader, teasar=teasar, dust_voxels=dust_voxels)
             sv = np.asarray(proofreader.supervoxel_volume().levels[0].array[...])
             sv_ids, sv_boxes = _supervoxel_boxes(sv)
@@ -171,7 +175,10 @@ class SkeletonStore:
             store = cls(proofreader.project, skeletons=skeletons, signature=signature,
                         sv_ids=sv_ids, sv_boxes=sv_boxes)
             if save:
+                rec.set("outputs", {"segments": len(skeletons), "signature": signature})
+                record_in_project(proofreader.project, "skeletons", rec.finish())
                 store.save()
+                proofreader.project.save()  # the record (save() writes the manifest only the first time)
             progress.advance()
         finally:
             progress.close()

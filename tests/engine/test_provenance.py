@@ -68,3 +68,18 @@ def test_no_record_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["provenance", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_a_skeleton_rebuild_is_recorded(tmp_path):
+    from napari_connectome.graph import agglomerate_project
+    from napari_connectome.proofread import Proofreader
+    from napari_connectome.skeleton.store import SkeletonStore
+
+    project = gala_fib_project(tmp_path / "p")
+    agglomerate_project(project, threshold=0.5)
+    with Proofreader.open(project) as pr:
+        store = SkeletonStore.rebuild(pr)
+    record = read_provenance(project.root)["project component skeletons"]
+    assert record["outputs"]["segments"] == len(store.skeletons) > 0
+    assert record["inputs"]["supervoxels"]["shape"] == [50, 100, 200]
+    assert "kimimaro" in record["software"]
