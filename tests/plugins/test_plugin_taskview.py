@@ -107,7 +107,10 @@ def test_a_merged_segment_has_a_skeleton_in_the_task_view(panel):
     assert merged not in task.segments
     # The panel shows a task about the merged body: its skeleton is there, projected onto the section.
     about = Task.from_candidate(replace(task.candidate, segments=(merged,)))
-    view = prepare_view(session, about)  # a worker thread in the panel: here it waits for the skeleton
+    # The panel prepares views in a worker thread, where a pending skeleton is waited for; on the
+    # main thread (here) it is not, so wait for the update first (it raced on a loaded machine).
+    widget.skeletons.wait()
+    view = prepare_view(session, about)
     assert view.skeleton_paths, "the merged segment has no skeleton"
     assert set(view.skeleton_segments) == {merged}
     widget.task_layers.show(view)
