@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 
+import fastremap
 import numpy as np
 
 from napari_connectome.errors import InputError
@@ -59,46 +60,37 @@ def _pointers(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...], sh
 
     ``affs`` holds channels 0..2 over ``[begin, end + 1)`` clipped to the volume
     (the forward edges of the block's last voxels live one voxel further).
+    Ties go to the edge first in the order (channel, lower voxel): for each
+    channel the backward edge (lower voxel ``v − e_c``) before the forward
+    one (lower voxel ``v``) — a strict total order on edges, so chains climb
+    strictly and end only in two-cycles.
     """
     size = tuple(e - b for b, e in zip(begin, end, strict=True))
-    n = int(np.prod(size))
-    grid = np.indices(size, dtype=np.int64).reshape(3, n) + np.asarray(begin, dtype=np.int64)[:, None]
-    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
-    index = strides @ grid
-    values = np.full((6, n), -np.inf, dtype=np.float64)
-    keys = np.zeros((6, n), dtype=np.int64)  # the tie order: (channel, lower voxel)
-    targets = np.empty((6, n), dtype=np.int64)
-    total = int(np.prod(shape))
     local = tuple(slice(0, s) for s in size)
+    best = np.full(size, -np.inf, dtype=np.float32)
+    step = np.zeros(size, dtype=np.int64)  # index offset of the chosen neighbour (0: none)
+    strides = (shape[1] * shape[2], shape[2], 1)
     for c in range(3):
-        # Backward edge of v: stored at v, to v − e_c (absent on the volume's low face).
-        back = affs[(c, *local)].reshape(n).astype(np.float64)
-        ok = grid[c] > 0
-        values[c] = np.where(ok, back, -np.inf)
-        targets[c] = index - strides[c]
-        keys[c] = c * total + (index - strides[c])
-        # Forward edge of v: stored at v + e_c (absent on the volume's high face).
-        fwd_slices = list(local)
-        fwd_slices[c] = slice(1, size[c] + 1)
-        ok = grid[c] < shape[c] - 1
-        fwd = np.full(size, -np.inf, dtype=np.float64)
-        avail = min(size[c], affs.shape[1 + c] - 1)
+        back = np.asarray(affs[(c, *local)], dtype=np.float32).copy()
+        if begin[c] == 0:  # the volume's low face: no backward edge
+            face = [slice(None)] * 3
+            face[c] = slice(0, 1)
+            back[tuple(face)] = -np.inf
+        fwd = np.full(size, -np.inf, dtype=np.float32)
+        avail = min(size[c], affs.shape[1 + c] - 1)  # the volume's high face: no forward edge
         if avail > 0:
             src = list(local)
             src[c] = slice(1, avail + 1)
             dst = [slice(None)] * 3
             dst[c] = slice(0, avail)
             fwd[tuple(dst)] = affs[(c, *src)]
-        values[3 + c] = np.where(ok, fwd.reshape(n), -np.inf)
-        targets[3 + c] = index + strides[c]
-        keys[3 + c] = c * total + index
-    best = values.max(axis=0)
-    # Among the edges of largest value, the smallest key: a strict total order on edges,
-    # so chains strictly climb and only end in two-cycles.
-    tied = np.where(values == best[None, :], keys, np.iinfo(np.int64).max)
-    choice = tied.argmin(axis=0)
-    pointer = targets[choice, np.arange(n)]
-    return np.where(np.isfinite(best), pointer, index).reshape(size)
+        for values, delta in ((back, -strides[c]), (fwd, strides[c])):
+            better = values > best  # strictly: an earlier edge keeps a tie
+            best = np.where(better, values, best)
+            step = np.where(better, delta, step)
+    grid = np.indices(size, dtype=np.int64)
+    index = sum((grid[a] + begin[a]) * strides[a] for a in range(3))
+    return index + step
 
 
 def block_labels(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
@@ -152,7 +144,7 @@ def resolve_exits(lookup: Callable[[np.ndarray], np.ndarray], labels: Iterable[n
     dict
         Exit label → root label; roots are not listed.
     """
-    arrays = [np.unique(np.asarray(a)) for a in labels]
+    arrays = [fastremap.unique(np.asarray(a)) for a in labels]
     pending = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.uint64)
     examined: set[int] = set()
     parent: dict[int, int] = {}
@@ -230,7 +222,7 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
         affs = np.asarray(affinities[(slice(0, 3), *(slice(b, h) for b, h in zip(begin, hi, strict=True)))])
         labels = block_labels(affs, begin, end, shape)
         target[tuple(slice(b, e) for b, e in zip(begin, end, strict=True))] = labels
-        found.append(np.unique(labels))
+        found.append(fastremap.unique(labels))
 
     def lookup(indices: np.ndarray) -> np.ndarray:
         coords = np.unravel_index(indices, shape)
@@ -255,8 +247,8 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
     roots = np.unique(np.concatenate([final(f) for f in found]))
     for begin, end in grid:
         box = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
-        labels = np.asarray(target[box])
-        values, inverse = np.unique(labels, return_inverse=True)
+        labels = np.array(target[box], dtype=np.uint64)
+        values = fastremap.unique(labels)
         ids = (np.searchsorted(roots, final(values)) + 1).astype(np.uint64)
-        target[box] = ids[inverse].reshape(labels.shape)
+        target[box] = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
     return target
