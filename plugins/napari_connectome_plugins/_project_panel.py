@@ -80,6 +80,28 @@ def process_events_while(busy: Callable[[], bool], timeout_s: float) -> None:
         time.sleep(0.01)
 
 
+#: Threads the global QThreadPool may run at once (see _room_for_qt_in_the_thread_pool).
+POOL_THREADS = 16
+
+
+def _room_for_qt_in_the_thread_pool() -> None:
+    """Let Qt's own pool tasks run while our workers occupy pool threads.
+
+    napari workers run on ``QThreadPool.globalInstance()``, whose size is the
+    number of cores (2 here). Qt converts images for painting in tasks on the
+    same pool and waits for them on the GUI thread *holding the GIL*. With two
+    of our workers in the pool (one waiting for the other, which waits for
+    the GIL) the paint never ends: the window froze when two panels opened one
+    project at once on a 2-core machine. More pool threads than workers keep
+    a thread free for Qt's tasks.
+    """
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool.maxThreadCount() < POOL_THREADS:
+        pool.setMaxThreadCount(POOL_THREADS)
+
+
 def start_worker(
     function: Callable[..., Any],
     *args: Any,
@@ -104,6 +126,7 @@ def start_worker(
     """
     from napari.qt.threading import create_worker
 
+    _room_for_qt_in_the_thread_pool()
     progress = {"_progress": {"desc": desc}} if desc is not None else {}
     worker = create_worker(function, *args, _ignore_errors=True, **progress)
     worker.returned.connect(returned)

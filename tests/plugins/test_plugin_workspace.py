@@ -88,3 +88,17 @@ def test_a_proofreader_is_not_replaced_under_another_member(project):
         ws.replace_proofreader(object())
     ws.leave(a)
     ws.leave(b)
+
+
+def test_workers_leave_room_in_qts_thread_pool(qapp):
+    # Two panels' workers filled the 2-thread global pool (one waiting for the other, which waited
+    # for the GIL) while the GUI thread, holding the GIL, waited for Qt's image-conversion tasks
+    # queued on that pool: the window froze (seen in CI on 2 cores).
+    from napari_connectome_plugins._project_panel import POOL_THREADS, process_events_while, start_worker
+    from qtpy.QtCore import QThreadPool
+
+    done = []
+    worker = start_worker(lambda: 1, returned=done.append, errored=done.append)
+    process_events_while(lambda: not done, 10)
+    assert done == [1] and worker is not None
+    assert QThreadPool.globalInstance().maxThreadCount() >= POOL_THREADS > 2
