@@ -94,7 +94,11 @@ def test_workers_leave_room_in_qts_thread_pool(qapp):
     # Two panels' workers filled the 2-thread global pool (one waiting for the other, which waited
     # for the GIL) while the GUI thread, holding the GIL, waited for Qt's image-conversion tasks
     # queued on that pool: the window froze (seen in CI on 2 cores).
-    from napari_connectome_plugins._project_panel import POOL_THREADS, process_events_while, start_worker
+    from napari_connectome_plugins._project_panel import (
+        POOL_THREADS,
+        process_events_while,
+        start_worker,
+    )
     from qtpy.QtCore import QThreadPool
 
     done = []
