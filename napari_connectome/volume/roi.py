@@ -66,32 +66,40 @@ class Roi:
     begin
         Lower corner, one value per axis.
     shape
-        Extent per axis, each ≥ 0 (or a single number for every axis).
+        Extent per axis, each ≥ 0 (or a single number for every axis). Use
+        :meth:`from_bounds` to give the upper corner instead.
     """
 
-    __slots__ = ("_begin", "_shape")
+    # The corners are stored, not begin and shape: two boxes that share a
+    # face then share it to the bit, which is what makes a grid tile exactly.
+    __slots__ = ("_begin", "_end")
 
     def __init__(self, begin: Sequence[float], shape: Sequence[float] | float) -> None:
         b = coords(begin, None, "begin")
         s = coords(shape, len(b), "shape")
         if any(v < 0 for v in s):
             raise InputError("roi", f"shape {s} has a negative extent")
+        self._set(b, tuple(x + n for x, n in zip(b, s, strict=True)))
+
+    def _set(self, begin: tuple[float, ...], end: tuple[float, ...]) -> None:
         # -0.0 and 0.0 are equal but print differently: keep one of them.
-        object.__setattr__(self, "_begin", tuple(v + 0.0 for v in b))
-        object.__setattr__(self, "_shape", tuple(v + 0.0 for v in s))
+        object.__setattr__(self, "_begin", tuple(v + 0.0 for v in begin))
+        object.__setattr__(self, "_end", tuple(v + 0.0 for v in end))
 
     def __setattr__(self, name, value):  # immutable, so it can be a dict key
         raise AttributeError("Roi is immutable")
 
     def __reduce__(self):
-        return (Roi, (self._begin, self._shape))
+        return (Roi.from_bounds, (self._begin, self._end))
 
     @classmethod
     def from_bounds(cls, begin: Sequence[float], end: Sequence[float]) -> Roi:
         """The box from ``begin`` to ``end`` (an ``end`` below ``begin`` gives an empty box there)."""
         b = coords(begin, None, "begin")
         e = coords(end, len(b), "end")
-        return cls(b, tuple(max(0.0, hi - lo) for lo, hi in zip(b, e, strict=True)))
+        roi = cls.__new__(cls)
+        roi._set(b, tuple(max(lo, hi) for lo, hi in zip(b, e, strict=True)))
+        return roi
 
     # ------------------------------------------------------------ geometry
     @property
@@ -99,12 +107,12 @@ class Roi:
         return self._begin
 
     @property
-    def shape(self) -> tuple[float, ...]:
-        return self._shape
+    def end(self) -> tuple[float, ...]:
+        return self._end
 
     @property
-    def end(self) -> tuple[float, ...]:
-        return tuple(b + s for b, s in zip(self._begin, self._shape, strict=True))
+    def shape(self) -> tuple[float, ...]:
+        return tuple(e - b for b, e in zip(self._begin, self._end, strict=True))
 
     @property
     def dims(self) -> int:
@@ -112,17 +120,17 @@ class Roi:
 
     @property
     def center(self) -> tuple[float, ...]:
-        return tuple(b + s / 2.0 for b, s in zip(self._begin, self._shape, strict=True))
+        return tuple((b + e) / 2.0 for b, e in zip(self._begin, self._end, strict=True))
 
     @property
     def size(self) -> float:
         """Volume of the box (nm³ for a 3D box in nm)."""
-        return math.prod(self._shape)
+        return math.prod(self.shape)
 
     @property
     def empty(self) -> bool:
         """True when the box holds no volume (an extent is 0)."""
-        return any(s == 0 for s in self._shape)
+        return any(e == b for b, e in zip(self._begin, self._end, strict=True))
 
     # ------------------------------------------------------------ algebra
     def _same_dims(self, other: Roi) -> None:
@@ -166,7 +174,8 @@ class Roi:
     def shift(self, by: Sequence[float] | float) -> Roi:
         """The box moved by ``by``."""
         d = coords(by, self.dims, "shift")
-        return Roi(tuple(a + x for a, x in zip(self._begin, d, strict=True)), self._shape)
+        return Roi.from_bounds(tuple(a + x for a, x in zip(self._begin, d, strict=True)),
+                               tuple(a + x for a, x in zip(self._end, d, strict=True)))
 
     def contains(self, other: Roi | Sequence[float]) -> bool:
         """Whether ``other`` (a box or a point) lies inside this box.
@@ -229,10 +238,10 @@ class Roi:
 
     # ------------------------------------------------------------ protocol
     def __eq__(self, other) -> bool:
-        return isinstance(other, Roi) and self._begin == other._begin and self._shape == other._shape
+        return isinstance(other, Roi) and self._begin == other._begin and self._end == other._end
 
     def __hash__(self) -> int:
-        return hash((self._begin, self._shape))
+        return hash((self._begin, self._end))
 
     def __repr__(self) -> str:
         axes = ", ".join(f"{_fmt(b)}:{_fmt(e)}" for b, e in zip(self._begin, self.end, strict=True))
