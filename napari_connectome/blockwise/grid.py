@@ -95,6 +95,7 @@ class BlockGrid:
         )
         if total.empty:
             self.shape = (0,) * total.dims
+        self._no_context = not any(self.context) and not any(self.context_high)
 
     @classmethod
     def of_level(cls, level: Level, *, block_voxels, context_voxels=0, context_high_voxels=None,
@@ -136,33 +137,44 @@ class BlockGrid:
         index = tuple(int(i) for i in index)
         if len(index) != len(self.shape) or not all(0 <= i < n for i, n in zip(index, self.shape, strict=True)):
             raise InputError("block", f"grid position {index} is outside the grid {self.shape}")
+        block_id = 0
+        for i, n in zip(index, self.shape, strict=True):
+            block_id = block_id * n + i
+        return self._make(block_id, index)
+
+    def _make(self, block_id: int, index: tuple[int, ...]) -> Block:
         begin, end = [], []
         for i, n, b0, e0, bs in zip(index, self.shape, self.total.begin, self.total.end, self.block_size, strict=True):
             # Neighbours compute the shared face with the same expression: exact tiling.
             begin.append(b0 + i * bs)
             end.append(e0 if i == n - 1 else b0 + (i + 1) * bs)
-        write = Roi.from_bounds(begin, end)
-        block_id = 0
-        for i, n in zip(index, self.shape, strict=True):
-            block_id = block_id * n + i
-        return Block(block_id, index, write, write.grow(self.context, self.context_high))
+        # Built unchecked: a grid makes one per block, and these corners are finite and ordered.
+        write = Roi._trusted(tuple(begin), tuple(end))
+        if self._no_context:
+            return Block(block_id, index, write, write)
+        read = Roi._trusted(tuple(b - c for b, c in zip(begin, self.context, strict=True)),
+                            tuple(e + c for e, c in zip(end, self.context_high, strict=True)))
+        return Block(block_id, index, write, read)
 
     def block(self, block_id: int) -> Block:
         """The block with id ``block_id``."""
         block_id = int(block_id)
         if not 0 <= block_id < len(self):
             raise InputError("block", f"block id {block_id} is not in a grid of {len(self)} blocks")
+        return self._make(block_id, self._index(block_id))
+
+    def _index(self, block_id: int) -> tuple[int, ...]:
         index = []
         rest = block_id
         for n in reversed(self.shape):
             rest, i = divmod(rest, n)
             index.append(i)
-        return self.block_at(tuple(reversed(index)))
+        return tuple(reversed(index))
 
     def __iter__(self) -> Iterator[Block]:
         """Every block in id order, made one at a time."""
         for block_id in range(len(self)):
-            yield self.block(block_id)
+            yield self._make(block_id, self._index(block_id))
 
     def describe(self) -> dict:
         """What defines the grid's ids (a done-ledger's signature): JSON-ready."""

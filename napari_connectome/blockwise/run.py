@@ -274,10 +274,9 @@ def run_blockwise(
         return CancelledError(f"cancelled by the user after {done}{of} blocks{kept}")
 
     def advance() -> None:
-        try:
-            progress.advance(1)
-        except CancelledError:
-            raise cancelled_error() from None
+        # A CancelledError from the progress (its cancel button) goes out as
+        # it is: whoever raised it may look for it.
+        progress.advance(1)
 
     def stop_if_cancelled() -> None:
         if cancelled():

@@ -18,6 +18,7 @@ over the spatial axes; channel and time axes are always read whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -118,20 +119,26 @@ class Level:
         return len(self.shape)
 
     # ------------------------------------------------------------ world boxes
-    @property
+    # Cached: a level's axes, voxel size, offset and shape never change, and
+    # block-wise loops ask for them once per block.
+    @cached_property
     def spatial(self) -> tuple[int, ...]:
         """Indices of the spatial axes, the axes a :class:`Roi` of this level spans."""
         return tuple(spatial_indices(self.axes))
 
-    @property
+    @cached_property
     def spatial_voxel_size(self) -> tuple[float, ...]:
         return tuple(float(self.voxel_size[i]) for i in self.spatial)
 
-    @property
+    @cached_property
     def spatial_offset(self) -> tuple[float, ...]:
         return tuple(float(self.offset[i]) for i in self.spatial)
 
-    @property
+    @cached_property
+    def _spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[i] for i in self.spatial)
+
+    @cached_property
     def roi(self) -> Roi:
         """The level's box in nm: from the first voxel's lower face to the last voxel's upper face."""
         return self.roi_of(tuple(slice(0, self.shape[i]) for i in self.spatial))
@@ -196,8 +203,7 @@ class Level:
             (read such a box with :meth:`read` and ``outside=``).
         """
         lo, hi = self._bounds(roi, snap)
-        shape = [self.shape[i] for i in self.spatial]
-        if any(a < 0 or b > n for a, b, n in zip(lo, hi, shape, strict=True)):
+        if any(a < 0 or b > n for a, b, n in zip(lo, hi, self._spatial_shape, strict=True)):
             raise InputError(
                 self._source(),
                 f"box {roi} nm reaches outside the volume's box {self.roi} nm; read it with outside='constant' or 'reflect'",
@@ -270,7 +276,7 @@ class Level:
         if outside not in OUTSIDE_MODES:
             raise InputError("outside", f"{outside!r} is not one of {OUTSIDE_MODES}")
         lo, hi = self._bounds(roi, None)
-        shape = [self.shape[i] for i in self.spatial]
+        shape = self._spatial_shape
         inside = all(a >= 0 and b <= n for a, b, n in zip(lo, hi, shape, strict=True))
         if inside:
             return np.asarray(self.array[self._key(lo, hi)])

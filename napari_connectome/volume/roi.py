@@ -101,6 +101,14 @@ class Roi:
         roi._set(b, tuple(max(lo, hi) for lo, hi in zip(b, e, strict=True)))
         return roi
 
+    @classmethod
+    def _trusted(cls, begin: tuple[float, ...], end: tuple[float, ...]) -> Roi:
+        """A box from corners known to be finite floats with ``end >= begin`` (no checks: grids make many)."""
+        roi = cls.__new__(cls)
+        object.__setattr__(roi, "_begin", begin)
+        object.__setattr__(roi, "_end", end)
+        return roi
+
     # ------------------------------------------------------------ geometry
     @property
     def begin(self) -> tuple[float, ...]:
@@ -143,8 +151,8 @@ class Roi:
         """The part of this box inside ``other`` (empty, at the nearer corner, when they do not meet)."""
         self._same_dims(other)
         b = tuple(max(a, c) for a, c in zip(self._begin, other._begin, strict=True))
-        e = tuple(min(a, c) for a, c in zip(self.end, other.end, strict=True))
-        return Roi.from_bounds(b, tuple(max(lo, hi) for lo, hi in zip(b, e, strict=True)))
+        e = tuple(max(lo, min(a, c)) for lo, a, c in zip(b, self._end, other._end, strict=True))
+        return Roi._trusted(b, e)
 
     def union(self, other: Roi) -> Roi:
         """The smallest box holding both (an empty box adds nothing)."""
@@ -154,8 +162,8 @@ class Roi:
         if self.empty:
             return other
         b = tuple(min(a, c) for a, c in zip(self._begin, other._begin, strict=True))
-        e = tuple(max(a, c) for a, c in zip(self.end, other.end, strict=True))
-        return Roi.from_bounds(b, e)
+        e = tuple(max(a, c) for a, c in zip(self._end, other._end, strict=True))
+        return Roi._trusted(b, e)
 
     def grow(self, before: Sequence[float] | float, after: Sequence[float] | float | None = None) -> Roi:
         """The box grown by ``before`` below and ``after`` above (default: ``before``); negative shrinks.
@@ -233,7 +241,9 @@ class Roi:
         A box in nm goes through :meth:`Level.voxel_slices` instead, which
         knows the voxel size and offset.
         """
-        lo, hi = snap_indices(self._begin, self.end, mode=None, what=self)
+        if all(v.is_integer() for v in self._begin + self._end):  # the usual case, and a hot one
+            return tuple(slice(int(a), int(b)) for a, b in zip(self._begin, self._end, strict=True))
+        lo, hi = snap_indices(self._begin, self._end, mode=None, what=self)
         return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
     # ------------------------------------------------------------ protocol
