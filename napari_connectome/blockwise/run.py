@@ -37,7 +37,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,16 +87,32 @@ class RunSummary:
     ran: int
 
 
+class _Ran:
+    """The outcome of a block run in the calling thread, read like a future's."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value=None, error: BaseException | None = None) -> None:
+        self._value, self._error = value, error
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def cancel(self) -> bool:
+        return False
+
+
 class _Inline:
     """An executor that runs each block as it is submitted, in the calling thread."""
 
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
+    def submit(self, fn, *args) -> _Ran:
+        # Not a concurrent.futures.Future: its lock and condition cost more than a small block.
         try:
-            future.set_result(fn(*args))
+            return _Ran(fn(*args))
         except BaseException as exc:  # handed back like a pool's future
-            future.set_exception(exc)
-        return future
+            return _Ran(error=exc)
 
 
 def _is_cancelled(cancel) -> Callable[[], bool]:

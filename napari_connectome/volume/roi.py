@@ -9,7 +9,8 @@ voxels. A grid over an array that has no world coordinates uses the same
 type in voxel units (begin 0, one unit per voxel) and
 :meth:`Roi.index_slices`.
 
-Only spatial axes are part of a box; channel and time axes are read whole.
+A level's boxes span its spatial axes only; its channel and time axes are
+always read whole.
 """
 
 from __future__ import annotations
