@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_connectome.blockwise import BlockGrid, run_blockwise
 from napari_connectome.errors import InputError
 
 
@@ -126,10 +127,15 @@ def contingency_table(seg, gt, *, ignore_gt=(0,), block_shape=(64, 512, 512)) ->
     if isinstance(seg, np.ndarray) and isinstance(gt, np.ndarray):
         return Contingency(*_pairs(gt, seg, ignore_gt))
     bs = tuple(block_shape)[-len(shape):] if len(shape) <= len(block_shape) else (*((1,) * (len(shape) - len(block_shape))), *block_shape)
-    parts = []
-    for origin in np.ndindex(*[(s + b - 1) // b for s, b in zip(shape, bs, strict=True)]):
-        sl = tuple(slice(o * b, min((o + 1) * b, s)) for o, b, s in zip(origin, bs, shape, strict=True))
-        parts.append(_pairs(np.asarray(gt[sl]), np.asarray(seg[sl]), ignore_gt))
+    parts: list = []
+
+    def count(block):
+        sl = block.write_roi.index_slices()
+        return _pairs(np.asarray(gt[sl]), np.asarray(seg[sl]), ignore_gt)
+
+    # One block at a time: the table is a reduction, and its blocks bound memory.
+    run_blockwise(count, BlockGrid.of_shape(shape, block_voxels=bs), scheduler="synchronous",
+                  collect=lambda block, pairs: parts.append(pairs))
     gts, segs, counts = (np.concatenate(c) for c in zip(*parts, strict=True))
     return _reduce(gts, segs, counts)
 

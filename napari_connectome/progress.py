@@ -67,3 +67,23 @@ class TqdmProgress(NullProgress):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class PartOf:
+    """A part of a larger piece of work: advances ``whole``, leaves starting and closing it to its owner.
+
+    For an engine function that reports several runs (the levels of a
+    pyramid, the passes of a graph) into one progress bar.
+    """
+
+    def __init__(self, whole: Progress) -> None:
+        self.whole = whole
+
+    def start(self, total: int, description: str) -> None:
+        return None
+
+    def advance(self, steps: int = 1) -> None:
+        self.whole.advance(steps)
+
+    def close(self) -> None:
+        return None

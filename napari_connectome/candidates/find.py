@@ -41,6 +41,7 @@ import numpy as np
 from napari_connectome.candidates.contacts import locate_faces
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.errors import InputError
+from napari_connectome.volume.model import Level
 
 #: Features of a false-split candidate.
 SPLIT_FEATURES = (
@@ -133,9 +134,7 @@ def find_candidates(
     st = pr.state
     rag = pr.rag
     lv = pr.supervoxel_volume().levels[0]
-    vs = np.asarray(lv.voxel_size, np.float64)
-    off = np.asarray(lv.offset, np.float64)
-    voxel_nm3 = float(np.prod(vs))
+    voxel_nm3 = float(np.prod(np.asarray(lv.voxel_size, np.float64)))
     alive, seg_of_pos, sv_size = _sv_table(pr)
 
     # Segment sizes (voxels) over live base supervoxels.
@@ -285,7 +284,7 @@ def find_candidates(
     if skeletons:
         _add_skeleton_features(pr, candidates, pair_index, skeletons, max_endpoint_distance_nm)
 
-    _locate(pr, candidates, row_cand, vs, off)
+    _locate(pr, candidates, row_cand, lv)
     candidates.sort(key=lambda c: c.kind != "false_split")
     return candidates
 
@@ -353,7 +352,7 @@ def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int
     return [(s, members[np.asarray(a)], members[np.asarray(b)]) for s, a, b in out[:k]]
 
 
-def _locate(pr, candidates: list[Candidate], row_cand, vs: np.ndarray, off: np.ndarray) -> None:
+def _locate(pr, candidates: list[Candidate], row_cand, lv: Level) -> None:
     """Set each candidate's location: its contact's face nearest to the contact's centroid."""
     pairs_r = [r for r, _ in row_cand]
     pairs_c = [np.full(r.size, c, np.int64) for r, c in row_cand]
@@ -367,7 +366,7 @@ def _locate(pr, candidates: list[Candidate], row_cand, vs: np.ndarray, off: np.n
         if not np.isnan(c.location_nm[0]):
             continue  # placed already (skeleton end point)
         if best[i, 0] >= 0:
-            c.location_nm = tuple(float(x) for x in off + best[i] * vs)
+            c.location_nm = tuple(float(x) for x in lv.centre_of(best[i]))
         else:
             c.location_nm = _fallback_location(pr, c)
 
@@ -381,7 +380,7 @@ def _fallback_location(pr, c: Candidate) -> tuple[float, float, float]:
         hit = np.argwhere(np.asarray(arr[z]) == target)
         if hit.size:
             idx = np.array([z, *hit[hit.shape[0] // 2]], np.float64)
-            return tuple(float(x) for x in np.asarray(lv.offset) + idx * np.asarray(lv.voxel_size))
+            return tuple(float(x) for x in lv.centre_of(idx))
     return (math.nan,) * 3
 
 

@@ -57,9 +57,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_connectome.atomic import save_npz_atomic
+from napari_connectome.blockwise import BlockGrid, run_blockwise
 from napari_connectome.errors import InputError
 from napari_connectome.memory import check_memory, release_free_memory
-from napari_connectome.progress import NullProgress, Progress
+from napari_connectome.progress import NullProgress, PartOf, Progress
 from napari_connectome.volume import MultiscaleVolume
 
 SIGNALS = ("boundaries", "affinities", "raw-intensity-proxy")
@@ -713,14 +714,6 @@ def estimate_rag_memory(*, n_voxels: int, n_nodes: int, n_edges: int, n_hist: in
 
 
 # ------------------------------------------------------------------- build
-def _blocks(shape: tuple[int, ...], block_shape: tuple[int, ...]):
-    grid = [range(0, s, b) for s, b in zip(shape, block_shape, strict=True)]
-    for z in grid[0]:
-        for y in grid[1]:
-            for x in grid[2]:
-                yield (z, y, x)
-
-
 def _units(core: tuple[int, ...]):
     """Boxes ``(z0, y0, dz, dy)`` of a block's core, each at most :data:`_UNIT_VOXELS` voxels."""
     cz, cy, cx = core
@@ -857,7 +850,8 @@ def build_rag(
     if len(block_shape) != 3 or min(block_shape) < 1:
         raise InputError("block_shape", f"must be three positive integers, got {block_shape}")
     normalise = signal_normaliser(signal, kind)
-    sv_arr = supervoxels.levels[0].array
+    sv_level = supervoxels.levels[0]
+    sv_arr = sv_level.array
     sig_arr = signal.levels[0].array
     # Counted, not listed: a volume whose metadata claims 10^18 voxels would
     # otherwise fill memory with block origins before the guard below.
@@ -869,12 +863,12 @@ def build_rag(
     block_voxels = int(np.prod([min(b, s) for b, s in zip(block_shape, sv_shape, strict=True)]))
     voxel_bytes = np.dtype(supervoxels.dtype).itemsize + 4 * (channels or 1)
 
-    def core_of(origin):
-        return tuple(min(b, s - o) for o, b, s in zip(origin, block_shape, sv_shape, strict=True))
+    # One voxel of context on the high side of every block: each face is then
+    # counted by exactly one block (the one holding its low voxel).
+    grid = BlockGrid.of_level(sv_level, block_voxels=block_shape, context_voxels=0, context_high_voxels=1)
 
-    def count_block(origin):
-        core = core_of(origin)
-        return _label_counts(np.asarray(sv_arr[tuple(slice(o, o + c) for o, c in zip(origin, core, strict=True))]))
+    def count_block(block):
+        return _label_counts(np.asarray(sv_arr[sv_level.voxel_slices(block.write_roi)]))
 
     def guard(n_edges: int, n_hist: int, held: int, when: str) -> None:
         need = estimate_rag_memory(n_voxels=n_voxels, n_nodes=node_ids.size, n_edges=n_edges, n_hist=n_hist,
@@ -903,14 +897,12 @@ def build_rag(
     try:
         # Pass 1: supervoxel ids and sizes, so that edges can be keyed by
         # node positions in pass 2.
-        id_parts, count_parts = [], []
-        for ids, cnt in ordered(count_block, _blocks(sv_shape, block_shape)):
-            id_parts.append(ids)
-            count_parts.append(cnt)
-            progress.advance(1)
-        ids = np.concatenate(id_parts) if id_parts else np.empty(0, np.uint64)
-        cnt = np.concatenate(count_parts) if count_parts else np.empty(0, np.int64)
-        del id_parts, count_parts
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        run_blockwise(count_block, grid, scheduler="threads" if workers > 1 else "synchronous", workers=workers,
+                      progress=PartOf(progress), collect=lambda block, counted: parts.append(counted))
+        ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.uint64)
+        cnt = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+        parts.clear()  # the per-block arrays, before the graph grows
         node_ids, inv = np.unique(ids, return_inverse=True)
         node_ids = node_ids.astype(np.uint64)
         node_sizes = np.bincount(inv.ravel(), weights=cnt, minlength=node_ids.size).astype(np.int64)
@@ -923,9 +915,10 @@ def build_rag(
         # Pass 2: faces, unit by unit; blocks are read as the units are
         # handed out, so at most a few blocks are in memory.
         def units():
-            for origin in _blocks(sv_shape, block_shape):
-                core = core_of(origin)
-                ext = tuple(slice(o, min(o + c + 1, s)) for o, c, s in zip(origin, core, sv_shape, strict=True))
+            for block in grid:
+                write = sv_level.voxel_slices(block.write_roi)
+                core = tuple(s.stop - s.start for s in write)
+                ext = sv_level.voxel_slices(block.read_roi.intersect(sv_level.roi))
                 labels = np.asarray(sv_arr[ext])
                 if channels is None:
                     values = normalise(np.asarray(sig_arr[ext]))

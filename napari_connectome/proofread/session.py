@@ -322,12 +322,10 @@ class Proofreader:
         if p.size != 3 or not np.isfinite(p).all():
             raise InputError(what, f"{point_nm!r} is not a point (z, y, x) in nm")
         lv = self._sv_volume.levels[0]
-        idx = np.floor((p - np.asarray(lv.offset)) / np.asarray(lv.voxel_size) + 0.5).astype(np.int64)
+        idx = lv.voxel_at(p)
         shape = np.asarray(self._level0_shape)
         if (idx < 0).any() or (idx >= shape).any():
-            lo = np.asarray(lv.offset) - 0.5 * np.asarray(lv.voxel_size)
-            hi = lo + shape * np.asarray(lv.voxel_size)
-            extent = ", ".join(f"{a:g}–{b:g}" for a, b in zip(lo, hi, strict=True))
+            extent = ", ".join(f"{a:g}–{b:g}" for a, b in zip(lv.roi.begin, lv.roi.end, strict=True))
             raise InputError(
                 f"{what} {tuple(float(x) for x in p)} nm",
                 f"is outside the volume (z, y, x extent {extent} nm)",
@@ -766,11 +764,10 @@ class Proofreader:
     def _box_nm(self, boxes):
         if not boxes:
             return None
-        lv = self._sv_volume.levels[0]
-        vs, off = np.asarray(lv.voxel_size), np.asarray(lv.offset)
         lo = np.min([b[0] for b in boxes], axis=0)
         hi = np.max([b[1] for b in boxes], axis=0)
-        return (tuple(float(x) for x in off + (lo - 0.5) * vs), tuple(float(x) for x in off + (hi - 0.5) * vs))
+        roi = self._sv_volume.levels[0].roi_of(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
+        return roi.begin, roi.end
 
     def supervoxel_size(self, sv: int) -> int | None:
         """Voxels of a supervoxel: from the graph, or counted in the patch that minted it; None if unknown."""

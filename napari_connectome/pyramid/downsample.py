@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_connectome.errors import InputError
-from napari_connectome.volume.model import SPATIAL_AXES
+from napari_connectome.volume.model import spatial_indices
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,6 @@ class LevelPlan:
     shape: tuple[int, ...]
     voxel_size: tuple[float, ...]
     factors: tuple[int, ...]
-
-
-def spatial_indices(axes) -> list[int]:
-    """Indices of the spatial axes (``z``, ``y``, ``x``); every axis if none is named so."""
-    idx = [i for i, a in enumerate(axes) if a in SPATIAL_AXES]
-    return idx or [i for i, a in enumerate(axes) if a not in ("c", "t")]
 
 
 def next_factors(shape, voxel_size, axes) -> tuple[int, ...]:

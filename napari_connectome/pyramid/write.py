@@ -41,23 +41,22 @@ A volume whose metadata claims 10^18 voxels is refused in milliseconds.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import math
 import os
 import re
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from napari_connectome.atomic import write_json_atomic
+from napari_connectome.blockwise import BlockError, BlockGrid, run_blockwise
 from napari_connectome.config import check_voxel_size
 from napari_connectome.errors import ConnectomeError, InputError, from_os_error, os_problem
 from napari_connectome.memory import check_disk, check_memory, human_bytes
 from napari_connectome.outputs import guard_output
-from napari_connectome.progress import NullProgress, Progress
+from napari_connectome.progress import NullProgress, PartOf, Progress
 from napari_connectome.provenance import Recorder, volume_identity, zarr_attributes
 from napari_connectome.pyramid.downsample import (
     LevelPlan,
@@ -289,7 +288,7 @@ def write_ome_zarr(
                 task = _copy_task(src, stores[0], dst)
             else:
                 task = _downsample_task(stores[k - 1], stores[k], plan.factors, reduce, dst)
-            _run_blocks(task, _blocks(plan.shape, shape), workers, beat)
+            _run_blocks(task, _grid(plan.shape, shape), workers, beat)
         del stores, src
         attrs = _group_attributes(plans, level0.offset, axes, name, kind, ngff)
         attrs.update(zarr_attributes(record.finish()))
@@ -597,27 +596,19 @@ def _block_shape(block, chunks, plan: LevelPlan, itemsize: int, axes) -> tuple[i
     return tuple(shape)
 
 
+def _grid(shape, block) -> BlockGrid:
+    """The blocks of a level, in voxels (every axis, channel and time too)."""
+    return BlockGrid.of_shape(shape, block_voxels=block)
+
+
 def _block_count(shape, block) -> int:
     """Number of blocks of the grid (exact, Python ints: no overflow for any shape)."""
-    return math.prod(-(-int(n) // int(b)) for n, b in zip(shape, block, strict=True))
+    return len(_grid(shape, block))
 
 
 def _blocks(shape, block) -> Iterator[tuple[slice, ...]]:
-    """Every block of the grid, in C order, one at a time.
-
-    Index arithmetic instead of a list (or ``itertools.product``, which
-    materialises each axis): memory stays flat however many blocks there are.
-    """
-    counts = [-(-int(n) // int(b)) for n, b in zip(shape, block, strict=True)]
-    for flat in range(math.prod(counts)):
-        index = []
-        for c in reversed(counts):
-            flat, i = divmod(flat, c)
-            index.append(i)
-        yield tuple(
-            slice(i * b, min((i + 1) * b, n))
-            for i, b, n in zip(reversed(index), block, shape, strict=True)
-        )
+    """Every block of the grid, in C order, one at a time (the grid is lazy: memory stays flat)."""
+    return (b.write_roi.index_slices() for b in _grid(shape, block))
 
 
 def _create_array(ts, context, path: Path, shape, chunks, dtype: np.dtype, axes, ngff: str):
@@ -724,31 +715,20 @@ def _write(store, box, data: np.ndarray, dst: Path) -> None:
     store[box].write(data).result()
 
 
-def _run_blocks(task, blocks, workers: int, progress: Progress) -> None:
-    """Run ``task`` on every block with ``workers`` threads, a bounded number in flight.
+def _run_blocks(task, grid: BlockGrid, workers: int, progress: Progress) -> None:
+    """Run ``task(box)`` on every block of ``grid`` with ``workers`` threads (:func:`run_blockwise`).
 
     Progress is advanced from the calling thread, in block order, so a
-    progress bar (and its cancel button) need not be thread-safe.
+    progress bar (and its cancel button) need not be thread-safe. A block's
+    error goes out as it was raised: :func:`write_ome_zarr` words it for
+    the destination, which is what a person needs to know, not the block.
     """
-    if workers == 1:
-        for box in blocks:
-            task(box)
-            progress.advance(1)
-        return
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        pending: deque[concurrent.futures.Future] = deque()
-        try:
-            for box in blocks:
-                pending.append(pool.submit(task, box))
-                if len(pending) > workers:
-                    pending.popleft().result()
-                    progress.advance(1)
-            while pending:
-                pending.popleft().result()
-                progress.advance(1)
-        finally:
-            for future in pending:
-                future.cancel()
+    try:
+        run_blockwise(lambda block: task(block.write_roi.index_slices()), grid,
+                      scheduler="threads" if workers > 1 else "synchronous", workers=workers,
+                      progress=PartOf(progress))
+    except BlockError as exc:
+        raise exc.error from None
 
 
 def _group_attributes(plans, offset0, axes, name: str, kind: str, ngff: str) -> dict:

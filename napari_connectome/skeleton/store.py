@@ -33,6 +33,7 @@ from napari_connectome.skeleton.teasar import (
     skeletonize_voxels,
     to_world,
 )
+from napari_connectome.volume.roi import Roi
 
 FILE = "skeletons.npz"
 FORMAT_VERSION = 1
@@ -209,13 +210,14 @@ class SkeletonStore:
         known = (self._sv_ids[pos] == svs) if len(self._sv_ids) else np.zeros(len(svs), bool)
         return self._sv_boxes[pos[known]], svs[~known]
 
-    def _learn_boxes(self, proofreader, bbox_nm, shape) -> None:
+    def _learn_boxes(self, proofreader, bbox_nm) -> None:
         """Add boxes of supervoxels minted inside ``bbox_nm`` (a split inside a supervoxel)."""
         lv = proofreader.supervoxel_volume().levels[0]
-        vs, off = np.asarray(lv.voxel_size), np.asarray(lv.offset)
-        lo = np.clip(np.floor((np.asarray(bbox_nm[0]) - off) / vs + 0.5).astype(np.int64) - 1, 0, shape)
-        hi = np.clip(np.ceil((np.asarray(bbox_nm[1]) - off) / vs + 0.5).astype(np.int64) + 1, 0, shape)
-        crop = np.asarray(lv.array[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))])
+        # The voxels the box touches and one more on every side, inside the volume.
+        box = lv.snap(Roi.from_bounds(bbox_nm[0], bbox_nm[1]).grow(lv.spatial_voxel_size), mode="grow")
+        key = lv.voxel_slices(box.intersect(lv.roi))
+        lo = np.array([s.start for s in key], np.int64)
+        crop = np.asarray(lv.array[key])
         ids, boxes = _supervoxel_boxes(crop, origin=lo)
         new = ~np.isin(ids, self._sv_ids)
         if new.any():
@@ -230,7 +232,7 @@ class SkeletonStore:
         svs = np.asarray(proofreader.segment_supervoxels(segment_id), dtype=np.uint64)
         boxes, missing = self._boxes_of(svs)
         if missing.size and bbox_nm is not None:
-            self._learn_boxes(proofreader, bbox_nm, shape)
+            self._learn_boxes(proofreader, bbox_nm)
             boxes, missing = self._boxes_of(svs)
         if missing.size or len(boxes) == 0:
             return tuple(slice(0, int(s)) for s in shape)  # unknown extent: the whole volume is right

@@ -28,6 +28,7 @@ import numpy as np
 from napari_connectome.config import check_voxel_size
 from napari_connectome.errors import InputError
 from napari_connectome.skeleton.model import Skeleton
+from napari_connectome.volume.model import voxel_centre
 
 DEFAULT_TEASAR: dict[str, float] = {
     "scale": 1.5,
@@ -107,9 +108,8 @@ def skeletonize_voxels(labels: np.ndarray, *, voxel_size, origin=(0, 0, 0), segm
 def to_world(segment_id: int, parts, *, voxel_size, offset) -> Skeleton:
     """A :class:`Skeleton` from :func:`skeletonize_voxels` output (voxel centres in world nm)."""
     idx, edges, radii = parts
-    vs = np.asarray(voxel_size, dtype=np.float64)
-    off = np.asarray(offset, dtype=np.float64)
-    return Skeleton(segment_id, (off + idx * vs).astype(np.float32), edges, radii)
+    return Skeleton(segment_id, voxel_centre(idx, voxel_size=voxel_size, offset=offset).astype(np.float32),
+                    edges, radii)
 
 
 def skeletonize(labels: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0), segment_ids=None,

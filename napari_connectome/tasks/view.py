@@ -30,6 +30,7 @@ import numpy as np
 from napari_connectome.errors import InputError
 from napari_connectome.tasks.colours import PALETTE
 from napari_connectome.tasks.model import Task
+from napari_connectome.volume.model import voxel_index
 
 #: Default crop edge (z, y, x), in level-0 voxels, clamped at the volume's faces: 256 voxels
 #: across (2 µm at 8 nm) so the proofreader sees the neurites' course and their neighbours, not
@@ -141,8 +142,7 @@ def crop_box(point_nm, *, shape, voxel_size, offset, crop_nm=None) -> tuple[tupl
     p = np.asarray(point_nm, dtype=np.float64).reshape(-1)
     if p.size != 3 or not np.isfinite(p).all():
         raise InputError("decision point", f"{point_nm!r} is not a point (z, y, x) in nm")
-    # Level.offset is the centre of voxel 0: voxel i covers offset + (i ± 0.5) · voxel size.
-    centre = np.clip(np.floor((p - off) / vs + 0.5).astype(np.int64), 0, shp - 1)
+    centre = np.clip(voxel_index(p, voxel_size=vs, offset=off), 0, shp - 1)
     half = np.array([max(0, math.floor(e / v / 2.0)) for e, v in zip(crop_edge_nm(crop_nm, vs), vs, strict=True)])
     lo = np.maximum(centre - half, 0)
     hi = np.minimum(centre + half + 1, shp)
@@ -262,7 +262,7 @@ def prepare_view(source, task: Task, *, em_volume=None, crop_nm=None, skeletons=
         display[labels == np.uint64(value)] = i + 1
     if pr.version != version:
         version = -1  # an edit landed while reading: the member lists may be from two states
-    offset_nm = tuple(float(o + b.start * v) for o, b, v in zip(sv_level.offset, box, vs, strict=True))
+    offset_nm = tuple(float(x) for x in sv_level.centre_of([b.start for b in box]))
     paths, owners = _skeleton_paths(skeletons, task.segments)
     return TaskView(
         task=task, em=em, labels=labels, offset_nm=offset_nm, voxel_size_nm=vs,

@@ -4,6 +4,7 @@ from napari_connectome.volume.lazy import ChunkedArray, NumpyArray, TensorStoreA
 from napari_connectome.volume.location import Location, parse_uri
 from napari_connectome.volume.model import LazyArray, Level, MultiscaleVolume
 from napari_connectome.volume.open import FORMATS, from_array, open_volume
+from napari_connectome.volume.roi import Roi
 
 __all__ = [
     "FORMATS",
@@ -13,6 +14,7 @@ __all__ = [
     "Location",
     "MultiscaleVolume",
     "NumpyArray",
+    "Roi",
     "TensorStoreArray",
     "from_array",
     "open_volume",
