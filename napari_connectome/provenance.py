@@ -8,7 +8,8 @@ segmentation can be traced to the code and the data it came from:
   ``"provenance"``, keyed by the component;
 * volumes the suite writes (``convert``, ``synthetic``, predictions) carry
   theirs in the OME-Zarr group's attributes under
-  ``"napari_connectome": {"provenance": …}``, where any zarr reader sees it.
+  ``"napari_connectome": {"provenance": …}``, where any zarr reader sees it —
+  without the times and the host, so that the same work gives the same bytes.
 
 Inputs are identified without reading their voxels (a volume can be
 terabytes): format, shape, dtype, voxel size, and a digest of the metadata
@@ -208,6 +209,17 @@ def record_in_project(project, component: str, record: Mapping[str, Any]) -> Non
     project.manifest.setdefault("provenance", {})[component] = _jsonable(dict(record))
 
 
+#: Fields that differ between two runs of the same work (when, how long, on which machine).
+VARYING = ("created", "timings_s", "host")
+
+
 def zarr_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The group attributes that carry ``record`` in an OME-Zarr the suite writes."""
-    return {ATTRIBUTE: {"provenance": _jsonable(dict(record))}}
+    """The group attributes that carry ``record`` in an OME-Zarr the suite writes.
+
+    Without the :data:`VARYING` fields: the same inputs and parameters must
+    give the same bytes, metadata included (resumed, re-blocked and repeated
+    runs are compared byte for byte). Times of project outputs are kept in
+    the project's manifest.
+    """
+    stable = {k: v for k, v in dict(record).items() if k not in VARYING}
+    return {ATTRIBUTE: {"provenance": _jsonable(stable)}}

@@ -62,7 +62,8 @@ def read_provenance(path: str | os.PathLike) -> dict[str, dict]:
 
 def format_record(what: str, record: Mapping[str, Any]) -> str:
     """A record as a few readable lines."""
-    lines = [f"{what}: {record.get('kind', '?')} · made {record.get('created', '?')}"]
+    made = f" · made {record['created']}" if record.get("created") else ""
+    lines = [f"{what}: {record.get('kind', '?')}{made}"]
     soft = record.get("software") or {}
     lines.append("  software: " + ", ".join(f"{k} {v}" for k, v in soft.items()))
     for key in ("model", "device", "tiling", "outputs"):

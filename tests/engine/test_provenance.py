@@ -39,6 +39,9 @@ def test_a_written_volume_carries_its_record(tmp_path, capsys):
     assert record["kind"] == "pyramid" and record["parameters"]["chunks"] == [32, 32, 32]
     assert record["inputs"]["source"]["shape"] == [50, 100, 200]
     assert record["inputs"]["source"]["metadata_sha256"]  # identity without reading voxels
+    assert "timings_s" not in record and "created" not in record  # the same work, the same bytes
+    again = convert(src, tmp_path / "again" / "raw.ome.zarr", chunks=32)
+    assert (again / ".zattrs").read_bytes() == (dst / ".zattrs").read_bytes()
     assert main(["provenance", str(dst)]) == 0
     out = capsys.readouterr().out
     assert "pyramid" in out and "input source" in out
