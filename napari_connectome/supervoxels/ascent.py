@@ -33,7 +33,6 @@ edges to outside the volume do not exist.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable
 
 import fastremap
@@ -181,17 +180,49 @@ def resolve_exits(lookup: Callable[[np.ndarray], np.ndarray], labels: Iterable[n
     return {k: v for k, v in out.items() if k != v}
 
 
-def blocks(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """The blocks ``(begin, end)`` tiling ``shape``, in a fixed order."""
-    ranges = [range(0, s, b) for s, b in zip(shape, block, strict=True)]
-    return [
-        (tuple(o), tuple(min(o_ + b, s) for o_, b, s in zip(o, block, shape, strict=True)))
-        for o in itertools.product(*ranges)
-    ]
+class _Pass1:
+    """Block work of pass 1 (a class, not a closure, so that Dask processes can pickle it)."""
+
+    def __init__(self, affinities, out, shape: tuple[int, ...]) -> None:
+        self.affinities, self.out, self.shape = affinities, out, shape
+
+    def __call__(self, block) -> None:
+        write = block.write_roi.index_slices()
+        begin = tuple(int(w.start) for w in write)
+        end = tuple(int(w.stop) for w in write)
+        hi = tuple(min(e + 1, s) for e, s in zip(end, self.shape, strict=True))
+        affs = np.asarray(self.affinities[(slice(0, 3), *(slice(b, h) for b, h in zip(begin, hi, strict=True)))])
+        self.out[write] = block_labels(affs, begin, end, self.shape)
+
+
+class _Unique:
+    """Pass 2's read: the labels present in a block."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+
+    def __call__(self, block) -> np.ndarray:
+        return fastremap.unique(np.asarray(self.out[block.write_roi.index_slices()], dtype=np.uint64))
+
+
+class _Pass3:
+    """Block work of pass 3: labels through the resolution, compacted to 1..N."""
+
+    def __init__(self, out, exits: dict[int, int], roots: np.ndarray) -> None:
+        self.out, self.exits, self.roots = out, exits, roots
+
+    def __call__(self, block) -> None:
+        box = block.write_roi.index_slices()
+        labels = np.array(self.out[box], dtype=np.uint64)
+        values = fastremap.unique(labels)
+        final = np.asarray([self.exits.get(v, v) for v in values.tolist()], dtype=np.uint64)
+        ids = (np.searchsorted(self.roots, final) + 1).astype(np.uint64)
+        self.out[box] = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
 
 
 def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None = None,
-                       out: np.ndarray | None = None) -> np.ndarray:
+                       out=None, scheduler="synchronous", workers: int | None = None,
+                       progress=None, cancel=None) -> np.ndarray:
     """Steepest-ascent supervoxels (uint64, ``1..N`` in the order of their roots) of ``affinities``.
 
     Parameters
@@ -204,25 +235,41 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
         does not depend on it.
     out
         A writable array-like of the volume's shape to hold the result (a
-        zarr array for volumes larger than memory); default: a new array.
+        zarr array for volumes larger than memory; its chunks must divide
+        ``block_shape`` for parallel writes); default: a new array.
+    scheduler, workers, progress, cancel
+        As :func:`~napari_connectome.blockwise.run_blockwise` (passes 1 and 3
+        run on it; ``processes`` or a cluster need ``affinities`` and ``out``
+        that pickle, e.g. zarr arrays). The result does not depend on them.
 
     Returns
     -------
     numpy.ndarray or the ``out`` given
     """
+    from napari_connectome.blockwise import BlockGrid, run_blockwise
+    from napari_connectome.progress import PartOf
+
     shape = _check(tuple(affinities.shape))
     block = tuple(int(b) for b in (block_shape or shape))
     if len(block) != 3 or min(block) < 1:
         raise InputError("block_shape", f"need three positive sizes, got {block_shape!r}")
-    grid = blocks(shape, block)
+    # One voxel of context above: the forward edges of a block's last voxels.
+    grid = BlockGrid.of_shape(shape, block_voxels=block, context_high_voxels=1)
     target = out if out is not None else np.zeros(shape, dtype=np.uint64)
-    found = []
-    for begin, end in grid:
-        hi = tuple(min(e + 1, s) for e, s in zip(end, shape, strict=True))
-        affs = np.asarray(affinities[(slice(0, 3), *(slice(b, h) for b, h in zip(begin, hi, strict=True)))])
-        labels = block_labels(affs, begin, end, shape)
-        target[tuple(slice(b, e) for b, e in zip(begin, end, strict=True))] = labels
-        found.append(fastremap.unique(labels))
+    options = {"scheduler": scheduler, "workers": workers, "cancel": cancel}
+
+    if progress is not None:
+        progress.start(3 * len(grid), "supervoxels")
+
+    def part(_k: int):
+        return PartOf(progress) if progress is not None else None
+
+    run_blockwise(_Pass1(affinities, target, shape), grid, progress=part(0), description="supervoxels: basins",
+                  **options)
+    found: list[np.ndarray] = []
+    run_blockwise(_Unique(target), grid, collect=lambda _b, u: found.append(u), progress=part(1),
+                  description="supervoxels: joining blocks", **{**options, "scheduler": "threads"
+                                                                 if scheduler == "synchronous" else scheduler})
 
     def lookup(indices: np.ndarray) -> np.ndarray:
         coords = np.unravel_index(indices, shape)
@@ -240,15 +287,10 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
         return values
 
     exits = resolve_exits(lookup, found)
-
-    def final(values: np.ndarray) -> np.ndarray:
-        return np.asarray([exits.get(v, v) for v in values.tolist()], dtype=np.uint64)
-
-    roots = np.unique(np.concatenate([final(f) for f in found]))
-    for begin, end in grid:
-        box = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
-        labels = np.array(target[box], dtype=np.uint64)
-        values = fastremap.unique(labels)
-        ids = (np.searchsorted(roots, final(values)) + 1).astype(np.uint64)
-        target[box] = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
+    roots = np.unique(np.concatenate([np.asarray([exits.get(v, v) for v in f.tolist()], dtype=np.uint64)
+                                      for f in found]))
+    run_blockwise(_Pass3(target, exits, roots), grid, progress=part(2), description="supervoxels: numbering",
+                  **options)
+    if progress is not None:
+        progress.close()
     return target

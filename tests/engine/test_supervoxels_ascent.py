@@ -92,3 +92,35 @@ def test_bad_shapes_are_one_line():
         ascent_supervoxels(np.zeros((3, 0, 4, 4), np.float32))
     with pytest.raises(InputError, match="three positive sizes"):
         ascent_supervoxels(np.zeros((3, 4, 4, 4), np.float32), block_shape=(0, 4, 4))
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads", "processes"])
+def test_the_same_bytes_on_any_scheduler(tmp_path, scheduler):
+    rng = np.random.default_rng(11)
+    affs = np.round(rng.random((3, 16, 24, 24)), 2).astype(np.float32)
+    whole = ascent_supervoxels(affs)
+    out = zarr.open(str(tmp_path / "sv.zarr"), mode="w", shape=whole.shape, chunks=(8, 8, 8), dtype="u8")
+    ascent_supervoxels(affs, block_shape=(8, 8, 8), out=out, scheduler=scheduler, workers=2)
+    assert np.array_equal(out[...], whole)
+
+
+def test_progress_counts_three_passes():
+    from napari_connectome.progress import Progress
+
+    class Count(Progress):
+        def __init__(self):
+            self.total, self.done, self.closed = 0, 0, False
+
+        def start(self, total, description):
+            self.total = total
+
+        def advance(self, steps=1):
+            self.done += steps
+
+        def close(self):
+            self.closed = True
+
+    seen = Count()
+    ascent_supervoxels(np.random.default_rng(0).random((3, 8, 8, 8)).astype(np.float32), block_shape=(4, 4, 4),
+                       progress=seen)
+    assert seen.total == seen.done == 3 * 8 and seen.closed
