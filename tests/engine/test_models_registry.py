@@ -41,3 +41,50 @@ def test_tampered_or_missing_weights_are_refused(tmp_path):
 
 def test_packaged_registry_parses():
     assert isinstance(load_registry(), dict)
+
+
+def _network_registry(tmp_path, *, tamper: bool):
+    torch = pytest.importorskip("torch", reason="torch comes with the [models] extra")
+    from napari_connectome_models.nets.unet import UNet3D, UNetConfig, save_network
+
+    torch.manual_seed(0)
+    config = UNetConfig(base_features=2)
+    save_network(UNet3D(config), tmp_path / "net.pt")
+    digest = hashlib.sha256((tmp_path / "net.pt").read_bytes()).hexdigest()
+    if tamper:
+        digest = digest[::-1]
+    record = {
+        "name": "tiny-affinities",
+        "task": "affinities",
+        "file": "net.pt",
+        "sha256": digest,
+        "voxel_size_nm": [10, 10, 10],
+        "fov_voxels": list(config.valid_input_shape((4, 4, 4))),
+        "output_shape": list(config.output_shape(config.valid_input_shape((4, 4, 4)))),
+        "context_voxels": list(config.context),
+        "offsets": [list(o) for o in config.offsets],
+        "card": "cards/tiny.md",
+    }
+    (tmp_path / "registry.json").write_text(json.dumps({"models": [record]}))
+    return tmp_path / "registry.json"
+
+
+def test_registered_network_loads_offline(tmp_path):
+    from napari_connectome_models.registry import load_network
+
+    path = _network_registry(tmp_path, tamper=False)
+    entry = load_registry(path)["tiny-affinities"]
+    assert entry.context_voxels == (20, 20, 20) and len(entry.offsets) == 9
+    model = load_network("tiny-affinities", registry=path, root=tmp_path)
+    assert model.config.offsets == entry.offsets
+    assert model.config.output_shape(entry.fov_voxels) == entry.output_shape
+
+
+def test_registered_network_with_a_wrong_sha256_is_refused(tmp_path):
+    from napari_connectome_models.registry import load_network
+
+    path = _network_registry(tmp_path, tamper=True)
+    with pytest.raises(ModelRegistryError, match=r"sha256 .* does not match the registry's .* 'tiny-affinities'"):
+        load_network("tiny-affinities", registry=path, root=tmp_path)
+    with pytest.raises(ModelRegistryError, match="no model 'nothing'"):
+        load_network("nothing", registry=path, root=tmp_path)
