@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from napari_connectome.inference import predict_affinities
+from napari_connectome.inference import predict_affinities, predict_affinities_flipped
 from napari_connectome.segment import (
     PostProcess,
     boundary_from_affinities,
@@ -71,11 +71,14 @@ def evaluate_network(model, metadata: dict, data: Path) -> dict:
     pp = PostProcess(**metadata["heldout"]["postprocess"])
     threshold = float(metadata["heldout"]["threshold"])
     offsets = model.config.offsets
-    out = {"postprocess": pp.to_dict(), "threshold": threshold, "iteration": metadata.get("iteration")}
+    flip_average = bool(metadata.get("flip_average", False))
+    predict = predict_affinities_flipped if flip_average else predict_affinities
+    out = {"postprocess": pp.to_dict(), "threshold": threshold, "iteration": metadata.get("iteration"),
+           "flip_average": flip_average}
     for split in ("train", "test"):
         t0 = time.perf_counter()
         raw, gt = read(data, split, "image"), read(data, split, "gt.lzf")
-        aff = predict_affinities(raw, model)
+        aff = predict(raw, model)
         t_pred = time.perf_counter() - t0
         if split == "train":
             aff, gt = aff[..., HOLDOUT_X:], gt[..., HOLDOUT_X:]
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1))
         return 0
     print(f"gala-fib, {source} (iteration {net['iteration']}); gt 0 ignored, log2")
-    print(f"post-processing chosen on held-out train (x >= {HOLDOUT_X}): {net['postprocess']}")
+    print(f"chosen on held-out train (x >= {HOLDOUT_X}): flip-average {net['flip_average']}, {net['postprocess']}")
     print(f"  held-out train  {fmt(net['heldout']['at_train_threshold'])}  (T chosen here: in-sample)")
     t = net["test"]["at_train_threshold"]
     print(f"  TEST            {fmt(t)}  [{net['test']['n_supervoxels']} supervoxels] "

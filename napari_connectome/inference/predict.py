@@ -87,3 +87,49 @@ def predict_affinities(
     finally:
         torch.set_num_threads(old)
     return np.ascontiguousarray(out[(slice(None), *(slice(0, int(s)) for s in shape))])
+
+
+def predict_affinities_flipped(raw: np.ndarray, model, **kwargs) -> np.ndarray:
+    """Test-time augmentation: the mean of the affinities of all 8 axis flips of ``raw``.
+
+    A flipped pass predicts, at voxel ``j``, the link between ``j`` and
+    ``j - offset`` *of the flipped volume*; flipped back, that is the link to
+    ``j + offset`` along every flipped axis, so it is moved by the offset to
+    sit on the voxel where the unflipped convention stores it. Links whose
+    partner lies outside the volume are averaged over the passes that have
+    them. Only single-axis offsets are supported (ours: ``-e_d``, ``-3 e_d``, ...).
+
+    Parameters
+    ----------
+    raw, model, kwargs
+        As for :func:`predict_affinities`.
+    """
+    import itertools
+
+    offsets = [tuple(int(v) for v in o) for o in model.config.offsets]
+    if any(sum(v != 0 for v in o) != 1 for o in offsets):
+        raise ValueError(f"flip averaging needs single-axis offsets, got {offsets}")
+    shape = raw.shape
+    total = np.zeros((len(offsets), *shape), dtype=np.float64)
+    count = np.zeros((len(offsets), *shape), dtype=np.float32)
+    for flips in itertools.product((False, True), repeat=3):
+        axes = tuple(a for a in range(3) if flips[a])
+        y = predict_affinities(np.ascontiguousarray(np.flip(raw, axes)), model, **kwargs)
+        y = np.flip(y, tuple(a + 1 for a in axes))
+        for c, o in enumerate(offsets):
+            axis = next(a for a in range(3) if o[a])
+            if not flips[axis]:
+                total[c] += y[c]
+                count[c] += 1
+                continue
+            # y[c] at k is the link (k, k - o) of the original volume: the link (j, j + o) sits at k = j + o
+            n, d = shape[axis], o[axis]
+            here = [slice(None)] * 3
+            there = [slice(None)] * 3
+            if d < 0:
+                here[axis], there[axis] = slice(-d, n), slice(0, n + d)
+            else:
+                here[axis], there[axis] = slice(0, n - d), slice(d, n)
+            total[c][tuple(here)] += y[c][tuple(there)]
+            count[c][tuple(here)] += 1
+    return (total / np.maximum(count, 1)).astype(np.float32)

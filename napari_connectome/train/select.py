@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_connectome.inference import predict_affinities
+from napari_connectome.inference import predict_affinities, predict_affinities_flipped
 from napari_connectome.segment import (
     PostProcess,
     boundary_from_affinities,
@@ -67,9 +67,10 @@ def score_affinities(affinities: np.ndarray, offsets, gt: np.ndarray, postproces
                         float(curve[i, 2]), int(sv.max()))
 
 
-def heldout_affinities(model, raw: np.ndarray, holdout_x: int) -> np.ndarray:
+def heldout_affinities(model, raw: np.ndarray, holdout_x: int, *, flip_average: bool = False) -> np.ndarray:
     """Affinities of the held-out box (whole volume predicted, then cropped)."""
-    return predict_affinities(raw, model)[..., holdout_x:]
+    predict = predict_affinities_flipped if flip_average else predict_affinities
+    return predict(raw, model)[..., holdout_x:]
 
 
 def export_best(run: str | Path, raw: np.ndarray, gt: np.ndarray, *, holdout_x: int, every: int, out: str | Path,
@@ -79,8 +80,10 @@ def export_best(run: str | Path, raw: np.ndarray, gt: np.ndarray, *, holdout_x: 
     Checkpoints (every ``every`` iterations) are ranked by held-out VI with one
     fixed post-processing (watershed at boundary 0.5, distance smoothed by 1
     voxel); the best one is then scored with every one of :data:`CANDIDATES`,
-    and the best candidate and its threshold go into the written file's
-    metadata (with all the held-out figures).
+    with and without flip averaging at inference
+    (:func:`~napari_connectome.inference.predict_affinities_flipped`), and the
+    best combination and its threshold go into the written file's metadata
+    (with all the held-out figures).
     """
     from napari_connectome_models.nets.unet import n_parameters, save_network
 
@@ -101,20 +104,22 @@ def export_best(run: str | Path, raw: np.ndarray, gt: np.ndarray, *, holdout_x: 
         raise FileNotFoundError(f"{run}: no checkpoint at a multiple of {every} iterations")
     _, it, path = min(ranked)
     model = network_from_checkpoint(path)
-    aff = heldout_affinities(model, raw, holdout_x)
     scores = []
-    for pp in CANDIDATES:
-        s = score_affinities(aff, model.config.offsets, gt_h, pp)
-        log(f"  {pp}: {s.vi_split:.3f} + {s.vi_merge:.3f} = {s.vi:.3f} at T {s.threshold:.2f} ({s.n_supervoxels} sv)")
-        scores.append(s)
-    best = min(scores, key=lambda s: s.vi)
+    for flip_average in (False, True):
+        aff = heldout_affinities(model, raw, holdout_x, flip_average=flip_average)
+        for pp in CANDIDATES:
+            s = score_affinities(aff, model.config.offsets, gt_h, pp)
+            log(f"  flip-average {flip_average!s:5s} {pp}: {s.vi_split:.3f} + {s.vi_merge:.3f} = {s.vi:.3f} "
+                f"at T {s.threshold:.2f} ({s.n_supervoxels} sv)")
+            scores.append((flip_average, s))
+    flip_average, best = min(scores, key=lambda fs: fs[1].vi)
     metadata = {
         "data": data_name, "seed": int(seed), "iteration": int(it), "checkpoint": path.name,
-        "holdout": f"x >= {holdout_x}", "heldout": best.to_dict(),
-        "heldout_candidates": [s.to_dict() for s in scores],
+        "holdout": f"x >= {holdout_x}", "heldout": best.to_dict(), "flip_average": bool(flip_average),
+        "heldout_candidates": [{**s.to_dict(), "flip_average": bool(f)} for f, s in scores],
         "checkpoint_curve": [[int(i), float(v)] for v, i, _ in sorted(ranked, key=lambda r: r[1])],
         "normalisation": "raw / dtype max (uint8: / 255)", "parameters": int(n_parameters(model)),
     }
     save_network(model, out, **metadata)
-    log(f"chose {path.name} and {best.postprocess} (held-out VI {best.vi:.3f} at T {best.threshold:.2f}) -> {out}")
+    log(f"chose {path.name}, flip-average {flip_average}, {best.postprocess} (held-out VI {best.vi:.3f} at T {best.threshold:.2f}) -> {out}")
     return metadata
