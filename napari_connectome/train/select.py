@@ -29,7 +29,8 @@ THRESHOLDS = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 6)
 #: Post-processing candidates compared on the held-out box.
 CANDIDATES: tuple[PostProcess, ...] = (
     *(PostProcess("watershed", threshold=t, sigma=s) for t in (0.3, 0.5, 0.7) for s in (0.0, 1.0)),
-    *(PostProcess("mutex", bias_short=0.5, bias_long=b) for b in (0.3, 0.5, 0.7, 0.9)),
+    # (0, 1): the mutex watershed paper's weights (short links attract with aff, long ones repel with 1 - aff)
+    *(PostProcess("mutex", bias_short=s, bias_long=b) for s, b in ((0.5, 0.5), (0.5, 0.7), (0.5, 0.9), (0.0, 1.0))),
 )
 
 

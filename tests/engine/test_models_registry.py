@@ -88,3 +88,17 @@ def test_registered_network_with_a_wrong_sha256_is_refused(tmp_path):
         load_network("tiny-affinities", registry=path, root=tmp_path)
     with pytest.raises(ModelRegistryError, match="no model 'nothing'"):
         load_network("nothing", registry=path, root=tmp_path)
+
+
+def test_packaged_affinity_models_match_their_registry_entries():
+    # every shipped affinity network loads offline, and its shapes are the ones its entry promises
+    from napari_connectome_models.registry import list_models, load_network
+
+    entries = list_models(task="affinities")
+    if entries:
+        pytest.importorskip("torch", reason="torch comes with the [models] extra")
+    for entry in entries:
+        model = load_network(entry.name)
+        assert model.config.output_shape(entry.fov_voxels) == entry.output_shape
+        assert model.config.context == entry.context_voxels
+        assert model.config.offsets == entry.offsets
