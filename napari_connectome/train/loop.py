@@ -124,7 +124,8 @@ def train(
         Training data (its ``known`` mask excludes any held-out part).
     config
         The run; a folder that already holds checkpoints must have been made
-        with the same config (checked: a mismatch is refused).
+        with the same config, except for ``iterations`` (a run may be
+        extended; anything else that differs is refused).
     folder
         Output folder: ``config.json``, ``checkpoint-NNNNNNN.pt``, ``log.jsonl``.
     validate
@@ -147,11 +148,11 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
     cfg_path = folder / "config.json"
     if cfg_path.exists():
-        saved = json.loads(cfg_path.read_text())
-        if saved != config.to_dict():
+        # the number of iterations may change (a run can be extended): nothing else may
+        saved = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k != "iterations"}
+        if saved != {k: v for k, v in config.to_dict().items() if k != "iterations"}:
             raise ValueError(f"{folder} holds a run with another config; use a new folder")
-    else:
-        cfg_path.write_text(json.dumps(config.to_dict(), indent=1))
+    cfg_path.write_text(json.dumps(config.to_dict(), indent=1))
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     net_cfg = UNetConfig.from_dict(config.net)

@@ -59,6 +59,14 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_another_seed_differs_and_config_mismatch_is_refused(tmp_path):
     vol = volume()
     train(vol, config(2), tmp_path / "a", log=lambda s: None)
+    other = TrainConfig(**{**config(2).__dict__, "lr": 1e-2})
     with pytest.raises(ValueError, match="another config"):
-        train(vol, config(3), tmp_path / "a", log=lambda s: None)
+        train(vol, other, tmp_path / "a", log=lambda s: None)
     assert latest_checkpoint(tmp_path / "a").name == "checkpoint-0000002.pt"
+    train(vol, TrainConfig(**{**config(2).__dict__, "seed": 4}), tmp_path / "c", log=lambda s: None)
+    a = params(tmp_path / "a" / "checkpoint-0000002.pt")
+    c = params(tmp_path / "c" / "checkpoint-0000002.pt")
+    assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
+    # extending a run is allowed: it resumes at 2 and goes on to 3
+    last = train(vol, config(3), tmp_path / "a", log=lambda s: None)
+    assert last.name == "checkpoint-0000003.pt"
