@@ -34,3 +34,12 @@ def shared_data() -> Path:
     if path is None:
         missing("../shared/data (real EM fixtures) is not beside this checkout")
     return path
+
+
+def need_torch():
+    """torch, or a skip here and a failure in CI (it comes with the [models] extra, which CI installs)."""
+    try:
+        import torch
+    except ImportError:
+        missing("torch is not installed (it comes with napari-connectome[models])")
+    return torch

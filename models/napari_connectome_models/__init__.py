@@ -6,6 +6,13 @@ model has a card (``cards/NAME.md``) with the voxel size, field of view,
 training data and measured scores its weights need.
 """
 
-from napari_connectome_models.registry import ModelEntry, list_models, load_registry, weights_path
+from napari_connectome_models.registry import (
+    ModelEntry,
+    ModelRegistryError,
+    list_models,
+    load_network,
+    load_registry,
+    weights_path,
+)
 
-__all__ = ["ModelEntry", "list_models", "load_registry", "weights_path"]
+__all__ = ["ModelEntry", "ModelRegistryError", "list_models", "load_network", "load_registry", "weights_path"]

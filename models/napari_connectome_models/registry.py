@@ -33,6 +33,12 @@ class ModelEntry:
         Input field of view (z, y, x) in voxels.
     card
         Model card, relative to this package.
+    output_shape
+        Output (z, y, x) for an input of ``fov_voxels`` (image-to-image models).
+    context_voxels
+        Input voxels each output voxel needs on each side (z, y, x).
+    offsets
+        Affinity offsets (z, y, x), one output channel each (affinity models).
     """
 
     name: str
@@ -42,6 +48,9 @@ class ModelEntry:
     voxel_size_nm: tuple[float, float, float]
     fov_voxels: tuple[int, int, int]
     card: str
+    output_shape: tuple[int, int, int] | None = None
+    context_voxels: tuple[int, int, int] | None = None
+    offsets: tuple[tuple[int, int, int], ...] | None = None
 
     @classmethod
     def from_dict(cls, record: dict) -> ModelEntry:
@@ -54,9 +63,17 @@ class ModelEntry:
                 voxel_size_nm=tuple(float(v) for v in record["voxel_size_nm"]),
                 fov_voxels=tuple(int(v) for v in record["fov_voxels"]),
                 card=str(record["card"]),
+                output_shape=_ints(record.get("output_shape")),
+                context_voxels=_ints(record.get("context_voxels")),
+                offsets=None if record.get("offsets") is None
+                else tuple(tuple(int(v) for v in o) for o in record["offsets"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelRegistryError(f"registry entry {record!r} is malformed: {exc}") from None
+
+
+def _ints(values) -> tuple[int, ...] | None:
+    return None if values is None else tuple(int(v) for v in values)
 
 
 def load_registry(path: str | Path | None = None) -> dict[str, ModelEntry]:
@@ -111,3 +128,33 @@ def weights_path(entry: ModelEntry, *, root: Path | None = None) -> Path:
             f"{path}: sha256 {actual[:12]}… does not match the registry's {entry.sha256[:12]}… for {entry.name!r}"
         )
     return path
+
+
+def load_network(name: str, *, registry: str | Path | None = None, root: Path | None = None):
+    """The registered network ``name``, loaded offline after its sha256 check (needs torch).
+
+    Parameters
+    ----------
+    name
+        Registry key, e.g. ``"affinities-fib-10nm"``.
+    registry
+        Registry file (default: the packaged one).
+    root
+        Folder the entry's ``file`` is relative to (default: this package).
+
+    Raises
+    ------
+    ModelRegistryError
+        Unknown name, missing weights or a sha256 mismatch (nothing is loaded then).
+    """
+    entries = load_registry(registry)
+    if name not in entries:
+        raise ModelRegistryError(f"no model {name!r} in the registry (have: {', '.join(sorted(entries))})")
+    entry = entries[name]
+    path = weights_path(entry, root=root)
+    from napari_connectome_models.nets.unet import load_network as _load
+
+    model = _load(path)
+    if entry.offsets is not None and tuple(model.config.offsets) != entry.offsets:
+        raise ModelRegistryError(f"{path}: offsets {model.config.offsets} differ from the registry's {entry.offsets}")
+    return model
