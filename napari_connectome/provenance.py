@@ -36,6 +36,8 @@ ATTRIBUTE = "napari_connectome"
 SCHEMA = 1
 
 _METADATA_FILES = (".zattrs", ".zarray", ".zgroup", "zarr.json", "info", "attributes.json")
+#: How deep below a store's root metadata is looked for (root, a level, an array in a level's group).
+_METADATA_DEPTH = 2
 
 
 def suite_version() -> str:
@@ -71,12 +73,23 @@ def software(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def _metadata_digest(path: Path) -> str | None:
-    """sha256 over the metadata files a chunked format keeps (not the chunks), or of a small file."""
+    """sha256 over the metadata files a chunked format keeps (not the chunks), or a small file's stamp.
+
+    Metadata lives in the store's root and its arrays' folders (a level or
+    two down); chunk trees below them can hold millions of files, so the walk
+    stops at :data:`_METADATA_DEPTH` and never lists a chunk folder.
+    """
     h = hashlib.sha256()
     found = False
     if path.is_dir():
         for root, dirs, files in os.walk(path):
-            dirs.sort()
+            depth = len(Path(root).relative_to(path).parts)
+            # Below the root (where OME-Zarr levels are named 0, 1, …), zarr v3's "c/" trees and v2's
+            # nested chunk indices (digits) hold chunks; deeper folders too.
+            if depth >= _METADATA_DEPTH:
+                dirs[:] = []
+            else:
+                dirs[:] = sorted(d for d in dirs if d != "c" and (depth == 0 or not d.isdigit()))
             for name in sorted(files):
                 if name in _METADATA_FILES:
                     file = Path(root) / name
@@ -122,16 +135,6 @@ def local_path(source: str) -> Path | None:
     return path if path.exists() and str(path) != path.anchor else None
 
 
-def file_identity(path: str | os.PathLike) -> dict[str, Any]:
-    """A file's path, size and sha256 (for inputs that are small files: a model's weights, a table)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for piece in iter(lambda: f.read(1 << 23), b""):
-            h.update(piece)
-    return {"path": str(p), "bytes": p.stat().st_size, "sha256": h.hexdigest()}
-
-
 def _jsonable(value: Any) -> Any:
     """Parameters as JSON: tuples → lists, numpy scalars → numbers, paths → strings."""
     if isinstance(value, Mapping):
@@ -172,7 +175,7 @@ class Recorder:
         self._start = time.perf_counter()
 
     def input(self, name: str, identity: Mapping[str, Any]) -> None:
-        """Add an input's identity (:func:`volume_identity`, :func:`file_identity`)."""
+        """Add an input's identity (:func:`volume_identity`, or any JSON-able description)."""
         self.record["inputs"][name] = _jsonable(dict(identity))
 
     def set(self, key: str, value: Any) -> None:
@@ -195,12 +198,6 @@ class Recorder:
         self.record["timings_s"]["total"] = round(time.perf_counter() - self._start, 4)
         self.record["software"] = software(self._extra)
         return self.record
-
-
-@contextmanager
-def recording(kind: str, **options: Any) -> Iterator[Recorder]:
-    """``with recording("region-graph", parameters=…, inputs=…) as rec:`` … ``rec.finish()`` gives the record."""
-    yield Recorder(kind, **options)
 
 
 # -- where records live --------------------------------------------------------------

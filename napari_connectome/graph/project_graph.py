@@ -105,28 +105,33 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
 
     _graph_folder(project)  # a file in its place is refused before the work, not after
     rec = Recorder("region-graph", parameters={"block_shape_voxels": block_shape, "memory_gb": memory_gb})
-    for role in ("supervoxels", "boundaries", "raw"):
-        if role in project.inputs:
-            rec.input(role, volume_identity(project.open_input(role)))
-            if role == "boundaries":
-                break  # the raw intensity is used only without a boundary map
     with rec.timed("build"):
-        rag = _build_rag(project, block_shape=block_shape, progress=progress, memory_gb=memory_gb)
+        rag = _build_rag(project, block_shape=block_shape, progress=progress, memory_gb=memory_gb,
+                         identify=lambda role, volume: rec.input(role, volume_identity(volume)))
     rec.set("outputs", {"n_nodes": rag.n_nodes, "n_edges": rag.n_edges, "signal": rag.signal})
     return _save_graph(project, rag, record=rec.finish())
 
 
-def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | None = None) -> RegionGraph:
-    """The region graph of the project's inputs, in memory."""
+def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | None = None,
+               identify=None) -> RegionGraph:
+    """The region graph of the project's inputs, in memory.
+
+    ``identify(role, volume)`` is told each input the graph is built from (for its provenance).
+    """
     inputs = project.inputs
     if "supervoxels" not in inputs:
         raise InputError(project.root, NEEDS_SUPERVOXELS)
-    supervoxels = project.open_input("supervoxels")
-    if "boundaries" in inputs:
-        signal = project.open_input("boundaries")
-        return build_rag(supervoxels, signal, signal_kind=_signal_kind(signal),
+    # The raw intensity stands in for the signal only without a boundary map.
+    roles = ("supervoxels", "boundaries") if "boundaries" in inputs else ("supervoxels", "raw")
+    volumes = {role: project.open_input(role) for role in roles}
+    if identify is not None:
+        for role, volume in volumes.items():
+            identify(role, volume)
+    if "boundaries" in volumes:
+        signal = volumes["boundaries"]
+        return build_rag(volumes["supervoxels"], signal, signal_kind=_signal_kind(signal),
                          block_shape=block_shape, progress=progress, memory_gb=memory_gb)
-    return build_rag(supervoxels, None, raw=project.open_input("raw"),
+    return build_rag(volumes["supervoxels"], None, raw=volumes["raw"],
                      block_shape=block_shape, progress=progress, memory_gb=memory_gb)
 
 

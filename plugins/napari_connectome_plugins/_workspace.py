@@ -177,11 +177,6 @@ class Workspace:
             _close_quietly(old, "the replaced proofreader")
 
     # -- the effort recorder ------------------------------------------------------------
-    @property
-    def open_recorder(self):
-        """The effort recorder if one is open, else None (never opens one)."""
-        return self._recorder
-
     def recorder(self, *, vi: Callable[[], dict | None] | None = None, clock: Callable[[], float] = time.time,
                  idle_after_s: float | None = None):
         """The recorder timing the Proofreader's edits in the effort log, opened on first use.
