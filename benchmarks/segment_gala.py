@@ -93,7 +93,7 @@ def evaluate_network(model, metadata: dict, data: Path) -> dict:
 
 def evaluate_ascent(model, metadata: dict, data: Path) -> dict:
     """Steepest-ascent supervoxels (blockwise-exact) on the same affinities; T chosen on held-out train."""
-    from napari_connectome.supervoxels import ascent_supervoxels
+    from napari_connectome.segment import ascent_supervoxels
 
     predict = predict_affinities_flipped if metadata.get("flip_average", False) else predict_affinities
     curves, counts = {}, {}

@@ -1,5 +1,6 @@
 """Affinities -> supervoxels -> region graph -> merge tree (segmentations at any threshold)."""
 
+from napari_connectome.segment.ascent import ascent_supervoxels
 from napari_connectome.segment.pipeline import PostProcess, merge_tree, sweep_thresholds
 from napari_connectome.segment.supervoxels import (
     boundary_from_affinities,
@@ -10,6 +11,7 @@ from napari_connectome.segment.supervoxels import (
 
 __all__ = [
     "PostProcess",
+    "ascent_supervoxels",
     "boundary_from_affinities",
     "merge_tree",
     "mutex_supervoxels",

@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from napari_connectome.errors import InputError
-from napari_connectome.supervoxels import ascent_supervoxels
+from napari_connectome.segment import ascent_supervoxels
 
 
 def reference(affs: np.ndarray) -> np.ndarray:
