@@ -384,7 +384,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         merge, split or undo has a skeleton made in a worker.
         """
         pr = session.proofreader
-        self.colours = self.workspace.colours if self.workspace is not None else SegmentColours()
+        self.colours = self.workspace.colours  # a session is opened only after joining the workspace
         session.colours = self.colours
         store = getattr(session, "skeletons", None)
         self.skeletons = None

@@ -49,7 +49,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_connectome.tasks.colours import SegmentColours
 from napari_connectome_plugins import _notify
 from napari_connectome_plugins._project_panel import (
     ProjectPanel,
@@ -439,9 +438,9 @@ class ProofreadWidget(ProjectPanel, QWidget):
         return self.view.layer(name) if self.view is not None else None
 
     def _make_layers(self) -> None:
-        colours = self.workspace.colours if self.workspace is not None else SegmentColours()
+        # Opened only after joining the workspace: its colours are the ones every panel draws.
         self.view = ProofreadLayers(
-            self.viewer, self.proofreader, colours, project_root=root_of(self.project),
+            self.viewer, self.proofreader, self.workspace.colours, project_root=root_of(self.project),
             on_click=self._on_click, on_seeds_changed=self._on_seeds_changed,
         )
 
