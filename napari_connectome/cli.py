@@ -150,6 +150,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_cmd.add_parser(sub)
 
+    p = sub.add_parser("segment", help="segment a project's raw EM: affinities → supervoxels → graph → "
+                                       "agglomeration (resumable; stages skipped when up to date)")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("--model", default="affinities-fib-10nm", help="registry name of the affinity network")
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda[:N] or mps")
+    p.add_argument("--block", type=int, metavar="VOXELS",
+                   help="network output block edge (multiple of 4; default: from the device's free memory)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--stage", action="append", choices=("affinities", "supervoxels", "graph"),
+                   help="run only this stage (repeatable; default: all)")
+    p.add_argument("--threshold", type=float, help="agglomeration threshold (default: the model's, chosen on "
+                                                  "held-out training data)")
+    p.add_argument("--region", nargs=6, type=float, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
+                   help="segment only this box, in nm (default: the whole volume)")
+    p.add_argument("--supervoxel-block", type=int, default=128, metavar="VOXELS",
+                   help="block edge of the watershed (default 128)")
+    p.add_argument("--supervoxel-context", type=int, default=32, metavar="VOXELS",
+                   help="voxels each watershed block floods beyond its faces (default 32)")
+    p.add_argument("--scheduler", default="threads",
+                   help="threads, synchronous, processes, or tcp://HOST:PORT of a Dask scheduler")
+    p.add_argument("--workers", type=int, help="threads or processes (default: 1 for the network, up to 4 after)")
+    p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("provenance", help="what made each computed output of a project or volume: software, "
                                           "parameters, inputs, model, device, timings")
     p.add_argument("path", help="a project folder, or an OME-Zarr volume the suite wrote")
@@ -165,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
             v.add_argument("--sample", choices=("gala-fib", "synthetic"), default="gala-fib")
         v.add_argument("--screenshot", metavar="PNG", help="render off-screen to PNG and exit")
         v.add_argument("--ndisplay", type=int, choices=(2, 3), default=2)
-        v.add_argument("--panel", action="append", choices=("proofread", "tasks", "effort"), default=[],
-                       help="also dock this panel (repeatable): proofread, tasks (Micro-tasks), effort")
+        v.add_argument("--panel", action="append", choices=("proofread", "tasks", "effort", "segment"), default=[],
+                       help="also dock this panel (repeatable): proofread, tasks (Micro-tasks), effort, segment")
     return parser
 
 
@@ -415,6 +439,53 @@ def _cmd_synthetic(args) -> int:
     return 0
 
 
+def _cmd_segment(args) -> int:
+    from napari_connectome.errors import CancelledError
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.project import open_project
+    from napari_connectome.segment.project_run import segment_project
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {args.threads}")
+    region = None
+    if args.region is not None:
+        from napari_connectome.volume.roi import Roi
+
+        region = Roi.from_bounds(args.region[:3], args.region[3:])
+    project = open_project(args.dir)
+    progress = TqdmProgress(disable=args.quiet)
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(f"{PROG}: {message}", file=sys.stderr)
+
+    try:
+        report = segment_project(project, model=args.model, device=args.device, block=args.block,
+                                 precision=args.precision, threshold=args.threshold, stages=args.stage,
+                                 supervoxel_block=args.supervoxel_block, region_nm=region,
+                                 supervoxel_context=args.supervoxel_context,
+                                 scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+                                 progress=progress, notify=say)
+    except (CancelledError, KeyboardInterrupt):
+        progress.close()
+        print(f"{PROG}: segmentation stopped; finished blocks are kept: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+    stages = ", ".join(f"{k} {v}" for k, v in report.stages.items())
+    figures = report.figures
+    line = f"{project.root}: {stages}"
+    if "supervoxels" in figures:
+        line += f"; {figures['supervoxels']} supervoxels"
+    if "segments" in figures:
+        line += f"; threshold {figures['threshold']:g} → {figures['segments']} segments"
+    print(line)
+    return 0
+
+
 def _cmd_provenance(args) -> int:
     from napari_connectome.provenance_report import format_record, read_provenance
 
@@ -492,6 +563,8 @@ def _run(args, parser) -> int:
             return _cmd_effort(args, parser)
         if args.command == "provenance":
             return _cmd_provenance(args)
+        if args.command == "segment":
+            return _cmd_segment(args)
         if args.command == "check":
             return check_cmd.run(args)
         return _cmd_gui(args)

@@ -24,6 +24,7 @@ COMPONENT_PATHS = {
     "tasks": "tasks",  # ranked candidates and micro-tasks
     "effort_log": "effort.sqlite",  # active time per task
     "skeletons": "skeletons",
+    "segmentation": "segmentation",  # affinities, supervoxels and boundaries the suite computed
     "exports": "exports",
 }
 #: Components meant to receive the user's own outputs (everything else is state).
@@ -48,6 +49,7 @@ COMPONENT_LABELS = {
     "tasks": "tasks",
     "effort_log": "effort log",
     "skeletons": "skeletons",
+    "segmentation": "segmentation (affinities, supervoxels, boundaries)",
 }
 
 

@@ -216,6 +216,29 @@ class Project:
         except OSError as exc:
             raise from_os_error(exc, path, action="it could not be moved aside") from None
 
+    def set_input(self, role: str, uri: str | os.PathLike) -> dict:
+        """Record ``uri`` as the project's ``role`` volume (one the suite computed, say) and save.
+
+        The volume must have the raw volume's spatial shape and voxel size.
+
+        Raises
+        ------
+        InputError
+            Unknown role, a volume that cannot be opened, or one that does not match the raw volume.
+        """
+        if role not in INPUT_KINDS or role == "raw":
+            raise InputError(self.root / MANIFEST, f"{role!r} is not an input a stage can set")
+        record, volume = _input_record(role, uri, self.voxel_size)
+        raw = self.inputs.get("raw") or {}
+        spatial = [i for i, a in enumerate(volume.axes) if a in ("z", "y", "x")]
+        shape = [volume.shape[i] for i in spatial]
+        raw_shape = list(raw.get("shape", shape))[-3:]
+        if raw and shape != raw_shape:
+            raise InputError(uri, f"{role} have shape {tuple(shape)} but the raw volume has {tuple(raw_shape)}")
+        self.manifest.setdefault("inputs", {})[role] = record
+        self.save()
+        return record
+
     def register_component(self, component: str, relative_path: str | None = None) -> Path:
         """Record that a stage now keeps files in the project; returns their path."""
         rel = relative_path or COMPONENT_PATHS.get(component)

@@ -206,8 +206,9 @@ def record_in_project(project, component: str, record: Mapping[str, Any]) -> Non
     project.manifest.setdefault("provenance", {})[component] = _jsonable(dict(record))
 
 
-#: Fields that differ between two runs of the same work (when, how long, on which machine).
-VARYING = ("created", "timings_s", "host")
+#: Fields that differ between two runs of the same work (when, how long, on which machine,
+#: and how this run went: blocks resumed, memory back-offs).
+VARYING = ("created", "timings_s", "host", "run")
 
 
 def zarr_attributes(record: Mapping[str, Any]) -> dict[str, Any]:

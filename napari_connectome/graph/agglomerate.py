@@ -313,7 +313,8 @@ def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress |
                  what=f"the merge tree of {n:,} supervoxels and {n_edges:,} edges",
                  source=rag.source or "the region graph", limit_gb=memory_gb)
     step = 1000
-    progress.start(max(n - 1, 0) // step + 1, "agglomeration")
+    total = max(n - 1, 0) // step + 1
+    progress.start(total, "agglomeration")
     try:
         if n_edges <= HEAP_EDGES:
             ends = rag.edge_endpoints()
@@ -329,6 +330,9 @@ def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress |
             ordered_scores = np.maximum.accumulate(np.asarray(scores, dtype=np.float64))
         else:
             merges, ordered_scores = _agglomerate_large(rag, weight, progress, step)
+        # a step advances each `step` merges; the last, partial one (or the merges a graph
+        # in several pieces never makes) is advanced here, so the bar ends full
+        progress.advance(total - len(merges) // step)
     finally:
         progress.close()
     return MergeTree(

@@ -27,6 +27,7 @@ PANELS = {
     "proofread": ("Proofread", "napari_connectome_plugins._proofread_widget", "ProofreadWidget"),
     "tasks": ("Micro-tasks", "napari_connectome_plugins._microtask_widget", "MicroTaskWidget"),
     "effort": ("Effort", "napari_connectome_plugins._effort_widget", "EffortWidget"),
+    "segment": ("Segment", "napari_connectome_plugins._segment_widget", "SegmentWidget"),
 }
 # Longest wait for a panel's background work (opening a task session) before a screenshot.
 PANEL_WAIT_S = 300.0
