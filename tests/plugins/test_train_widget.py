@@ -1,0 +1,112 @@
+"""The Train panel in a real viewer (under Xvfb): train from painted labels, cancel and continue, export."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+MODEL = "affinities-fib-10nm"
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    pytest.importorskip("torch")
+    from napari_connectome.proofread.demo import demo_volumes
+
+    vols = demo_volumes(shape=(8, 32, 32), seed=2)
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(vols["raw"], name="EM", scale=(10, 10, 10))
+    strokes = viewer.add_labels(np.zeros(vols["raw"].shape, np.int32), name="strokes", scale=(10, 10, 10))
+    # paint with napari's own brush: a few dabs in three bodies of the ground truth
+    strokes.brush_size = 5
+    gt = vols["groundtruth"]
+    for z in (2, 3, 4, 5):
+        for y, x in ((6, 6), (6, 12), (20, 22), (26, 8), (16, 16)):
+            if gt[z, y, x]:
+                strokes.paint((z, y, x), int(gt[z, y, x]), refresh=False)
+    strokes.refresh()
+    return viewer
+
+
+def panel_for(viewer, tmp_path, name, iterations):
+    from napari_connectome_plugins._train_widget import TrainWidget
+
+    panel = TrainWidget(viewer)
+    viewer.window.add_dock_widget(panel, name="Train", area="right")
+    panel.base_combo.setCurrentIndex(panel.base_combo.findData(MODEL))
+    panel.iterations_spin.setValue(iterations)
+    panel.patch_spin.setValue(4)
+    panel.folder_edit.setText(str(tmp_path / name))
+    return panel
+
+
+def test_train_from_painted_labels_then_export(viewer, tmp_path, qtbot, messages):
+    from napari_connectome_models.nets.unet import load_network, network_metadata
+
+    from napari_connectome.train import network_from_checkpoint
+
+    strokes = viewer.layers["strokes"].data
+    assert 0 < np.count_nonzero(strokes) < strokes.size // 2  # painted, and sparse
+    panel = panel_for(viewer, tmp_path, "run", 3)
+    assert panel.image_combo.currentText() == "EM" and panel.labels_combo.currentText() == "strokes"
+    assert panel.sparse_check.isChecked() and not panel.export_button.isEnabled()
+    t0 = time.monotonic()
+    assert panel.start()
+    assert time.monotonic() - t0 < 2.0  # the work is in the worker: the click returns at once
+    assert panel.busy and panel.cancel_button.isEnabled() and not panel.train_button.isEnabled()
+    assert panel.wait(600)
+    assert panel.error is None, panel.error
+    assert panel.result["iteration"] == 3
+    assert panel.progress_bar.maximum() == 3 and panel.progress_bar.value() == 3
+    assert "Done: iteration 3/3" in panel.status_label.text()
+    assert (tmp_path / "run" / "checkpoint-0000003.pt").is_file()
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"sparse": true' in config and '"labels": "strokes"' in config and MODEL in config
+    assert panel.export_button.isEnabled()
+    out = panel.export(tmp_path / "strokes-tuned.pt")
+    assert out is not None
+    trained = network_from_checkpoint(tmp_path / "run" / "checkpoint-0000003.pt")
+    for a, b in zip(load_network(out).parameters(), trained.parameters(), strict=True):
+        assert np.array_equal(a.detach().numpy(), b.detach().numpy())
+    assert network_metadata(out)["init"]["model"] == MODEL
+    assert (tmp_path / "strokes-tuned.json").is_file()
+    assert not [m for m in messages if m[0] == "error"]
+
+
+def test_cancel_then_train_continues_the_run(viewer, tmp_path, qtbot, messages):
+    panel = panel_for(viewer, tmp_path, "run", 500)
+    assert panel.start()
+    # the GUI thread stays free: its poll timer moves the bar while the worker trains
+    qtbot.waitUntil(lambda: panel.progress_bar.value() >= 1, timeout=300_000)
+    panel.cancel()
+    assert panel.wait(300)
+    done = panel.progress.done
+    assert 1 <= done < 500
+    assert f"Cancelled at iteration {done}" in panel.status_label.text()
+    assert (tmp_path / "run" / f"checkpoint-{done:07d}.pt").is_file()
+    assert any("cancelled at iteration" in m[1] for m in messages if m[0] == "info")
+    # Train again (one more iteration): it resumes from the cancel's checkpoint
+    panel.iterations_spin.setValue(done + 1)
+    assert panel.start() and panel.wait(300)
+    assert panel.error is None, panel.error
+    assert panel.result["iteration"] == done + 1
+    records = (tmp_path / "run" / "provenance.jsonl").read_text().splitlines()
+    assert len(records) == 2
+    assert '"outcome": "cancelled"' in records[0] and '"outcome": "finished"' in records[1]
+
+
+def test_bad_choices_are_one_line_errors(viewer, tmp_path, qtbot, messages):
+    panel = panel_for(viewer, tmp_path, "run", 2)
+    viewer.layers["strokes"].scale = (20, 10, 10)
+    assert not panel.start()
+    assert "the labels are not on the image's grid" in panel.error and "\n" not in panel.error
+    viewer.layers["strokes"].scale = (10, 10, 10)
+    viewer.layers["strokes"].data = np.zeros_like(viewer.layers["strokes"].data)
+    assert panel.start() and panel.wait(120)
+    assert panel.error == "strokes: has no painted voxels; paint some labels first (0 is unpainted)"
+    assert ("error", panel.error) in messages
+    assert not (tmp_path / "run").exists()
