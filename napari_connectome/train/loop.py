@@ -134,6 +134,7 @@ def train(
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
     progress: Progress | None = None,
+    on_iteration: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Train (or resume) a U-Net; checkpoints and ``log.jsonl`` go to ``folder``.
 
@@ -159,6 +160,9 @@ def train(
         run starts where it stopped). A :class:`~napari_connectome.errors.CancelledError`
         raised from it stops the run after a checkpoint of the iterations
         done, so the same call later continues where it stopped.
+    on_iteration
+        Called with (iteration done, its loss) after every step, before
+        ``progress`` (a panel shows the loss as it goes).
 
     Returns
     -------
@@ -221,6 +225,8 @@ def train(
         opt.step()
         losses.append(loss.item())
         done = it + 1
+        if on_iteration is not None:
+            on_iteration(done, losses[-1])
         try:
             if progress is not None:
                 progress.advance(1)

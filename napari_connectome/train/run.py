@@ -247,7 +247,8 @@ def check_run_folder(folder: str | os.PathLike) -> Path:
 
 
 def run_training(data: TrainingData, config: TrainConfig, folder: str | os.PathLike, *,
-                 progress: Progress | None = None, log: Callable[[str], None] | None = None) -> Path:
+                 progress: Progress | None = None, log: Callable[[str], None] | None = None,
+                 on_iteration: Callable[[int, float], None] | None = None) -> Path:
     """Train or resume the run in ``folder``; returns the last checkpoint.
 
     Rerunning with the same data and config continues where the last call
@@ -270,6 +271,8 @@ def run_training(data: TrainingData, config: TrainConfig, folder: str | os.PathL
         run after a checkpoint (resumable).
     log
         Lines about checkpoints and losses (default: none).
+    on_iteration
+        Called with (iteration, loss) after every step.
 
     Raises
     ------
@@ -302,7 +305,7 @@ def run_training(data: TrainingData, config: TrainConfig, folder: str | os.PathL
     outcome = "failed"
     try:
         with recorder.timed("train"):
-            last = train(volume, config, folder, log=lines, progress=progress)
+            last = train(volume, config, folder, log=lines, progress=progress, on_iteration=on_iteration)
         outcome = "finished"
         return last
     except CancelledError:

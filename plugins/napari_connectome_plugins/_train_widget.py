@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 WIDGET_NAME = "Train"
 #: The "start from" choice that trains a new network.
-NEW_NETWORK = "a new network (random weights)"
+NEW_NETWORK = "a new network"
 #: How often the panel reads the worker's progress (ms).
 POLL_MS = 200
 DEFAULT_ITERATIONS = 200
@@ -67,12 +67,24 @@ class PanelProgress(NullProgress):
     cancelled
         Set by Cancel; the next :meth:`advance` raises, after the iteration's checkpoint.
     line
-        The last line the training loop logged (losses, resumes).
+        The last line the training loop logged (resumes, checkpoints).
+    losses
+        The loss of every iteration of this call, in order.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.line = ""
+        self.losses: list[float] = []
+
+    def iteration(self, done: int, loss: float) -> None:
+        """Keep an iteration's loss (appending to a list is atomic under the GIL)."""
+        self.losses.append(float(loss))
+
+    def recent_loss(self, n: int = 20) -> float | None:
+        """Mean loss of the last ``n`` iterations (a single patch's loss jumps around), or None."""
+        last = self.losses[-n:]
+        return float(np.mean(last)) if last else None
 
     def advance(self, steps: int = 1) -> None:
         """Count the iterations done, then stop if cancelled (the loop calls this after each step)."""
@@ -118,7 +130,7 @@ def train_job(raw, labels: np.ndarray, *, sparse: bool, voxel_size, base: str | 
     data = from_arrays(raw, labels, sparse=sparse, voxel_size=voxel_size, context=run_plan.context,
                        raw_name=raw_name, labels_name=labels_name)
     config = make_config(run_plan, data, iterations=iterations, seed=seed)
-    last = run_training(data, config, folder, progress=progress, log=progress.log)
+    last = run_training(data, config, folder, progress=progress, log=progress.log, on_iteration=progress.iteration)
     return {"checkpoint": str(last), "iteration": checkpoint_iteration(last), "iterations": config.iterations}
 
 
@@ -138,7 +150,7 @@ class TrainWidget(QWidget):
         self.result: dict | None = None
         self.error: str | None = None
         self._worker = None
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(300)
         self._build_ui()
         keep_button_labels(self)
         self._timer = QTimer(self)
@@ -163,7 +175,7 @@ class TrainWidget(QWidget):
         self.labels_combo = QComboBox(data)
         self.labels_combo.setToolTip("Labels on the image's grid: one id per object")
         form.addRow("Labels:", self.labels_combo)
-        self.sparse_check = QCheckBox("Painted strokes: only painted voxels count", data)
+        self.sparse_check = QCheckBox("Only painted voxels count", data)
         self.sparse_check.setChecked(True)
         self.sparse_check.setToolTip(
             "On: label 0 is unpainted and ignored; paint a few objects, and neighbours in different labels.\n"
@@ -174,9 +186,9 @@ class TrainWidget(QWidget):
         net = QGroupBox("Network", self)
         form = QFormLayout(net)
         self.base_combo = QComboBox(net)
-        self.base_combo.setToolTip("Fine-tune a shipped model (small learning rate), or train a new network")
+        self.base_combo.setToolTip("A shipped model to fine-tune (small learning rate), or a new network")
         for name in _affinity_models():
-            self.base_combo.addItem(f"fine-tune {name}", name)
+            self.base_combo.addItem(name, name)
         self.base_combo.addItem(NEW_NETWORK, None)
         form.addRow("Start from:", self.base_combo)
         self.iterations_spin = QSpinBox(net)
@@ -194,15 +206,20 @@ class TrainWidget(QWidget):
         self.patch_spin.setSuffix(" voxels")
         self.patch_spin.setToolTip("Edge of the output window of one training patch (smaller: faster on a CPU)")
         form.addRow("Patch:", self.patch_spin)
-        row = QHBoxLayout()
-        self.folder_edit = QLineEdit(str(default_run_folder()), net)
-        self.folder_edit.setToolTip("Checkpoints, log and provenance go here; Train again continues the run in it")
-        row.addWidget(self.folder_edit, 1)
+        # The folder gets a row of its own: a path beside its label would make the dock scroll sideways.
         self.browse_button = QPushButton("Browse…", net)
         self.browse_button.setToolTip("Choose the run folder")
         self.browse_button.clicked.connect(self._browse)
-        row.addWidget(self.browse_button)
-        form.addRow("Run folder:", row)
+        form.addRow("Run folder:", self.browse_button)
+        self.folder_edit = QLineEdit(str(default_run_folder()), net)
+        self.folder_edit.setMinimumWidth(120)
+        self.folder_edit.setToolTip("Checkpoints, log and provenance go here; Train again continues the run in it")
+        self.folder_edit.textChanged.connect(lambda _t: self._update_controls())
+        form.addRow(self.folder_edit)
+        for combo in (self.image_combo, self.labels_combo, self.base_combo):
+            # long layer or model names must not widen the dock beyond the screen
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         layout.addWidget(net)
 
         run = QGroupBox("Run", self)
@@ -216,12 +233,12 @@ class TrainWidget(QWidget):
         self.cancel_button.setToolTip("Stop after this iteration, with a checkpoint; Train continues from it")
         self.cancel_button.clicked.connect(self.cancel)
         row.addWidget(self.cancel_button)
+        form.addRow(row)
+        # Export on a row of its own: three buttons side by side made a narrow dock scroll sideways.
         self.export_button = QPushButton("Export weights…", run)
         self.export_button.setToolTip("Write the run's latest weights as a .pt the model registry loads")
         self.export_button.clicked.connect(self._export_clicked)
-        row.addWidget(self.export_button)
-        row.addStretch(1)
-        form.addRow(row)
+        form.addRow(self.export_button)
         self.progress_bar = QProgressBar(run)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -274,7 +291,6 @@ class TrainWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Run folder", self.folder_edit.text())
         if folder:
             self.folder_edit.setText(folder)
-            self._update_controls()
 
     # ------------------------------------------------------------------ training
     @property
@@ -332,7 +348,13 @@ class TrainWidget(QWidget):
         if p.total:
             self.progress_bar.setRange(0, p.total)
             self.progress_bar.setValue(min(p.done, p.total))
-        if p.line and not p.cancelled:
+        if p.cancelled:
+            return
+        loss = p.recent_loss()
+        if loss is not None:
+            self.status_label.setText(f"Training: iteration {p.done}/{p.total}, loss {loss:.4f} "
+                                      f"(mean of the last {min(len(p.losses), 20)})")
+        elif p.line:
             self.status_label.setText(p.line)
 
     def _finish(self) -> None:

@@ -84,8 +84,10 @@ def test_cancel_and_resume_equal_an_uninterrupted_fine_tune(project, tmp_path):
     # the cancel left a checkpoint of the iteration it finished (not only the periodic ones)
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-0000001.pt"
     progress = NullProgress()
-    seen = []
-    rest = run_training(data, config, tmp_path / "b", progress=progress, log=seen.append)
+    seen, steps = [], []
+    rest = run_training(data, config, tmp_path / "b", progress=progress, log=seen.append,
+                        on_iteration=lambda i, loss: steps.append((i, loss)))
+    assert [i for i, _ in steps] == [2, 3, 4] and all(np.isfinite(loss) and loss > 0 for _, loss in steps)
     assert any("resumed from checkpoint-0000001.pt at iteration 1" in s for s in seen)
     assert progress.done == 4 and progress.total == 4
     assert rest.name == full.name == "checkpoint-0000004.pt"

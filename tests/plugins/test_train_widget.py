@@ -99,6 +99,20 @@ def test_cancel_then_train_continues_the_run(viewer, tmp_path, qtbot, messages):
     assert '"outcome": "cancelled"' in records[0] and '"outcome": "finished"' in records[1]
 
 
+def test_the_docked_panel_fits_its_width(viewer, tmp_path, qtbot):
+    """Nothing cut or scrolled sideways: the content's minimum fits the dock (long names are elided)."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer.layers["EM"].name = "a very long layer name of an EM volume from the microscope"
+    _, panel = viewer.window.add_plugin_dock_widget("napari-connectome", "Train")
+    for _ in range(10):
+        QApplication.processEvents()
+    assert panel.image_combo.currentText().startswith("a very long layer name")
+    content = panel.scroll_area.widget()
+    assert content.minimumSizeHint().width() <= panel.scroll_area.viewport().width()
+    assert panel.scroll_area.horizontalScrollBar().maximum() == 0
+
+
 def test_bad_choices_are_one_line_errors(viewer, tmp_path, qtbot, messages):
     panel = panel_for(viewer, tmp_path, "run", 2)
     viewer.layers["strokes"].scale = (20, 10, 10)
