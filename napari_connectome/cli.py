@@ -465,6 +465,8 @@ def _cmd_train(args) -> int:
         raise InputError("--sparse", "applies to --labels; a project's segmentation is dense")
     box = sources.parse_box(args.box) if args.box is not None else None
     train_run.check_run_folder(args.run_dir)
+    if args.export:
+        train_run.check_export(args.run_dir, args.export)
     if args.project:
         from napari_connectome.project import open_project
 

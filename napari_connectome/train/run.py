@@ -42,6 +42,8 @@ from napari_connectome.train.targets import _pair_slices, balance_weights
 
 #: Smallest output window (z, y, x) of a training patch when none is given.
 DEFAULT_PATCH = (16, 16, 16)
+#: Output window (z, y, x) of the tiles :func:`evaluate` predicts.
+EVALUATE_TILE = (32, 32, 32)
 #: Iterations between checkpoints when none is given (a cancel writes one too).
 DEFAULT_CHECKPOINT_EVERY = 100
 #: Most iterations one run may ask for (a typo guard: 10 million is months on a CPU).
@@ -383,7 +385,8 @@ def evaluate(model, data: TrainingData, *, zero: str | None = None) -> dict:
 
     cfg = model.config
     ctx = cfg.context
-    out = cfg.output_shape(cfg.valid_input_shape(DEFAULT_PATCH))
+    # valid convolutions: the tiling changes the speed, never the values (bigger tiles share more context)
+    out = cfg.output_shape(cfg.valid_input_shape(EVALUATE_TILE))
     inp = tuple(o + 2 * c for o, c in zip(out, ctx, strict=True))
     (r0, r1) = data.region
     size = [b - a for a, b in zip(r0, r1, strict=True)]
@@ -424,6 +427,27 @@ def _previous_export_of(out: Path, folder: Path) -> bool:
         return False
 
 
+def check_export(folder: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Refuse an export path before any work: not ``.pt``, or an existing file this run did not write.
+
+    The CLI checks ``--export`` before training, so hours of training never end
+    in a refusal to write.
+
+    Raises
+    ------
+    InputError
+        Naming the file.
+    """
+    folder, out = Path(folder), Path(out)
+    if out.suffix != ".pt":
+        raise InputError(out, "weights files end in .pt")
+    if out.is_dir():
+        raise InputError(out, "is a folder; give the weights file's name (OUT.pt)")
+    for path in (out, out.with_suffix(".json")):
+        if path.exists() and not _previous_export_of(out, folder):
+            raise InputError(path, "already exists and is not an export of this run; choose another name")
+
+
 def export_weights(folder: str | os.PathLike, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
                    name: str | None = None) -> Path:
     """Write a run's weights in the registry's format, with what made them.
@@ -461,12 +485,8 @@ def export_weights(folder: str | os.PathLike, out: str | os.PathLike, *, checkpo
     if ckpt is None or not ckpt.is_file():
         raise InputError(folder, "holds no checkpoint yet; train first")
     config = read_config(folder)
+    check_export(folder, out)
     sidecar = out.with_suffix(".json")
-    for path in (out, sidecar):
-        if path.exists() and not _previous_export_of(out, folder):
-            raise InputError(path, "already exists and is not an export of this run; choose another name")
-    if out.suffix != ".pt":
-        raise InputError(out, "weights files end in .pt")
     model = network_from_checkpoint(ckpt)
     losses = []
     if (folder / "log.jsonl").is_file():

@@ -279,11 +279,16 @@ class TrainWidget(QWidget):
             self.status_label.setText("Add an EM image and a Labels layer (Layers → New labels layer), "
                                       "paint a few objects, then Train.")
 
+    def folder(self) -> str:
+        """The run folder as typed, with ``~`` expanded ("" when none)."""
+        text = self.folder_edit.text().strip()
+        return os.path.expanduser(text) if text else ""
+
     def _has_checkpoint(self) -> bool:
         from napari_connectome.train import latest_checkpoint
 
         try:
-            return latest_checkpoint(self.folder_edit.text()) is not None
+            return bool(self.folder()) and latest_checkpoint(self.folder()) is not None
         except OSError:
             return False
 
@@ -315,7 +320,7 @@ class TrainWidget(QWidget):
         # A copy: the proofreader may paint on while the worker reads the strokes.
         painted = np.array(_level0(labels), copy=True)
         raw = _level0(image)  # a reference (lazy data stay lazy); only the worker reads voxels
-        folder = os.path.expanduser(self.folder_edit.text().strip())
+        folder = self.folder()
         if not folder:
             self._fail("Train: choose a run folder")
             return False
@@ -324,13 +329,13 @@ class TrainWidget(QWidget):
         self.progress_bar.setRange(0, max(int(self.iterations_spin.value()), 1))
         self.progress_bar.setValue(0)
         self.status_label.setText("Reading the training data…")
-        self._worker = start_worker(
-            lambda: train_job(
-                raw, painted, sparse=self.sparse_check.isChecked(), voxel_size=layer_grid(image)[0],
-                base=self.base_combo.currentData(), iterations=int(self.iterations_spin.value()),
-                seed=int(self.seed_spin.value()), patch=int(self.patch_spin.value()), folder=folder,
-                progress=self.progress, raw_name=image.name, labels_name=labels.name),
-            returned=self._done, errored=self._failed)
+        # Every choice is read here, on the GUI thread: the worker never touches a widget.
+        options = {"sparse": self.sparse_check.isChecked(), "voxel_size": layer_grid(image)[0],
+                   "base": self.base_combo.currentData(), "iterations": int(self.iterations_spin.value()),
+                   "seed": int(self.seed_spin.value()), "patch": int(self.patch_spin.value()), "folder": folder,
+                   "progress": self.progress, "raw_name": image.name, "labels_name": labels.name}
+        self._worker = start_worker(lambda: train_job(raw, painted, **options),
+                                    returned=self._done, errored=self._failed)
         self._timer.start()
         self._update_controls()
         return True
@@ -367,7 +372,7 @@ class TrainWidget(QWidget):
         self.result = result
         self._finish()
         self.status_label.setText(
-            f"Done: iteration {result['iteration']}/{result['iterations']} in {self.folder_edit.text()}. "
+            f"Done: iteration {result['iteration']}/{result['iterations']} in {self.folder()}. "
             "Export the weights, or raise Iterations and Train to go on.")
 
     def _failed(self, exc: Exception) -> None:
@@ -377,11 +382,11 @@ class TrainWidget(QWidget):
             from napari_connectome.train.run import checkpoint_iteration
 
             # the checkpoint the cancel wrote is the truth of where the run stands
-            last = latest_checkpoint(self.folder_edit.text())
+            last = latest_checkpoint(self.folder())
             done = checkpoint_iteration(last) if last is not None else 0
             self.error = None
             self.status_label.setText(f"Cancelled at iteration {done}; Train continues the run from there.")
-            _notify.info(f"Train: cancelled at iteration {done}; the checkpoint is in {self.folder_edit.text()}")
+            _notify.info(f"Train: cancelled at iteration {done}; the checkpoint is in {self.folder()}")
             return
         logger.debug("training failed", exc_info=exc)
         self._fail(error_line("Train", exc))
@@ -398,7 +403,7 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ export
     def _export_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export weights", str(Path(self.folder_edit.text()) / "weights.pt"),
+        path, _ = QFileDialog.getSaveFileName(self, "Export weights", str(Path(self.folder()) / "weights.pt"),
                                               "Network weights (*.pt)")
         if path:
             self.export(path)
@@ -408,7 +413,7 @@ class TrainWidget(QWidget):
         from napari_connectome.train import export_weights
 
         try:
-            out = export_weights(self.folder_edit.text(), path)
+            out = export_weights(self.folder(), path)
         except Exception as exc:  # engine errors are one line; anything else becomes one
             self._fail(error_line("Train: export", exc))
             return None

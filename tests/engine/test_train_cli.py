@@ -70,16 +70,21 @@ def test_fine_tune_a_project_box_resume_and_export(demo, tmp_path, capsys):
     (["--labels", "{data}/groundtruth", "--from", "nope"], "nope: is neither a registered model"),
     (["--project", "{project}", "--sparse", *BOX], "--sparse: applies to --labels"),
     (["--project", "{project}"], "training from a project needs a box"),
+    (["--labels", "{data}/groundtruth", "--export", "{dir}/precious.pt"],
+     "precious.pt: already exists and is not an export of this run"),
+    (["--labels", "{data}/groundtruth", "--export", "{dir}/weights.h5"], "weights files end in .pt"),
 ])
 def test_bad_input_is_one_line_exit_2(demo, tmp_path, args, needle):
     project, data = demo
-    args = [a.format(project=project, data=data) for a in args]
+    (data.parent / "precious.pt").write_bytes(b"a colleague's weights")
+    args = [a.format(project=project, data=data, dir=data.parent) for a in args]
     out = run_cli("train", tmp_path / "run", "--raw", f"{data}/raw", *args, *TINY, "--quiet")
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("napari-connectome: error:"), out.stderr
     assert needle in lines[0]
     assert not (tmp_path / "run").exists()
+    assert (data.parent / "precious.pt").read_bytes() == b"a colleague's weights"
 
 
 def test_ctrl_c_stops_with_a_checkpoint_that_the_same_command_continues(demo, tmp_path):
