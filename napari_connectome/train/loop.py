@@ -82,7 +82,8 @@ class TrainConfig:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.augment.items()}
-        return d
+        # through JSON once: tuples nested in init or data become lists, as they come back from config.json
+        return json.loads(json.dumps(d))
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -389,7 +389,12 @@ class TrainWidget(QWidget):
             _notify.info(f"Train: cancelled at iteration {done}; the checkpoint is in {self.folder()}")
             return
         logger.debug("training failed", exc_info=exc)
-        self._fail(error_line("Train", exc))
+        line = error_line("Train", exc)
+        if "holds another run's config" in line:
+            # New strokes or other choices make another run: offer a fresh folder rather than a dead end.
+            self.folder_edit.setText(str(default_run_folder()))
+            line += f" — the run folder is now a new one ({self.folder()}): Train starts a new run there"
+        self._fail(line)
 
     def _fail(self, line: str) -> None:
         self.error = line

@@ -75,6 +75,18 @@ def test_train_from_painted_labels_then_export(viewer, tmp_path, qtbot, messages
     assert network_metadata(out)["init"]["model"] == MODEL
     assert (tmp_path / "strokes-tuned.json").is_file()
     assert not [m for m in messages if m[0] == "error"]
+    # more strokes make other data: the old run is left alone, and the panel offers a new folder
+    layer = viewer.layers["strokes"]
+    layer.paint((6, 16, 24), 99, refresh=True)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert panel.start() and panel.wait(300)
+    assert "holds another run's config (it differs in data)" in panel.error
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    assert panel.folder() != str(tmp_path / "run") and panel.folder() in panel.error
+    panel.folder_edit.setText(str(tmp_path / "run2"))
+    panel.iterations_spin.setValue(1)
+    assert panel.start() and panel.wait(300)
+    assert panel.error is None and panel.result["iteration"] == 1
 
 
 def test_cancel_then_train_continues_the_run(viewer, tmp_path, qtbot, messages):
