@@ -1,7 +1,9 @@
 """The "Train" dock widget: train or fine-tune an affinity network from the layers in the viewer.
 
 Pick the EM (an Image layer) and a Labels layer — dense labels, or strokes
-painted in napari where only painted voxels count — the network to start from
+painted in napari where only painted voxels count — or, when a project is
+open, the proofread segmentation inside a box (the proofreader's corrections
+teach the network), the network to start from
 (a shipped model, or a new one), the iterations and a run folder, and press
 Train. The engine's :func:`~napari_connectome.train.run.run_training` runs in
 a worker thread; the GUI thread only polls its progress (a timer reads two
@@ -43,6 +45,7 @@ from napari_connectome_plugins._project_panel import (
     process_events_while,
     start_worker,
     unwrap,
+    viewer_project_root,
 )
 from napari_connectome_plugins._scroll import keep_button_labels, scrolling_layout
 
@@ -115,23 +118,54 @@ def _level0(layer):
 
 def train_job(raw, labels: np.ndarray, *, sparse: bool, voxel_size, base: str | None, iterations: int, seed: int,
               patch: int, folder: str, progress: PanelProgress, raw_name: str, labels_name: str) -> dict:
-    """Plan, read the training data, and train or resume (runs in the worker thread).
+    """Plan, read the training data from layer arrays, and train or resume (runs in the worker thread).
 
     Returns
     -------
     dict
         ``checkpoint`` (path), ``iteration`` and ``iterations``.
     """
-    from napari_connectome.train import from_arrays, make_config, plan, run_training
-    from napari_connectome.train.run import check_run_folder, checkpoint_iteration
+    from napari_connectome.train import from_arrays, plan
+    from napari_connectome.train.run import check_run_folder
 
     check_run_folder(folder)
     run_plan = plan(base=base, voxel_size=voxel_size, patch=(patch, patch, patch))
     data = from_arrays(raw, labels, sparse=sparse, voxel_size=voxel_size, context=run_plan.context,
                        raw_name=raw_name, labels_name=labels_name)
+    return _train(run_plan, data, iterations=iterations, seed=seed, folder=folder, progress=progress)
+
+
+def project_train_job(root: str, box: list[float], *, base: str | None, iterations: int, seed: int, patch: int,
+                      folder: str, progress: PanelProgress) -> dict:
+    """Train on a project's proofread segmentation inside ``box`` (nm), its EM as the raw (worker thread)."""
+    from napari_connectome.project import open_project
+    from napari_connectome.train import from_project, plan
+    from napari_connectome.train.run import check_run_folder
+    from napari_connectome.train.sources import parse_box
+
+    check_run_folder(folder)
+    project = open_project(root)
+    raw = project.open_input("raw")
+    run_plan = plan(base=base, voxel_size=raw.levels[0].spatial_voxel_size, patch=(patch, patch, patch))
+    data = from_project(project, box=parse_box(box), raw=raw, context=run_plan.context)
+    return _train(run_plan, data, iterations=iterations, seed=seed, folder=folder, progress=progress)
+
+
+def _train(run_plan, data, *, iterations: int, seed: int, folder: str, progress: PanelProgress) -> dict:
+    from napari_connectome.train import make_config, run_training
+    from napari_connectome.train.run import checkpoint_iteration
+
     config = make_config(run_plan, data, iterations=iterations, seed=seed)
     last = run_training(data, config, folder, progress=progress, log=progress.log, on_iteration=progress.iteration)
     return {"checkpoint": str(last), "iteration": checkpoint_iteration(last), "iterations": config.iterations}
+
+
+def project_box_text(root: str) -> str:
+    """The whole EM volume of the project at ``root`` as ``Z0 Y0 X0 Z1 Y1 X1`` in nm (a box to start from)."""
+    from napari_connectome.project import open_project
+
+    roi = open_project(root).open_input("raw").levels[0].roi
+    return " ".join(f"{v:g}" for v in (*roi.begin, *roi.end))
 
 
 class TrainWidget(QWidget):
@@ -171,10 +205,20 @@ class TrainWidget(QWidget):
         form = QFormLayout(data)
         self.image_combo = QComboBox(data)
         self.image_combo.setToolTip("The EM the network learns to read (an Image layer)")
-        form.addRow("EM image:", self.image_combo)
+        self.image_label = QLabel("EM image:", data)
+        form.addRow(self.image_label, self.image_combo)
         self.labels_combo = QComboBox(data)
-        self.labels_combo.setToolTip("Labels on the image's grid: one id per object")
+        self.labels_combo.setToolTip("Labels on the image's grid (one id per object), or the proofread "
+                                     "segments of the project open in the viewer")
         form.addRow("Labels:", self.labels_combo)
+        self.labels_combo.currentIndexChanged.connect(lambda _i: self._labels_changed())
+        self.box_edit = QLineEdit(data)
+        self.box_edit.setPlaceholderText("Z0 Y0 X0 Z1 Y1 X1")
+        self.box_edit.setToolTip(
+            "With a project's proofread segments: the box to learn from, in nm (z, y, x begin, then end).\n"
+            "The status bar shows the position under the mouse in nm.")
+        self.box_label = QLabel("Box (nm):", data)
+        form.addRow(self.box_label, self.box_edit)
         self.sparse_check = QCheckBox("Only painted voxels count", data)
         self.sparse_check.setChecked(True)
         self.sparse_check.setToolTip(
@@ -252,7 +296,7 @@ class TrainWidget(QWidget):
         layout.addStretch(1)
 
     def _refresh_layers(self, *_event) -> None:
-        """Offer the viewer's Image and Labels layers, keeping the chosen ones when they remain."""
+        """Offer the viewer's Image and Labels layers (and an open project's proofread segments)."""
         from napari.layers import Image, Labels
 
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
@@ -261,20 +305,51 @@ class TrainWidget(QWidget):
             combo.clear()
             names = [layer.name for layer in self.viewer.layers if isinstance(layer, kind) and layer.ndim >= 3]
             combo.addItems(names)
+            if combo is self.labels_combo:
+                root = viewer_project_root(self.viewer)
+                if root is not None:
+                    combo.addItem(f"proofread segments of {Path(root).name}", root)
+                    combo.setItemData(combo.count() - 1, f"The segments of {root} as proofread, inside the box",
+                                      Qt.ToolTipRole)
+            names = [combo.itemText(i) for i in range(combo.count())]
             if chosen in names:
                 combo.setCurrentText(chosen)
             combo.blockSignals(False)
+        self._labels_changed()
+
+    def project_root(self) -> str | None:
+        """The project whose proofread segments are chosen as labels, or None (a Labels layer is)."""
+        data = self.labels_combo.currentData()
+        return str(data) if data else None
+
+    def _labels_changed(self) -> None:
+        root = self.project_root()
+        if root is not None and not self.box_edit.text().strip():
+            try:
+                self.box_edit.setText(project_box_text(root))
+            except Exception as exc:  # an unreadable project: said when Train is pressed
+                logger.debug("no box for %s: %s", root, exc)
         self._update_controls()
 
     def _update_controls(self) -> None:
         busy = self.busy
-        ready = self.image_combo.count() > 0 and self.labels_combo.count() > 0
+        project = self.project_root() is not None
+        ready = project or (self.image_combo.count() > 0 and self.labels_combo.count() > 0)
         self.train_button.setEnabled(ready and not busy)
         self.cancel_button.setEnabled(busy)
         self.export_button.setEnabled(not busy and self._has_checkpoint())
-        for w in (self.image_combo, self.labels_combo, self.sparse_check, self.base_combo, self.iterations_spin,
-                  self.seed_spin, self.patch_spin, self.folder_edit, self.browse_button):
+        for w in (self.labels_combo, self.base_combo, self.iterations_spin, self.seed_spin, self.patch_spin,
+                  self.folder_edit, self.browse_button):
             w.setEnabled(not busy)
+        # A project brings its own EM and a dense segmentation: only the box is asked for.
+        # Rows that do not apply are hidden, not greyed (a greyed, ticked "painted" box misled).
+        for w in (self.image_label, self.image_combo, self.sparse_check):
+            w.setVisible(not project)
+        for w in (self.box_label, self.box_edit):
+            w.setVisible(project)
+        self.image_combo.setEnabled(not busy)
+        self.sparse_check.setEnabled(not busy)
+        self.box_edit.setEnabled(not busy)
         if not ready and not busy:
             self.status_label.setText("Add an EM image and a Labels layer (Layers → New labels layer), "
                                       "paint a few objects, then Train.")
@@ -307,6 +382,8 @@ class TrainWidget(QWidget):
         """Train (or continue) with the panel's choices; False when it could not start (one line shown)."""
         if self.busy:
             return False
+        if self.project_root() is not None:
+            return self._start_project()
         layers = {layer.name: layer for layer in self.viewer.layers}
         image = layers.get(self.image_combo.currentText())
         labels = layers.get(self.labels_combo.currentText())
@@ -320,22 +397,45 @@ class TrainWidget(QWidget):
         # A copy: the proofreader may paint on while the worker reads the strokes.
         painted = np.array(_level0(labels), copy=True)
         raw = _level0(image)  # a reference (lazy data stay lazy); only the worker reads voxels
+        options = self._options()
+        if options is None:
+            return False
+        options.update(sparse=self.sparse_check.isChecked(), voxel_size=layer_grid(image)[0], raw_name=image.name,
+                       labels_name=labels.name)
+        return self._run(lambda: train_job(raw, painted, **options))
+
+    def _start_project(self) -> bool:
+        """Train on the open project's proofread segments inside the box."""
+        try:
+            box = [float(v) for v in self.box_edit.text().replace(",", " ").split()]
+        except ValueError:
+            box = []
+        if len(box) != 6:
+            self._fail(f"Train: box {self.box_edit.text()!r} needs six numbers in nm: Z0 Y0 X0 Z1 Y1 X1")
+            return False
+        options = self._options()
+        if options is None:
+            return False
+        root = self.project_root()
+        return self._run(lambda: project_train_job(root, box, **options))
+
+    def _options(self) -> dict | None:
+        """The network and run choices, read here on the GUI thread (the worker never touches a widget)."""
         folder = self.folder()
         if not folder:
             self._fail("Train: choose a run folder")
-            return False
+            return None
         self.progress = PanelProgress()
+        return {"base": self.base_combo.currentData(), "iterations": int(self.iterations_spin.value()),
+                "seed": int(self.seed_spin.value()), "patch": int(self.patch_spin.value()), "folder": folder,
+                "progress": self.progress}
+
+    def _run(self, job) -> bool:
         self.result = self.error = None
         self.progress_bar.setRange(0, max(int(self.iterations_spin.value()), 1))
         self.progress_bar.setValue(0)
         self.status_label.setText("Reading the training data…")
-        # Every choice is read here, on the GUI thread: the worker never touches a widget.
-        options = {"sparse": self.sparse_check.isChecked(), "voxel_size": layer_grid(image)[0],
-                   "base": self.base_combo.currentData(), "iterations": int(self.iterations_spin.value()),
-                   "seed": int(self.seed_spin.value()), "patch": int(self.patch_spin.value()), "folder": folder,
-                   "progress": self.progress, "raw_name": image.name, "labels_name": labels.name}
-        self._worker = start_worker(lambda: train_job(raw, painted, **options),
-                                    returned=self._done, errored=self._failed)
+        self._worker = start_worker(job, returned=self._done, errored=self._failed)
         self._timer.start()
         self._update_controls()
         return True

@@ -54,6 +54,7 @@ def test_train_from_painted_labels_then_export(viewer, tmp_path, qtbot, messages
     panel = panel_for(viewer, tmp_path, "run", 3)
     assert panel.image_combo.currentText() == "EM" and panel.labels_combo.currentText() == "strokes"
     assert panel.sparse_check.isChecked() and not panel.export_button.isEnabled()
+    assert not panel.sparse_check.isHidden() and panel.box_edit.isHidden()
     t0 = time.monotonic()
     assert panel.start()
     assert time.monotonic() - t0 < 2.0  # the work is in the worker: the click returns at once
@@ -136,3 +137,45 @@ def test_bad_choices_are_one_line_errors(viewer, tmp_path, qtbot, messages):
     assert panel.error == "strokes: has no painted voxels; paint some labels first (0 is unpainted)"
     assert ("error", panel.error) in messages
     assert not (tmp_path / "run").exists()
+
+
+def test_train_on_the_proofread_segments_of_the_open_project(make_napari_viewer, tmp_path, qtbot, messages):
+    """The loop closed in the viewer: the open project's corrected segments inside a box become the labels."""
+    import json
+
+    pytest.importorskip("torch")
+    from napari_connectome_plugins._train_widget import TrainWidget
+
+    from napari_connectome.proofread import Proofreader
+    from napari_connectome.proofread.demo import make_demo_project
+
+    project = make_demo_project(tmp_path / "demo", seed=3)
+    with Proofreader.open(project) as pr:
+        sv = pr.supervoxel_volume().levels[0].read()
+        a, b = (int(v) for v in np.unique(sv[sv > 0])[:2])
+        pr.merge_supervoxels(a, b)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(project.root), plugin="napari-connectome")
+    panel = TrainWidget(viewer)
+    viewer.window.add_dock_widget(panel, name="Train", area="right")
+    index = panel.labels_combo.findText(f"proofread segments of {project.root.name}")
+    assert index >= 0
+    panel.labels_combo.setCurrentIndex(index)
+    # the box starts as the whole volume (voxel faces: 20 x 10 x 10 nm voxels, centres from 0)
+    assert panel.box_edit.text() == "-10 -5 -5 110 235 235"
+    # a project brings its EM and dense segments: the image and "painted" rows are hidden, the box shown
+    assert not panel.box_edit.isHidden() and panel.image_combo.isHidden() and panel.sparse_check.isHidden()
+    panel.box_edit.setText("1 2 3")
+    assert not panel.start()
+    assert "needs six numbers in nm" in panel.error
+    panel.box_edit.setText("0 0 0 120 200 200")
+    panel.base_combo.setCurrentIndex(panel.base_combo.findData(MODEL))
+    panel.iterations_spin.setValue(2)
+    panel.patch_spin.setValue(4)
+    panel.folder_edit.setText(str(tmp_path / "run"))
+    assert panel.start() and panel.wait(300)
+    assert panel.error is None, panel.error
+    assert panel.result["iteration"] == 2
+    data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert data["labels"]["project"] == str(project.root.resolve())
+    assert data["labels"]["edits_in_effect"] == 1 and data["box_voxels"] == [[0, 0, 0], [6, 20, 20]]
