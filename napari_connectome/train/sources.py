@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_connectome.errors import InputError
 from napari_connectome.train.targets import ZERO_MODES
+
+if TYPE_CHECKING:  # annotations only: the volume package is imported where it is used
+    from napari_connectome.project import Project
+    from napari_connectome.volume import Level, MultiscaleVolume, Roi
 
 
 @dataclass
@@ -181,7 +187,7 @@ def from_arrays(raw: np.ndarray, labels: np.ndarray, *, sparse: bool = False, ze
                    voxel_size=voxel_size, identity=identity, where=labels_name)
 
 
-def box_slices(level, box, *, what: str = "--box") -> tuple[slice, slice, slice]:
+def box_slices(level: Level, box: Roi, *, what: str = "--box") -> tuple[slice, slice, slice]:
     """The voxels of ``level`` whose centres lie in ``box`` (a :class:`~napari_connectome.volume.Roi` in nm).
 
     Voxel centres, not faces: a box ``0 .. 400`` nm over 10 nm voxels is
@@ -206,8 +212,8 @@ def box_slices(level, box, *, what: str = "--box") -> tuple[slice, slice, slice]
     return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
 
-def from_volumes(raw, labels, *, box=None, sparse: bool = False, zero: str = "boundary", context: int = 0,
-                 labels_identity: dict | None = None) -> TrainingData:
+def from_volumes(raw: MultiscaleVolume, labels: MultiscaleVolume, *, box: Roi | None = None, sparse: bool = False,
+                 zero: str = "boundary", context: int = 0, labels_identity: dict | None = None) -> TrainingData:
     """Training data from two volumes on one grid (any format :func:`~napari_connectome.volume.open_volume` reads).
 
     Parameters
@@ -277,7 +283,8 @@ def from_volumes(raw, labels, *, box=None, sparse: bool = False, zero: str = "bo
                    identity=identity, where=labels_name if box is None else f"--box {box}")
 
 
-def from_project(project, *, box, raw=None, zero: str = "boundary", context: int = 0) -> TrainingData:
+def from_project(project: Project | str | os.PathLike, *, box: Roi | None, raw: MultiscaleVolume | None = None,
+                 zero: str = "boundary", context: int = 0) -> TrainingData:
     """Training data from a project's proofread segmentation inside ``box``: the corrections teach the network.
 
     The segmentation is the project's as the proofreader left it: its base
@@ -327,7 +334,7 @@ def from_project(project, *, box, raw=None, zero: str = "boundary", context: int
         proofreader.close()
 
 
-def parse_box(values) -> object:
+def parse_box(values) -> Roi:
     """A ``--box Z0 Y0 X0 Z1 Y1 X1`` (nm) as a :class:`~napari_connectome.volume.Roi`."""
     from napari_connectome.volume import Roi
 
