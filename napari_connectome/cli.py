@@ -174,6 +174,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("train", help="train or fine-tune an affinity network from labels or a proofread project "
+                                     "(rerun the same command to continue)")
+    p.add_argument("run_dir", help="the run folder (config, checkpoints, log); the same command again continues it")
+    p.add_argument("--raw", help="the EM volume (default with --project: the project's)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", help="labels on the raw's grid, any supported format (0: boundary, see --zero)")
+    src.add_argument("--project", metavar="DIR", help="a project: its proofread segmentation inside --box becomes the labels")
+    p.add_argument("--sparse", action="store_true", help="--labels are painted strokes: 0 is unpainted, only painted voxels count")
+    p.add_argument("--box", nargs=6, type=float, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
+                   help="train only on the labels inside this box in nm (required with --project)")
+    p.add_argument("--zero", choices=("boundary", "unknown"), default="boundary",
+                   help="what label 0 means in dense labels: a boundary between bodies (default) or unknown")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--from", dest="base", metavar="NAME", help="fine-tune this registered model, e.g. affinities-fib-10nm")
+    base.add_argument("--checkpoint", metavar="PATH", help="fine-tune these weights (.pt) or training checkpoint")
+    p.add_argument("--iterations", type=int, default=1000, help="iterations to reach (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and every patch (default 0)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-4 fine-tuning, 5e-4 new)")
+    p.add_argument("--patch", nargs=3, type=int, metavar=("Z", "Y", "X"), help="smallest output window (default 16 16 16)")
+    p.add_argument("--checkpoint-every", type=int, default=100, metavar="N", help="iterations between checkpoints (default 100)")
+    p.add_argument("--threads", type=int, help="torch threads (default: up to 4; results repeat for a fixed count)")
+    p.add_argument("--evaluate", action="store_true", help="print the loss on the labelled box before and after")
+    p.add_argument("--export", metavar="OUT.pt", help="then write the weights as the registry loads them, and OUT.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _voxel_size_arg(p)
+
     p = sub.add_parser("provenance", help="what made each computed output of a project or volume: software, "
                                           "parameters, inputs, model, device, timings")
     p.add_argument("path", help="a project folder, or an OME-Zarr volume the suite wrote")
@@ -497,6 +523,77 @@ def _cmd_provenance(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    import signal
+
+    from napari_connectome.errors import CancelledError
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.train import run as train_run
+    from napari_connectome.train import sources
+    from napari_connectome.volume import open_volume
+
+    if args.sparse and args.project:
+        raise InputError("--sparse", "applies to --labels; a project's segmentation is dense")
+    box = sources.parse_box(args.box) if args.box is not None else None
+    train_run.check_run_folder(args.run_dir)
+    if args.export:
+        train_run.check_export(args.run_dir, args.export)
+    if args.project:
+        from napari_connectome.project import open_project
+
+        project = open_project(args.project)
+        raw = open_volume(args.raw, voxel_size=args.voxel_size, kind="image") if args.raw else project.open_input("raw")
+    else:
+        if not args.raw:
+            raise InputError("--raw", "is needed with --labels (the EM the labels belong to)")
+        raw = open_volume(args.raw, voxel_size=args.voxel_size, kind="image")
+    plan = train_run.plan(base=args.base or args.checkpoint, voxel_size=raw.levels[0].spatial_voxel_size,
+                          patch=args.patch)
+    if args.project:
+        data = sources.from_project(project, box=box, raw=raw, zero=args.zero, context=plan.context)
+    else:
+        labels = open_volume(args.labels, voxel_size=args.voxel_size, kind="labels")
+        data = sources.from_volumes(raw, labels, box=box, sparse=args.sparse, zero=args.zero, context=plan.context)
+    config = train_run.make_config(plan, data, iterations=args.iterations, seed=args.seed, lr=args.lr,
+                                   checkpoint_every=args.checkpoint_every, threads=args.threads)
+    if args.evaluate:
+        before = train_run.base_network(config)
+        if before is not None:
+            m = train_run.evaluate(before, data)
+            print(f"before: loss {m['loss']:.4f}, affinity accuracy {m['accuracy']:.4f} ({m['pairs']} pairs)")
+    progress = TqdmProgress(disable=args.quiet, unit="it")
+
+    def stop_soon(signum, frame) -> None:
+        # The first Ctrl-C ends the run after the current iteration, with a checkpoint;
+        # a second one stops at once (the last checkpoint stays).
+        progress.cancelled = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, stop_soon)
+    try:
+        last = train_run.run_training(data, config, args.run_dir, progress=progress, log=progress.write)
+    except CancelledError:
+        progress.close()
+        found = train_run.latest_checkpoint(args.run_dir)
+        at = train_run.checkpoint_iteration(found) if found else 0
+        print(f"{PROG}: cancelled at iteration {at}/{config.iterations}; the same command continues the run",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.close()
+    print(f"{args.run_dir}: iteration {train_run.checkpoint_iteration(last)}/{config.iterations}, "
+          f"checkpoint {last.name}")
+    if args.evaluate:
+        from napari_connectome.train import network_from_checkpoint
+
+        m = train_run.evaluate(network_from_checkpoint(last), data)
+        print(f"after:  loss {m['loss']:.4f}, affinity accuracy {m['accuracy']:.4f} ({m['pairs']} pairs)")
+    if args.export:
+        print(train_run.export_weights(args.run_dir, args.export))
+    return 0
+
+
 def _cmd_gui(args) -> int:
     from importlib.metadata import entry_points
 
@@ -567,6 +664,8 @@ def _run(args, parser) -> int:
             return _cmd_segment(args)
         if args.command == "check":
             return check_cmd.run(args)
+        if args.command == "train":
+            return _cmd_train(args)
         return _cmd_gui(args)
     except ConnectomeError as exc:
         if args.debug:

@@ -6,6 +6,7 @@ code only ever sees :class:`Progress`.
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol
 
 from napari_connectome.errors import CancelledError
@@ -47,21 +48,30 @@ class NullProgress:
 class TqdmProgress(NullProgress):
     """A terminal progress bar (tqdm) on stderr, for the CLI."""
 
-    def __init__(self, *, disable: bool = False) -> None:
+    def __init__(self, *, disable: bool = False, unit: str = "block") -> None:
         super().__init__()
         self._bar = None
         self._disable = disable
+        self._unit = unit
 
     def start(self, total: int, description: str) -> None:
         from tqdm import tqdm
 
         super().start(total, description)
-        self._bar = tqdm(total=total, desc=description, unit="block", disable=self._disable)
+        self._bar = tqdm(total=total, desc=description, unit=self._unit, disable=self._disable)
 
     def advance(self, steps: int = 1) -> None:
         super().advance(steps)
         if self._bar is not None:
             self._bar.update(steps)
+
+    def write(self, line: str) -> None:
+        """Print ``line`` on stderr above the bar (nothing when disabled)."""
+        if self._disable:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -3,7 +3,11 @@
 * :mod:`~napari_connectome.train.targets` -- affinity targets, masks, class balance;
 * :mod:`~napari_connectome.train.augment` -- augmentations that keep labels aligned;
 * :mod:`~napari_connectome.train.data` -- padded training volumes, random patches;
-* :mod:`~napari_connectome.train.loop` -- the seeded, resumable training loop.
+* :mod:`~napari_connectome.train.sources` -- training data from dense or sparse labels, or a
+  project's proofread segmentation inside a box;
+* :mod:`~napari_connectome.train.loop` -- the seeded, resumable training loop;
+* :mod:`~napari_connectome.train.run` -- a run as the CLI and the Train panel start it: plan,
+  train or resume with progress and cancel, evaluate, export weights.
 """
 
 from napari_connectome.train.augment import AugmentConfig
@@ -14,17 +18,36 @@ from napari_connectome.train.loop import (
     network_from_checkpoint,
     train,
 )
+from napari_connectome.train.run import (
+    Plan,
+    evaluate,
+    export_weights,
+    make_config,
+    plan,
+    run_training,
+)
+from napari_connectome.train.sources import TrainingData, from_arrays, from_project, from_volumes
 from napari_connectome.train.targets import affinities_from_labels, balance_weights
 
 __all__ = [
     "AugmentConfig",
+    "Plan",
     "TrainConfig",
+    "TrainingData",
     "TrainingVolume",
     "affinities_from_labels",
     "balance_weights",
+    "evaluate",
+    "export_weights",
+    "from_arrays",
+    "from_project",
+    "from_volumes",
     "latest_checkpoint",
+    "make_config",
     "network_from_checkpoint",
     "normalise_raw",
+    "plan",
+    "run_training",
     "sample_patch",
     "train",
 ]

@@ -46,7 +46,7 @@ class TrainingVolume:
 
     @classmethod
     def from_arrays(cls, raw: np.ndarray, labels: np.ndarray, *, pad: int,
-                    region=None) -> TrainingVolume:
+                    region=None, known: np.ndarray | None = None) -> TrainingVolume:
         """Normalise raw (integers are divided by their dtype's maximum), pad, and mask outside ``region``.
 
         Parameters
@@ -58,14 +58,22 @@ class TrainingVolume:
         region
             ``((z0, y0, x0), (z1, y1, x1))``: only labels inside it are used
             (default: everything). Keeps a held-out part out of training.
+        known
+            Voxels whose labels may be used (default: all), e.g. the painted
+            voxels of sparse labels; combined with ``region``.
         """
         if raw.shape != labels.shape:
             raise ValueError(f"raw {raw.shape} and labels {labels.shape} differ in shape")
         r = normalise_raw(raw)
         if region is None:
             region = ((0, 0, 0), tuple(raw.shape))
-        known = np.zeros(raw.shape, dtype=bool)
-        known[tuple(slice(b, e) for b, e in zip(*region, strict=True))] = True
+        inside = np.zeros(raw.shape, dtype=bool)
+        inside[tuple(slice(b, e) for b, e in zip(*region, strict=True))] = True
+        if known is not None:
+            if known.shape != raw.shape:
+                raise ValueError(f"known {known.shape} and raw {raw.shape} differ in shape")
+            inside &= known.astype(bool)
+        known = inside
         return cls(
             raw=np.pad(r, pad, mode="reflect"),
             labels=np.pad(labels, pad),

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.errors import CancelledError, InputError
+from napari_connectome.progress import Progress
 from napari_connectome.train.augment import AugmentConfig
 from napari_connectome.train.data import TrainingVolume, sample_patch
 from napari_connectome.train.targets import balance_weights
@@ -51,6 +53,15 @@ class TrainConfig:
         Iterations between checkpoints.
     threads
         torch intra-op threads (results are reproducible for a fixed value).
+    init
+        Weights to start from (fine-tuning): ``{"model": NAME, "sha256": …}``
+        for a registered network, ``{"weights": PATH, "sha256": …}`` for a
+        file written by :func:`~napari_connectome_models.nets.unet.save_network`
+        or a training checkpoint; None starts from random weights. The
+        sha256 is checked before the weights are used.
+    data
+        What the training data are (sources, box, sparse or dense, the edit
+        log's state): a rerun on other data is another run.
     """
 
     net: dict
@@ -63,13 +74,16 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: asdict(AugmentConfig()))
     checkpoint_every: int = 250
     threads: int = 2
+    init: dict | None = None
+    data: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-safe dict."""
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.augment.items()}
-        return d
+        # through JSON once: tuples nested in init or data become lists, as they come back from config.json
+        return json.loads(json.dumps(d))
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -81,6 +95,11 @@ class TrainConfig:
             aug["isotropic_axes"] = tuple(aug["isotropic_axes"])
         d["augment"] = aug
         return cls(**d)
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Fields that differ from ``other``, ``iterations`` aside (a run may be extended)."""
+        a, b = self.to_dict(), other.to_dict()
+        return sorted(k for k in a if k != "iterations" and a[k] != b.get(k))
 
 
 def _checkpoints(folder: Path) -> list[Path]:
@@ -115,6 +134,8 @@ def train(
     validate: Callable[[object, int], dict] | None = None,
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
+    progress: Progress | None = None,
+    on_iteration: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Train (or resume) a U-Net; checkpoints and ``log.jsonl`` go to ``folder``.
 
@@ -135,13 +156,28 @@ def train(
     stop_after
         Stop (with a checkpoint) after this many iterations of *this call*;
         used to test kill-and-resume.
+    progress
+        Told about every iteration (total: ``config.iterations``, a resumed
+        run starts where it stopped). A :class:`~napari_connectome.errors.CancelledError`
+        raised from it stops the run after a checkpoint of the iterations
+        done, so the same call later continues where it stopped.
+    on_iteration
+        Called with (iteration done, its loss) after every step, before
+        ``progress`` (a panel shows the loss as it goes).
 
     Returns
     -------
     Path of the last checkpoint written.
+
+    Raises
+    ------
+    InputError
+        ``folder`` holds a run with another config, or the initial weights
+        do not fit the network.
+    CancelledError
+        Cancelled through ``progress`` (a checkpoint was written first).
     """
     import torch
-    import torch.nn.functional as F
     from napari_connectome_models.nets.unet import UNet3D, UNetConfig
 
     folder = Path(folder)
@@ -149,9 +185,10 @@ def train(
     cfg_path = folder / "config.json"
     if cfg_path.exists():
         # the number of iterations may change (a run can be extended): nothing else may
-        saved = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k != "iterations"}
-        if saved != {k: v for k, v in config.to_dict().items() if k != "iterations"}:
-            raise ValueError(f"{folder} holds a run with another config; use a new folder")
+        differ = read_config(folder).differences(config)
+        if differ:
+            raise InputError(folder, f"holds another run's config (it differs in {', '.join(differ)}); "
+                                     "use a new folder, or the options of that run to continue it")
     cfg_path.write_text(json.dumps(config.to_dict(), indent=1))
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -167,37 +204,162 @@ def train(
         opt.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
         log(f"resumed from {last.name} at iteration {start}")
+    elif config.init is not None:
+        model.load_state_dict(initial_state(config.init, net_cfg))
+        log(f"starting from {describe_init(config.init)}")
+    if start >= config.iterations:
+        log(f"{folder} is already at iteration {start} (asked for {config.iterations}): nothing to do")
     model.train()
     end = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
     t0, losses, written = time.perf_counter(), [], last
     logfile = folder / "log.jsonl"
+    if progress is not None:
+        progress.start(config.iterations, "training")
+        if start:
+            progress.advance(start)
     for it in range(start, end):
         raw, target, weight = batch(volume, config, it, output_shape, net_cfg.offsets)
         logits = model.forward_logits(torch.from_numpy(raw))
-        w = torch.from_numpy(weight)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(target), weight=w,
-                                                  reduction="sum") / w.sum().clamp_min(1.0)
+        loss = affinity_loss(logits, torch.from_numpy(target), torch.from_numpy(weight))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(loss.item())
         done = it + 1
+        if on_iteration is not None:
+            on_iteration(done, losses[-1])
+        try:
+            if progress is not None:
+                progress.advance(1)
+        except CancelledError:
+            # the step is complete: a checkpoint here resumes exactly like an uninterrupted run
+            _save(folder, model, opt, done)
+            _log_record(logfile, done, losses, t0)
+            log(f"cancelled at iteration {done}/{config.iterations}; the same call continues from here")
+            raise
         if done % config.checkpoint_every == 0 or done == end:
             written = _save(folder, model, opt, done)
-            record = {"iteration": done, "loss": float(np.mean(losses)),
-                      "seconds": time.perf_counter() - t0, "time": time.time()}
+            extra = {}
             if validate is not None:
                 model.eval()
                 with torch.no_grad():
-                    record.update(validate(model, done))
+                    extra = validate(model, done)
                 model.train()
-            with open(logfile, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            record = _log_record(logfile, done, losses, t0, extra)
             rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
-            extra = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val"))
-            log(f"iteration {done}/{config.iterations} loss {record['loss']:.4f} {rate:.2f} it/s {extra}")
+            shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val"))
+            log(f"iteration {done}/{config.iterations} loss {record['loss']:.4f} {rate:.2f} it/s {shown}")
             losses = []
     return written
+
+
+def affinity_loss(logits, target, weight):
+    """Weighted binary cross-entropy of affinity logits, normalised by the total weight.
+
+    A pair of weight 0 (masked: unknown, unpainted, outside the volume)
+    contributes nothing to the loss or to its gradient.
+    """
+    import torch.nn.functional as F
+
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight,
+                                              reduction="sum") / weight.sum().clamp_min(1.0)
+
+
+def _log_record(logfile: Path, done: int, losses: list[float], t0: float, extra: dict | None = None) -> dict:
+    """Append one line to ``log.jsonl``: the mean loss since the last line, timings, ``extra``."""
+    record = {"iteration": done, "loss": float(np.mean(losses)) if losses else None,
+              "seconds": time.perf_counter() - t0, "time": time.time(), **(extra or {})}
+    with open(logfile, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def read_config(folder: str | os.PathLike) -> TrainConfig:
+    """The :class:`TrainConfig` of the run in ``folder`` (its ``config.json``)."""
+    path = Path(folder) / "config.json"
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(path, f"is not a training run's config ({exc})") from None
+
+
+def describe_init(init: dict) -> str:
+    """``model NAME`` or ``weights PATH``, for messages."""
+    return f"model {init['model']}" if "model" in init else f"weights {init['weights']}"
+
+
+def load_init(init: dict) -> tuple[dict, dict]:
+    """``(network config dict, state dict)`` of the weights ``init`` names, after their sha256 check.
+
+    Parameters
+    ----------
+    init
+        :attr:`TrainConfig.init`: ``{"model": NAME, "sha256": …}`` or ``{"weights": PATH, "sha256": …}``.
+
+    Raises
+    ------
+    InputError
+        Unknown model, unreadable file, or a file that changed (another sha256).
+    """
+    import hashlib
+
+    import torch
+
+    if "model" in init:
+        from napari_connectome_models.registry import (
+            ModelRegistryError,
+            load_registry,
+            weights_path,
+        )
+
+        entries = load_registry()
+        if init["model"] not in entries:
+            raise InputError(init["model"], f"no such model in the registry (have: {', '.join(sorted(entries))})")
+        try:
+            path = weights_path(entries[init["model"]])
+        except ModelRegistryError as exc:
+            raise InputError(init["model"], str(exc)) from None
+        where = init["model"]
+    else:
+        path = Path(init["weights"])
+        where = str(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the initial weights ({exc.strerror or exc})") from None
+    if digest != init["sha256"]:
+        raise InputError(where, f"sha256 {digest[:12]}… is not the {init['sha256'][:12]}… this run started from; "
+                                "the weights changed since")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors alike: the file is not what we need
+        raise InputError(where, f"is not a torch weights file ({type(exc).__name__})") from None
+    return weights_of(blob, where)
+
+
+def initial_state(init: dict, net) -> dict:
+    """The state dict ``init`` names (see :func:`load_init`); it must fit the network ``net``.
+
+    Parameters
+    ----------
+    init
+        :attr:`TrainConfig.init`.
+    net
+        The :class:`~napari_connectome_models.nets.unet.UNetConfig` being trained.
+    """
+    config, state = load_init(init)
+    if config != net.to_dict():
+        raise InputError(describe_init(init), "its network differs from the run's (another architecture or offsets)")
+    return state
+
+
+def weights_of(blob, where: str) -> tuple[dict, dict]:
+    """``(network config dict, state dict)`` of a loaded weights file or training checkpoint."""
+    if isinstance(blob, dict) and "state_dict" in blob and "config" in blob:  # save_network
+        return blob["config"], blob["state_dict"]
+    if isinstance(blob, dict) and "model" in blob and "net" in blob:  # a training checkpoint
+        return blob["net"], blob["model"]
+    raise InputError(where, "is neither a network's weights file nor a training checkpoint")
 
 
 def _save(folder: Path, model, opt, iteration: int) -> Path:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import need_torch
 
+from napari_connectome.errors import InputError
+
 torch = need_torch()
 
 from napari_connectome_models.nets.unet import UNetConfig  # noqa: E402
@@ -61,7 +63,7 @@ def test_another_seed_differs_and_config_mismatch_is_refused(tmp_path):
     vol = volume()
     train(vol, config(2), tmp_path / "a", log=lambda s: None)
     other = TrainConfig(**{**config(2).__dict__, "lr": 1e-2})
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(InputError, match="another run.s config .it differs in lr"):
         train(vol, other, tmp_path / "a", log=lambda s: None)
     assert latest_checkpoint(tmp_path / "a").name == "checkpoint-0000002.pt"
     train(vol, TrainConfig(**{**config(2).__dict__, "seed": 4}), tmp_path / "c", log=lambda s: None)
