@@ -123,6 +123,13 @@ BYTES_PER_VOXEL = {
     "graph": 8.0, "relabel@0.5": 8.0, "waterz": 78.0, "mwatershed": 710.0,
 }
 
+#: What each stage after the network reads, and its bytes per voxel (0: all affinity channels).
+INPUTS = {
+    "boundary": ("3 nearest affinity channels", 12), "watershed": ("boundary map", 4),
+    "ascent": ("3 nearest affinity channels", 12), "graph": ("supervoxels + boundary map", 8),
+    "relabel@0.5": ("supervoxels", 4), "waterz": ("3 nearest affinity channels", 12),
+    "mwatershed": ("all affinity channels", 0),
+}
 
 # ---------------------------------------------------------------- memory
 
@@ -314,8 +321,10 @@ def one_size(n: int, args) -> dict:
         del raw
     if affs is None:
         for name in STAGES[2:]:
-            r.skip(name, f"no affinities; would need ~{(r.needs(name) + 4 * len(offsets) * voxels) / GIB:.0f} GiB "
-                         f"({4 * len(offsets) * voxels / GIB:.0f} GiB of affinities + ~{r.bpv[name]:.0f} B/voxel "
+            what, size = INPUTS[name]
+            size = size if size else 4 * len(offsets)
+            r.skip(name, f"no affinities; would need ~{(r.needs(name) + size * voxels) / GIB:.0f} GiB "
+                         f"({size * voxels / GIB:.0f} GiB of input: {what}; + ~{r.bpv[name]:.0f} B/voxel "
                          f"for the stage)")
         return {"size": n, "rows": r.rows, "peak_rss_bytes": _maxrss(), "skip_network": args.skip_network}
 
