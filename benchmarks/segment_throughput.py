@@ -541,6 +541,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-gb", type=float, help="memory a size may use (default: 85%% of MemAvailable)")
     parser.add_argument("--end-to-end-cli", action="store_true",
                         help="also time `napari-connectome segment` on a synthetic project of each size")
+    parser.add_argument("--cli-only", action="store_true",
+                        help="only the end-to-end command line runs (block-wise, bounded memory), not the in-memory stages")
     parser.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[],
                         help="extra arguments for `segment` (must come last)")
     parser.add_argument("--workdir", help="keep the --end-to-end-cli projects here (default: a temporary folder)")
@@ -567,7 +569,7 @@ def main(argv=None) -> int:
     if args.skip_network:
         print("network SKIPPED: affinities from the ground truth (smoothed + noise); no network figures")
     results, measured = [], {}
-    for n in sorted(args.sizes):
+    for n in ([] if args.cli_only else sorted(args.sizes)):
         result = run_size_in_subprocess(n, args, measured)
         if result is None:
             continue
@@ -595,7 +597,7 @@ def main(argv=None) -> int:
               f"{result['peak_rss_bytes'] / GIB:8.2f}G")
     print("('-': not run; e2e = network + boundary + watershed + graph; /waterz, /mws: our voxels/s over theirs)")
 
-    cli = end_to_end_cli(sorted(args.sizes), args) if args.end_to_end_cli else None
+    cli = end_to_end_cli(sorted(args.sizes), args) if (args.end_to_end_cli or args.cli_only) else None
     if args.json:
         Path(args.json).write_text(json.dumps({"sizes": results, "cli": cli, "skip_network": args.skip_network},
                                               indent=2))

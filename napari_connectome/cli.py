@@ -164,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "held-out training data)")
     p.add_argument("--region", nargs=6, type=float, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
                    help="segment only this box, in nm (default: the whole volume)")
-    p.add_argument("--supervoxel-block", type=int, default=128, metavar="VOXELS",
-                   help="block edge of the watershed (default 128)")
+    p.add_argument("--supervoxel-block", type=int, default=192, metavar="VOXELS",
+                   help="block edge of the watershed (default 192: with its context, ~1 GB per worker)")
     p.add_argument("--supervoxel-context", type=int, default=32, metavar="VOXELS",
                    help="voxels each watershed block floods beyond its faces (default 32)")
     p.add_argument("--scheduler", default="threads",

@@ -151,6 +151,10 @@ class SegmentWidget(QWidget):
         for key, text in REGIONS:
             self.region_combo.addItem(text, key)
         run_form.addRow("Region:", self.region_combo)
+        # long model names and file names must not widen the dock past the screen (sideways scrolling)
+        for combo in (self.model_combo, self.device_combo, self.region_combo):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Segment", run_box)
         self.run_button.setToolTip("Affinities → supervoxels → graph; stages already up to date are skipped")

@@ -102,3 +102,21 @@ def test_segment_refuses_a_project_with_supervoxels_from_elsewhere(make_napari_v
     assert panel.stage_label.text() == "failed"
     assert "already has supervoxels" in panel.result_label.text()
     assert any(kind == "error" and "already has supervoxels" in text for kind, text in messages)
+
+
+def test_the_docked_panel_fits_its_width(make_napari_viewer, qtbot, raw_project):
+    """Long model names (a weights file's) do not widen the dock into sideways scrolling."""
+    from qtpy.QtWidgets import QApplication
+
+    project, weights = raw_project
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(project.root), plugin=PLUGIN)
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    long_name = weights.with_name("a-network-fine-tuned-on-the-proofread-segments-of-a-long-project-name.pt")
+    weights.rename(long_name)
+    assert panel.choose_weights(str(long_name))
+    for _ in range(10):
+        QApplication.processEvents()
+    content = panel.scroll_area.widget()
+    assert content.minimumSizeHint().width() <= panel.scroll_area.viewport().width()
+    assert panel.scroll_area.horizontalScrollBar().maximum() == 0
