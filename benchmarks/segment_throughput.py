@@ -93,7 +93,6 @@ shared machine is noisy (``--repeats`` or a rerun shows the spread).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
@@ -107,6 +106,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# the benchmarks folder is on sys.path when a script here runs: share waterz's muzzle
+from bench_agglomerate import quiet_stdout
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "affinities-fib-10nm"
@@ -197,22 +199,6 @@ def gt_affinities(gt: np.ndarray, offsets, seed: int, *, sigma: float = 1.0, noi
         out[c] += tmp
         np.clip(out[c], 0.0, 1.0, out=out[c])
     return out
-
-
-@contextlib.contextmanager
-def quiet_stdout():
-    """waterz's C++ core prints progress on stdout: send fd 1 to /dev/null meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 # ---------------------------------------------------------------- one size
