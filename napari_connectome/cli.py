@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segment only this box, in nm (default: the whole volume)")
     p.add_argument("--supervoxel-block", type=int, default=192, metavar="VOXELS",
                    help="block edge of the watershed (default 192: with its context, ~1 GB per worker)")
-    p.add_argument("--supervoxel-context", type=int, default=32, metavar="VOXELS",
-                   help="voxels each watershed block floods beyond its faces (default 32)")
+    p.add_argument("--supervoxel-context", type=int, default=16, metavar="VOXELS",
+                   help="voxels each watershed block floods beyond its faces (default 16)")
     p.add_argument("--scheduler", default="threads",
                    help="threads, synchronous, processes, or tcp://HOST:PORT of a Dask scheduler")
     p.add_argument("--workers", type=int, help="threads or processes (default: 1 for the network, up to 4 after)")
@@ -477,9 +477,9 @@ def _cmd_segment(args) -> int:
         raise InputError("--threads", f"must be at least 1, got {args.threads}")
     region = None
     if args.region is not None:
-        from napari_connectome.volume.roi import Roi
+        from napari_connectome.volume.roi import parse_box
 
-        region = Roi.from_bounds(args.region[:3], args.region[3:])
+        region = parse_box(args.region, name="--region")
     project = open_project(args.dir)
     progress = TqdmProgress(disable=args.quiet)
 

@@ -41,8 +41,8 @@ HISTORY_SECTIONS = ("edit_log", "effort_log")
 # What a project made from the EM volume alone still needs, said where its lack stops work.
 NEEDS_SUPERVOXELS = (
     "this project has only its EM volume; proofreading needs supervoxels (the EM cut into small "
-    "pieces): make a project that names them, with New project… in the Connectome panel or "
-    "napari-connectome project create DIR --raw URI --supervoxels URI"
+    "pieces): segment it here with the Segment panel or napari-connectome segment DIR, or make a "
+    "project that names supervoxels from elsewhere (New project… in the Connectome panel)"
 )
 
 

@@ -160,8 +160,11 @@ def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False,
     # A tree made on an older graph no longer matches it. A repair rebuilds the
     # same graph from the same inputs, so its tree stays (its shape is checked on load).
     stale = folder / TREE_FILE
-    if stale.exists() and not keep_tree:
-        stale.unlink()
+    if not keep_tree:
+        if stale.exists():
+            stale.unlink()
+        # the dropped tree is no longer expected: its absence is not damage to warn about
+        (project.manifest.get("agglomeration") or {}).pop("tree_sha256", None)
     if record is not None:
         record["outputs"] = {**record.get("outputs", {}), "sha256": project.manifest["graph"]["sha256"]}
         record_in_project(project, "graph", record)
@@ -217,7 +220,7 @@ def _load_or_rebuild_tree(project: Project, rag: RegionGraph, *, save: bool, pro
             if tree.node_ids.shape == rag.node_ids.shape and tree.edges.shape == rag.edges.shape:
                 return tree
             problem = "does not belong to the saved graph"
-    elif agglo:
+    elif agglo.get("tree_sha256"):
         problem = "is missing"
     if problem is None:
         return None

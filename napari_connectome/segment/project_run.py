@@ -90,7 +90,7 @@ def _guard_supervoxels(project: Project) -> None:
 
 def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str = "auto", block=None,
                     precision: str = "fp32", affinities_dtype: str = "uint8", supervoxel_block: int = 192,
-                    supervoxel_context: int = 32, threshold: float | None = None,
+                    supervoxel_context: int = 16, threshold: float | None = None,
                     stages: Sequence[str] | None = None, scheduler="threads", workers: int | None = None,
                     threads: int | None = None, progress: Progress | None = None, cancel=None,
                     region_nm=None, notify: Callable[[str], None] = lambda message: None) -> SegmentReport:

@@ -28,6 +28,7 @@ import numpy as np
 
 from napari_connectome.errors import InputError
 from napari_connectome.train.targets import ZERO_MODES
+from napari_connectome.volume.roi import parse_box  # noqa: F401  (part of the training API: --box)
 
 if TYPE_CHECKING:  # annotations only: the volume package is imported where it is used
     from napari_connectome.project import Project
@@ -332,17 +333,3 @@ def from_project(project: Project | str | os.PathLike, *, box: Roi | None, raw: 
                             labels_identity=identity)
     finally:
         proofreader.close()
-
-
-def parse_box(values) -> Roi:
-    """A ``--box Z0 Y0 X0 Z1 Y1 X1`` (nm) as a :class:`~napari_connectome.volume.Roi`."""
-    from napari_connectome.volume import Roi
-
-    values = [float(v) for v in values]
-    if len(values) != 6 or not all(math.isfinite(v) for v in values):
-        raise InputError("--box", f"needs six finite numbers Z0 Y0 X0 Z1 Y1 X1 in nm, got {values}")
-    begin, end = values[:3], values[3:]
-    if any(e <= b for b, e in zip(begin, end, strict=True)):
-        raise InputError("--box", f"each end must lie beyond its begin, got begin {begin} end {end}")
-    return Roi.from_bounds(begin, end)
-

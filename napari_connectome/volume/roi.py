@@ -291,3 +291,17 @@ def snap_indices(lo: Iterable[float], hi: Iterable[float], *, mode: SnapMode | N
         out_lo.append(int(i))
         out_hi.append(int(max(i, j)))
     return tuple(out_lo), tuple(out_hi)
+
+
+def parse_box(values, *, name: str = "--box") -> Roi:
+    """Six numbers ``Z0 Y0 X0 Z1 Y1 X1`` (nm) as a :class:`Roi`; a one-line error naming ``name`` otherwise."""
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InputError(name, f"needs six numbers Z0 Y0 X0 Z1 Y1 X1 in nm, got {values!r}") from None
+    if len(values) != 6 or not all(math.isfinite(v) for v in values):
+        raise InputError(name, f"needs six finite numbers Z0 Y0 X0 Z1 Y1 X1 in nm, got {values}")
+    begin, end = values[:3], values[3:]
+    if any(e <= b for b, e in zip(begin, end, strict=True)):
+        raise InputError(name, f"each end must lie beyond its begin, got begin {begin} end {end}")
+    return Roi.from_bounds(begin, end)

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QWidget,
@@ -42,7 +43,8 @@ from napari_connectome_plugins._workspace import unwrap
 
 logger = logging.getLogger(__name__)
 
-REGIONS = (("whole", "the whole volume"), ("view", "what the view shows (±32 sections)"))
+REGIONS = (("whole", "the whole volume"), ("view", "what the view shows (±32 sections)"),
+           ("box", "a box (nm)"))
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Sections above and below the current one that "what the view shows" covers.
 VIEW_HALF_DEPTH = 32
@@ -151,6 +153,13 @@ class SegmentWidget(QWidget):
         for key, text in REGIONS:
             self.region_combo.addItem(text, key)
         run_form.addRow("Region:", self.region_combo)
+        self.box_edit = QLineEdit(run_box)
+        self.box_edit.setPlaceholderText("Z0 Y0 X0 Z1 Y1 X1")
+        self.box_edit.setToolTip("The box to segment in nm (world coordinates, as the status bar shows them); "
+                                 "grown to whole blocks")
+        self.box_label = QLabel("Box (nm):", run_box)
+        run_form.addRow(self.box_label, self.box_edit)
+        self.region_combo.currentIndexChanged.connect(lambda _i: self._show_box())
         # long model names and file names must not widen the dock past the screen (sideways scrolling)
         for combo in (self.model_combo, self.device_combo, self.region_combo):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -177,7 +186,23 @@ class SegmentWidget(QWidget):
         run_form.addRow(self.result_label)
         layout.addWidget(run_box)
         layout.addStretch(1)
+        self._show_box()
         self._update_controls()
+
+    def _show_box(self) -> None:
+        """The box field shows only for "a box"; it starts as the whole volume's box."""
+        show = self.region_combo.currentData() == "box"
+        self.box_label.setVisible(show)
+        self.box_edit.setVisible(show)
+        if show and not self.box_edit.text().strip() and self.root is not None:
+            from napari_connectome.errors import ConnectomeError
+            from napari_connectome.project import open_project
+
+            try:
+                roi = open_project(self.root).open_input("raw").levels[0].roi
+            except ConnectomeError:
+                return
+            self.box_edit.setText(" ".join(f"{v:g}" for v in (*roi.begin, *roi.end)))
 
     @staticmethod
     def _models() -> list:
@@ -196,7 +221,7 @@ class SegmentWidget(QWidget):
         has_project = self.root is not None
         self.run_button.setEnabled(has_project and not self.busy and self.model_combo.count() > 0)
         self.cancel_button.setEnabled(self.busy)
-        for w in (self.model_combo, self.weights_button, self.device_combo, self.region_combo):
+        for w in (self.model_combo, self.weights_button, self.device_combo, self.region_combo, self.box_edit):
             w.setEnabled(not self.busy)
 
     def _on_layers_changed(self, event=None) -> None:
@@ -282,6 +307,16 @@ class SegmentWidget(QWidget):
             region = self.view_region()
             if region is None:
                 _notify.warning("Segment: what the view shows is defined in 2D; switch to 2D or choose the whole volume")
+                return False
+        elif self.region_combo.currentData() == "box":
+            from napari_connectome.errors import ConnectomeError
+            from napari_connectome.volume.roi import parse_box
+
+            try:
+                region = parse_box(self.box_edit.text().replace(",", " ").split(), name="Segment box")
+            except ConnectomeError as exc:
+                self.result_label.setText(_notify.one_line(exc))
+                _notify.error(exc)
                 return False
         options: dict[str, Any] = {"model": self.model_combo.currentData(),
                                    "device": self.device_combo.currentData(), "region_nm": region}

@@ -156,6 +156,23 @@ def test_segment_runs_skips_and_records(data, tmp_path):
     assert third.stages["graph"] == "skipped" and third.figures["threshold"] == 0.3
 
 
+def test_a_region_segments_only_its_blocks(data, tmp_path):
+    from napari_connectome.volume.roi import parse_box
+
+    proj = new_project(data, tmp_path / "p")
+    # voxels 0..20 in z, 0..30 in y and x (faces at -5 nm): grown to blocks of 16 and 32
+    region = parse_box([-5, -5, -5, 195, 295, 295])
+    report = segment_project(open_project(proj), model=str(data["weights"]), device="cpu", block=16,
+                             supervoxel_block=32, supervoxel_context=16, region_nm=region)
+    assert report.stages["supervoxels"] == "ran"
+    sv = open_volume(proj / "segmentation" / "supervoxels.ome.zarr").levels[0].read()
+    affs = open_volume(proj / "segmentation" / "affinities.ome.zarr").levels[0].read()
+    assert sv[:32, :32, :32].min() > 0 and sv[:, 32:, :].max() == 0 and sv[:, :, 32:].max() == 0
+    assert affs[:, :32, :32, :32].max() > 0 and affs[:, :, 32:, :].max() == 0
+    with pytest.raises(InputError, match="does not overlap"):
+        segment_project(open_project(proj), model=str(data["weights"]), region_nm=parse_box([1e6, 0, 0, 2e6, 1, 1]))
+
+
 def test_changed_parameters_move_the_old_output_aside(data, tmp_path):
     proj = new_project(data, tmp_path / "p")
     segment_project(open_project(proj), model=str(data["weights"]), device="cpu", block=16, stages=["affinities"])

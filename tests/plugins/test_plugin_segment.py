@@ -120,3 +120,27 @@ def test_the_docked_panel_fits_its_width(make_napari_viewer, qtbot, raw_project)
     content = panel.scroll_area.widget()
     assert content.minimumSizeHint().width() <= panel.scroll_area.viewport().width()
     assert panel.scroll_area.horizontalScrollBar().maximum() == 0
+
+
+def test_a_box_region_segments_only_the_box(make_napari_viewer, qtbot, raw_project, messages):
+    """"a box (nm)": starts as the whole volume; a nonsense box is one line; a box segments only itself."""
+    project, weights = raw_project
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(project.root), plugin=PLUGIN)
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    assert panel.choose_weights(str(weights))
+    panel.device_combo.setCurrentIndex(panel.device_combo.findData("cpu"))
+    assert not panel.box_edit.isVisibleTo(panel)
+    panel.region_combo.setCurrentIndex(panel.region_combo.findData("box"))
+    assert panel.box_edit.isVisibleTo(panel)
+    assert panel.box_edit.text() == "-5 -5 -5 315 635 635"  # voxel faces of a 10 nm grid centred on 0
+    panel.box_edit.setText("0 0 0 -5 100 100")
+    assert not panel.run()
+    assert "end must lie beyond its begin" in panel.result_label.text()
+    assert any(kind == "error" and "Segment box" in text for kind, text in messages)
+    panel.box_edit.setText("0 0 0 200 200 200")
+    assert panel.run()
+    assert panel.wait(600)
+    assert panel.report is not None, panel.result_label.text()
+    assert panel.report.stages["supervoxels"] == "ran"
+    # (which voxels a box covers is tested on the engine, with blocks smaller than this volume)
