@@ -231,7 +231,9 @@ class SegmentWidget(QWidget):
         self.root = root
         if root is None:
             self.project_label.setText(NO_PROJECT)
-            self.state_label.setText("")
+            # an EM volume opened on its own is one step from being segmented: say which
+            self.state_label.setText("To segment an EM volume, make a project of it: New project… (Alt+N) in the "
+                                     "Connectome panel, then Segment here.")
         else:
             self.project_label.setText(os.path.basename(os.path.normpath(root)) or root)
             self.project_label.setToolTip(root)

@@ -144,3 +144,14 @@ def test_a_box_region_segments_only_the_box(make_napari_viewer, qtbot, raw_proje
     assert panel.report is not None, panel.result_label.text()
     assert panel.report.stages["supervoxels"] == "ran"
     # (which voxels a box covers is tested on the engine, with blocks smaller than this volume)
+
+
+def test_without_a_project_the_panel_says_how_to_get_one(make_napari_viewer, tmp_path):
+    from napari_connectome_plugins._segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((4, 8, 8), np.uint8), name="EM")
+    panel = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(panel, name="Segment")
+    assert "New project" in panel.state_label.text()
+    assert not panel.run_button.isEnabled() and not panel.run()
