@@ -176,6 +176,9 @@ class _Backend:
     def submit(self, fn, block: Block):
         if self.in_process:
             return self._executor.submit(fn, block)
+        if fn is not getattr(self, "_checked", None):
+            _check_travels(fn)
+            self._checked = fn
         # pure=False: a rerun of the same block must run again, not reuse a result.
         return self._client.submit(fn, block, pure=False)
 
@@ -186,6 +189,22 @@ class _Backend:
             except Exception:  # a cluster that will not close is no reason to lose the result
                 pass
         self._close = []
+
+
+def _check_travels(fn) -> None:
+    """Refuse, in one line, work that cannot be sent to Dask workers and back.
+
+    A task whose function fails to serialise never reaches the scheduler, and
+    its future never completes: the run would wait forever. A round trip
+    (pickle, unpickle, pickle again, as a worker may) finds it at the start.
+    """
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(cloudpickle.loads(cloudpickle.dumps(fn)))
+    except Exception as exc:
+        raise InputError("scheduler", f"the block function cannot be sent to Dask workers "
+                                      f"({type(exc).__name__}: {exc}); use the threads scheduler") from None
 
 
 def run_blockwise(

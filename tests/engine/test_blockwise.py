@@ -135,6 +135,29 @@ def test_same_bytes_on_a_local_cluster_of_processes(tmp_path):
         cloudpickle.unregister_pickle_by_value(helpers)
 
 
+class _BreaksOnTheWayBack:
+    """Pickles once, but not again after unpickling (a worker may pickle what it received)."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def __getstate__(self):
+        if self.sent:
+            raise TypeError("cannot travel twice")
+        return {"sent": True}
+
+    def __call__(self, block):
+        return block.block_id
+
+
+def test_work_that_cannot_travel_to_dask_workers_is_refused_not_hung(tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(InputError, match="cannot be sent to Dask workers"):
+            run_blockwise(_BreaksOnTheWayBack(), grid(), scheduler=cluster.scheduler_address)
+
+
 @pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
 def test_resume_after_a_failed_block_skips_done_blocks_and_gives_the_same_bytes(tmp_path, scheduler):
     ref = make_output(tmp_path / "ref")
