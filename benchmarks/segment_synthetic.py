@@ -23,7 +23,9 @@ The protocol of ``benchmarks/segment_gala.py`` on synthetic EM
 
 Run::
 
-    python benchmarks/segment_synthetic.py --weights W [--test-seeds 900 901] [--test-shape Z Y X] [--json]
+    python benchmarks/segment_synthetic.py --weights W [--test-seeds 900 901] [--test-shape Z Y X] \
+        [--json | --save-json FILE]
+    python benchmarks/segment_synthetic.py --from-json FILE   # the text of saved results
 """
 
 from __future__ import annotations
@@ -55,6 +57,30 @@ def generate(seed: int, shape, voxel_size) -> tuple[np.ndarray, np.ndarray]:
     spec = SyntheticSpec(shape=tuple(int(s) for s in shape), voxel_size=tuple(float(v) for v in voxel_size),
                          seed=int(seed))
     return generate_block(spec, tuple((0, n) for n in spec.shape))
+
+
+def connectivity_floor(gt: np.ndarray) -> dict:
+    """VI and ARAND of gt's own 6-connected pieces against gt.
+
+    A synthetic neurite that leaves the volume and comes back (or, at 40 nm
+    sections, a thin one that touches itself only diagonally) keeps one label in
+    pieces that share no face; a segmentation grown from adjacent supervoxels
+    cannot join them, so this split is a floor no network can go below.
+    """
+    from scipy import ndimage as ndi
+
+    from napari_connectome.metrics import arand_from_table, contingency_table, vi_from_table
+
+    pieces = np.zeros(gt.shape, dtype=np.int64)
+    n = 0
+    for label in np.unique(gt[gt > 0]):
+        lab, k = ndi.label(gt == label)
+        pieces[lab > 0] = lab[lab > 0] + n
+        n += k
+    table = contingency_table(pieces, gt)
+    split, merge = vi_from_table(table)
+    return {"n_gt_objects": int(len(np.unique(gt[gt > 0]))), "n_pieces": n, "vi_split": split,
+            "vi_merge": merge, "vi": split + merge, "arand": arand_from_table(table)}
 
 
 def row(curve: np.ndarray, threshold: float) -> dict:
@@ -101,7 +127,7 @@ def fmt(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=Path, required=True, help="written by models/scripts/train_synthetic.py")
+    parser.add_argument("--weights", type=Path, help="written by models/scripts/train_synthetic.py (required)")
     parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
                         help="default: the voxel size the weights were trained for (must match it)")
     parser.add_argument("--test-seeds", nargs="+", type=int, default=[900, 901])
@@ -109,11 +135,20 @@ def main(argv=None) -> int:
                         help="default: the shape of the training volumes")
     parser.add_argument("--reference", default=REFERENCE, help="registry model applied as is ('' for none)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
+    parser.add_argument("--save-json", type=Path, metavar="FILE", help="also write the results as JSON here")
+    parser.add_argument("--floor", action="store_true",
+                        help="only the split floor of the test volumes' gt (gt's 6-connected pieces against gt)")
+    parser.add_argument("--from-json", type=Path, metavar="FILE", help="print the text of saved JSON results")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        report(json.loads(args.from_json.read_text()))
+        return 0
     import torch
     from napari_connectome_models.nets.unet import load_network, network_metadata
 
+    if args.weights is None:
+        parser.error("--weights is required")
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     metadata = network_metadata(args.weights)
@@ -131,6 +166,12 @@ def main(argv=None) -> int:
         return 2
     shape = tuple(args.test_shape or syn["shape"])
     tests = {int(s): generate(s, shape, voxel_size) for s in args.test_seeds}
+    floor = {seed: connectivity_floor(gt) for seed, (_, gt) in tests.items()}
+    if args.floor:
+        for seed, f in floor.items():
+            print(f"seed {seed}: {f['n_gt_objects']} gt objects in {f['n_pieces']} 6-connected pieces; floor "
+                  f"VI split {f['vi_split']:.3f} + merge {f['vi_merge']:.3f}, ARAND {f['arand']:.3f}")
+        return 0
 
     model = load_network(args.weights)
     pp = PostProcess(**metadata["heldout"]["postprocess"])
@@ -159,23 +200,42 @@ def main(argv=None) -> int:
                "test": evaluate(rmodel, rpp, rflip, tests,
                                 {"own": r_own, "synthetic_heldout_chosen": r_held})}
 
-    result = {"voxel_size": voxel_size, "test_seeds": list(tests), "test_shape": list(shape),
+    result = {"voxel_size": voxel_size, "test_seeds": list(tests), "test_shape": list(shape), "synthetic": syn,
+              "floor": floor,
               "network": net, "reference": ref, "seconds": time.perf_counter() - t_start}
+    if args.save_json is not None:
+        args.save_json.write_text(json.dumps(result, indent=1))
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    vs = "x".join(f"{v:g}" for v in voxel_size)
-    print(f"synthetic {vs} nm, test seeds {list(tests)} (shape {list(shape)}; never trained on); "
+    report(result)
+    return 0
+
+
+def report(result: dict) -> None:
+    """The figures as text."""
+    net, ref = result["network"], result["reference"]
+    syn = result.get("synthetic")
+    if syn is None:  # results saved before "synthetic" was part of them
+        from napari_connectome_models.nets.unet import network_metadata
+
+        syn = network_metadata(net["weights"])["synthetic"]
+    pp, flip, heldout = net["postprocess"], net["flip_average"], net["heldout"]
+    vs = "x".join(f"{v:g}" for v in result["voxel_size"])
+    print(f"synthetic {vs} nm, test seeds {result['test_seeds']} (shape {result['test_shape']}; never trained on); "
           f"gt 0 (extracellular) ignored, log2")
-    print(f"{args.weights} (iteration {net['iteration']}; train seeds {syn['train_seeds']}, "
+    print(f"{net['weights']} (iteration {net['iteration']}; train seeds {syn['train_seeds']}, "
           f"held-out seed {syn['holdout_seed']})")
-    print(f"chosen on held-out train seed {syn['holdout_seed']}: flip-average {flip}, {pp.to_dict()}")
-    print(f"  held-out train  {fmt(metadata['heldout'])}  (T chosen here: in-sample)")
+    print(f"chosen on held-out train seed {syn['holdout_seed']}: flip-average {flip}, {pp}")
+    print(f"  held-out train  {fmt(heldout)}  (T chosen here: in-sample)")
     t = net["test"]
     for seed, r in t["per_seed"].items():
         print(f"  TEST seed {seed}   {fmt(r['train_chosen'])}  [{r['n_supervoxels']} supervoxels, "
               f"{r['n_gt_objects']} gt objects]")
     print(f"  TEST mean       {fmt(t['mean']['train_chosen'])}  (train-chosen T)")
+    for seed, f in result.get("floor", {}).items():
+        print(f"  (floor, seed {seed}: gt's {f['n_pieces']} 6-connected pieces against gt: VI split "
+              f"{f['vi_split']:.3f}, ARAND {f['arand']:.3f}; no merge tree can join pieces that share no face)")
     print(f"  test-chosen T (oracle, reference only): mean {fmt(t['mean']['test_chosen_oracle'])}")
     if ref is not None:
         rt = ref["test"]
@@ -191,7 +251,6 @@ def main(argv=None) -> int:
             print(f"        seed {seed}  {fmt(r['synthetic_heldout_chosen'])}")
         print(f"  (c) test-chosen T (oracle, reference only): mean {fmt(rt['mean']['test_chosen_oracle'])}")
     print(f"({result['seconds']:.1f} s)")
-    return 0
 
 
 if __name__ == "__main__":
