@@ -84,10 +84,10 @@ def watershed_supervoxels(boundary: np.ndarray, *, threshold: float = 0.5, sigma
         dist = ndi.gaussian_filter(dist, sigma)
     peaks = peak_local_max(dist, min_distance=min_distance, labels=inside.astype(np.int32),
                            exclude_border=False)
+    if len(peaks) == 0:  # nothing inside a cell (skimage then gives a (0, 2) array even in 3D)
+        return np.ones(boundary.shape, dtype=np.uint32)
     markers = np.zeros(boundary.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    if len(peaks) == 0:
-        return np.ones(boundary.shape, dtype=np.uint32)
     return watershed(boundary, markers).astype(np.uint32)
 
 

@@ -66,3 +66,11 @@ def test_mutex_watershed_separates_the_bodies():
     assert len(np.unique(seg[gt == 1])) == 1 and len(np.unique(seg[gt == 2])) == 1
     assert seg[0, 0, 0] != seg[0, 0, -1]
     assert np.array_equal(PostProcess("mutex").supervoxels(aff, OFFSETS), seg)
+
+
+def test_watershed_of_all_membrane_is_one_supervoxel():
+    """No voxel inside a cell (an untrained network's output): one supervoxel, not a crash."""
+    from napari_connectome.segment.supervoxels import watershed_supervoxels
+
+    labels = watershed_supervoxels(np.ones((6, 8, 8), np.float32), threshold=0.5)
+    assert labels.dtype == np.uint32 and labels.shape == (6, 8, 8) and set(np.unique(labels)) == {1}
