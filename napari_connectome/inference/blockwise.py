@@ -19,6 +19,7 @@ voxels, so the bytes do not change) instead of failing.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -33,7 +34,7 @@ from napari_connectome.blockwise.ledger import ledger_path
 from napari_connectome.errors import InputError
 from napari_connectome.inference.device import Device, block_edge_for_memory, is_out_of_memory
 from napari_connectome.progress import Progress
-from napari_connectome.pyramid.resumable import ResumableOutput
+from napari_connectome.pyramid.resumable import ResumableOutput, output_state
 from napari_connectome.volume.model import Level
 
 #: Output dtypes: uint8 stores affinity × 255 rounded (a quarter of the disk of float32).
@@ -276,7 +277,7 @@ def _quantise(affs: np.ndarray, dtype: str) -> np.ndarray:
 def predict_to_zarr(level: Level, model, out: str | os.PathLike, *, device: Device, signature: dict[str, Any],
                     block=None, dtype: str = "uint8", precision: str = "fp32", scheduler="threads",
                     workers: int | None = None, threads: int | None = None, progress: Progress | None = None,
-                    cancel=None, region=None) -> PredictReport:
+                    cancel=None, region=None, before_writing=None) -> PredictReport:
     """Predict affinities of ``level`` block by block into the OME-Zarr ``out``, resuming an earlier run.
 
     Parameters
@@ -310,6 +311,9 @@ def predict_to_zarr(level: Level, model, out: str | os.PathLike, *, device: Devi
     region
         ``(begin, end)`` voxel indices (z, y, x) of the part to predict, grown to whole blocks;
         None: the whole volume. The output always has the volume's shape (fill 0 elsewhere).
+    before_writing
+        Called (no arguments) before anything is written when the output is not already complete
+        with this signature; it may raise to refuse the run (e.g. supervoxels that have edits).
 
     The output is left incomplete (resumable); the caller marks it complete with its
     provenance record (``report.output.finish(record)``).
@@ -333,6 +337,8 @@ def predict_to_zarr(level: Level, model, out: str | os.PathLike, *, device: Devi
     channels = int(cfg.out_channels)
     full_signature = {**signature, "grid": grid.describe(), "dtype": dtype, "precision": precision,
                       "offsets": [list(map(int, o)) for o in cfg.offsets]}
+    if before_writing is not None and output_state(out) != (json.loads(json.dumps(full_signature)), True):
+        before_writing()
     output = ResumableOutput.open(out, shape=(channels, *shape), chunks=(channels, *block), dtype=dtype,
                                   axes="czyx", voxel_size=level.spatial_voxel_size, offset=level.spatial_offset,
                                   kind="image", signature=full_signature)

@@ -240,7 +240,8 @@ def supervoxels_to_zarr(affinities: Level, offsets, out_supervoxels: str | os.Pa
                         out_boundaries: str | os.PathLike, work: str | os.PathLike, *, signature: dict,
                         postprocess: PostProcess | None = None, block: int = 128, context: int = 16,
                         halo: int = 8, scheduler="threads", workers: int | None = None,
-                        progress: Progress | None = None, cancel=None, region=None) -> SupervoxelReport:
+                        progress: Progress | None = None, cancel=None, region=None,
+                        before_writing=None) -> SupervoxelReport:
     """Supervoxels and the boundary map of predicted affinities, block by block, resumable.
 
     Parameters
@@ -263,6 +264,8 @@ def supervoxels_to_zarr(affinities: Level, offsets, out_supervoxels: str | os.Pa
     region
         ``(begin, end)`` voxels to label (grown to whole blocks); None: the whole volume. Outside it
         the supervoxels are 0 (no supervoxel), and the flood sees no affinities (a membrane).
+    before_writing
+        Called before anything is written when the outputs are not already up to date; may raise.
 
     Raises
     ------
@@ -293,6 +296,8 @@ def supervoxels_to_zarr(affinities: Level, offsets, out_supervoxels: str | os.Pa
     done = _finished(out_supervoxels, out_boundaries, sig, chunks=chunks, common=common)
     if done is not None:
         return done
+    if before_writing is not None:
+        before_writing()
     boundaries = ResumableOutput.open(out_boundaries, chunks=chunks, dtype="uint8", axes="zyx", kind="image",
                                       signature=sig, **common)
     fragments = ResumableOutput.open(work / "fragments.zarr", chunks=chunks, dtype="uint64", axes="zyx",

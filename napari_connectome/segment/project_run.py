@@ -16,6 +16,7 @@ edited are never replaced (the edit log refers to their ids).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -71,20 +72,35 @@ def _set_aside(path: Path, notify: Callable[[str], None]) -> None:
         notify(f"{path.name} was made from other inputs or parameters: moved aside to {aside.name}")
 
 
+def _refuse_if_edited(project: Project) -> None:
+    """Called just before a stage would rewrite what the supervoxels come from: never under edits."""
+    if "supervoxels" in project.inputs and _has_edits(project):
+        raise InputError(project.root, "has proofreading edits on its supervoxels; segmenting again with other "
+                                       "inputs or parameters would orphan them: create a new project from its raw "
+                                       "volume instead (nothing was changed)")
+
+
 def _has_edits(project: Project) -> bool:
+    """True when the edit log records an operation (opening a panel creates an empty log: that is no edit)."""
+    import sqlite3
+
     log = project.component_path("edit_log")
-    return log.exists() and log.stat().st_size > 0
+    if not log.exists():
+        return False
+    try:
+        # read-only and immutable-free: a live session's WAL is read too; never written here
+        with contextlib.closing(sqlite3.connect(f"file:{log}?mode=ro", uri=True, timeout=5)) as db:
+            return db.execute("SELECT EXISTS (SELECT 1 FROM operations)").fetchone()[0] == 1
+    except sqlite3.Error:
+        return True  # a log we cannot read may hold edits: keep its supervoxels
 
 
 def _guard_supervoxels(project: Project) -> None:
-    """Refuse to replace supervoxels that came from elsewhere or that proofreading has edited."""
+    """Refuse to replace supervoxels that came from elsewhere (before any work)."""
     record = project.inputs.get("supervoxels")
     ours = str((project.root / SUPERVOXELS).resolve())
     if record is not None and str(Path(record["uri"]).resolve()) != ours:
         raise InputError(project.root, f"already has supervoxels ({record['uri']}); segmenting would replace "
-                                       "them: create a new project from its raw volume instead")
-    if record is not None and _has_edits(project):
-        raise InputError(project.root, "has proofreading edits on its supervoxels; segmenting again would orphan "
                                        "them: create a new project from its raw volume instead")
 
 
@@ -181,13 +197,13 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
                 result = predict_to_zarr(level, net, aff_path, device=dev, signature=signature, block=block,
                                          dtype=affinities_dtype, precision=precision, scheduler=scheduler,
                                          workers=workers, threads=threads, progress=progress, cancel=cancel,
-                                         region=region)
+                                         region=region, before_writing=lambda: _refuse_if_edited(project))
             except OutputMismatch:
                 _set_aside(aff_path, notify)
                 result = predict_to_zarr(level, net, aff_path, device=dev, signature=signature, block=block,
                                          dtype=affinities_dtype, precision=precision, scheduler=scheduler,
                                          workers=workers, threads=threads, progress=progress, cancel=cancel,
-                                         region=region)
+                                         region=region, before_writing=lambda: _refuse_if_edited(project))
         if result.ran == 0 and complete:
             report.stages["affinities"] = "skipped"
             notify("affinities are up to date: skipped")
@@ -228,7 +244,8 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
             return supervoxels_to_zarr(affinities, offsets, sv_path, b_path, project.root / WORK,
                                        signature=sv_signature, postprocess=pp, block=supervoxel_block,
                                        context=supervoxel_context, scheduler=scheduler, workers=workers,
-                                       progress=progress, cancel=cancel, region=region)
+                                       progress=progress, cancel=cancel, region=region,
+                                       before_writing=lambda: _refuse_if_edited(project))
 
         with rec.timed("watershed"):
             try:

@@ -326,3 +326,29 @@ def test_nonsense_options_are_refused(data, tmp_path):
     with pytest.raises(InputError, match="fp16"):
         segment_project(open_project(proj), model=str(data["weights"]), device="cpu", precision="fp16")
     assert main(["segment", str(proj), "--workers", "0"]) == 2
+
+
+def test_supervoxels_with_edits_are_kept_but_an_empty_log_is_no_edit(data, tmp_path):
+    from napari_connectome.proofread import Proofreader
+
+    proj = new_project(data, tmp_path / "p")
+    kw = {"model": str(data["weights"]), "device": "cpu", "block": 16, "supervoxel_block": 32,
+          "supervoxel_context": 16}
+    segment_project(open_project(proj), **kw)
+    Proofreader.open(open_project(proj)).close()  # a panel opened: the log exists, with no edit
+    assert segment_project(open_project(proj), **{**kw, "supervoxel_context": 8}).stages["supervoxels"] == "ran"
+    pr = Proofreader.open(open_project(proj))
+    try:
+        a, b = (int(v) for v in pr.rag.edges[0])  # two supervoxels that touch
+        pr.merge_supervoxels(a, b)
+    finally:
+        pr.close()
+    # the same command again after proofreading: up to date, nothing to refuse
+    again = segment_project(open_project(proj), **{**kw, "supervoxel_context": 8})
+    assert again.stages == {"affinities": "skipped", "supervoxels": "skipped", "graph": "skipped"}
+    before = tree_bytes(proj / "segmentation")
+    with pytest.raises(InputError, match="proofreading edits"):
+        segment_project(open_project(proj), **{**kw, "supervoxel_context": 16})
+    with pytest.raises(InputError, match="proofreading edits"):
+        segment_project(open_project(proj), **{**kw, "block": 24})
+    assert tree_bytes(proj / "segmentation") == before  # nothing moved aside or rewritten
