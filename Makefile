@@ -66,6 +66,10 @@ QT6_BIN := $(QT6_VENV)/bin
 $(QT6_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(QT6_VENV)
 	$(QT6_BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	@# the Segment and Train panels need torch here too; the CPU build where no GPU is present
+	@if ! (command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1); then \
+	  $(QT6_BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	fi
 	$(QT6_BIN)/python -m pip install -q -e ".[qt6-test]"
 	@touch $@
 
