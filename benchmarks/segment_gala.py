@@ -91,22 +91,24 @@ def evaluate_network(model, metadata: dict, data: Path) -> dict:
     return out
 
 
-def evaluate_ascent(model, metadata: dict, data: Path) -> dict:
-    """Steepest-ascent supervoxels (blockwise-exact) on the same affinities; T chosen on held-out train."""
-    from napari_connectome.segment import ascent_supervoxels
-
-    predict = predict_affinities_flipped if metadata.get("flip_average", False) else predict_affinities
+def evaluate_ascent(model, metadata: dict, data: Path, entry_segment: dict | None) -> dict:
+    """What ``segment`` makes, in memory: no flip averaging, steepest-ascent supervoxels (exact in blocks),
+    the options and threshold chosen on the held-out box (weights' metadata, else the registry entry)."""
+    record = metadata.get("segment") or entry_segment
+    if not record:
+        raise SystemExit("this model has no choice for segment: run models/scripts/select_segment.py")
+    pp, threshold = PostProcess(**record["postprocess"]), float(record["threshold"])
     curves, counts = {}, {}
     for split in ("train", "test"):
         raw, gt = read(data, split, "image"), read(data, split, "gt.lzf")
-        aff = predict(raw, model)
+        aff = predict_affinities(raw, model)
         if split == "train":
             aff, gt = aff[..., HOLDOUT_X:], gt[..., HOLDOUT_X:]
-        sv = ascent_supervoxels(aff[:3])
-        curves[split] = curve_of(sv, boundary_from_affinities(aff, model.config.offsets), gt)
+        boundary = boundary_from_affinities(aff, model.config.offsets)
+        sv = pp.supervoxels(aff, model.config.offsets, boundary)
+        curves[split] = curve_of(sv, boundary, gt)
         counts[split] = int(sv.max())
-    threshold = best_row(curves["train"])["threshold"]
-    return {"threshold": threshold, "heldout": row(curves["train"], threshold),
+    return {"postprocess": pp.to_dict(), "threshold": threshold, "heldout": row(curves["train"], threshold),
             "test": {"at_train_threshold": row(curves["test"], threshold), "own_best": best_row(curves["test"]),
                      "n_supervoxels": counts["test"]}}
 
@@ -155,7 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-p1", action="store_true")
     parser.add_argument("--ascent", action="store_true",
-                        help="also steepest-ascent supervoxels (blockwise-exact) on the same affinities")
+                        help="also what `segment` makes: steepest-ascent supervoxels (exact in blocks), no flip "
+                             "averaging, options and threshold chosen for it on the held-out box")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not (args.data / "test-image.h5").is_file():
@@ -168,7 +171,12 @@ def main(argv=None) -> int:
     model, metadata, source = load(args)
     net = evaluate_network(model, metadata, args.data)
     p1 = None if args.no_p1 else evaluate_p1(args.data)
-    ascent = evaluate_ascent(model, metadata, args.data) if args.ascent else None
+    entry_segment = None
+    if args.weights is None:
+        from napari_connectome_models.registry import load_registry
+
+        entry_segment = load_registry()[args.model].segment
+    ascent = evaluate_ascent(model, metadata, args.data, entry_segment) if args.ascent else None
     result = {"model": source, "network": net, "p1": p1, "ascent": ascent, "target_test_vi": TARGET,
               "seconds": time.perf_counter() - t0}
     if args.json:
@@ -187,7 +195,8 @@ def main(argv=None) -> int:
         print(f"  TEST            {fmt(p1['test']['at_train_threshold'])}")
         print(f"  test-chosen T (oracle, reference only): {fmt(p1['test']['own_best'])}")
     if ascent is not None:
-        print(f"steepest-ascent supervoxels on the same affinities, T chosen on the held-out box: {ascent['threshold']}")
+        print(f"segment's supervoxels (steepest ascent, exact in blocks; no flip averaging), chosen on the held-out "
+              f"box: {ascent['postprocess']} at T {ascent['threshold']:.2f}")
         print(f"  held-out train  {fmt(ascent['heldout'])}")
         print(f"  TEST            {fmt(ascent['test']['at_train_threshold'])}  "
               f"[{ascent['test']['n_supervoxels']} supervoxels]")

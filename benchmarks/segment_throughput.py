@@ -17,14 +17,16 @@ On those same affinities, each timed on its own:
 
 ``boundary``
     ``boundary_from_affinities`` (1 - mean nearest-neighbour affinity).
-``watershed``
-    ``watershed_supervoxels`` on that map: our default distance-transform
-    watershed (threshold 0.5, σ 1, min distance 2).
+``flood``
+    ``watershed_supervoxels`` on that map: lsd's distance-transform flood
+    (threshold 0.5, σ 1, min distance 2) — for comparison; not exact in blocks.
 ``ascent``
-    ``ascent_supervoxels`` (steepest ascent, blockwise-exact) in blocks of
-    ``--ascent-block``³ (default 128; the labels do not depend on it).
+    ``height_supervoxels`` on that map in blocks of ``--ascent-block``³
+    (default 128; the labels do not depend on it): steepest ascent of the
+    capped distance transform, what ``segment`` makes (threshold 0.3, σ 0,
+    cap 16: the shipped model's held-out choice).
 ``graph``
-    ``merge_tree(watershed supervoxels, boundary)``: our region graph and
+    ``merge_tree(ascent supervoxels, boundary)``: our region graph and
     its full merge tree.
 ``relabel@0.5``
     the segmentation volume at threshold 0.5 from that tree (waterz writes
@@ -51,10 +53,10 @@ Columns of the per-size table:
 ``output``        what it made (supervoxels / segments / channels).
 
 Then, per size: end-to-end voxels/s of our pipeline (network + boundary +
-watershed + graph; without the network under ``--skip-network``), the
-ratios ``ours/waterz`` (voxels/s of boundary + watershed + graph +
+ascent + graph; without the network under ``--skip-network``), the
+ratios ``ours/waterz`` (voxels/s of boundary + ascent + graph +
 relabel over waterz's total; > 1 = ours faster) and ``ours/mwatershed``
-(boundary + watershed + graph over mwatershed), and the process's peak
+(boundary + ascent + graph over mwatershed), and the process's peak
 RSS (``ru_maxrss`` at its end; each size runs in its own process, so it is
 that size's own). A final summary lists every size.
 
@@ -114,21 +116,21 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "affinities-fib-10nm"
 THRESHOLD = 0.5
 GIB = 1024**3
-STAGES = ("synthetic", "network", "boundary", "watershed", "ascent", "graph", "relabel@0.5", "waterz",
+STAGES = ("synthetic", "network", "boundary", "flood", "ascent", "graph", "relabel@0.5", "waterz",
           "mwatershed")
 #: Peak bytes per voxel each stage adds above what is resident before it
 #: (measured with this script on this machine at 256³; used to decide what
 #: fits when no smaller size ran in the same invocation). "synthetic" and
 #: "network" count the arrays they leave behind (raw/gt; 9 float32 channels).
 BYTES_PER_VOXEL = {
-    "synthetic": 6.0, "network": 63.0, "boundary": 28.0, "watershed": 50.0, "ascent": 30.0,
+    "synthetic": 6.0, "network": 63.0, "boundary": 28.0, "flood": 50.0, "ascent": 30.0,
     "graph": 8.0, "relabel@0.5": 8.0, "waterz": 78.0, "mwatershed": 710.0,
 }
 
 #: What each stage after the network reads, and its bytes per voxel (0: all affinity channels).
 INPUTS = {
-    "boundary": ("3 nearest affinity channels", 12), "watershed": ("boundary map", 4),
-    "ascent": ("3 nearest affinity channels", 12), "graph": ("supervoxels + boundary map", 8),
+    "boundary": ("3 nearest affinity channels", 12), "flood": ("boundary map", 4),
+    "ascent": ("boundary map", 4), "graph": ("supervoxels + boundary map", 8),
     "relabel@0.5": ("supervoxels", 4), "waterz": ("3 nearest affinity channels", 12),
     "mwatershed": ("all affinity channels", 0),
 }
@@ -260,13 +262,13 @@ def n_labels(a: np.ndarray) -> str:
 
 def one_size(n: int, args) -> dict:
     from napari_connectome.segment import (
-        ascent_supervoxels,
         boundary_from_affinities,
         merge_tree,
         mutex_supervoxels,
         nearest_channels,
         watershed_supervoxels,
     )
+    from napari_connectome.segment.heights import HeightParams, height_supervoxels
     from napari_connectome.segment.pipeline import segmentation_at
 
     voxels = n**3
@@ -318,13 +320,15 @@ def one_size(n: int, args) -> dict:
     boundary = r.run("boundary", lambda: boundary_from_affinities(affs, offsets), lambda b: "float32", repeats=rep)
     sv = None
     if boundary is not None:
-        sv = r.run("watershed", lambda: watershed_supervoxels(boundary), lambda s: f"{int(s.max()):,} supervoxels",
-                   repeats=rep)
+        r.run("flood", lambda: watershed_supervoxels(boundary), lambda s: f"{int(s.max()):,} supervoxels",
+              repeats=rep)
+        ablock = (args.ascent_block,) * 3
+        params = HeightParams(threshold=0.3, sigma=0.0, cap=16.0)
+        sv = r.run("ascent", lambda: height_supervoxels(boundary, params, block_shape=ablock),
+                   lambda s: f"{int(s.max()):,} supervoxels", repeats=rep)
     else:
-        r.skip("watershed", "no boundary map")
-    ablock = (args.ascent_block,) * 3
-    r.run("ascent", lambda: ascent_supervoxels(affs, block_shape=ablock), lambda s: f"{int(s.max()):,} supervoxels",
-          repeats=rep)
+        r.skip("flood", "no boundary map")
+        r.skip("ascent", "no boundary map")
     tree = None
     if sv is not None:
         tree = r.run("graph", lambda: merge_tree(sv, boundary), lambda t: "merge tree", repeats=rep)
@@ -379,11 +383,11 @@ def summary(result: dict) -> dict:
 
     voxels = n**3
     out = {}
-    post = secs("boundary", "watershed", "graph")
+    post = secs("boundary", "ascent", "graph")
     out["post_vps"] = voxels / post if post else None
-    e2e = secs("network", "boundary", "watershed", "graph")
+    e2e = secs("network", "boundary", "ascent", "graph")
     out["end_to_end_vps"] = voxels / e2e if e2e else None
-    ours_w, wz = secs("boundary", "watershed", "graph", "relabel@0.5"), secs("waterz")
+    ours_w, wz = secs("boundary", "ascent", "graph", "relabel@0.5"), secs("waterz")
     out["ours_over_waterz"] = wz / ours_w if ours_w and wz else None
     mw = secs("mwatershed")
     out["ours_over_mwatershed"] = mw / post if post and mw else None
@@ -406,14 +410,14 @@ def print_table(result: dict) -> None:
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v / 1e6:.2f} Mvoxel/s" if unit == "v" else f"{v:.2f}"
 
-    print(f"ours, boundary + watershed + graph:            {fmt(s['post_vps'], 'v')}")
+    print(f"ours, boundary + ascent + graph:            {fmt(s['post_vps'], 'v')}")
     if result.get("skip_network"):
-        print("ours, end to end (network + watershed + graph): n/a (network skipped)")
+        print("ours, end to end (network + ascent + graph): n/a (network skipped)")
     else:
-        print(f"ours, end to end (network + watershed + graph): {fmt(s['end_to_end_vps'], 'v')}")
-    print(f"ratio ours/waterz (voxels/s, watershed + graph + relabel vs waterz total; > 1 = ours faster): "
+        print(f"ours, end to end (network + ascent + graph): {fmt(s['end_to_end_vps'], 'v')}")
+    print(f"ratio ours/waterz (voxels/s, boundary + ascent + graph + relabel vs waterz total; > 1 = ours faster): "
           f"{fmt(s['ours_over_waterz'])}")
-    print(f"ratio ours/mwatershed (voxels/s, watershed + graph vs mutex watershed; > 1 = ours faster): "
+    print(f"ratio ours/mwatershed (voxels/s, boundary + ascent + graph vs mutex watershed; > 1 = ours faster): "
           f"{fmt(s['ours_over_mwatershed'])}")
     print(f"peak RSS of the {n}³ process: {result['peak_rss_bytes'] / GIB:.2f} GiB")
 

@@ -165,9 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", nargs=6, type=float, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
                    help="segment only this box, in nm (default: the whole volume)")
     p.add_argument("--supervoxel-block", type=int, default=192, metavar="VOXELS",
-                   help="block edge of the watershed (default 192: with its context, ~1 GB per worker)")
-    p.add_argument("--supervoxel-context", type=int, default=16, metavar="VOXELS",
-                   help="voxels each watershed block floods beyond its faces (default 16)")
+                   help="block edge of the supervoxel passes (default 192; the labels do not depend on it)")
     p.add_argument("--scheduler", default="threads",
                    help="threads, synchronous, processes, or tcp://HOST:PORT of a Dask scheduler")
     p.add_argument("--workers", type=int, help="threads or processes (default: 1 for the network, up to 4 after)")
@@ -491,7 +489,6 @@ def _cmd_segment(args) -> int:
         report = segment_project(project, model=args.model, device=args.device, block=args.block,
                                  precision=args.precision, threshold=args.threshold, stages=args.stage,
                                  supervoxel_block=args.supervoxel_block, region_nm=region,
-                                 supervoxel_context=args.supervoxel_context,
                                  scheduler=args.scheduler, workers=args.workers, threads=args.threads,
                                  progress=progress, notify=say)
     except (CancelledError, KeyboardInterrupt):

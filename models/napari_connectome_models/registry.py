@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -39,6 +39,10 @@ class ModelEntry:
         Input voxels each output voxel needs on each side (z, y, x).
     offsets
         Affinity offsets (z, y, x), one output channel each (affinity models).
+    segment
+        Affinity models: the block-wise supervoxel options and agglomeration threshold
+        chosen on held-out training data (``models/scripts/select_segment.py`` writes it
+        for models exported before ``train`` chose them itself), with the held-out figures.
     """
 
     name: str
@@ -51,6 +55,7 @@ class ModelEntry:
     output_shape: tuple[int, int, int] | None = None
     context_voxels: tuple[int, int, int] | None = None
     offsets: tuple[tuple[int, int, int], ...] | None = None
+    segment: dict | None = field(default=None, hash=False)
 
     @classmethod
     def from_dict(cls, record: dict) -> ModelEntry:
@@ -67,6 +72,7 @@ class ModelEntry:
                 context_voxels=_ints(record.get("context_voxels")),
                 offsets=None if record.get("offsets") is None
                 else tuple(tuple(int(v) for v in o) for o in record["offsets"]),
+                segment=dict(record["segment"]) if record.get("segment") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelRegistryError(f"registry entry {record!r} is malformed: {exc}") from None

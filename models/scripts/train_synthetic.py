@@ -213,7 +213,7 @@ def main(argv=None) -> int:
         vs = "x".join(f"{v:g}" for v in args.voxel_size)
         info = export_best(args.run, normalise_raw(raw_h), gt_h, holdout_x=0, every=args.select_every,
                            out=args.out, data_name=f"synthetic {vs} nm, train seeds {train_seeds}", seed=args.seed,
-                           log=lambda s: print(s, flush=True))
+                           voxel_size=tuple(args.voxel_size), log=lambda s: print(s, flush=True))
         # export_best describes a held-out x range; here the whole volume of the held-out seed is the box
         info = rewrite_metadata(args.out, {
             "holdout": f"synthetic seed {holdout_seed}, whole volume {list(shape)}",

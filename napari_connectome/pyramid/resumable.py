@@ -169,6 +169,16 @@ class ResumableOutput:
         except OSError as exc:
             raise from_os_error(exc, self.path, action="its metadata was not written") from None
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
+        return tuple(int(n) for n in self.store.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The array's NumPy dtype."""
+        return np.dtype(self.store.dtype.numpy_dtype)
+
     def write(self, key: tuple[slice, ...], data: np.ndarray) -> None:
         """Write ``data`` at ``key`` (whole chunks: a block-wise run's write boxes)."""
         self.store[key].write(data).result()

@@ -1,7 +1,9 @@
 """Supervoxels from affinities by steepest ascent, exactly the same blockwise as whole.
 
 Every voxel points along its strongest edge (the nearest-neighbour affinity
-of largest value; ties broken by a fixed total order on edges). Following
+of largest value; ties broken by a fixed total order on edges: the edge whose
+lower voxel has the larger index first, so a flat region drains towards its
+high corner and makes one basin, not a basin per column). Following
 the pointers, affinities never decrease, so every chain ends at a *root*:
 the edge that is the strongest for both its ends (a two-cycle; the end with
 the smaller index is the root) or a voxel with no neighbour. A supervoxel is
@@ -34,6 +36,7 @@ edges to outside the volume do not exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import fastremap
 import numpy as np
@@ -59,16 +62,16 @@ def _pointers(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...], sh
 
     ``affs`` holds channels 0..2 over ``[begin, end + 1)`` clipped to the volume
     (the forward edges of the block's last voxels live one voxel further).
-    Ties go to the edge first in the order (channel, lower voxel): for each
-    channel the backward edge (lower voxel ``v − e_c``) before the forward
-    one (lower voxel ``v``) — a strict total order on edges, so chains climb
-    strictly and end only in two-cycles.
+    Ties go to the edge whose lower voxel has the larger index, then to the
+    smaller channel: the forward edges (lower voxel ``v``) in channel order,
+    then the backward ones (lower voxel ``v − e_c``) x, y, z — a strict total
+    order on edges, so chains climb strictly and end only in two-cycles.
     """
     size = tuple(e - b for b, e in zip(begin, end, strict=True))
     local = tuple(slice(0, s) for s in size)
-    best = np.full(size, -np.inf, dtype=np.float32)
-    step = np.zeros(size, dtype=np.int64)  # index offset of the chosen neighbour (0: none)
     strides = (shape[1] * shape[2], shape[2], 1)
+    candidates = []  # (values, index step), in the tie order
+    backs = []
     for c in range(3):
         back = np.asarray(affs[(c, *local)], dtype=np.float32).copy()
         if begin[c] == 0:  # the volume's low face: no backward edge
@@ -83,10 +86,15 @@ def _pointers(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...], sh
             dst = [slice(None)] * 3
             dst[c] = slice(0, avail)
             fwd[tuple(dst)] = affs[(c, *src)]
-        for values, delta in ((back, -strides[c]), (fwd, strides[c])):
-            better = values > best  # strictly: an earlier edge keeps a tie
-            best = np.where(better, values, best)
-            step = np.where(better, delta, step)
+        candidates.append((fwd, strides[c]))
+        backs.append((back, -strides[c]))
+    candidates.extend(reversed(backs))
+    best = np.full(size, -np.inf, dtype=np.float32)
+    step = np.zeros(size, dtype=np.int64)  # index offset of the chosen neighbour (0: none)
+    for values, delta in candidates:
+        better = values > best  # strictly: an earlier edge keeps a tie
+        best = np.where(better, values, best)
+        step = np.where(better, delta, step)
     grid = np.indices(size, dtype=np.int64)
     index = sum((grid[a] + begin[a]) * strides[a] for a in range(3))
     return index + step
@@ -206,10 +214,11 @@ class _Unique:
 
 
 class _Pass3:
-    """Block work of pass 3: labels through the resolution, compacted to 1..N."""
+    """Block work of pass 3: labels through the resolution, compacted to 1..N (into ``final``, or in place)."""
 
-    def __init__(self, out, exits: dict[int, int], roots: np.ndarray) -> None:
+    def __init__(self, out, exits: dict[int, int], roots: np.ndarray, final=None) -> None:
         self.out, self.exits, self.roots = out, exits, roots
+        self.final = out if final is None else final
 
     def __call__(self, block) -> None:
         box = block.write_roi.index_slices()
@@ -217,34 +226,50 @@ class _Pass3:
         values = fastremap.unique(labels)
         final = np.asarray([self.exits.get(v, v) for v in values.tolist()], dtype=np.uint64)
         ids = (np.searchsorted(self.roots, final) + 1).astype(np.uint64)
-        self.out[box] = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
+        labels = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
+        dtype = getattr(self.final, "dtype", labels.dtype)
+        self.final[box] = labels.astype(dtype, copy=False)
 
 
-def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None = None,
-                       out=None, scheduler="synchronous", workers: int | None = None,
-                       progress=None, cancel=None) -> np.ndarray:
-    """Steepest-ascent supervoxels (uint64, ``1..N`` in the order of their roots) of ``affinities``.
+@dataclass(frozen=True)
+class AscentRun:
+    """What :func:`run_ascent` did.
+
+    Attributes
+    ----------
+    n_supervoxels
+        Supervoxels (roots) in the volume.
+    n_exits
+        Pass-1 labels that were chains leaving their block (joined across faces in pass 2).
+    blocks
+        Blocks in the grid.
+    basins_ran, numbered_ran
+        Blocks passes 1 and 3 ran now (with ledgers, the rest an earlier run did).
+    """
+
+    n_supervoxels: int
+    n_exits: int
+    blocks: int
+    basins_ran: int
+    numbered_ran: int
+
+
+def run_ascent(affinities, *, block_shape: tuple[int, int, int] | None = None, out=None, final=None,
+               ledgers=None, scheduler="synchronous", workers: int | None = None, progress=None,
+               cancel=None) -> tuple[object, AscentRun]:
+    """The three passes of :func:`ascent_supervoxels`; returns ``(labels, what it did)``.
 
     Parameters
     ----------
-    affinities
-        ``(channels ≥ 3, z, y, x)`` array-like (NumPy, zarr, a lazy level);
-        channels 0..2 are the nearest offsets (see the module notes).
-    block_shape
-        Work in blocks of this many voxels (None: one block). The result
-        does not depend on it.
-    out
-        A writable array-like of the volume's shape to hold the result (a
-        zarr array for volumes larger than memory; its chunks must divide
-        ``block_shape`` for parallel writes); default: a new array.
-    scheduler, workers, progress, cancel
-        As :func:`~napari_connectome.blockwise.run_blockwise` (passes 1 and 3
-        run on it; ``processes`` or a cluster need ``affinities`` and ``out``
-        that pickle, e.g. zarr arrays). The result does not depend on them.
-
-    Returns
-    -------
-    numpy.ndarray or the ``out`` given
+    final
+        Where pass 3 writes the compacted labels (any dtype wide enough); None:
+        in place into ``out``. A separate ``final`` makes pass 3 repeatable,
+        which a resumed run needs.
+    ledgers
+        Two ledger paths (or :class:`~napari_connectome.blockwise.ledger.Ledger`)
+        for passes 1 and 3, so an interrupted run continues where it stopped
+        (needs ``final``); None: no resuming.
+    Other parameters as :func:`ascent_supervoxels`.
     """
     from napari_connectome.blockwise import BlockGrid, run_blockwise
     from napari_connectome.progress import PartOf
@@ -253,10 +278,13 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
     block = tuple(int(b) for b in (block_shape or shape))
     if len(block) != 3 or min(block) < 1:
         raise InputError("block_shape", f"need three positive sizes, got {block_shape!r}")
+    if ledgers is not None and final is None:
+        raise InputError("ledgers", "resuming needs a separate final output (pass 3 in place is not repeatable)")
     # One voxel of context above: the forward edges of a block's last voxels.
     grid = BlockGrid.of_shape(shape, block_voxels=block, context_high_voxels=1)
     target = out if out is not None else np.zeros(shape, dtype=np.uint64)
     options = {"scheduler": scheduler, "workers": workers, "cancel": cancel}
+    first, third = ledgers if ledgers is not None else (None, None)
 
     if progress is not None:
         progress.start(3 * len(grid), "supervoxels")
@@ -264,8 +292,8 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
     def part(_k: int):
         return PartOf(progress) if progress is not None else None
 
-    run_blockwise(_Pass1(affinities, target, shape), grid, progress=part(0), description="supervoxels: basins",
-                  **options)
+    basins = run_blockwise(_Pass1(affinities, target, shape), grid, ledger=first, progress=part(0),
+                           description="supervoxels: basins", **options)
     found: list[np.ndarray] = []
     run_blockwise(_Unique(target), grid, collect=lambda _b, u: found.append(u), progress=part(1),
                   description="supervoxels: joining blocks", **{**options, "scheduler": "threads"
@@ -289,8 +317,42 @@ def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None =
     exits = resolve_exits(lookup, found)
     roots = np.unique(np.concatenate([np.asarray([exits.get(v, v) for v in f.tolist()], dtype=np.uint64)
                                       for f in found]))
-    run_blockwise(_Pass3(target, exits, roots), grid, progress=part(2), description="supervoxels: numbering",
-                  **options)
+    numbered = run_blockwise(_Pass3(target, exits, roots, final), grid, ledger=third, progress=part(2),
+                             description="supervoxels: numbering", **options)
     if progress is not None:
         progress.close()
-    return target
+    run = AscentRun(n_supervoxels=len(roots), n_exits=len(exits), blocks=len(grid), basins_ran=basins.ran,
+                    numbered_ran=numbered.ran)
+    return (target if final is None else final), run
+
+
+def ascent_supervoxels(affinities, *, block_shape: tuple[int, int, int] | None = None,
+                       out=None, scheduler="synchronous", workers: int | None = None,
+                       progress=None, cancel=None) -> np.ndarray:
+    """Steepest-ascent supervoxels (uint64, ``1..N`` in the order of their roots) of ``affinities``.
+
+    Parameters
+    ----------
+    affinities
+        ``(channels ≥ 3, z, y, x)`` array-like (NumPy, zarr, a lazy level,
+        :class:`~napari_connectome.segment.heights.HeightEdges`); channels
+        0..2 are the nearest offsets (see the module notes).
+    block_shape
+        Work in blocks of this many voxels (None: one block). The result
+        does not depend on it.
+    out
+        A writable array-like of the volume's shape to hold the result (a
+        zarr array for volumes larger than memory; its chunks must divide
+        ``block_shape`` for parallel writes); default: a new array.
+    scheduler, workers, progress, cancel
+        As :func:`~napari_connectome.blockwise.run_blockwise` (passes 1 and 3
+        run on it; ``processes`` or a cluster need ``affinities`` and ``out``
+        that pickle, e.g. zarr arrays). The result does not depend on them.
+
+    Returns
+    -------
+    numpy.ndarray or the ``out`` given
+    """
+    labels, _ = run_ascent(affinities, block_shape=block_shape, out=out, scheduler=scheduler, workers=workers,
+                           progress=progress, cancel=cancel)
+    return labels

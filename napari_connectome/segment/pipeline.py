@@ -23,10 +23,15 @@ class PostProcess:
     Attributes
     ----------
     method
-        ``"watershed"`` (distance-transform watershed of the boundary map) or
-        ``"mutex"`` (mutex watershed on all affinity offsets).
+        ``"watershed"`` (distance-transform watershed of the boundary map),
+        ``"ascent"`` (steepest ascent of the same distance, capped: exact in
+        blocks, the one ``segment`` uses) or ``"mutex"`` (mutex watershed on
+        all affinity offsets).
     threshold, sigma, min_distance
-        :func:`~napari_connectome.segment.watershed_supervoxels` options.
+        :func:`~napari_connectome.segment.watershed_supervoxels` options
+        (``threshold`` and ``sigma`` also for ``"ascent"``).
+    cap
+        ``"ascent"``: distances are capped here (finest voxel edges).
     bias_short, bias_long
         :func:`~napari_connectome.segment.mutex_supervoxels` options.
     """
@@ -37,13 +42,28 @@ class PostProcess:
     min_distance: int = 2
     bias_short: float = 0.5
     bias_long: float = 0.5
+    cap: float = 16.0
+
+    def height_params(self, voxel_size=(1.0, 1.0, 1.0)):
+        """The :class:`~napari_connectome.segment.heights.HeightParams` of an ``"ascent"``."""
+        from napari_connectome.segment.heights import HeightParams
+
+        return HeightParams(threshold=self.threshold, sigma=self.sigma, cap=self.cap,
+                            voxel_size=tuple(float(v) for v in voxel_size))
 
     def to_dict(self) -> dict:
         """Plain dict."""
         return asdict(self)
 
-    def supervoxels(self, affinities: np.ndarray, offsets, boundary: np.ndarray | None = None) -> np.ndarray:
+    def supervoxels(self, affinities: np.ndarray, offsets, boundary: np.ndarray | None = None, *,
+                    voxel_size=(1.0, 1.0, 1.0)) -> np.ndarray:
         """Supervoxels of ``affinities`` (``boundary`` is computed when not given)."""
+        if self.method == "ascent":
+            from napari_connectome.segment.heights import height_supervoxels
+
+            if boundary is None:
+                boundary = boundary_from_affinities(affinities, offsets)
+            return height_supervoxels(boundary, self.height_params(voxel_size))
         if self.method == "watershed":
             if boundary is None:
                 boundary = boundary_from_affinities(affinities, offsets)

@@ -106,7 +106,7 @@ def _guard_supervoxels(project: Project) -> None:
 
 def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str = "auto", block=None,
                     precision: str = "fp32", affinities_dtype: str = "uint8", supervoxel_block: int = 192,
-                    supervoxel_context: int = 16, threshold: float | None = None,
+                    threshold: float | None = None,
                     stages: Sequence[str] | None = None, scheduler="threads", workers: int | None = None,
                     threads: int | None = None, progress: Progress | None = None, cancel=None,
                     region_nm=None, notify: Callable[[str], None] = lambda message: None) -> SegmentReport:
@@ -122,11 +122,12 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
         Output block of the network in voxels (None: from the device's free memory).
     precision, affinities_dtype
         See :func:`~napari_connectome.inference.blockwise.predict_to_zarr`.
-    supervoxel_block, supervoxel_context
-        See :func:`~napari_connectome.segment.blockwise.supervoxels_to_zarr`.
+    supervoxel_block
+        Block edge of the supervoxel passes (see
+        :func:`~napari_connectome.segment.blockwise.supervoxels_to_zarr`); the labels do not depend on it.
     threshold
-        Agglomeration threshold; None: the one chosen with the model on held-out training data
-        (stored in its weights), else the project's default.
+        Agglomeration threshold; None: the one chosen for these supervoxels with the model on
+        held-out training data (in its weights' metadata or its registry entry), else the project's default.
     stages
         Which of :data:`STAGES` to run (default: all; each is still skipped when up to date).
     scheduler, workers, threads
@@ -222,45 +223,41 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
 
     if "supervoxels" in stages:
         from napari_connectome.segment.blockwise import remove_work, supervoxels_to_zarr
-        from napari_connectome.segment.pipeline import PostProcess
         from napari_connectome.volume import open_volume
 
         aff_signature_now, aff_complete = output_state(aff_path)
         if not aff_complete:
             raise InputError(aff_path, "the affinities are missing or incomplete: run the affinities stage first")
         affinities = open_volume(aff_path).levels[0]
-        pp = PostProcess(**(meta.get("heldout", {}).get("postprocess") or {})) if meta else PostProcess()
-        if pp.method != "watershed":
-            pp = PostProcess()
+        pp = chosen_postprocess(entry, meta)[0]
         offsets = aff_signature_now.get("offsets")
         sv_signature = {"affinities": _digest(aff_signature_now)}
         sv_path, b_path = project.root / SUPERVOXELS, project.root / BOUNDARIES
         _, sv_complete = output_state(sv_path)
-        rec = Recorder("supervoxels", parameters={"postprocess": pp.to_dict(), "block": supervoxel_block,
-                                                  "context": supervoxel_context})
+        rec = Recorder("supervoxels", parameters={"postprocess": pp.to_dict(), "block": supervoxel_block})
         rec.input("affinities", volume_identity(open_volume(aff_path)))
 
         def run():
             return supervoxels_to_zarr(affinities, offsets, sv_path, b_path, project.root / WORK,
                                        signature=sv_signature, postprocess=pp, block=supervoxel_block,
-                                       context=supervoxel_context, scheduler=scheduler, workers=workers,
+                                       scheduler=scheduler, workers=workers,
                                        progress=progress, cancel=cancel, region=region,
                                        before_writing=lambda: _refuse_if_edited(project))
 
-        with rec.timed("watershed"):
+        with rec.timed("ascent"):
             try:
                 result = run()
             except OutputMismatch:
                 for p in (sv_path, b_path, project.root / WORK):
                     _set_aside(p, notify)
                 result = run()
-        if sv_complete and result.flooded == 0 and result.relabelled == 0:
+        if sv_complete and result.ran == 0:
             report.stages["supervoxels"] = "skipped"
             notify("supervoxels are up to date: skipped")
         else:
             report.stages["supervoxels"] = "ran"
-            rec.set("outputs", {"n_supervoxels": result.n_supervoxels, "n_fragments": result.n_fragments,
-                                "joined_across_blocks": result.n_joined, "blocks": result.blocks})
+            rec.set("outputs", {"n_supervoxels": result.n_supervoxels,
+                                "crossing_block_faces": result.n_crossing, "blocks": result.blocks})
             record = rec.finish()
             result.boundaries.finish(record)
             result.supervoxels.finish(record)
@@ -282,8 +279,8 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
         up_to_date = has_project_graph(project) and all(
             {k: v for k, v in (built_from.get(r) or {}).items() if k != "source"}
             == {k: v for k, v in ident.items() if k != "source"} for r, ident in current.items())
-        if threshold is None:
-            threshold = (meta.get("heldout") or {}).get("threshold") if meta else None
+        if threshold is None and meta is not None:
+            threshold = chosen_postprocess(entry, meta)[1]
         if not up_to_date:
             build_project_graph(project, progress=progress)
             report.stages["graph"] = "ran"
@@ -324,6 +321,25 @@ class _Model:
     sha256: str
     voxel_size_nm: tuple[float, ...] | None
     card: str
+    segment: dict | None = None
+
+
+def chosen_postprocess(entry, meta: dict | None):
+    """``(supervoxel options, agglomeration threshold or None)`` for block-wise supervoxels of this model.
+
+    Chosen on held-out training data for the steepest-ascent supervoxels
+    (:func:`~napari_connectome.train.select.select_for_segment`): from the
+    weights' metadata (``train --export`` writes it), else from the registry
+    entry (models exported before); else the defaults and no threshold.
+    """
+    from napari_connectome.segment.pipeline import PostProcess
+
+    record = (meta or {}).get("segment") or (getattr(entry, "segment", None) or {})
+    pp = PostProcess(**(record.get("postprocess") or {"method": "ascent"}))
+    if pp.method != "ascent":
+        pp = PostProcess(method="ascent")
+    threshold = record.get("threshold")
+    return pp, (float(threshold) if threshold is not None else None)
 
 
 def _load_model(name: str):
@@ -368,4 +384,4 @@ def _load_model(name: str):
         meta = network_metadata(weights_path(entry))
     except ModelRegistryError as exc:
         raise InputError("--model", str(exc)) from None
-    return _Model(entry.name, entry.sha256, tuple(entry.voxel_size_nm), entry.card), net, meta
+    return _Model(entry.name, entry.sha256, tuple(entry.voxel_size_nm), entry.card, entry.segment), net, meta

@@ -26,8 +26,13 @@ from napari_connectome.train.loop import network_from_checkpoint
 
 THRESHOLDS = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 6)
 
+#: The steepest-ascent candidates: the supervoxels ``segment`` makes block-wise (exact in blocks).
+ASCENT_CANDIDATES: tuple[PostProcess, ...] = tuple(
+    PostProcess("ascent", threshold=t, sigma=s) for t in (0.3, 0.5, 0.7) for s in (0.0, 1.0))
+
 #: Post-processing candidates compared on the held-out box.
 CANDIDATES: tuple[PostProcess, ...] = (
+    *ASCENT_CANDIDATES,
     *(PostProcess("watershed", threshold=t, sigma=s) for t in (0.3, 0.5, 0.7) for s in (0.0, 1.0)),
     # (0, 1): the mutex watershed paper's weights (short links attract with aff, long ones repel with 1 - aff)
     *(PostProcess("mutex", bias_short=s, bias_long=b) for s, b in ((0.5, 0.5), (0.5, 0.7), (0.5, 0.9), (0.0, 1.0))),
@@ -58,10 +63,10 @@ class HeldOutScore:
 
 
 def score_affinities(affinities: np.ndarray, offsets, gt: np.ndarray, postprocess: PostProcess,
-                     thresholds=THRESHOLDS) -> HeldOutScore:
+                     thresholds=THRESHOLDS, *, voxel_size=(1.0, 1.0, 1.0)) -> HeldOutScore:
     """Supervoxels + merge tree of ``affinities``; the threshold with the lowest VI against ``gt``."""
     boundary = boundary_from_affinities(affinities, offsets)
-    sv = postprocess.supervoxels(affinities, offsets, boundary)
+    sv = postprocess.supervoxels(affinities, offsets, boundary, voxel_size=voxel_size)
     curve = sweep_thresholds(merge_tree(sv, boundary), sv, gt, thresholds)
     i = int(np.argmin(curve[:, 0] + curve[:, 1]))
     return HeldOutScore(postprocess, float(thresholds[i]), float(curve[i, 0]), float(curve[i, 1]),
@@ -74,8 +79,34 @@ def heldout_affinities(model, raw: np.ndarray, holdout_x: int, *, flip_average: 
     return predict(raw, model)[..., holdout_x:]
 
 
+def select_for_segment(model, raw: np.ndarray, gt_heldout: np.ndarray, *, holdout_x: int,
+                       voxel_size=(1.0, 1.0, 1.0), log: Callable[[str], None] = print) -> dict:
+    """The block-wise supervoxel options and agglomeration threshold for ``segment``, chosen on the held-out box.
+
+    ``segment`` predicts without flip averaging and makes steepest-ascent
+    supervoxels, so those are what is scored: every one of
+    :data:`ASCENT_CANDIDATES`, the lowest held-out VI wins.
+
+    Returns
+    -------
+    dict
+        ``postprocess``, ``threshold`` and the held-out figures (JSON-ready), plus every candidate's.
+    """
+    aff = heldout_affinities(model, raw, holdout_x)
+    scores = []
+    for pp in ASCENT_CANDIDATES:
+        s = score_affinities(aff, model.config.offsets, gt_heldout, pp, voxel_size=voxel_size)
+        log(f"  segment {pp}: {s.vi_split:.3f} + {s.vi_merge:.3f} = {s.vi:.3f} at T {s.threshold:.2f} "
+            f"({s.n_supervoxels} sv)")
+        scores.append(s)
+    best = min(scores, key=lambda s: s.vi)
+    return {**best.to_dict(), "holdout": f"x >= {holdout_x}", "flip_average": False,
+            "candidates": [s.to_dict() for s in scores]}
+
+
 def export_best(run: str | Path, raw: np.ndarray, gt: np.ndarray, *, holdout_x: int, every: int, out: str | Path,
-                data_name: str, seed: int, log: Callable[[str], None] = print) -> dict:
+                data_name: str, seed: int, voxel_size=(1.0, 1.0, 1.0),
+                log: Callable[[str], None] = print) -> dict:
     """Pick the checkpoint, then the post-processing, on the held-out box; write the network.
 
     Checkpoints (every ``every`` iterations) are ranked by held-out VI with one
@@ -109,17 +140,19 @@ def export_best(run: str | Path, raw: np.ndarray, gt: np.ndarray, *, holdout_x: 
     for flip_average in (False, True):
         aff = heldout_affinities(model, raw, holdout_x, flip_average=flip_average)
         for pp in CANDIDATES:
-            s = score_affinities(aff, model.config.offsets, gt_h, pp)
+            s = score_affinities(aff, model.config.offsets, gt_h, pp, voxel_size=voxel_size)
             log(f"  flip-average {flip_average!s:5s} {pp}: {s.vi_split:.3f} + {s.vi_merge:.3f} = {s.vi:.3f} "
                 f"at T {s.threshold:.2f} ({s.n_supervoxels} sv)")
             scores.append((flip_average, s))
     flip_average, best = min(scores, key=lambda fs: fs[1].vi)
+    segment = select_for_segment(model, raw, gt_h, holdout_x=holdout_x, voxel_size=voxel_size, log=log)
     metadata = {
         "data": data_name, "seed": int(seed), "iteration": int(it), "checkpoint": path.name,
         "holdout": f"x >= {holdout_x}", "heldout": best.to_dict(), "flip_average": bool(flip_average),
         "heldout_candidates": [{**s.to_dict(), "flip_average": bool(f)} for f, s in scores],
         "checkpoint_curve": [[int(i), float(v)] for v, i, _ in sorted(ranked, key=lambda r: r[1])],
         "normalisation": "raw / dtype max (uint8: / 255)", "parameters": int(n_parameters(model)),
+        "segment": segment,
     }
     save_network(model, out, **metadata)
     log(f"chose {path.name}, flip-average {flip_average}, {best.postprocess} (held-out VI {best.vi:.3f} at T {best.threshold:.2f}) -> {out}")

@@ -11,7 +11,7 @@ from napari_connectome.segment import ascent_supervoxels
 
 
 def reference(affs: np.ndarray) -> np.ndarray:
-    """Follow every voxel's strongest edge (ties: channel, then lower voxel index) to its root, voxel by voxel."""
+    """Follow every voxel's strongest edge (ties: larger lower voxel index, then channel) to its root, voxel by voxel."""
     shape = affs.shape[1:]
     n = int(np.prod(shape))
     steps = [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]
@@ -36,7 +36,7 @@ def reference(affs: np.ndarray) -> np.ndarray:
         if not found:
             pointer.append(v)
             continue
-        best = max(found, key=lambda e: (e[0], -e[1], -e[2]))  # largest value, then smallest (channel, lower)
+        best = max(found, key=lambda e: (e[0], e[2], -e[1]))  # largest value, then largest lower voxel, smallest channel
         pointer.append(best[3])
     roots = []
     for v in range(n):
