@@ -24,7 +24,7 @@ The protocol of ``benchmarks/segment_gala.py`` on synthetic EM
 Run::
 
     python benchmarks/segment_synthetic.py --weights W [--test-seeds 900 901] [--test-shape Z Y X] \
-        [--json | --save-json FILE]
+        [--segment] [--reference ''] [--json | --save-json FILE]
     python benchmarks/segment_synthetic.py --from-json FILE   # the text of saved results
 """
 
@@ -93,22 +93,24 @@ def best_threshold(curve: np.ndarray) -> float:
     return float(THRESHOLDS[int(np.argmin(curve[:, 0] + curve[:, 1]))])
 
 
-def curve_of(raw: np.ndarray, gt: np.ndarray, model, pp: PostProcess, flip_average: bool) -> tuple[np.ndarray, int]:
+def curve_of(raw: np.ndarray, gt: np.ndarray, model, pp: PostProcess, flip_average: bool,
+             voxel_size=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, int]:
     """Threshold sweep (VI split, merge, ARAND per threshold) and the number of supervoxels."""
     predict = predict_affinities_flipped if flip_average else predict_affinities
     aff = predict(raw, model)
     offsets = model.config.offsets
     boundary = boundary_from_affinities(aff, offsets)
-    sv = pp.supervoxels(aff, offsets, boundary)
+    sv = pp.supervoxels(aff, offsets, boundary, voxel_size=voxel_size)
     return sweep_thresholds(merge_tree(sv, boundary), sv, gt, THRESHOLDS), int(sv.max())
 
 
-def evaluate(model, pp: PostProcess, flip_average: bool, tests: dict, thresholds: dict) -> dict:
+def evaluate(model, pp: PostProcess, flip_average: bool, tests: dict, thresholds: dict,
+             voxel_size=(1.0, 1.0, 1.0)) -> dict:
     """Per test seed and mean: the figures at each named threshold, and the mean-VI oracle."""
     curves, per_seed = {}, {}
     for seed, (raw, gt) in tests.items():
         t0 = time.perf_counter()
-        curve, n_sv = curve_of(raw, gt, model, pp, flip_average)
+        curve, n_sv = curve_of(raw, gt, model, pp, flip_average, voxel_size)
         curves[seed] = curve
         per_seed[seed] = {"n_supervoxels": n_sv, "n_gt_objects": int(len(np.unique(gt[gt > 0]))),
                           "seconds": time.perf_counter() - t0,
@@ -135,6 +137,9 @@ def main(argv=None) -> int:
                         help="default: the shape of the training volumes")
     parser.add_argument("--reference", default=REFERENCE, help="registry model applied as is ('' for none)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--segment", action="store_true",
+                        help="also what `segment` makes: steepest-ascent supervoxels, no flip averaging, options "
+                             "and threshold chosen for them on the held-out seed")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     parser.add_argument("--save-json", type=Path, metavar="FILE", help="also write the results as JSON here")
     parser.add_argument("--floor", action="store_true",
@@ -181,6 +186,17 @@ def main(argv=None) -> int:
            "flip_average": flip, "threshold": threshold, "heldout": metadata["heldout"],
            "test": evaluate(model, pp, flip, tests, {"train_chosen": threshold})}
 
+    seg = None
+    if args.segment:
+        # what `segment` makes: no flip averaging, steepest-ascent supervoxels, chosen on the held-out seed
+        from napari_connectome.train.select import select_for_segment
+
+        raw_h, gt_h = generate(syn["holdout_seed"], syn["shape"], voxel_size)
+        choice = select_for_segment(model, raw_h, gt_h, holdout_x=0, voxel_size=voxel_size, log=lambda _s: None)
+        spp, st = PostProcess(**choice["postprocess"]), float(choice["threshold"])
+        seg = {"postprocess": spp.to_dict(), "threshold": st, "heldout": choice,
+               "test": evaluate(model, spp, False, tests, {"train_chosen": st}, voxel_size)}
+
     ref = None
     if args.reference:
         from napari_connectome_models.registry import load_network as load_registered
@@ -202,7 +218,7 @@ def main(argv=None) -> int:
 
     result = {"voxel_size": voxel_size, "test_seeds": list(tests), "test_shape": list(shape), "synthetic": syn,
               "floor": floor,
-              "network": net, "reference": ref, "seconds": time.perf_counter() - t_start}
+              "network": net, "segment": seg, "reference": ref, "seconds": time.perf_counter() - t_start}
     if args.save_json is not None:
         args.save_json.write_text(json.dumps(result, indent=1))
     if args.json:
@@ -237,6 +253,16 @@ def report(result: dict) -> None:
         print(f"  (floor, seed {seed}: gt's {f['n_pieces']} 6-connected pieces against gt: VI split "
               f"{f['vi_split']:.3f}, ARAND {f['arand']:.3f}; no merge tree can join pieces that share no face)")
     print(f"  test-chosen T (oracle, reference only): mean {fmt(t['mean']['test_chosen_oracle'])}")
+    seg = result.get("segment")
+    if seg is not None:
+        st = seg["test"]
+        print(f"what `segment` makes (steepest ascent, exact in blocks; no flip averaging), chosen on held-out seed "
+              f"{syn['holdout_seed']}: {seg['postprocess']} at T {seg['threshold']:.2f}")
+        print(f"  held-out train  {fmt(seg['heldout'])}  (T chosen here: in-sample)")
+        for seed, r in st["per_seed"].items():
+            print(f"  TEST seed {seed}   {fmt(r['train_chosen'])}  [{r['n_supervoxels']} supervoxels]")
+        print(f"  TEST mean       {fmt(st['mean']['train_chosen'])}  (train-chosen T)")
+        print(f"  test-chosen T (oracle, reference only): mean {fmt(st['mean']['test_chosen_oracle'])}")
     if ref is not None:
         rt = ref["test"]
         print(f"reference {ref['model']} applied as is (no fine-tuning): flip-average {ref['flip_average']}, "
