@@ -570,7 +570,7 @@ def main(argv=None) -> int:
         print_table(result)
 
     print("\n== summary (Mvoxel/s; peak RSS of each size's own process)")
-    print(f"{'size':>6s} {'network':>8s} {'bound+ws':>9s} {'ascent':>8s} {'graph':>8s} {'waterz':>8s} "
+    print(f"{'size':>6s} {'network':>8s} {'bnd+asc':>9s} {'flood':>8s} {'graph':>8s} {'waterz':>8s} "
           f"{'mws':>8s} {'e2e':>8s} {'/waterz':>8s} {'/mws':>8s} {'peak RSS':>9s}")
     for result in results:
         rows, s = result["rows"], summary(result)
@@ -581,11 +581,11 @@ def main(argv=None) -> int:
             return f"{'-':>8s}"
 
         r = lambda x: f"{x:8.2f}" if x is not None else f"{'-':>8s}"  # noqa: E731
-        print(f"{result['size']:>5d}³ {v('network')} {v('boundary', 'watershed'):>9s} {v('ascent')} {v('graph')} "
+        print(f"{result['size']:>5d}³ {v('network')} {v('boundary', 'ascent'):>9s} {v('flood')} {v('graph')} "
               f"{v('waterz')} {v('mwatershed')} {r(s['end_to_end_vps'] / 1e6 if s['end_to_end_vps'] else None)} "
               f"{r(s['ours_over_waterz'])} {r(s['ours_over_mwatershed'])} "
               f"{result['peak_rss_bytes'] / GIB:8.2f}G")
-    print("('-': not run; e2e = network + boundary + watershed + graph; /waterz, /mws: our voxels/s over theirs)")
+    print("('-': not run; e2e = network + boundary + ascent + graph; flood: lsd's flood, for comparison; /waterz, /mws: our voxels/s over theirs)")
 
     cli = end_to_end_cli(sorted(args.sizes), args) if (args.end_to_end_cli or args.cli_only) else None
     if args.json:

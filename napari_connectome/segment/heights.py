@@ -13,9 +13,13 @@ so blocks give exactly the whole-volume labels:
 - ``d`` = Euclidean distance to the nearest non-inside voxel, in units of the
   finest voxel edge (anisotropy respected), *capped* at ``cap``: a capped
   distance needs only ``cap`` of context to be exact;
-- ``h`` = ``d`` smoothed by a Gaussian (``sigma``, finest voxels) inside
-  cells, and ``−boundary`` on membranes (so a membrane voxel climbs to the
-  cell it is least a membrane towards);
+- ``h`` = ``d`` smoothed by a Gaussian (``sigma``, finest voxels) plus
+  ``boundary_weight · (1 − boundary)`` inside cells, and ``−boundary`` on
+  membranes (so a membrane voxel climbs to the cell it is least a membrane
+  towards). With ``boundary_weight`` 0 the ascent follows the distance alone
+  (lsd's fragments); a large weight lets the boundary map steer it inside
+  cells too and leaves the distance to break its ties — which helped on
+  anisotropic data (the choice is made on held-out data, like the others);
 - the weight of the edge between ``u`` and ``v`` is ``h(u) + h(v)``: a voxel's
   strongest edge leads to its highest neighbour.
 
@@ -58,12 +62,15 @@ class HeightParams:
         Distances are capped here, in finest voxel edges (the context a block reads grows with it).
     voxel_size
         (z, y, x) voxel size in any unit; only the ratios matter.
+    boundary_weight
+        How much ``1 − boundary`` adds to the distance inside cells (finest voxel edges per unit).
     """
 
     threshold: float = 0.5
     sigma: float = 1.0
     cap: float = 16.0
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    boundary_weight: float = 0.0
 
     def __post_init__(self) -> None:
         vs = tuple(float(v) for v in self.voxel_size)
@@ -71,8 +78,9 @@ class HeightParams:
             raise InputError("voxel size", f"need three positive sizes, got {self.voxel_size!r}")
         if not 0.0 < float(self.threshold) <= 1.0:
             raise InputError("--threshold", f"the inside threshold must be in (0, 1], got {self.threshold}")
-        if float(self.sigma) < 0 or float(self.cap) < 1:
-            raise InputError("supervoxels", f"need sigma ≥ 0 and cap ≥ 1, got sigma {self.sigma}, cap {self.cap}")
+        if float(self.sigma) < 0 or float(self.cap) < 1 or float(self.boundary_weight) < 0:
+            raise InputError("supervoxels", f"need sigma ≥ 0, cap ≥ 1 and boundary weight ≥ 0, got sigma "
+                                            f"{self.sigma}, cap {self.cap}, boundary weight {self.boundary_weight}")
         object.__setattr__(self, "voxel_size", vs)
 
     @property
@@ -113,8 +121,10 @@ def surface(boundary_u8: np.ndarray, params: HeightParams) -> np.ndarray:
         d = np.minimum(ndi.distance_transform_edt(inside, sampling=params.ratio), cap)
     if params.sigma > 0:
         d = ndi.gaussian_filter(d, params.sigmas, mode="reflect", truncate=TRUNCATE)
-    membrane = -(boundary_u8.astype(np.float64) / 255.0)
-    return np.where(inside, d, membrane).astype(np.float32)
+    boundary = boundary_u8.astype(np.float64) / 255.0
+    if params.boundary_weight > 0:
+        d = d + float(params.boundary_weight) * (1.0 - boundary)
+    return np.where(inside, d, -boundary).astype(np.float32)
 
 
 class HeightEdges:

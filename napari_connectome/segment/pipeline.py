@@ -30,8 +30,10 @@ class PostProcess:
     threshold, sigma, min_distance
         :func:`~napari_connectome.segment.watershed_supervoxels` options
         (``threshold`` and ``sigma`` also for ``"ascent"``).
-    cap
-        ``"ascent"``: distances are capped here (finest voxel edges).
+    cap, boundary_weight
+        ``"ascent"``: distances are capped here (finest voxel edges), and how much the
+        boundary map steers the ascent inside cells
+        (:class:`~napari_connectome.segment.heights.HeightParams`).
     bias_short, bias_long
         :func:`~napari_connectome.segment.mutex_supervoxels` options.
     """
@@ -43,13 +45,14 @@ class PostProcess:
     bias_short: float = 0.5
     bias_long: float = 0.5
     cap: float = 16.0
+    boundary_weight: float = 0.0
 
     def height_params(self, voxel_size=(1.0, 1.0, 1.0)):
         """The :class:`~napari_connectome.segment.heights.HeightParams` of an ``"ascent"``."""
         from napari_connectome.segment.heights import HeightParams
 
         return HeightParams(threshold=self.threshold, sigma=self.sigma, cap=self.cap,
-                            voxel_size=tuple(float(v) for v in voxel_size))
+                            voxel_size=tuple(float(v) for v in voxel_size), boundary_weight=self.boundary_weight)
 
     def to_dict(self) -> dict:
         """Plain dict."""

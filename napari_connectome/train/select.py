@@ -28,7 +28,8 @@ THRESHOLDS = np.round(np.arange(0.0, 1.0 + 1e-9, 0.01), 6)
 
 #: The steepest-ascent candidates: the supervoxels ``segment`` makes block-wise (exact in blocks).
 ASCENT_CANDIDATES: tuple[PostProcess, ...] = tuple(
-    PostProcess("ascent", threshold=t, sigma=s) for t in (0.3, 0.5, 0.7) for s in (0.0, 1.0))
+    PostProcess("ascent", threshold=t, sigma=s, boundary_weight=w)
+    for t in (0.3, 0.5, 0.7) for s in (0.0, 1.0) for w in (0.0, 10.0))
 
 #: Post-processing candidates compared on the held-out box.
 CANDIDATES: tuple[PostProcess, ...] = (

@@ -28,7 +28,8 @@ def cells(shape, n_seeds: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("params", [HeightParams(), HeightParams(threshold=0.3, sigma=0.0, cap=5),
-                                    HeightParams(sigma=1.5, cap=10, voxel_size=(40, 8, 8))])
+                                    HeightParams(sigma=1.5, cap=10, voxel_size=(40, 8, 8)),
+                                    HeightParams(boundary_weight=10.0, voxel_size=(40, 8, 8))])
 @pytest.mark.parametrize("block", [(8, 16, 16), (5, 11, 23), (40, 9, 64)])
 def test_blocks_give_the_whole_volume_labels(params, block):
     boundary = cells((20, 40, 48), 12, seed=3)
@@ -67,6 +68,18 @@ def test_anisotropy_is_in_the_distance():
     assert aniso[2, 4, 4] == pytest.approx(10.0)
 
 
+def test_the_boundary_map_steers_the_ascent_inside_cells_by_its_weight():
+    boundary = np.full((5, 9, 9), 20, np.uint8)
+    boundary[:, :, 0] = 255
+    boundary[2, 4, 5] = 80  # a faint membrane-like voxel inside
+    plain = surface(boundary, HeightParams(sigma=0.0))
+    steered = surface(boundary, HeightParams(sigma=0.0, boundary_weight=10.0))
+    inside = boundary < 128
+    expected = plain + 10.0 * (1.0 - boundary.astype(np.float64) / 255.0)
+    assert np.allclose(steered[inside], expected[inside].astype(np.float32))
+    assert np.array_equal(steered[~inside], plain[~inside])  # membranes keep -boundary
+
+
 def test_a_window_is_labelled_as_if_it_were_the_volume():
     boundary = (cells((16, 32, 32), 6, seed=9) * 255).astype(np.uint8)
     edges = HeightEdges(boundary, HeightParams(), begin=(4, 8, 0), end=(16, 24, 32))
@@ -80,6 +93,8 @@ def test_nonsense_parameters_are_one_line():
         HeightParams(threshold=1.5)
     with pytest.raises(InputError, match="cap"):
         HeightParams(cap=0)
+    with pytest.raises(InputError, match="boundary weight"):
+        HeightParams(boundary_weight=-1)
     with pytest.raises(InputError, match="voxel size"):
         HeightParams(voxel_size=(0, 1, 1))
     with pytest.raises(InputError, match="empty"):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -12,21 +10,9 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-connectome"
 
 
-def need_torch():
-    """torch, or a skip here and a failure in CI (as tests/conftest.py's, which this folder's conftest shadows)."""
-    try:
-        import torch
-    except ImportError:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail("torch is not installed (CI must provide it)")
-        pytest.skip("torch is not installed (it comes with napari-connectome[models])")
-    return torch
-
-
 @pytest.fixture
-def raw_project(tmp_path):
+def raw_project(tmp_path, torch):
     """A project with raw EM only (synthetic, 10 nm), and a tiny network saved as a weights file."""
-    torch = need_torch()
     from napari_connectome_models.nets.unet import ISOTROPIC, UNet3D, UNetConfig, save_network
 
     from napari_connectome.project import create_project

@@ -12,22 +12,8 @@ pytestmark = pytest.mark.gui
 MODEL = "affinities-fib-10nm"
 
 
-def _need_torch():
-    """torch, or a skip here and a failure in CI (this folder's conftest shadows tests/conftest.py's)."""
-    import os
-
-    try:
-        import torch
-    except ImportError:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail("torch is not installed (CI must provide it)")
-        pytest.skip("torch is not installed (it comes with napari-connectome[models])")
-    return torch
-
-
 @pytest.fixture
-def viewer(make_napari_viewer):
-    _need_torch()
+def viewer(make_napari_viewer, torch):
     from napari_connectome.proofread.demo import demo_volumes
 
     vols = demo_volumes(shape=(8, 32, 32), seed=2)
@@ -152,11 +138,10 @@ def test_bad_choices_are_one_line_errors(viewer, tmp_path, qtbot, messages):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_on_the_proofread_segments_of_the_open_project(make_napari_viewer, tmp_path, qtbot, messages):
+def test_train_on_the_proofread_segments_of_the_open_project(make_napari_viewer, tmp_path, qtbot, messages, torch):
     """The loop closed in the viewer: the open project's corrected segments inside a box become the labels."""
     import json
 
-    _need_torch()
     from napari_connectome_plugins._train_widget import TrainWidget
 
     from napari_connectome.proofread import Proofreader
