@@ -23,7 +23,7 @@ On those same affinities, each timed on its own:
 ``ascent``
     ``height_supervoxels`` on that map in blocks of ``--ascent-block``³
     (default 128; the labels do not depend on it): steepest ascent of the
-    capped distance transform, what ``segment`` makes (threshold 0.3, σ 0,
+    capped distance transform, what ``segment`` makes (threshold 0.5, σ 1,
     cap 16: the shipped model's held-out choice).
 ``graph``
     ``merge_tree(ascent supervoxels, boundary)``: our region graph and
@@ -323,7 +323,7 @@ def one_size(n: int, args) -> dict:
         r.run("flood", lambda: watershed_supervoxels(boundary), lambda s: f"{int(s.max()):,} supervoxels",
               repeats=rep)
         ablock = (args.ascent_block,) * 3
-        params = HeightParams(threshold=0.3, sigma=0.0, cap=16.0)
+        params = HeightParams(threshold=0.5, sigma=1.0, cap=16.0)
         sv = r.run("ascent", lambda: height_supervoxels(boundary, params, block_shape=ablock),
                    lambda s: f"{int(s.max()):,} supervoxels", repeats=rep)
     else:
