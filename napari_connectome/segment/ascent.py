@@ -52,6 +52,10 @@ from napari_connectome.errors import InputError
 #: Offsets of the three nearest-neighbour affinity channels this module reads.
 NEAREST = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
 
+#: Pass-1 mark of a voxel on a top plateau (labels are voxel indices + 1, far below this bit).
+TOP = np.uint64(1 << 63)
+LABEL = np.uint64((1 << 63) - 1)
+
 
 def _check(affinities_shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(affinities_shape) != 4 or affinities_shape[0] < 3:
@@ -63,8 +67,10 @@ def _check(affinities_shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _pointers(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
-    """Global index of the voxel each voxel of ``[begin, end)`` points to (itself when it has no edge).
+def _pointers(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
+              shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Global index of the voxel each voxel of ``[begin, end)`` points to (itself when it has no edge),
+    and the weight of that edge (−inf: none).
 
     ``affs`` holds channels 0..2 over ``[begin, end + 1)`` clipped to the volume
     (the forward edges of the block's last voxels live one voxel further).
@@ -103,11 +109,11 @@ def _pointers(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...], sh
         step = np.where(better, delta, step)
     grid = np.indices(size, dtype=np.int64)
     index = sum((grid[a] + begin[a]) * strides[a] for a in range(3))
-    return index + step
+    return index + step, best
 
 
 def block_labels(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
-                 shape: tuple[int, ...]) -> np.ndarray:
+                 shape: tuple[int, ...], plateau: float | None = None) -> np.ndarray:
     """Pass 1 for the block ``[begin, end)``: per voxel, its root's global index + 1, or its exit's.
 
     Parameters
@@ -116,10 +122,13 @@ def block_labels(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
         Channels 0..2 over ``[begin, min(end + 1, shape))``.
     shape
         The whole volume's shape.
+    plateau
+        See :func:`run_ascent`: voxels whose strongest edge reaches it are marked with :data:`TOP`.
     """
     size = tuple(e - b for b, e in zip(begin, end, strict=True))
     n = int(np.prod(size))
-    ptr = _pointers(affs, begin, end, shape).reshape(n)
+    ptr, best = _pointers(affs, begin, end, shape)
+    ptr = ptr.reshape(n)
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     coords = np.stack(np.unravel_index(ptr, shape)) - np.asarray(begin, dtype=np.int64)[:, None]
     inside = np.all((coords >= 0) & (coords < np.asarray(size, dtype=np.int64)[:, None]), axis=0)
@@ -138,8 +147,10 @@ def block_labels(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
         nxt = jumped
     # A terminal whose pointer stays in the block is a root (no edge, or it won its two-cycle);
     # otherwise its pointer leaves the block, and the label is that outside voxel (an exit).
-    label = np.where(inside[nxt], glob[nxt], ptr[nxt])
-    return (label + 1).astype(np.uint64).reshape(size)
+    label = (np.where(inside[nxt], glob[nxt], ptr[nxt]) + 1).astype(np.uint64)
+    if plateau is not None:
+        label[best.reshape(n) >= plateau] |= TOP
+    return label.reshape(size)
 
 
 def resolve_exits(lookup: Callable[[np.ndarray], np.ndarray], labels: Iterable[np.ndarray]) -> dict[int, int]:
@@ -197,8 +208,8 @@ def resolve_exits(lookup: Callable[[np.ndarray], np.ndarray], labels: Iterable[n
 class _Pass1:
     """Block work of pass 1 (a class, not a closure, so that Dask processes can pickle it)."""
 
-    def __init__(self, affinities, out, shape: tuple[int, ...]) -> None:
-        self.affinities, self.out, self.shape = affinities, out, shape
+    def __init__(self, affinities, out, shape: tuple[int, ...], plateau: float | None = None) -> None:
+        self.affinities, self.out, self.shape, self.plateau = affinities, out, shape, plateau
 
     def __call__(self, block) -> None:
         write = block.write_roi.index_slices()
@@ -206,35 +217,93 @@ class _Pass1:
         end = tuple(int(w.stop) for w in write)
         hi = tuple(min(e + 1, s) for e, s in zip(end, self.shape, strict=True))
         affs = np.asarray(self.affinities[(slice(0, 3), *(slice(b, h) for b, h in zip(begin, hi, strict=True)))])
-        self.out[write] = block_labels(affs, begin, end, self.shape)
+        self.out[write] = block_labels(affs, begin, end, self.shape, self.plateau)
 
 
-class _Unique:
-    """Pass 2's read: the labels present in a block."""
+def _plateau_pairs(ext: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``(k, 2)`` label pairs of neighbouring top-plateau voxels with different labels.
 
-    def __init__(self, out) -> None:
-        self.out = out
+    ``ext`` holds a block's pass-1 labels and one voxel beyond its upper faces
+    where the volume goes on; each pair has its lower voxel in the block, so
+    every edge is seen by exactly one block.
+    """
+    core = [slice(0, n) for n in size]
+    found = []
+    for a in range(3):
+        m = min(size[a], ext.shape[a] - 1)  # lower voxels whose upper neighbour is in ext
+        if m <= 0:
+            continue
+        lo, up = list(core), list(core)
+        lo[a], up[a] = slice(0, m), slice(1, m + 1)
+        x, y = ext[tuple(lo)], ext[tuple(up)]
+        both = ((x & TOP) != 0) & ((y & TOP) != 0)
+        xs, ys = x[both] & LABEL, y[both] & LABEL
+        differ = xs != ys
+        if differ.any():
+            found.append(np.stack([xs[differ], ys[differ]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.uint64)
+    return np.unique(np.concatenate(found), axis=0)
 
-    def __call__(self, block) -> np.ndarray:
-        return fastremap.unique(np.asarray(self.out[block.write_roi.index_slices()], dtype=np.uint64))
+
+class _Scan:
+    """Pass 2's read: the labels present in a block, and its top-plateau pairs."""
+
+    def __init__(self, out, shape: tuple[int, ...], plateau: bool) -> None:
+        self.out, self.shape, self.plateau = out, shape, plateau
+
+    def __call__(self, block) -> tuple[np.ndarray, np.ndarray]:
+        write = block.write_roi.index_slices()
+        size = tuple(int(w.stop - w.start) for w in write)
+        if not self.plateau:
+            labels = np.asarray(self.out[write], dtype=np.uint64)
+            return fastremap.unique(labels), np.zeros((0, 2), dtype=np.uint64)
+        ext_box = tuple(slice(w.start, min(w.stop + 1, n)) for w, n in zip(write, self.shape, strict=True))
+        ext = np.asarray(self.out[ext_box], dtype=np.uint64)
+        labels = ext[tuple(slice(0, n) for n in size)] & LABEL
+        return fastremap.unique(labels), _plateau_pairs(ext, size)
 
 
 class _Pass3:
     """Block work of pass 3: labels through the resolution, compacted to 1..N (into ``final``, or in place)."""
 
-    def __init__(self, out, exits: dict[int, int], roots: np.ndarray, final=None) -> None:
+    def __init__(self, out, exits: dict[int, int], roots: np.ndarray, final=None,
+                 joins: dict[int, int] | None = None) -> None:
         self.out, self.exits, self.roots = out, exits, roots
         self.final = out if final is None else final
+        self.joins = joins or {}
 
     def __call__(self, block) -> None:
         box = block.write_roi.index_slices()
-        labels = np.array(self.out[box], dtype=np.uint64)
+        labels = np.array(self.out[box], dtype=np.uint64) & LABEL
         values = fastremap.unique(labels)
-        final = np.asarray([self.exits.get(v, v) for v in values.tolist()], dtype=np.uint64)
+        root = [self.exits.get(v, v) for v in values.tolist()]
+        final = np.asarray([self.joins.get(r, r) for r in root], dtype=np.uint64)
         ids = (np.searchsorted(self.roots, final) + 1).astype(np.uint64)
         labels = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
         dtype = getattr(self.final, "dtype", labels.dtype)
         self.final[box] = labels.astype(dtype, copy=False)
+
+
+def _join_roots(pairs: list[np.ndarray], exits: dict[int, int]) -> dict[int, int]:
+    """Root → the smallest root it is joined to through top-plateau pairs (joined roots only)."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        path = []
+        while parent.get(x, x) != x:
+            path.append(x)
+            x = parent[x]
+        for p in path:
+            parent[p] = x
+        return x
+
+    for block_pairs in pairs:
+        for a, b in block_pairs.tolist():
+            ra, rb = find(exits.get(a, a)), find(exits.get(b, b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in list(parent) if find(x) != x}
 
 
 @dataclass(frozen=True)
@@ -247,6 +316,8 @@ class AscentRun:
         Supervoxels (roots) in the volume.
     n_exits
         Pass-1 labels that were chains leaving their block (joined across faces in pass 2).
+    n_plateau_joins
+        Basins joined because they share a top plateau.
     blocks
         Blocks in the grid.
     basins_ran, numbered_ran
@@ -255,6 +326,7 @@ class AscentRun:
 
     n_supervoxels: int
     n_exits: int
+    n_plateau_joins: int
     blocks: int
     basins_ran: int
     numbered_ran: int
@@ -276,6 +348,17 @@ def run_ascent(affinities, *, block_shape: tuple[int, int, int] | None = None, o
         for passes 1 and 3, so an interrupted run continues where it stopped
         (needs ``final``); None: no resuming.
     Other parameters as :func:`ascent_supervoxels`.
+
+    Notes
+    -----
+    When the weights have an attribute ``plateau_weight`` P (as
+    :class:`~napari_connectome.segment.heights.HeightEdges`: weights
+    ``h(u) + h(v)`` with ``h`` never above ``P / 2``), a voxel whose strongest
+    edge reaches P is on a *top plateau*, and two neighbouring such voxels
+    are one supervoxel. A plateau at the top cannot drain anywhere, so
+    however the tie order splits it, its pieces are one basin; without this
+    a large flat interior breaks into staircase pieces. The test is per
+    edge, so blocks still give the whole-volume labels.
     """
     from napari_connectome.blockwise import BlockGrid, run_blockwise
     from napari_connectome.progress import PartOf
@@ -291,6 +374,7 @@ def run_ascent(affinities, *, block_shape: tuple[int, int, int] | None = None, o
     target = out if out is not None else np.zeros(shape, dtype=np.uint64)
     options = {"scheduler": scheduler, "workers": workers, "cancel": cancel}
     first, third = ledgers if ledgers is not None else (None, None)
+    plateau = getattr(affinities, "plateau_weight", None)
 
     if progress is not None:
         progress.start(3 * len(grid), "supervoxels")
@@ -298,17 +382,23 @@ def run_ascent(affinities, *, block_shape: tuple[int, int, int] | None = None, o
     def part(_k: int):
         return PartOf(progress) if progress is not None else None
 
-    basins = run_blockwise(_Pass1(affinities, target, shape), grid, ledger=first, progress=part(0),
+    basins = run_blockwise(_Pass1(affinities, target, shape, plateau), grid, ledger=first, progress=part(0),
                            description="supervoxels: basins", **options)
     found: list[np.ndarray] = []
-    run_blockwise(_Unique(target), grid, collect=lambda _b, u: found.append(u), progress=part(1),
+    pairs: list[np.ndarray] = []
+
+    def collect(_block, result) -> None:
+        found.append(result[0])
+        pairs.append(result[1])
+
+    run_blockwise(_Scan(target, shape, plateau is not None), grid, collect=collect, progress=part(1),
                   description="supervoxels: joining blocks", **{**options, "scheduler": "threads"
                                                                  if scheduler == "synchronous" else scheduler})
 
     def lookup(indices: np.ndarray) -> np.ndarray:
         coords = np.unravel_index(indices, shape)
         if isinstance(target, np.ndarray):
-            return target[coords]
+            return target[coords] & LABEL
         # A chunked store: read each block that holds some of the voxels once.
         values = np.zeros(len(indices), dtype=np.uint64)
         which = np.stack([c // b for c, b in zip(coords, block, strict=True)], axis=1)
@@ -318,17 +408,18 @@ def run_ascent(affinities, *, block_shape: tuple[int, int, int] | None = None, o
             end = np.minimum(begin + np.asarray(block), shape)
             data = np.asarray(target[tuple(slice(int(b), int(e)) for b, e in zip(begin, end, strict=True))])
             values[sel] = data[tuple(c[sel] - b for c, b in zip(coords, begin, strict=True))]
-        return values
+        return values & LABEL
 
     exits = resolve_exits(lookup, found)
-    roots = np.unique(np.concatenate([np.asarray([exits.get(v, v) for v in f.tolist()], dtype=np.uint64)
-                                      for f in found]))
-    numbered = run_blockwise(_Pass3(target, exits, roots, final), grid, ledger=third, progress=part(2),
+    joins = _join_roots(pairs, exits)
+    roots = np.unique(np.concatenate([np.asarray([joins.get(r, r) for r in (exits.get(v, v) for v in f.tolist())],
+                                                 dtype=np.uint64) for f in found]))
+    numbered = run_blockwise(_Pass3(target, exits, roots, final, joins), grid, ledger=third, progress=part(2),
                              description="supervoxels: numbering", **options)
     if progress is not None:
         progress.close()
-    run = AscentRun(n_supervoxels=len(roots), n_exits=len(exits), blocks=len(grid), basins_ran=basins.ran,
-                    numbered_ran=numbered.ran)
+    run = AscentRun(n_supervoxels=len(roots), n_exits=len(exits), n_plateau_joins=len(joins), blocks=len(grid),
+                    basins_ran=basins.ran, numbered_ran=numbered.ran)
     return (target if final is None else final), run
 
 

@@ -23,9 +23,10 @@ so blocks give exactly the whole-volume labels:
 - the weight of the edge between ``u`` and ``v`` is ``h(u) + h(v)``: a voxel's
   strongest edge leads to its highest neighbour.
 
-Deep inside large cells the capped distance is flat; the ascent's tie order
-(towards higher voxel indices first) sends a flat region to one root instead
-of shattering it, and the merge tree joins what is left.
+Deep inside large cells the capped distance is flat. The ascent's tie order
+(towards higher voxel indices first) drains a flat region towards a few
+roots rather than one per column, and a flat region at the *top* of the
+surface (:attr:`HeightEdges.plateau_weight`) is joined into one supervoxel.
 """
 
 from __future__ import annotations
@@ -163,6 +164,16 @@ class HeightEdges:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return (3, *self.size)
+
+    @property
+    def plateau_weight(self) -> float:
+        """The largest weight an edge can have: both ends at the capped top of the surface.
+
+        The ascent joins neighbouring voxels whose strongest edge reaches it (a flat
+        interior deeper than the cap is one supervoxel, not staircase pieces).
+        """
+        top = np.float32(float(self.params.cap) + float(self.params.boundary_weight))
+        return float(top + top)
 
     def _read(self, lo, hi) -> np.ndarray:
         key = tuple(slice(b + a, b + z) for b, a, z in zip(self.begin, lo, hi, strict=True))

@@ -49,13 +49,15 @@ def test_each_cell_is_few_supervoxels_and_none_crosses_a_membrane():
     assert sv.max() < 20 * n_cells  # over-segmented for the merge tree, not shattered
 
 
-def test_a_flat_deep_interior_drains_to_one_root_not_one_per_column():
+def test_a_flat_deep_interior_is_one_supervoxel_not_one_per_column():
     z, y, x = np.indices((60, 60, 60))
     ball = np.sqrt((z - 30) ** 2 + (y - 30) ** 2 + (x - 30) ** 2) < 25
     boundary = np.where(ball, 0.0, 1.0).astype(np.float32)
     sv = height_supervoxels(boundary, HeightParams(cap=4, sigma=0.0))  # a plateau ~21 voxels in radius
     columns = int(ball.any(axis=0).sum())  # a channel-first tie order makes a basin per plateau column
-    assert len(np.unique(sv[ball])) < 60 < columns  # staircase corners of the digital ball make a few roots
+    assert len(np.unique(sv[ball])) == 1 < columns  # the plateau is at the top: one supervoxel
+    # joined across block faces too: the same labels in blocks
+    assert np.array_equal(height_supervoxels(boundary, HeightParams(cap=4, sigma=0.0), block_shape=(7, 13, 17)), sv)
     assert len(np.unique(height_supervoxels(boundary, HeightParams(cap=30, sigma=0.0))[ball])) == 1
 
 
