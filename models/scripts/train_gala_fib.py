@@ -14,6 +14,11 @@ Run (resumes from the newest checkpoint in ``--run``)::
 ``--iterations`` trains up to that many iterations; ``--out`` then picks the
 checkpoint with the lowest held-out VI (every ``--select-every`` iterations)
 and writes it with the chosen post-processing in its metadata.
+
+``--lsd`` adds local shape descriptors (10 channels, Gaussian sigma
+``--lsd-sigma-nm``, gala-fib's 10 nm voxels) as an auxiliary target: the
+same run otherwise (seed, patches, schedule, selection); the exported network
+still predicts affinities only.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from napari_connectome.train.data import normalise_raw
 
 HOLDOUT_X = 150
 INPUT_SHAPE = (64, 96, 96)
+VOXEL_SIZE = (10.0, 10.0, 10.0)  # nm (gala-fib is isotropic)
 
 
 def read(data: Path, split: str, name: str) -> np.ndarray:
@@ -41,16 +47,21 @@ def read(data: Path, split: str, name: str) -> np.ndarray:
         return f["stack"][...]
 
 
-def make_config(seed: int, iterations: int, threads: int) -> TrainConfig:
-    """The shipped model's training run."""
+def make_config(seed: int, iterations: int, threads: int, *, lsd: bool = False,
+                lsd_sigma_nm: float = 80.0) -> TrainConfig:
+    """The shipped model's training run (``lsd``: plus the LSD head and its target)."""
     from dataclasses import asdict
 
     from napari_connectome_models.nets.unet import ISOTROPIC, UNetConfig
 
-    net = UNetConfig(downsample=ISOTROPIC, base_features=12, feature_factor=2)
+    from napari_connectome.train.lsd import LSD_CHANNELS
+
+    net = UNetConfig(downsample=ISOTROPIC, base_features=12, feature_factor=2,
+                     lsd_channels=LSD_CHANNELS if lsd else 0)
+    extra = {"lsd_sigma_nm": float(lsd_sigma_nm), "voxel_size": VOXEL_SIZE} if lsd else {}
     return TrainConfig(net=net.to_dict(), input_shape=INPUT_SHAPE, iterations=iterations, seed=seed,
                        lr=5e-4, batch_size=1, zero="boundary", augment=asdict(AugmentConfig()),
-                       checkpoint_every=250, threads=threads)
+                       checkpoint_every=250, threads=threads, **extra)
 
 
 def heldout_loss(raw: np.ndarray, gt: np.ndarray, config: TrainConfig):
@@ -82,9 +93,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the chosen checkpoint's weights here")
     parser.add_argument("--select-every", type=int, default=500)
     parser.add_argument("--no-train", action="store_true", help="only select and export")
+    parser.add_argument("--lsd", action="store_true", help="local shape descriptors as an auxiliary target")
+    parser.add_argument("--lsd-sigma-nm", type=float, default=80.0, help="Gaussian sigma of the LSDs (nm)")
     args = parser.parse_args(argv)
     raw, gt = read(args.data, "train", "image"), read(args.data, "train", "gt.lzf")
-    config = make_config(args.seed, args.iterations, args.threads)
+    config = make_config(args.seed, args.iterations, args.threads, lsd=args.lsd, lsd_sigma_nm=args.lsd_sigma_nm)
     if not args.no_train:
         from napari_connectome_models.nets.unet import UNetConfig
 

@@ -100,10 +100,13 @@ class Patch:
     mask: np.ndarray  # (C, *output)
     labels: np.ndarray  # (z, y, x) input-sized labels after augmentation (for checks)
     known: np.ndarray
+    lsd: np.ndarray | None = None  # (10, *output) local shape descriptors, when asked for
+    lsd_mask: np.ndarray | None = None  # (1, *output) voxels whose LSDs are defined
 
 
 def sample_patch(volume: TrainingVolume, rng: np.random.Generator, *, input_shape, output_shape,
-                 offsets, augment: AugmentConfig | None, zero: str = "boundary") -> Patch:
+                 offsets, augment: AugmentConfig | None, zero: str = "boundary",
+                 lsd_sigma_nm: float | None = None, voxel_size=(1.0, 1.0, 1.0)) -> Patch:
     """Draw a random patch whose output window lies mostly in the training region.
 
     The output window's corner is uniform over the positions where at least
@@ -111,6 +114,14 @@ def sample_patch(volume: TrainingVolume, rng: np.random.Generator, *, input_shap
     augmented, and the affinity targets are computed on the augmented labels
     of the whole input (so long-range offsets see their partners), then
     cropped to the output window.
+
+    With ``lsd_sigma_nm``, the patch also carries local shape descriptors
+    (:func:`~napari_connectome.train.lsd.local_shape_descriptors`) of the same
+    augmented labels, seen in the whole input and cropped to the output
+    window, and their mask: known voxels (with ``zero="unknown"``, known
+    voxels of a body). ``voxel_size`` (nm, z, y, x, of the volume) follows the
+    axis permutation. Computing them draws nothing from ``rng``, so the
+    patches are the same with and without them.
     """
     input_shape = tuple(int(n) for n in input_shape)
     output_shape = tuple(int(n) for n in output_shape)
@@ -143,9 +154,18 @@ def sample_patch(volume: TrainingVolume, rng: np.random.Generator, *, input_shap
     if augment:
         raw = intensity(raw, rng, cfg)
     aff, mask = affinities_from_labels(labels, offsets, known=known, zero=zero)
-    crop = (slice(None), *(slice(c, c + o) for c, o in zip(ctx, output_shape, strict=True)))
+    window = tuple(slice(c, c + o) for c, o in zip(ctx, output_shape, strict=True))
+    crop = (slice(None), *window)
+    lsd = lsd_mask = None
+    if lsd_sigma_nm is not None:
+        from napari_connectome.train.lsd import local_shape_descriptors
+
+        vs = tuple(float(voxel_size[p]) for p in perm)  # flips keep sizes; transposes swap them
+        lsd = local_shape_descriptors(labels, sigma_nm=lsd_sigma_nm, voxel_size=vs, roi=window)
+        defined = known[window] if zero == "boundary" else known[window] & (labels[window] != 0)
+        lsd_mask = defined[None].astype(np.float32)
     return Patch(raw=np.ascontiguousarray(raw, dtype=np.float32), target=aff[crop], mask=mask[crop],
-                 labels=labels, known=known)
+                 labels=labels, known=known, lsd=lsd, lsd_mask=lsd_mask)
 
 
 __all__ = ["Patch", "TrainingVolume", "normalise_raw", "sample_patch", "crop_margin"]

@@ -24,6 +24,7 @@ from napari_connectome.errors import CancelledError, InputError
 from napari_connectome.progress import Progress
 from napari_connectome.train.augment import AugmentConfig
 from napari_connectome.train.data import TrainingVolume, sample_patch
+from napari_connectome.train.lsd import LSD_CHANNELS
 from napari_connectome.train.targets import balance_weights
 
 
@@ -62,6 +63,15 @@ class TrainConfig:
     data
         What the training data are (sources, box, sparse or dense, the edit
         log's state): a rerun on other data is another run.
+    lsd_weight
+        Weight of the local-shape-descriptor loss (MSE over the voxels whose
+        labels are known) added to the affinity loss; used only when the
+        network has LSD channels (``net["lsd_channels"]``).
+    lsd_sigma_nm
+        Gaussian sigma of the LSD targets, in nm (Sheridan et al.: about 80 nm).
+    voxel_size
+        Voxel size of the training volume in nm (z, y, x); needed for LSDs
+        (None: the run has no LSD channels).
     """
 
     net: dict
@@ -76,6 +86,9 @@ class TrainConfig:
     threads: int = 2
     init: dict | None = None
     data: dict = field(default_factory=dict)
+    lsd_weight: float = 1.0
+    lsd_sigma_nm: float = 80.0
+    voxel_size: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict:
         """JSON-safe dict."""
@@ -90,6 +103,8 @@ class TrainConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["input_shape"] = tuple(d["input_shape"])
+        if d.get("voxel_size") is not None:
+            d["voxel_size"] = tuple(float(v) for v in d["voxel_size"])
         aug = dict(d.get("augment", {}))
         if "isotropic_axes" in aug:
             aug["isotropic_axes"] = tuple(aug["isotropic_axes"])
@@ -112,18 +127,30 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def batch(volume: TrainingVolume, config: TrainConfig, iteration: int, output_shape, offsets):
-    """The (raw, target, weight) arrays of one iteration: ``(B, 1, *in)``, ``(B, C, *out)`` x 2."""
+def _patches(volume: TrainingVolume, config: TrainConfig, iteration: int, output_shape, offsets, lsd: bool):
     rng = np.random.default_rng([config.seed, iteration])
     aug = AugmentConfig(**config.augment)
-    raws, targets, weights = [], [], []
-    for _ in range(config.batch_size):
-        p = sample_patch(volume, rng, input_shape=config.input_shape, output_shape=output_shape,
-                         offsets=offsets, augment=aug, zero=config.zero)
-        raws.append(p.raw[None])
-        targets.append(p.target)
-        weights.append(balance_weights(p.target, p.mask))
-    return np.stack(raws), np.stack(targets), np.stack(weights)
+    extra = {"lsd_sigma_nm": config.lsd_sigma_nm, "voxel_size": config.voxel_size} if lsd else {}
+    return [sample_patch(volume, rng, input_shape=config.input_shape, output_shape=output_shape,
+                         offsets=offsets, augment=aug, zero=config.zero, **extra)
+            for _ in range(config.batch_size)]
+
+
+def batch(volume: TrainingVolume, config: TrainConfig, iteration: int, output_shape, offsets):
+    """The (raw, target, weight) arrays of one iteration: ``(B, 1, *in)``, ``(B, C, *out)`` x 2."""
+    patches = _patches(volume, config, iteration, output_shape, offsets, lsd=False)
+    return (np.stack([p.raw[None] for p in patches]), np.stack([p.target for p in patches]),
+            np.stack([balance_weights(p.target, p.mask) for p in patches]))
+
+
+def batch_with_lsds(volume: TrainingVolume, config: TrainConfig, iteration: int, output_shape, offsets):
+    """:func:`batch` (the same patches) plus LSD targets ``(B, 10, *out)`` and their mask ``(B, 1, *out)``."""
+    if config.voxel_size is None:
+        raise InputError("voxel_size", "a network with LSD channels needs the training volume's voxel size (nm)")
+    patches = _patches(volume, config, iteration, output_shape, offsets, lsd=True)
+    return (np.stack([p.raw[None] for p in patches]), np.stack([p.target for p in patches]),
+            np.stack([balance_weights(p.target, p.mask) for p in patches]),
+            np.stack([p.lsd for p in patches]), np.stack([p.lsd_mask for p in patches]))
 
 
 def train(
@@ -194,6 +221,11 @@ def train(
     torch.manual_seed(config.seed)
     net_cfg = UNetConfig.from_dict(config.net)
     model = UNet3D(net_cfg)
+    if net_cfg.lsd_channels and net_cfg.lsd_channels != LSD_CHANNELS:
+        raise InputError("lsd_channels", f"LSD targets have {LSD_CHANNELS} channels, the network "
+                                         f"{net_cfg.lsd_channels}")
+    if net_cfg.lsd_channels and config.voxel_size is None:
+        raise InputError("voxel_size", "a network with LSD channels needs the training volume's voxel size (nm)")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     output_shape = net_cfg.output_shape(config.input_shape)
     start = 0
@@ -212,15 +244,27 @@ def train(
     model.train()
     end = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
     t0, losses, written = time.perf_counter(), [], last
+    parts: list[tuple[float, float]] = []
     logfile = folder / "log.jsonl"
     if progress is not None:
         progress.start(config.iterations, "training")
         if start:
             progress.advance(start)
     for it in range(start, end):
-        raw, target, weight = batch(volume, config, it, output_shape, net_cfg.offsets)
-        logits = model.forward_logits(torch.from_numpy(raw))
-        loss = affinity_loss(logits, torch.from_numpy(target), torch.from_numpy(weight))
+        if net_cfg.lsd_channels:
+            raw, target, weight, lsd, lsd_mask = batch_with_lsds(volume, config, it, output_shape,
+                                                                 net_cfg.offsets)
+            logits, lsd_pred = model.forward_train(torch.from_numpy(raw))
+            aff_part = affinity_loss(logits, torch.from_numpy(target), torch.from_numpy(weight))
+            lsd_part = lsd_loss(lsd_pred, torch.from_numpy(lsd), torch.from_numpy(lsd_mask))
+            loss = aff_part + config.lsd_weight * lsd_part
+            # the two terms are logged apart: the affinity term compares with a run without LSDs
+            parts.append((aff_part.item(), lsd_part.item()))
+        else:
+            # the loop as it was before LSDs (same calls, same numbers)
+            raw, target, weight = batch(volume, config, it, output_shape, net_cfg.offsets)
+            logits = model.forward_logits(torch.from_numpy(raw))
+            loss = affinity_loss(logits, torch.from_numpy(target), torch.from_numpy(weight))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -240,16 +284,19 @@ def train(
         if done % config.checkpoint_every == 0 or done == end:
             written = _save(folder, model, opt, done)
             extra = {}
+            if parts:
+                extra = {"loss_affinity": float(np.mean([a for a, _ in parts])),
+                         "loss_lsd": float(np.mean([b for _, b in parts]))}
             if validate is not None:
                 model.eval()
                 with torch.no_grad():
-                    extra = validate(model, done)
+                    extra = {**extra, **validate(model, done)}
                 model.train()
             record = _log_record(logfile, done, losses, t0, extra)
             rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
             shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val"))
             log(f"iteration {done}/{config.iterations} loss {record['loss']:.4f} {rate:.2f} it/s {shown}")
-            losses = []
+            losses, parts = [], []
     return written
 
 
@@ -263,6 +310,16 @@ def affinity_loss(logits, target, weight):
 
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight,
                                               reduction="sum") / weight.sum().clamp_min(1.0)
+
+
+def lsd_loss(pred, target, mask):
+    """Mean squared error of predicted LSDs over the voxels where ``mask`` (``(B, 1, *out)``) is 1.
+
+    Every LSD channel of a masked-in voxel counts once; masked-out voxels add
+    nothing to the loss or its gradient.
+    """
+    sq = (pred - target) ** 2 * mask
+    return sq.sum() / (mask.sum() * pred.shape[1]).clamp_min(1.0)
 
 
 def _log_record(logfile: Path, done: int, losses: list[float], t0: float, extra: dict | None = None) -> dict:

@@ -114,3 +114,66 @@ def test_flip_averaging_puts_links_back_in_place():
     inner = (slice(None), slice(3, -3), slice(3, -3), slice(3, -3))
     assert np.array_equal(plain[inner], flipped[inner])
     assert plain[inner].min() == 0 and plain[inner].max() == 1
+
+
+# ------------------------------------------------------------------ an LSD head (auxiliary training target)
+def tiny_lsd(lsd_channels: int = 10) -> UNet3D:
+    torch.manual_seed(0)
+    return UNet3D(UNetConfig(base_features=2, offsets=((-1, 0, 0), (0, -1, 0), (0, 0, -1)),
+                             lsd_channels=lsd_channels))
+
+
+def test_config_without_lsd_field_is_unchanged():
+    c = UNetConfig(base_features=2)
+    assert "lsd_channels" not in c.to_dict()  # the dict stored with weights before LSDs existed
+    assert UNetConfig.from_dict(c.to_dict()) == c and c.lsd_channels == 0
+    lsd = UNetConfig(base_features=2, lsd_channels=10)
+    assert lsd.to_dict()["lsd_channels"] == 10 and UNetConfig.from_dict(lsd.to_dict()) == lsd
+    assert lsd.out_channels == 9 and lsd.head_channels == 19
+    with pytest.raises(ValueError, match="lsd_channels"):
+        UNetConfig(lsd_channels=-1)
+
+
+def test_shipped_weights_load_without_lsds():
+    from pathlib import Path
+
+    import napari_connectome_models
+
+    path = Path(napari_connectome_models.__file__).parent / "weights" / "affinities-fib-10nm.pt"
+    model = load_network(path)
+    assert model.config.lsd_channels == 0 and model.head.out_channels == model.config.out_channels == 9
+
+
+def test_lsd_channels_never_reach_inference(tmp_path):
+    model = tiny_lsd()
+    c = model.config
+    x = torch.rand(1, 1, *c.valid_input_shape((4, 4, 4)))
+    with torch.no_grad():
+        full = model._head(x)
+        assert full.shape[1] == c.head_channels == 13
+        assert torch.equal(model.forward_logits(x), full[:, :3])
+        assert torch.equal(model(x), torch.sigmoid(full[:, :3]))
+        aff, lsd = model.forward_train(x)
+        assert torch.equal(aff, full[:, :3]) and torch.equal(lsd, torch.sigmoid(full[:, 3:]))
+    raw = np.random.default_rng(0).random((12, 14, 16)).astype(np.float32)
+    assert predict_affinities(raw, model).shape == (3, 12, 14, 16)
+    # a saved LSD network loads back with its head, and still predicts affinities only
+    save_network(model, tmp_path / "lsd.pt")
+    back = load_network(tmp_path / "lsd.pt")
+    assert back.config == c
+    np.testing.assert_array_equal(predict_affinities(raw, back), predict_affinities(raw, model))
+
+
+def test_lsd_network_blockwise_writes_affinities_only(tmp_path):
+    from napari_connectome.inference.blockwise import predict_to_zarr
+    from napari_connectome.inference.device import choose_device
+    from napari_connectome.volume import from_array, open_volume
+
+    model = tiny_lsd()
+    raw = (np.random.default_rng(1).random((12, 14, 16)) * 255).astype(np.uint8)
+    vol = from_array(raw, voxel_size=(10, 10, 10))
+    predict_to_zarr(vol.levels[0], model, tmp_path / "a.zarr", device=choose_device("cpu"), signature={},
+                    block=(8, 8, 8), dtype="float32")
+    out = open_volume(tmp_path / "a.zarr").levels[0].read()
+    assert out.shape == (3, 12, 14, 16)
+    assert float(np.abs(out - predict_affinities(raw, model)).max()) <= 1e-3

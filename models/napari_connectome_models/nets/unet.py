@@ -14,6 +14,11 @@ checks divisibility; :meth:`UNetConfig.valid_input_shape` finds the smallest
 valid input for a wanted output.
 
 Outputs are affinities, one channel per offset (z, y, x), after a sigmoid.
+A network trained with local shape descriptors as an auxiliary target
+(:attr:`UNetConfig.lsd_channels` > 0) has that many more head channels after
+the affinities; :meth:`UNet3D.forward` and :meth:`UNet3D.forward_logits` drop
+them, so every predictor sees affinities only, and only the training loop
+reads them (:meth:`UNet3D.forward_train`).
 Channel ``c`` at voxel ``j`` is the probability that ``j`` and ``j + offset_c``
 belong to the same object (gunpowder's and waterz' convention with negative
 offsets: ``(-1, 0, 0)`` links ``j`` with the voxel below it in z).
@@ -55,6 +60,9 @@ class UNetConfig:
         Affinity offsets (z, y, x), one output channel each.
     in_channels
         Input channels (1 for EM).
+    lsd_channels
+        Extra output channels after the affinities, trained on local shape
+        descriptors (0: none). Inference never returns them.
     """
 
     downsample: tuple[tuple[int, int, int], ...] = ISOTROPIC
@@ -62,6 +70,7 @@ class UNetConfig:
     feature_factor: int = 2
     offsets: tuple[tuple[int, int, int], ...] = DEFAULT_OFFSETS
     in_channels: int = 1
+    lsd_channels: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "downsample", tuple(tuple(int(v) for v in f) for f in self.downsample))
@@ -70,6 +79,9 @@ class UNetConfig:
             raise ValueError(f"downsample factors must be 3 positive ints per level, got {self.downsample}")
         if not self.offsets or any(len(o) != 3 for o in self.offsets):
             raise ValueError(f"offsets must be a non-empty list of (z, y, x), got {self.offsets}")
+        object.__setattr__(self, "lsd_channels", int(self.lsd_channels))
+        if self.lsd_channels < 0:
+            raise ValueError(f"lsd_channels must be >= 0, got {self.lsd_channels}")
 
     @property
     def levels(self) -> int:
@@ -78,8 +90,13 @@ class UNetConfig:
 
     @property
     def out_channels(self) -> int:
-        """One affinity channel per offset."""
+        """Channels that inference returns: one affinity channel per offset (never the LSDs)."""
         return len(self.offsets)
+
+    @property
+    def head_channels(self) -> int:
+        """Channels of the last convolution: the affinities, then :attr:`lsd_channels`."""
+        return self.out_channels + self.lsd_channels
 
     @property
     def step(self) -> tuple[int, int, int]:
@@ -139,6 +156,10 @@ class UNetConfig:
         d = asdict(self)
         d["downsample"] = [list(f) for f in self.downsample]
         d["offsets"] = [list(o) for o in self.offsets]
+        if not self.lsd_channels:
+            # a network without LSDs keeps the dict it always had: configs stored in weights
+            # files and run folders before the field existed still compare equal
+            del d["lsd_channels"]
         return d
 
     @classmethod
@@ -150,6 +171,7 @@ class UNetConfig:
             feature_factor=int(d["feature_factor"]),
             offsets=tuple(tuple(o) for o in d["offsets"]),
             in_channels=int(d.get("in_channels", 1)),
+            lsd_channels=int(d.get("lsd_channels", 0)),
         )
 
 
@@ -199,14 +221,14 @@ class UNet3D(nn.Module):
             f = c.downsample[i]
             self.up.append(nn.ConvTranspose3d(feats[i + 1], feats[i], f, stride=f))
             self.up_conv.append(_conv_pass(2 * feats[i], feats[i]))
-        self.head = nn.Conv3d(feats[0], c.out_channels, 1)
+        self.head = nn.Conv3d(feats[0], c.head_channels, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv3d | nn.ConvTranspose3d):
                 nn.init.kaiming_normal_(m.weight, a=0.01, nonlinearity="leaky_relu")
                 nn.init.zeros_(m.bias)
 
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Affinity logits (before the sigmoid), shape ``(B, C, *output_shape)``."""
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """Every head channel (affinity logits, then LSD logits), shape ``(B, head_channels, *out)``."""
         skips = []
         for conv, pool in zip(self.down, self.pool, strict=True):
             x = conv(x)
@@ -217,6 +239,24 @@ class UNet3D(nn.Module):
             x = up(x)
             x = conv(torch.cat([_center_crop(skip, x.shape[-3:]), x], dim=1))
         return self.head(x)
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Affinity logits (before the sigmoid), shape ``(B, len(offsets), *output_shape)``.
+
+        The LSD channels, if any, are cut off here, so neither this nor
+        :meth:`forward` can hand them to a predictor.
+        """
+        y = self._head(x)
+        return y if not self.config.lsd_channels else y[:, :self.config.out_channels]
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(affinity logits, LSDs in [0, 1] or None)`` from one pass (the training loop's call)."""
+        y = self._head(x)
+        c = self.config.out_channels
+        if not self.config.lsd_channels:
+            return y, None
+        # LSD targets lie in [0, 1] (lsd's convention): a sigmoid, then MSE
+        return y[:, :c], torch.sigmoid(y[:, c:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Affinities in ``[0, 1]``, shape ``(B, len(offsets), *output_shape)``."""
