@@ -7,6 +7,9 @@ import json
 import numpy as np
 import pytest
 
+# At import time: once tests/plugins is collected, ``conftest`` names that folder's file.
+from conftest import need_torch
+
 from napari_connectome.errors import InputError
 from napari_connectome.train.lsd import LSD_CHANNELS, TRUNCATE, local_shape_descriptors
 
@@ -143,8 +146,6 @@ def test_bad_parameters_are_refused():
 
 # ------------------------------------------------------------------ training with LSDs
 def _train_setup(lsd_channels: int, **extra):
-    from conftest import need_torch
-
     need_torch()
     from napari_connectome_models.nets.unet import UNetConfig
 
@@ -194,8 +195,6 @@ def test_lsd_patches_are_the_patches_without_lsds():
 
 
 def test_lsd_loss_counts_only_masked_voxels():
-    from conftest import need_torch
-
     torch = need_torch()
     from napari_connectome.train.loop import lsd_loss
 
