@@ -91,13 +91,14 @@ def evaluate_network(model, metadata: dict, data: Path) -> dict:
     return out
 
 
-def evaluate_ascent(model, metadata: dict, data: Path, entry_segment: dict | None) -> dict:
+def evaluate_ascent(model, metadata: dict, data: Path, entry) -> dict:
     """What ``segment`` makes, in memory: no flip averaging, steepest-ascent supervoxels (exact in blocks),
     the options and threshold chosen on the held-out box (weights' metadata, else the registry entry)."""
-    record = metadata.get("segment") or entry_segment
-    if not record:
+    from napari_connectome.segment.project_run import chosen_postprocess
+
+    pp, threshold = chosen_postprocess(entry, metadata)
+    if threshold is None:
         raise SystemExit("this model has no choice for segment: run models/scripts/select_segment.py")
-    pp, threshold = PostProcess(**record["postprocess"]), float(record["threshold"])
     curves, counts = {}, {}
     for split in ("train", "test"):
         raw, gt = read(data, split, "image"), read(data, split, "gt.lzf")
@@ -171,12 +172,12 @@ def main(argv=None) -> int:
     model, metadata, source = load(args)
     net = evaluate_network(model, metadata, args.data)
     p1 = None if args.no_p1 else evaluate_p1(args.data)
-    entry_segment = None
+    entry = None
     if args.weights is None:
         from napari_connectome_models.registry import load_registry
 
-        entry_segment = load_registry()[args.model].segment
-    ascent = evaluate_ascent(model, metadata, args.data, entry_segment) if args.ascent else None
+        entry = load_registry()[args.model]
+    ascent = evaluate_ascent(model, metadata, args.data, entry) if args.ascent else None
     result = {"model": source, "network": net, "p1": p1, "ascent": ascent, "target_test_vi": TARGET,
               "seconds": time.perf_counter() - t0}
     if args.json:

@@ -116,9 +116,6 @@ class _Window:
     def __getitem__(self, key) -> np.ndarray:
         return self.output.read(self._key(key))
 
-    def read(self, key) -> np.ndarray:
-        return self[key]
-
     def __setitem__(self, key, data) -> None:
         self.output.write(self._key(key), np.asarray(data))
 
