@@ -29,8 +29,11 @@ three passes:
 1. per block: pointers, chains followed inside the block; a voxel gets the
    global index of its root, or of the first voxel outside the block its
    chain reaches (an *exit*);
-2. exits are resolved by reading the labels other blocks gave them, until a
-   root (a chain that ends in a two-cycle across blocks takes its smaller end);
+2. per block (read with one voxel of context), its roots and, for each exit,
+   the label the exit's voxel carries; then, on those tables alone, chains of
+   exits are followed to their roots by pointer doubling (a chain that ends in
+   a two-cycle across blocks takes its smaller end). Pass 2 holds 8 bytes per
+   supervoxel and 16 per exit (exits lie on block faces), never a volume;
 3. per block: labels through the resolution, then compacted to ``1..N`` in the
    order of their roots (so the ids do not depend on the blocking either).
 
@@ -41,7 +44,6 @@ edges to outside the volume do not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import fastremap
@@ -153,58 +155,6 @@ def block_labels(affs: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
     return label.reshape(size)
 
 
-def resolve_exits(lookup: Callable[[np.ndarray], np.ndarray], labels: Iterable[np.ndarray]) -> dict[int, int]:
-    """Pass 2: the final root (+1) of every label that is an exit, following chains across blocks.
-
-    Parameters
-    ----------
-    lookup
-        Global voxel indices → their pass-1 labels (+1), read from the blocks' output.
-    labels
-        Every block's pass-1 labels (or their unique values).
-
-    Returns
-    -------
-    dict
-        Exit label → root label; roots are not listed.
-    """
-    arrays = [fastremap.unique(np.asarray(a)) for a in labels]
-    pending = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.uint64)
-    examined: set[int] = set()
-    parent: dict[int, int] = {}
-    while pending.size:
-        # A label v is a root when the voxel v − 1 carries v itself.
-        seen = np.asarray(lookup(pending.astype(np.int64) - 1), dtype=np.uint64)
-        examined.update(pending.tolist())
-        more: set[int] = set()
-        for v, s in zip(pending.tolist(), seen.tolist(), strict=True):
-            if s != v:
-                parent[v] = s
-                if s not in examined:
-                    more.add(s)
-        pending = np.asarray(sorted(more - examined), dtype=np.uint64)
-    out: dict[int, int] = {}
-    for start in parent:
-        if start in out:
-            continue
-        path: list[int] = []
-        where: dict[int, int] = {}
-        node = start
-        while node in parent and node not in out and node not in where:
-            where[node] = len(path)
-            path.append(node)
-            node = parent[node]
-        if node in out:
-            root = out[node]
-        elif node in where:  # a two-cycle across blocks: its smaller end is the root
-            root = min(path[where[node]:])
-        else:
-            root = node
-        for p in path:
-            out[p] = root
-    return {k: v for k, v in out.items() if k != v}
-
-
 class _Pass1:
     """Block work of pass 1 (a class, not a closure, so that Dask processes can pickle it)."""
 
@@ -246,64 +196,176 @@ def _plateau_pairs(ext: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0)
 
 
+def _faces_out(labels: np.ndarray, begin: tuple[int, ...], end: tuple[int, ...],
+               shape: tuple[int, ...]) -> np.ndarray:
+    """Which of ``labels`` (voxel index + 1) name a voxel outside ``[begin, end)``: the exits."""
+    coords = np.unravel_index(labels.astype(np.int64) - 1, shape)
+    inside = np.ones(labels.shape, dtype=bool)
+    for c, b, e in zip(coords, begin, end, strict=True):
+        inside &= (c >= b) & (c < e)
+    return ~inside
+
+
 class _Scan:
-    """Pass 2's read: the labels present in a block, and its top-plateau pairs."""
+    """Pass 2's read of one block: its roots, its exits with the label each exit's voxel carries, its plateau pairs.
+
+    The block is read with one voxel of context on every side: an exit is a
+    face neighbour of a voxel in the block, so its own pass-1 label is in
+    that box, and pass 2 needs no read of its own — what it keeps is the
+    roots (8 bytes each) and the exits (16 bytes each), never a volume.
+    """
 
     def __init__(self, out, shape: tuple[int, ...], plateau: bool) -> None:
         self.out, self.shape, self.plateau = out, shape, plateau
 
-    def __call__(self, block) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, block) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         write = block.write_roi.index_slices()
-        size = tuple(int(w.stop - w.start) for w in write)
-        if not self.plateau:
-            labels = np.asarray(self.out[write], dtype=np.uint64)
-            return fastremap.unique(labels), np.zeros((0, 2), dtype=np.uint64)
-        ext_box = tuple(slice(w.start, min(w.stop + 1, n)) for w, n in zip(write, self.shape, strict=True))
-        ext = np.asarray(self.out[ext_box], dtype=np.uint64)
-        labels = ext[tuple(slice(0, n) for n in size)] & LABEL
-        return fastremap.unique(labels), _plateau_pairs(ext, size)
+        begin = tuple(int(w.start) for w in write)
+        end = tuple(int(w.stop) for w in write)
+        lo = tuple(max(b - 1, 0) for b in begin)
+        hi = tuple(min(e + 1, n) for e, n in zip(end, self.shape, strict=True))
+        ext = np.asarray(self.out[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], dtype=np.uint64)
+        core = tuple(slice(b - a, e - a) for a, b, e in zip(lo, begin, end, strict=True))
+        values = fastremap.unique(ext[core] & LABEL)
+        leaves = _faces_out(values, begin, end, self.shape)
+        exits = values[leaves]
+        coords = np.unravel_index(exits.astype(np.int64) - 1, self.shape)
+        targets = ext[tuple(c - a for c, a in zip(coords, lo, strict=True))] & LABEL
+        pairs = np.zeros((0, 2), dtype=np.uint64)
+        if self.plateau:
+            upper = tuple(slice(b - a, None) for a, b in zip(lo, begin, strict=True))
+            pairs = _plateau_pairs(ext[upper], tuple(e - b for b, e in zip(begin, end, strict=True)))
+        return values[~leaves], exits, targets, pairs
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """Pass 2's result: every pass-1 label → its supervoxel id, as sorted arrays (they pickle, and are small).
+
+    ``exits[i]`` resolves to the root ``roots_of_exits[i]``; a root ``r``
+    joined through a top plateau to a smaller root resolves further to
+    ``join_into[searchsorted(joined, r)]``; ``roots`` are the remaining roots,
+    sorted, and a root's id is its rank + 1.
+    """
+
+    exits: np.ndarray
+    roots_of_exits: np.ndarray
+    joined: np.ndarray
+    join_into: np.ndarray
+    roots: np.ndarray
+
+    @staticmethod
+    def _through(keys: np.ndarray, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        if keys.size == 0:
+            return labels
+        pos = np.minimum(np.searchsorted(keys, labels), keys.size - 1)
+        return np.where(keys[pos] == labels, values[pos], labels)
+
+    def root(self, labels: np.ndarray) -> np.ndarray:
+        """The final root of pass-1 labels (uint64)."""
+        return self._through(self.joined, self.join_into, self._through(self.exits, self.roots_of_exits, labels))
+
+    def ids(self, labels: np.ndarray) -> np.ndarray:
+        """Supervoxel ids ``1..N`` of pass-1 labels."""
+        return (np.searchsorted(self.roots, self.root(labels)) + 1).astype(np.uint64)
+
+
+def resolve_exits(exits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Pass 2: the root each exit label leads to, following chains across blocks.
+
+    Parameters
+    ----------
+    exits
+        Sorted unique exit labels (a voxel index + 1 that some block's chain left into).
+    targets
+        The pass-1 label each exit's voxel carries: its root, or its own exit.
+
+    Returns
+    -------
+    numpy.ndarray
+        The root of each exit (an exit whose voxel is a root resolves to itself).
+
+    Notes
+    -----
+    Chains climb strictly in the edge order, so the only cycles are two
+    voxels of different blocks that point at each other; the smaller end of
+    such a two-cycle is the root, as it is in one block.
+    """
+    n = exits.size
+    if n == 0:
+        return exits.copy()
+    own = np.arange(n)
+    pos = np.minimum(np.searchsorted(exits, targets), n - 1)
+    # A target that is not an exit, or is the exit itself, is a root: the chain ends there.
+    onward = (exits[pos] == targets) & (targets != exits)
+    nxt = np.where(onward, pos, own)
+    root = targets.copy()
+    cycle = onward & (nxt[nxt] == own)
+    win = cycle & (exits < exits[nxt])
+    nxt[win] = own[win]
+    root[win] = exits[win]
+    # Pointer doubling reaches every chain's end in O(log length) rounds; more means a longer cycle.
+    for _ in range(64):
+        jumped = nxt[nxt]
+        if np.array_equal(jumped, nxt):
+            return root[nxt]
+        nxt = jumped
+    raise RuntimeError("steepest ascent: a cycle of more than two voxels across blocks (the edge order is not strict)")
+
+
+def _join_roots(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roots joined through top-plateau pairs ``(a[i], b[i])``: (sorted joined roots, the smallest root of each's group)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keep = a != b
+    a, b = a[keep], b[keep]
+    if a.size == 0:
+        empty = np.zeros(0, dtype=np.uint64)
+        return empty, empty
+    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    m = a.size
+    graph = coo_matrix((np.ones(m, dtype=np.int8), (inverse[:m], inverse[m:])), shape=(nodes.size, nodes.size))
+    _, group = connected_components(graph, directed=False)
+    smallest = np.full(group.max() + 1, np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(smallest, group, nodes)  # nodes are sorted: the first of a group is its smallest
+    into = smallest[group]
+    moved = into != nodes
+    return nodes[moved], into[moved]
+
+
+def _resolve(found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> _Resolution:
+    """Pass 2 on what :class:`_Scan` found in every block."""
+    empty = np.zeros(0, dtype=np.uint64)
+    roots = np.sort(np.concatenate([f[0] for f in found] or [empty]))
+    exits, first = np.unique(np.concatenate([f[1] for f in found] or [empty]), return_index=True)
+    targets = np.concatenate([f[2] for f in found] or [empty])[first]
+    through = resolve_exits(exits, targets)
+    # The smaller end of a two-cycle across blocks is a root no block saw as one (both ends are exits there).
+    roots = np.union1d(roots, through[through == exits])
+    pairs = np.concatenate([f[3] for f in found] or [np.zeros((0, 2), dtype=np.uint64)])
+    step = _Resolution(exits, through, empty, empty, roots)
+    joined, into = _join_roots(step.root(pairs[:, 0]), step.root(pairs[:, 1]))
+    if joined.size:
+        roots = roots[~np.isin(roots, joined, assume_unique=True)]
+    return _Resolution(exits, through, joined, into, roots)
 
 
 class _Pass3:
     """Block work of pass 3: labels through the resolution, compacted to 1..N (into ``final``, or in place)."""
 
-    def __init__(self, out, exits: dict[int, int], roots: np.ndarray, final=None,
-                 joins: dict[int, int] | None = None) -> None:
-        self.out, self.exits, self.roots = out, exits, roots
+    def __init__(self, out, resolution: _Resolution, final=None) -> None:
+        self.out, self.resolution = out, resolution
         self.final = out if final is None else final
-        self.joins = joins or {}
 
     def __call__(self, block) -> None:
         box = block.write_roi.index_slices()
         labels = np.array(self.out[box], dtype=np.uint64) & LABEL
         values = fastremap.unique(labels)
-        root = [self.exits.get(v, v) for v in values.tolist()]
-        final = np.asarray([self.joins.get(r, r) for r in root], dtype=np.uint64)
-        ids = (np.searchsorted(self.roots, final) + 1).astype(np.uint64)
+        ids = self.resolution.ids(values)
         labels = fastremap.remap(labels, dict(zip(values.tolist(), ids.tolist(), strict=True)), in_place=True)
         dtype = getattr(self.final, "dtype", labels.dtype)
         self.final[box] = labels.astype(dtype, copy=False)
-
-
-def _join_roots(pairs: list[np.ndarray], exits: dict[int, int]) -> dict[int, int]:
-    """Root → the smallest root it is joined to through top-plateau pairs (joined roots only)."""
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        path = []
-        while parent.get(x, x) != x:
-            path.append(x)
-            x = parent[x]
-        for p in path:
-            parent[p] = x
-        return x
-
-    for block_pairs in pairs:
-        for a, b in block_pairs.tolist():
-            ra, rb = find(exits.get(a, a)), find(exits.get(b, b))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    return {x: find(x) for x in list(parent) if find(x) != x}
 
 
 @dataclass(frozen=True)
@@ -384,42 +446,19 @@ def run_ascent(affinities, *, block_shape: tuple[int, int, int] | None = None, o
 
     basins = run_blockwise(_Pass1(affinities, target, shape, plateau), grid, ledger=first, progress=part(0),
                            description="supervoxels: basins", **options)
-    found: list[np.ndarray] = []
-    pairs: list[np.ndarray] = []
-
-    def collect(_block, result) -> None:
-        found.append(result[0])
-        pairs.append(result[1])
-
-    run_blockwise(_Scan(target, shape, plateau is not None), grid, collect=collect, progress=part(1),
-                  description="supervoxels: joining blocks", **{**options, "scheduler": "threads"
-                                                                 if scheduler == "synchronous" else scheduler})
-
-    def lookup(indices: np.ndarray) -> np.ndarray:
-        coords = np.unravel_index(indices, shape)
-        if isinstance(target, np.ndarray):
-            return target[coords] & LABEL
-        # A chunked store: read each block that holds some of the voxels once.
-        values = np.zeros(len(indices), dtype=np.uint64)
-        which = np.stack([c // b for c, b in zip(coords, block, strict=True)], axis=1)
-        for key in np.unique(which, axis=0):
-            sel = np.all(which == key, axis=1)
-            begin = key * np.asarray(block)
-            end = np.minimum(begin + np.asarray(block), shape)
-            data = np.asarray(target[tuple(slice(int(b), int(e)) for b, e in zip(begin, end, strict=True))])
-            values[sel] = data[tuple(c[sel] - b for c, b in zip(coords, begin, strict=True))]
-        return values & LABEL
-
-    exits = resolve_exits(lookup, found)
-    joins = _join_roots(pairs, exits)
-    roots = np.unique(np.concatenate([np.asarray([joins.get(r, r) for r in (exits.get(v, v) for v in f.tolist())],
-                                                 dtype=np.uint64) for f in found]))
-    numbered = run_blockwise(_Pass3(target, exits, roots, final, joins), grid, ledger=third, progress=part(2),
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    run_blockwise(_Scan(target, shape, plateau is not None), grid, collect=lambda _b, result: found.append(result),
+                  progress=part(1), description="supervoxels: joining blocks",
+                  **{**options, "scheduler": "threads" if scheduler == "synchronous" else scheduler})
+    resolution = _resolve(found)
+    found.clear()  # the resolution keeps what pass 3 needs
+    numbered = run_blockwise(_Pass3(target, resolution, final), grid, ledger=third, progress=part(2),
                              description="supervoxels: numbering", **options)
     if progress is not None:
         progress.close()
-    run = AscentRun(n_supervoxels=len(roots), n_exits=len(exits), n_plateau_joins=len(joins), blocks=len(grid),
-                    basins_ran=basins.ran, numbered_ran=numbered.ran)
+    n_exits = int(np.count_nonzero(resolution.roots_of_exits != resolution.exits))
+    run = AscentRun(n_supervoxels=len(resolution.roots), n_exits=n_exits, n_plateau_joins=len(resolution.joined),
+                    blocks=len(grid), basins_ran=basins.ran, numbered_ran=numbered.ran)
     return (target if final is None else final), run
 
 

@@ -124,3 +124,29 @@ def test_progress_counts_three_passes():
     ascent_supervoxels(np.random.default_rng(0).random((3, 8, 8, 8)).astype(np.float32), block_shape=(4, 4, 4),
                        progress=seen)
     assert seen.total == seen.done == 3 * 8 and seen.closed
+
+
+def test_exits_resolve_along_chains_and_two_cycles():
+    from napari_connectome.segment.ascent import resolve_exits
+
+    # 5 → 9 → 14 (14 carries itself: a root), 20 ↔ 31 (a two-cycle across blocks), 40 → 3 (a root no block exited to)
+    exits = np.array([5, 9, 14, 20, 31, 40], dtype=np.uint64)
+    targets = np.array([9, 14, 14, 31, 20, 3], dtype=np.uint64)
+    assert resolve_exits(exits, targets).tolist() == [14, 14, 14, 20, 20, 3]
+    assert resolve_exits(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)).size == 0
+
+
+def test_a_longer_cycle_is_an_error_not_a_hang():
+    from napari_connectome.segment.ascent import resolve_exits
+
+    with pytest.raises(RuntimeError, match="more than two"):
+        resolve_exits(np.array([1, 2, 3], dtype=np.uint64), np.array([2, 3, 1], dtype=np.uint64))
+
+
+def test_a_two_cycle_across_a_block_face_is_one_supervoxel_with_one_id():
+    # Voxels 1 and 2 of a 1×1×4 line share the strongest edge, and a block face cuts it.
+    affs = np.zeros((3, 1, 1, 4), dtype=np.float32)
+    affs[2, 0, 0, 1:] = [0.2, 0.9, 0.1]  # edges 0–1, 1–2, 2–3
+    whole = ascent_supervoxels(affs)
+    assert whole.ravel().tolist() == [1, 1, 1, 1]
+    assert np.array_equal(ascent_supervoxels(affs, block_shape=(1, 1, 2)), whole)
