@@ -27,6 +27,7 @@ from napari_connectome.synthetic._scratch import SCRATCH
 from napari_connectome.synthetic.hashing import gaussianish, hash_grid, hash_ids, value_noise
 from napari_connectome.synthetic.neurons import Segments, neuron_segments, reach_nm
 from napari_connectome.synthetic.spec import SyntheticSpec
+from napari_connectome.synthetic.synapses import paint_synapses, synthetic_synapses
 
 # Salts: independent random streams of one seed.
 _SALT_NOISE = 1
@@ -227,6 +228,7 @@ def generate_block(spec: SyntheticSpec, box) -> tuple[np.ndarray, np.ndarray]:
     """
     box = normalize_box(spec, box)
     segments = neuron_segments(spec)
+    synapses = synthetic_synapses(spec) if spec.synapse_density > 0 else None
     shape = tuple(b - a for a, b in box)
     raw = np.empty(shape, dtype=np.uint8)
     gt = np.empty(shape, dtype=np.uint32)
@@ -234,12 +236,16 @@ def generate_block(spec: SyntheticSpec, box) -> tuple[np.ndarray, np.ndarray]:
         out = tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(tile, box, strict=True))
         best, second, label = tube_fields(spec, tile, segments)
         gt[out] = label
-        raw[out] = render_raw(spec, tile, best, second, label, segments.n_neurons)
+        raw[out] = render_raw(spec, tile, best, second, label, segments.n_neurons, synapses=synapses)
     return raw, gt
 
 
-def render_raw(spec: SyntheticSpec, box, best, second, label, n_neurons: int) -> np.ndarray:
-    """The uint8 raw intensities of one tile from its tube fields (``best`` is overwritten)."""
+def render_raw(spec: SyntheticSpec, box, best, second, label, n_neurons: int, *, synapses=None) -> np.ndarray:
+    """The uint8 raw intensities of one tile from its tube fields (``best`` is overwritten).
+
+    ``synapses`` (:class:`~napari_connectome.synthetic.synapses.SyntheticSynapses`)
+    are painted over the membranes, before the noise.
+    """
     box = normalize_box(spec, box)
     shape = best.shape
     if best.size == 0:
@@ -294,6 +300,8 @@ def render_raw(spec: SyntheticSpec, box, best, second, label, n_neurons: int) ->
     np.subtract(np.float32(spec.membrane_level), value, out=mem)
     mem *= weight
     value += mem
+    if synapses is not None:
+        paint_synapses(spec, box, value, label, synapses)
     if spec.noise_sd > 0:
         hashes = hash_grid(
             spec.seed,

@@ -64,6 +64,12 @@ class SyntheticSpec:
         How much (0–1) the dark organelle-like blobs darken the cytoplasm.
     noise_sd
         Standard deviation of the per-voxel noise, in grey levels.
+    synapse_density
+        Presynaptic sites per µm³ drawn at contacts between neurites (see
+        :mod:`napari_connectome.synthetic.synapses`); 0 draws none and leaves
+        the volume exactly as without synapses.
+    vesicle_radius_nm
+        Radius of the synaptic vesicles painted behind each presynaptic site.
     """
 
     shape: tuple[int, int, int]
@@ -85,6 +91,8 @@ class SyntheticSpec:
     texture_amplitude: float = 8.0
     organelle_darkness: float = 0.35
     noise_sd: float = 10.0
+    synapse_density: float = 0.0
+    vesicle_radius_nm: float = 20.0
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -116,7 +124,7 @@ class SyntheticSpec:
                     f"{name} must be (min, max) with 0 < min ≤ max, got {getattr(self, name)}",
                 )
             object.__setattr__(self, name, (lo, hi))
-        for name in ("segment_length_nm", "membrane_thickness_nm"):
+        for name in ("segment_length_nm", "membrane_thickness_nm", "vesicle_radius_nm"):
             value = float(getattr(self, name))
             if not 0 < value < math.inf:
                 raise InputError(_SOURCE, f"{name} must be > 0 nm, got {getattr(self, name)}")
@@ -129,7 +137,7 @@ class SyntheticSpec:
             raise InputError(
                 _SOURCE, f"organelle_darkness must be in [0, 1], got {self.organelle_darkness}"
             )
-        for name in ("tortuosity", "noise_sd", "texture_amplitude", "cytoplasm_spread"):
+        for name in ("tortuosity", "noise_sd", "texture_amplitude", "cytoplasm_spread", "synapse_density"):
             value = float(getattr(self, name))
             if not 0 <= value < math.inf:
                 raise InputError(_SOURCE, f"{name} must be ≥ 0, got {getattr(self, name)}")
