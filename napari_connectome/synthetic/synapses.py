@@ -28,6 +28,7 @@ import numpy as np
 
 from napari_connectome.synthetic.neurons import Segments, neuron_segments
 from napari_connectome.synthetic.spec import SyntheticSpec
+from napari_connectome.volume.model import voxel_index
 
 # Geometry of a synapse, in nm. The depths put the points well inside their
 # neurite (the thinnest neurite has a 60 nm radius by default).
@@ -149,8 +150,7 @@ def _labels_at(spec: SyntheticSpec, seg: Segments, points: np.ndarray) -> np.nda
     """The ground-truth label of the voxel holding each point (0 outside the volume)."""
     from napari_connectome.synthetic.render import tube_fields
 
-    vs, off = np.asarray(spec.voxel_size), np.asarray(spec.offset)
-    idx = np.round((points - off) / vs).astype(np.int64)
+    idx = voxel_index(points, voxel_size=spec.voxel_size, offset=spec.offset)
     out = np.zeros(len(points), dtype=np.uint64)
     inside = np.all((idx >= 0) & (idx < np.asarray(spec.shape)), axis=1)
     for k in np.flatnonzero(inside):

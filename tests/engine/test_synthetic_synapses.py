@@ -10,13 +10,14 @@ import pytest
 from napari_connectome.errors import InputError
 from napari_connectome.synthetic import SyntheticSpec, generate_block
 from napari_connectome.synthetic.synapses import closest_points, synthetic_synapses
+from napari_connectome.volume.model import voxel_index
 
 ISO = SyntheticSpec(shape=(96, 128, 128), voxel_size=(10.0, 10.0, 10.0), seed=5, synapse_density=3.0)
 ANISO = SyntheticSpec(shape=(32, 160, 160), voxel_size=(40.0, 8.0, 8.0), seed=6, synapse_density=3.0)
 
 
 def _voxel(spec, points):
-    return tuple(np.round((points - np.asarray(spec.offset)) / np.asarray(spec.voxel_size)).astype(int).T)
+    return tuple(voxel_index(points, voxel_size=spec.voxel_size, offset=spec.offset).T)
 
 
 @pytest.mark.parametrize("spec", [ISO, ANISO], ids=["10nm", "40x8x8nm"])

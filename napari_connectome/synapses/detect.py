@@ -1,0 +1,216 @@
+"""Synapses from a synapse network's output: post sites, their pre sites, and the neurons at both ends.
+
+The network (Synful's design, Buhmann et al. 2021) predicts per voxel the
+probability of lying in a post-synaptic mask (channel 0) and the vector from
+the voxel to its synapse's pre site (channels 1–3, in units of
+:data:`VECTOR_UNIT_NM`). A post site is one connected piece of the
+thresholded mask — split where the segmentation changes, so two partners of
+one polyadic synapse whose masks touch across a membrane stay two sites — at
+its probability-weighted centre; its pre site is the probability-weighted
+mean of ``voxel + vector`` over the piece, which averages out the vectors'
+noise where Synful reads a single voxel. A site's score is its summed
+probability times the voxel volume, in µm³ (a size and a confidence in one
+number, as Synful's ``score`` is).
+
+Neurons are read from a segmentation at the pre and post points; a site with
+background at either end has no connection and is reported, not kept. Two
+sites of the same pre→post pair closer than ``dedup_nm`` are one connection
+(the higher score stays: FAFB's 250 nm de-duplication), and connections whose
+pre points lie within ``dedup_nm`` on the same pre neuron share a synapse id
+(one T-bar, several partners).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_connectome.errors import InputError
+from napari_connectome.volume.model import voxel_centre, voxel_index
+
+#: Length of one unit of the predicted vectors, in nm.
+VECTOR_UNIT_NM = 100.0
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detected connections, one row per pre→post pair (as the synapse table), and what was left out.
+
+    Attributes
+    ----------
+    synapse_id, pre, post, pre_id, post_id, score
+        The rows: synapse (rows sharing a T-bar share it), pre and post
+        points in world nm ``(z, y, x)``, the neurons there, the site's score.
+    on_background
+        Sites dropped because the segmentation is background at their pre or post point.
+    outside
+        Sites dropped because their pre point falls outside the volume.
+    self_connections
+        Sites dropped because pre and post lie in the same neuron.
+    duplicates
+        Sites merged into a better one of the same pair.
+    """
+
+    synapse_id: np.ndarray
+    pre: np.ndarray
+    post: np.ndarray
+    pre_id: np.ndarray
+    post_id: np.ndarray
+    score: np.ndarray
+    on_background: int = 0
+    outside: int = 0
+    self_connections: int = 0
+    duplicates: int = 0
+
+    def __len__(self) -> int:
+        return int(self.score.size)
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """The columns of the synapse table."""
+        return {"synapse_id": self.synapse_id, "pre": self.pre, "post": self.post, "pre_id": self.pre_id,
+                "post_id": self.post_id, "score": self.score}
+
+
+def _check_prediction(prediction: np.ndarray, source: str) -> np.ndarray:
+    pred = np.asarray(prediction)
+    if pred.ndim != 4 or pred.shape[0] != 4:
+        raise InputError(source, f"a synapse prediction has 4 channels (mask, vector z, y, x) over (z, y, x), "
+                                 f"got shape {tuple(pred.shape)}")
+    if not np.issubdtype(pred.dtype, np.floating):
+        raise InputError(source, f"a synapse prediction is floating point, got {pred.dtype}")
+    return pred
+
+
+def find_sites(prediction: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0), segmentation: np.ndarray | None = None,
+               threshold: float = 0.5, min_volume_nm3: float = 1e5,
+               source: str = "synapse prediction") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Post sites, their pre sites (world nm) and scores of one prediction, before neurons are read.
+
+    Parameters
+    ----------
+    prediction
+        ``(4, z, y, x)`` float: mask probability, then the vector to the pre
+        site in units of :data:`VECTOR_UNIT_NM`.
+    voxel_size, offset
+        Of the prediction's grid, in nm.
+    segmentation
+        Labels on the same grid: mask pieces are split where it changes (None: not split).
+    threshold
+        Mask probability that counts as inside.
+    min_volume_nm3
+        Pieces smaller than this are noise, not sites.
+
+    Returns
+    -------
+    post, pre, score
+        ``(n, 3)``, ``(n, 3)`` nm and ``(n,)`` µm³, in the order of the pieces' first voxel.
+    """
+    import cc3d
+
+    pred = _check_prediction(prediction, source)
+    if not 0.0 < threshold < 1.0:
+        raise InputError(source, f"the mask threshold must lie in (0, 1), got {threshold}")
+    vs = np.asarray(voxel_size, dtype=np.float64)
+    prob = pred[0]
+    inside = prob >= threshold
+    if segmentation is not None:
+        seg = np.asarray(segmentation)
+        if seg.shape != prob.shape:
+            raise InputError(source, f"the segmentation has shape {seg.shape}, the prediction {prob.shape}")
+        # Different labels are different pieces (cc3d keeps values apart); +1 so label 0 is a piece too.
+        pieces = cc3d.connected_components(np.where(inside, seg.astype(np.uint64) + 1, 0), connectivity=26)
+    else:
+        pieces = cc3d.connected_components(inside, connectivity=26)
+    empty = np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.float32)
+    n = int(pieces.max())
+    if n == 0:
+        return empty
+    where = np.flatnonzero(pieces.ravel())
+    ids = pieces.ravel()[where].astype(np.int64)
+    w = prob.ravel()[where].astype(np.float64)
+    centres = voxel_centre(np.stack(np.unravel_index(where, prob.shape), axis=1), voxel_size=vs, offset=offset)
+    vectors = np.stack([pred[c].ravel()[where] for c in (1, 2, 3)], axis=1).astype(np.float64) * VECTOR_UNIT_NM
+    mass = np.bincount(ids, weights=w, minlength=n + 1)
+    count = np.bincount(ids, minlength=n + 1)
+    post = np.stack([np.bincount(ids, weights=w * centres[:, a], minlength=n + 1) for a in range(3)], axis=1)
+    pre = np.stack([np.bincount(ids, weights=w * (centres[:, a] + vectors[:, a]), minlength=n + 1)
+                    for a in range(3)], axis=1)
+    keep = np.flatnonzero(count * float(np.prod(vs)) >= min_volume_nm3)
+    keep = keep[keep > 0]
+    if keep.size == 0:
+        return empty
+    post = post[keep] / mass[keep, None]
+    pre = pre[keep] / mass[keep, None]
+    score = (mass[keep] * float(np.prod(vs)) / 1e9).astype(np.float32)
+    return post, pre, score
+
+
+def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0),
+                    threshold: float = 0.5, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
+                    source: str = "synapse prediction") -> Detections:
+    """Connections (pre neuron → post neuron) from a synapse prediction and a segmentation on the same grid.
+
+    Parameters
+    ----------
+    prediction, voxel_size, offset, threshold, min_volume_nm3
+        As :func:`find_sites`.
+    segmentation
+        Neuron ids on the prediction's grid (0: background); for a project,
+        its current segmentation, so an edit moves the synapses with it.
+    dedup_nm
+        Sites of the same pre→post pair closer than this are one connection;
+        pre points of one pre neuron closer than this are one synapse.
+    """
+    seg = np.asarray(segmentation)
+    post, pre, score = find_sites(prediction, voxel_size=voxel_size, offset=offset, segmentation=seg,
+                                  threshold=threshold, min_volume_nm3=min_volume_nm3, source=source)
+    if dedup_nm < 0:
+        raise InputError(source, f"the de-duplication distance must be ≥ 0 nm, got {dedup_nm}")
+    shape = np.asarray(seg.shape)
+    i_post = np.clip(voxel_index(post, voxel_size=voxel_size, offset=offset), 0, shape - 1)
+    i_pre = voxel_index(pre, voxel_size=voxel_size, offset=offset)
+    inside = np.all((i_pre >= 0) & (i_pre < shape), axis=1)
+    i_pre = np.clip(i_pre, 0, shape - 1)
+    post_id = seg[tuple(i_post.T)].astype(np.uint64)
+    pre_id = np.where(inside, seg[tuple(i_pre.T)], 0).astype(np.uint64)
+    background = inside & ((pre_id == 0) | (post_id == 0))
+    self_conn = inside & ~background & (pre_id == post_id)
+    keep = inside & ~background & ~self_conn
+    post, pre, score, pre_id, post_id = post[keep], pre[keep], score[keep], pre_id[keep], post_id[keep]
+    # Best first, so that a duplicate always yields to the better site.
+    order = np.argsort(-score, kind="stable")
+    post, pre, score, pre_id, post_id = post[order], pre[order], score[order], pre_id[order], post_id[order]
+    kept: list[int] = []
+    by_pair: dict[tuple[int, int], list[int]] = {}
+    for k in range(len(score)):
+        same = by_pair.setdefault((int(pre_id[k]), int(post_id[k])), [])
+        if not any(np.linalg.norm(post[j] - post[k]) < dedup_nm for j in same):
+            same.append(k)
+            kept.append(k)
+    sel = np.asarray(kept, dtype=np.int64)
+    post, pre, score, pre_id, post_id = post[sel], pre[sel], score[sel], pre_id[sel], post_id[sel]
+    synapse_id = _group_pre_sites(pre, pre_id, dedup_nm)
+    return Detections(synapse_id=synapse_id, pre=pre, post=post, pre_id=pre_id, post_id=post_id, score=score,
+                      on_background=int(background.sum()), outside=int((~inside).sum()),
+                      self_connections=int(self_conn.sum()), duplicates=int(len(order) - len(sel)))
+
+
+def _group_pre_sites(pre: np.ndarray, pre_id: np.ndarray, dedup_nm: float) -> np.ndarray:
+    """Synapse ids ``1..`` : rows whose pre points of the same neuron chain within ``dedup_nm`` share one."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(pre)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    pairs = cKDTree(pre).query_pairs(dedup_nm, output_type="ndarray") if dedup_nm > 0 else np.zeros((0, 2), int)
+    pairs = pairs[pre_id[pairs[:, 0]] == pre_id[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    # Number groups in row order, so ids do not depend on scipy's labelling.
+    _, first = np.unique(group, return_index=True)
+    rank = np.empty(group.max() + 1, dtype=np.int64)
+    rank[group[np.sort(first)]] = np.arange(1, first.size + 1)
+    return rank[group]
