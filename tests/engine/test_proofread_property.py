@@ -8,6 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+
+# tests/engine is on sys.path (pytest prepends a test file's folder)
+from edit_sequences import KW, OPS, partition, run_op
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,14 +18,6 @@ from napari_connectome.errors import InputError
 from napari_connectome.project import open_project
 from napari_connectome.proofread import Proofreader
 from napari_connectome.proofread.demo import demo_volumes, make_demo_project
-
-VS = np.array([20.0, 10.0, 10.0])
-SHAPE = (6, 24, 24)
-KW = {"shape": SHAPE, "n_bodies": 4, "n_supervoxels": 24, "seed": 11}
-
-
-def nm(idx):
-    return tuple(float(x) for x in np.asarray(idx) * VS)
 
 
 @pytest.fixture(scope="module")
@@ -37,54 +32,6 @@ def base(tmp_path_factory):
             "counter": itertools.count(), "n_sv": int(len(np.unique(sv[sv > 0])))}
 
 
-OPS = st.one_of(
-    st.tuples(st.just("merge"), st.integers(0, 47), st.integers(0, 47)),
-    st.tuples(st.just("split"), st.integers(0, 47), st.integers(0, 1000)),
-    st.tuples(st.just("inside"), st.integers(0, 47), st.integers(0, 1000)),
-    st.tuples(st.just("new"), st.integers(0, 1000), st.integers(0, 1000)),
-    st.tuples(st.just("undo"), st.just(0), st.just(0)),
-    st.tuples(st.just("redo"), st.just(0), st.just(0)),
-)
-
-
-def _partition(mapping):
-    ids, segs = mapping
-    groups: dict[int, set[int]] = {}
-    for s, g in zip(ids.tolist(), segs.tolist(), strict=True):
-        groups.setdefault(g, set()).add(s)
-    return {frozenset(v) for v in groups.values()}
-
-
-def _run(pr, op, points):
-    kind, i, k = op
-    p = points[i % len(points)]
-    if kind == "merge":
-        pr.merge(nm(p), nm(points[k]))
-    elif kind == "undo":
-        pr.undo()
-    elif kind == "redo":
-        pr.redo()
-    elif kind == "split":
-        seg = pr.segment_at(nm(p))
-        same = [q for q in points if q != p and pr.segment_at(nm(q)) == seg]
-        if not same:
-            return
-        pr.split(sources_nm=[nm(p)], sinks_nm=[nm(same[k % len(same)])])
-    elif kind == "new":  # merge two supervoxels minted by splits inside (links beyond the base graph)
-        volume = pr.supervoxel_volume().levels[0].array[:, :, :]
-        minted = np.unique(volume[volume > pr.state.ids[pr.state.n_base - 1]])
-        if minted.size < 2:
-            return
-        a, b = minted[i % minted.size], minted[k % minted.size]
-        pr.merge(nm(np.argwhere(volume == a)[0]), nm(np.argwhere(volume == b)[0]))
-    else:  # inside: two voxels of the supervoxel under p, as it is now
-        volume = pr.supervoxel_volume().levels[0].array[:, :, :]
-        sv = volume[p]
-        voxels = np.argwhere(volume == sv)
-        q = voxels[k % len(voxels)]
-        pr.split(sources_nm=[nm(p)], sinks_nm=[nm(q)], inside=True)
-
-
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(OPS, min_size=1, max_size=18))
 def test_replay_and_undo_everything(base, ops):
@@ -97,7 +44,7 @@ def test_replay_and_undo_everything(base, ops):
     applied = 0
     for op in ops:
         try:
-            _run(pr, op, base["points"])
+            run_op(pr, op, base["points"])
             applied += 1
         except InputError as exc:  # refused edits (same segment, seeds on one voxel, …) are fine
             assert "\n" not in str(exc)
@@ -118,7 +65,7 @@ def test_replay_and_undo_everything(base, ops):
         except InputError as exc:
             assert str(exc) == "undo: nothing to undo"
             break
-    assert _partition(replayed.mapping()) == _partition(base_mapping)
+    assert partition(replayed.mapping()) == partition(base_mapping)
     np.testing.assert_array_equal(replayed.supervoxel_volume().levels[0].array[:, :, :], base_volume)
     labels = replayed.labels_volume().levels[0].array[:, :, :]
     ids, segs = replayed.mapping()
