@@ -15,15 +15,12 @@ cost is taken, so the counts never depend on the order of the rows.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from napari_connectome.errors import InputError
-from napari_connectome.synapses.table import SynapseTable
-
-Labeller = Callable[[np.ndarray], np.ndarray]
+from napari_connectome.synapses.table import Labeller, SynapseTable
 
 
 @dataclass(frozen=True)
