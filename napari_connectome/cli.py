@@ -103,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--objects", type=int, default=0, metavar="N", help="also list the N worst split and merged bodies")
 
+    p = sub.add_parser("evaluate-synapses", help="precision, recall and F of predicted synapses against ground "
+                                                 "truth: post sites and pre→post partners (CREMI protocol)")
+    p.add_argument("pred", help="predicted synapses: CSV (.csv) or CREMI HDF5 (.h5, .hdf, .hdf5)")
+    p.add_argument("gt", help="ground-truth synapses, same formats (neuron ids ≠ 0 on every row)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--site-distance-nm", type=float, default=200.0, metavar="NM",
+                   help="a predicted post site matches a true one this close (default 200)")
+    p.add_argument("--partner-distance-nm", type=float, default=400.0, metavar="NM",
+                   help="a predicted connection matches a true one when pre and post are each this close "
+                        "and the neurons agree (default 400)")
+    p.add_argument("--groundtruth-labels", metavar="PATH",
+                   help="ground-truth label volume: the neurons of every prediction are read from it "
+                        "(and those of a CREMI ground truth, which stores none)")
+
     p = sub.add_parser("simulate", help="a simulated proofreader answering ranked candidates from ground truth")
     p.add_argument("dir", help="the project folder (its edit log is never touched: the run works on a copy)")
     p.add_argument("--gt", required=True, help="ground-truth volume, same shape and voxel size as the project")
@@ -385,6 +399,52 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_evaluate_synapses(args) -> int:
+    import numpy as np
+
+    from napari_connectome.synapses import (
+        evaluate_synapses,
+        points_outside,
+        read_cremi,
+        read_csv,
+        volume_labeller,
+    )
+    from napari_connectome.volume import open_volume
+
+    def read(path: str):
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix == ".csv":
+            return read_csv(path)
+        if suffix in (".h5", ".hdf", ".hdf5"):
+            return read_cremi(path)
+        raise InputError(path, "is neither a synapse CSV (.csv) nor a CREMI HDF5 file (.h5, .hdf, .hdf5)")
+
+    def check_inside(path: str, table) -> None:
+        outside = points_outside(volume, np.concatenate([table.pre, table.post]))
+        if outside.any():
+            raise InputError(path, f"{int(outside.sum())} of {outside.size} synapse points lie outside "
+                                   f"the ground-truth labels {args.groundtruth_labels}")
+
+    volume = labels = None
+    if args.groundtruth_labels:
+        volume = open_volume(args.groundtruth_labels, kind="labels")
+        labels = volume_labeller(volume)
+    pred, gt = read(args.pred), read(args.gt)
+    gt_is_cremi = not args.gt.lower().endswith(".csv")
+    if volume is not None:
+        check_inside(args.pred, pred)
+        if gt_is_cremi:  # CREMI stores no neuron ids: the labels give them
+            check_inside(args.gt, gt)
+            gt = gt.with_ids(labels(gt.pre), labels(gt.post))
+    elif gt_is_cremi and len(gt):
+        raise InputError(args.gt, "a CREMI file stores no neuron ids: give --groundtruth-labels to read them")
+    scores = evaluate_synapses(pred, gt, site_distance_nm=args.site_distance_nm,
+                               partner_distance_nm=args.partner_distance_nm, gt_labels=labels,
+                               pred_source=args.pred, gt_source=args.gt)
+    print(json.dumps(scores.to_dict(), indent=2) if args.json else scores.summary())
+    return 0
+
+
 def _cmd_simulate(args) -> int:
     from napari_connectome.rank.simulate import run_simulation_cli
 
@@ -649,6 +709,8 @@ def _run(args, parser) -> int:
             return _cmd_agglomerate(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
+        if args.command == "evaluate-synapses":
+            return _cmd_evaluate_synapses(args)
         if args.command == "simulate":
             return _cmd_simulate(args)
         if args.command == "log":
