@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assume-compression", type=float, default=100.0, metavar="RATIO",
                    help="refuse when the output would not fit on disk even compressed RATIO-fold (default 100; inf: no check)")
     p.add_argument("--memory-gb", type=float, metavar="GB", help="memory the write may plan to use (default: what is available)")
+    p.add_argument("--synapses", action="store_true",
+                   help="draw synapses at contacts (T-bar, vesicles, PSDs) and write synapses.csv beside the volumes "
+                        "(one row per pre→post connection, positions in nm)")
+    p.add_argument("--synapse-density", type=float, default=3.0, metavar="PER_UM3",
+                   help="presynaptic sites per µm³ with --synapses (default 3; fewer where contacts run out)")
 
     check_cmd.add_parser(sub)
 
@@ -505,7 +510,19 @@ def _cmd_synthetic(args) -> int:
     from napari_connectome.pyramid import write_ome_zarr_folder
     from napari_connectome.synthetic import SyntheticSpec, synthetic_volumes
 
-    spec = SyntheticSpec(shape=tuple(args.shape), voxel_size=tuple(args.voxel_size), seed=args.seed)
+    density = args.synapse_density if args.synapses else 0.0
+    spec = SyntheticSpec(shape=tuple(args.shape), voxel_size=tuple(args.voxel_size), seed=args.seed,
+                         synapse_density=density)
+    table_path = None
+    if args.synapses:
+        from pathlib import Path
+
+        from napari_connectome.synapses import SynapseTable, write_csv
+        from napari_connectome.synthetic.synapses import synthetic_synapses
+
+        table_path = Path(args.dst) / "synapses.csv"
+        if table_path.exists():
+            raise InputError(table_path, "exists already; choose a new output folder (nothing was changed)")
     raw, gt = synthetic_volumes(spec)
     progress = TqdmProgress(disable=args.quiet)
     try:
@@ -520,6 +537,10 @@ def _cmd_synthetic(args) -> int:
         progress.close()
     for path in paths:
         print(path)
+    if table_path is not None:
+        synapses = synthetic_synapses(spec)
+        write_csv(SynapseTable(**synapses.rows()), table_path)
+        print(f"{table_path}  ({synapses.n_synapses} synapses, {len(synapses)} connections)")
     return 0
 
 

@@ -94,3 +94,25 @@ def test_closest_points_of_segments():
 def test_nonsense_parameters_are_one_line(field, value):
     with pytest.raises(InputError, match=field):
         SyntheticSpec(shape=(8, 8, 8), **{field: value})
+
+
+def test_the_command_writes_the_table_beside_the_volumes(tmp_path, capsys):
+    from napari_connectome.cli import main
+    from napari_connectome.synapses import read_csv
+
+    out = tmp_path / "syn"
+    args = ["synthetic", str(out), "--shape", "48", "96", "96", "--voxel-size", "10", "10", "10", "--seed", "5",
+            "--synapses", "--synapse-density", "4", "--quiet"]
+    assert main(args) == 0
+    table = read_csv(out / "synapses.csv")
+    want = synthetic_synapses(SyntheticSpec(shape=(48, 96, 96), voxel_size=(10.0, 10.0, 10.0), seed=5,
+                                            synapse_density=4.0))
+    assert len(table) == len(want) > 0
+    for name, column in want.rows().items():
+        np.testing.assert_array_equal(getattr(table, name), column)
+    before = (out / "synapses.csv").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "exists already" in err
+    assert (out / "synapses.csv").read_bytes() == before
