@@ -25,6 +25,7 @@ COMPONENT_PATHS = {
     "effort_log": "effort.sqlite",  # active time per task
     "skeletons": "skeletons",
     "segmentation": "segmentation",  # affinities, supervoxels and boundaries the suite computed
+    "synapses": "synapses.sqlite",  # detected, imported and annotated synapses (append-only batches)
     "exports": "exports",
 }
 #: Components meant to receive the user's own outputs (everything else is state).
@@ -50,6 +51,7 @@ COMPONENT_LABELS = {
     "effort_log": "effort log",
     "skeletons": "skeletons",
     "segmentation": "segmentation (affinities, supervoxels, boundaries)",
+    "synapses": "synapse store",
 }
 
 
