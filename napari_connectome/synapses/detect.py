@@ -22,6 +22,7 @@ pre points lie within ``dedup_nm`` on the same pre neuron share a synapse id
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,21 +166,51 @@ def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_s
     seg = np.asarray(segmentation)
     post, pre, score = find_sites(prediction, voxel_size=voxel_size, offset=offset, segmentation=seg,
                                   threshold=threshold, min_volume_nm3=min_volume_nm3, source=source)
+    shape = np.asarray(seg.shape)
+
+    def neurons(points: np.ndarray) -> np.ndarray:
+        idx = voxel_index(points, voxel_size=voxel_size, offset=offset)
+        return seg[tuple(np.clip(idx, 0, shape - 1).T)].astype(np.uint64)
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        idx = voxel_index(points, voxel_size=voxel_size, offset=offset)
+        return np.all((idx >= 0) & (idx < shape), axis=1)
+
+    return connect_sites(post, pre, score, neurons=neurons, inside=inside, dedup_nm=dedup_nm, source=source)
+
+
+def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
+                  neurons: Callable[[np.ndarray], np.ndarray], inside: Callable[[np.ndarray], np.ndarray],
+                  dedup_nm: float = 250.0, source: str = "synapse prediction") -> Detections:
+    """Connections from sites: neurons at both ends, then de-duplication and T-bar grouping.
+
+    Parameters
+    ----------
+    post, pre, score
+        From :func:`find_sites` (any number of blocks' worth).
+    neurons
+        ``(n, 3)`` nm points (inside the volume) → neuron ids (0: background).
+    inside
+        ``(n, 3)`` nm points → whether they lie in the volume.
+    dedup_nm
+        As :func:`detect_synapses`.
+    """
     if dedup_nm < 0:
         raise InputError(source, f"the de-duplication distance must be ≥ 0 nm, got {dedup_nm}")
-    shape = np.asarray(seg.shape)
-    i_post = np.clip(voxel_index(post, voxel_size=voxel_size, offset=offset), 0, shape - 1)
-    i_pre = voxel_index(pre, voxel_size=voxel_size, offset=offset)
-    inside = np.all((i_pre >= 0) & (i_pre < shape), axis=1)
-    i_pre = np.clip(i_pre, 0, shape - 1)
-    post_id = seg[tuple(i_post.T)].astype(np.uint64)
-    pre_id = np.where(inside, seg[tuple(i_pre.T)], 0).astype(np.uint64)
-    background = inside & ((pre_id == 0) | (post_id == 0))
-    self_conn = inside & ~background & (pre_id == post_id)
-    keep = inside & ~background & ~self_conn
+    post, pre = np.asarray(post, dtype=np.float64).reshape(-1, 3), np.asarray(pre, dtype=np.float64).reshape(-1, 3)
+    score = np.asarray(score, dtype=np.float32).reshape(-1)
+    within = inside(pre) & inside(post)
+    post_id = np.zeros(len(post), dtype=np.uint64)
+    pre_id = np.zeros(len(pre), dtype=np.uint64)
+    if within.any():
+        post_id[within] = neurons(post[within])
+        pre_id[within] = neurons(pre[within])
+    background = within & ((pre_id == 0) | (post_id == 0))
+    self_conn = within & ~background & (pre_id == post_id)
+    keep = within & ~background & ~self_conn
     post, pre, score, pre_id, post_id = post[keep], pre[keep], score[keep], pre_id[keep], post_id[keep]
-    # Best first, so that a duplicate always yields to the better site.
-    order = np.argsort(-score, kind="stable")
+    # Best first (ties by position, so the order of blocks does not matter), so a duplicate yields to the better.
+    order = np.lexsort((post[:, 2], post[:, 1], post[:, 0], -score))
     post, pre, score, pre_id, post_id = post[order], pre[order], score[order], pre_id[order], post_id[order]
     kept: list[int] = []
     by_pair: dict[tuple[int, int], list[int]] = {}
@@ -192,7 +223,7 @@ def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_s
     post, pre, score, pre_id, post_id = post[sel], pre[sel], score[sel], pre_id[sel], post_id[sel]
     synapse_id = _group_pre_sites(pre, pre_id, dedup_nm)
     return Detections(synapse_id=synapse_id, pre=pre, post=post, pre_id=pre_id, post_id=post_id, score=score,
-                      on_background=int(background.sum()), outside=int((~inside).sum()),
+                      on_background=int(background.sum()), outside=int((~within).sum()),
                       self_connections=int(self_conn.sum()), duplicates=int(len(order) - len(sel)))
 
 
@@ -214,3 +245,81 @@ def _group_pre_sites(pre: np.ndarray, pre_id: np.ndarray, dedup_nm: float) -> np
     rank = np.empty(group.max() + 1, dtype=np.int64)
     rank[group[np.sort(first)]] = np.arange(1, first.size + 1)
     return rank[group]
+
+
+class _SitesOfBlock:
+    """One block's sites: found on the block grown by the halo, kept where their post point lies in the block.
+
+    A class, not a closure, so that Dask processes can pickle it.
+    """
+
+    def __init__(self, prediction, segmentation, shape, halo, voxel_size, offset, threshold, min_volume_nm3,
+                 source) -> None:
+        self.prediction, self.segmentation, self.shape, self.halo = prediction, segmentation, shape, halo
+        self.voxel_size, self.offset = tuple(voxel_size), tuple(offset)
+        self.threshold, self.min_volume_nm3, self.source = threshold, min_volume_nm3, source
+
+    def __call__(self, block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        write = block.write_roi.index_slices()
+        lo = [max(int(w.start) - h, 0) for w, h in zip(write, self.halo, strict=True)]
+        hi = [min(int(w.stop) + h, n) for w, h, n in zip(write, self.halo, self.shape, strict=True)]
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        pred = np.asarray(self.prediction[(slice(None), *box)], dtype=np.float32)
+        seg = None if self.segmentation is None else np.asarray(self.segmentation[box])
+        origin = voxel_centre(np.asarray(lo), voxel_size=self.voxel_size, offset=self.offset)
+        post, pre, score = find_sites(pred, voxel_size=self.voxel_size, offset=origin, segmentation=seg,
+                                      threshold=self.threshold, min_volume_nm3=self.min_volume_nm3,
+                                      source=self.source)
+        idx = voxel_index(post, voxel_size=self.voxel_size, offset=self.offset)
+        mine = np.all((idx >= [int(w.start) for w in write]) & (idx < [int(w.stop) for w in write]), axis=1)
+        return post[mine], pre[mine], score[mine]
+
+
+def find_sites_blockwise(prediction, *, voxel_size, offset=(0.0, 0.0, 0.0), segmentation=None,
+                         block_voxels=(64, 64, 64), halo_nm: float = 400.0, threshold: float = 0.5,
+                         min_volume_nm3: float = 1e5, scheduler="threads", workers: int | None = None,
+                         progress=None, cancel=None,
+                         source: str = "synapse prediction") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`find_sites` over a volume larger than memory, block by block; the same sites in any blocking.
+
+    Each block is read with ``halo_nm`` around it and keeps the sites whose
+    post point falls inside it, so every mask piece smaller than the halo is
+    found whole, exactly once, with the centre a whole-volume pass gives it
+    (the mask pieces are balls of about the network's mask radius, 80 nm;
+    the default halo is five times that). Sites are returned sorted by post
+    point, so the result does not depend on the block order or workers.
+
+    Parameters
+    ----------
+    prediction
+        ``(4, z, y, x)`` array-like (zarr, a lazy level's array).
+    segmentation
+        ``(z, y, x)`` array-like on the same grid, or None.
+    block_voxels
+        Write block edge per axis.
+    Other parameters as :func:`find_sites` and :func:`~napari_connectome.blockwise.run_blockwise`.
+    """
+    from napari_connectome.blockwise import BlockGrid, run_blockwise
+
+    if len(prediction.shape) != 4 or prediction.shape[0] != 4:
+        raise InputError(source, f"a synapse prediction has 4 channels (mask, vector z, y, x) over (z, y, x), "
+                                 f"got shape {tuple(prediction.shape)}")
+    shape = tuple(int(n) for n in prediction.shape[1:])
+    if segmentation is not None and tuple(segmentation.shape) != shape:
+        raise InputError(source, f"the segmentation has shape {tuple(segmentation.shape)}, the prediction {shape}")
+    if halo_nm < 0:
+        raise InputError(source, f"the halo must be ≥ 0 nm, got {halo_nm}")
+    halo = tuple(int(np.ceil(halo_nm / v)) for v in voxel_size)
+    grid = BlockGrid.of_shape(shape, block_voxels=tuple(int(b) for b in block_voxels))
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    work = _SitesOfBlock(prediction, segmentation, shape, halo, voxel_size, offset, threshold, min_volume_nm3,
+                         source)
+    run_blockwise(work, grid, scheduler=scheduler, workers=workers, progress=progress, cancel=cancel,
+                  collect=lambda _b, result: found.append(result), description="synapse sites")
+    if not found:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.float32)
+    post = np.concatenate([f[0] for f in found])
+    pre = np.concatenate([f[1] for f in found])
+    score = np.concatenate([f[2] for f in found])
+    order = np.lexsort((post[:, 2], post[:, 1], post[:, 0]))
+    return post[order], pre[order], score[order]

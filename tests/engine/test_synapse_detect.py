@@ -91,3 +91,22 @@ def test_bad_input_is_one_line(pred, kwargs, match):
 def test_a_segmentation_of_another_shape_is_refused():
     with pytest.raises(InputError, match="shape"):
         detect_synapses(np.zeros((4, 4, 4, 4), np.float32), np.ones((4, 4, 5), np.uint32), voxel_size=VS)
+
+
+@pytest.mark.parametrize("block", [(40, 40, 40), (16, 24, 13), (7, 40, 9)])
+def test_blockwise_sites_are_the_whole_volume_sites(block):
+    from napari_connectome.synapses.detect import find_sites_blockwise
+
+    rng = np.random.default_rng(3)
+    pred = np.zeros((4, 40, 40, 40), dtype=np.float32)
+    for _ in range(12):
+        centre = rng.integers(3, 37, 3)
+        _ball(pred, centre, rng.uniform(1.5, 3.5), rng.uniform(0, 400, 3), prob=rng.uniform(0.6, 1.0))
+    seg = _segmentation()
+    whole = find_sites(pred, voxel_size=VS, offset=(5.0, 0.0, -20.0), segmentation=seg, min_volume_nm3=1e4)
+    order = np.lexsort((whole[0][:, 2], whole[0][:, 1], whole[0][:, 0]))
+    parts = find_sites_blockwise(pred, voxel_size=VS, offset=(5.0, 0.0, -20.0), segmentation=seg,
+                                 block_voxels=block, halo_nm=100.0, min_volume_nm3=1e4, scheduler="synchronous")
+    assert len(parts[0]) == len(whole[0]) >= 10
+    for a, b in zip(parts, whole, strict=True):
+        np.testing.assert_allclose(a, b[order], rtol=1e-9, atol=1e-9)
