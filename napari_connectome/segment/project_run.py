@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_connectome.errors import InputError
+from napari_connectome.inference.models import load_model
 from napari_connectome.progress import NullProgress, Progress
 from napari_connectome.project import Project
 from napari_connectome.pyramid.resumable import OutputMismatch, output_state
@@ -169,7 +170,7 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
     aff_path = project.root / AFFINITIES
 
     needs_model = "affinities" in stages or "supervoxels" in stages or threshold is None
-    entry, net, meta = _load_model(model) if needs_model else (None, None, {})
+    entry, net, meta = load_model(model, task="affinities") if needs_model else (None, None, {})
     region = _region_voxels(raw.levels[0], region_nm)
     raw_identity = volume_identity(raw)
     aff_signature = {"model": entry.name if entry else model, "sha256": entry.sha256 if entry else None,
@@ -313,17 +314,6 @@ def _region_voxels(level, region_nm):
     return tuple(s.start for s in spatial), tuple(s.stop for s in spatial)
 
 
-@dataclass(frozen=True)
-class _Model:
-    """What the stages need of a model: its name, weights digest, voxel size and card."""
-
-    name: str
-    sha256: str
-    voxel_size_nm: tuple[float, ...] | None
-    card: str
-    segment: dict | None = None
-
-
 def chosen_postprocess(entry, meta: dict | None):
     """``(supervoxel options, agglomeration threshold or None)`` for block-wise supervoxels of this model.
 
@@ -340,48 +330,3 @@ def chosen_postprocess(entry, meta: dict | None):
         pp = PostProcess(method="ascent")
     threshold = record.get("threshold")
     return pp, (float(threshold) if threshold is not None else None)
-
-
-def _load_model(name: str):
-    """Entry, network and metadata of a registered model, or of a weights file (``.pt``) a person trained.
-
-    Registered models load offline after their sha256 check; a file's digest is computed
-    and recorded (there is nothing to check it against), and its voxel size is the one its
-    training recorded in its metadata.
-    """
-    try:
-        from napari_connectome_models.nets.unet import load_network as load_file
-        from napari_connectome_models.nets.unet import network_metadata
-        from napari_connectome_models.registry import (
-            ModelRegistryError,
-            _sha256,
-            load_network,
-            load_registry,
-            weights_path,
-        )
-    except ImportError:
-        raise InputError("--model", "the models package is not installed (pip install 'napari-connectome[models]')"
-                         ) from None
-    path = Path(name)
-    if name.endswith(".pt") or path.is_file():
-        if not path.is_file():
-            raise InputError(path, "no such weights file")
-        try:
-            net, meta = load_file(path), network_metadata(path)
-        except Exception as exc:
-            raise InputError(path, f"is not a network the suite saved ({type(exc).__name__}: {exc})") from None
-        vs = meta.get("voxel_size_nm")
-        return _Model(str(path.resolve()), _sha256(path), tuple(float(v) for v in vs) if vs else None,
-                      ""), net, meta
-    try:
-        entries = load_registry()
-        if name not in entries:
-            raise ModelRegistryError(f"no model {name!r} in the registry (have: {', '.join(sorted(entries))})")
-        entry = entries[name]
-        if entry.task != "affinities":
-            raise ModelRegistryError(f"model {name!r} predicts {entry.task}, not affinities")
-        net = load_network(name)
-        meta = network_metadata(weights_path(entry))
-    except ModelRegistryError as exc:
-        raise InputError("--model", str(exc)) from None
-    return _Model(entry.name, entry.sha256, tuple(entry.voxel_size_nm), entry.card, entry.segment), net, meta
