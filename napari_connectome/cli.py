@@ -191,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("synapses", help="find a project's synapses: synapse network → sites → partners through "
+                                        "the segmentation → the project's synapse store and a CSV")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("--labels", metavar="URI", help="neuron ids to read partners from (default: the project's "
+                                                   "current segmentation, edits included)")
+    p.add_argument("--model", default="synapses-synthetic-10nm", help="registry name or weights file of a synapse network")
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda[:N] or mps")
+    p.add_argument("--block", type=int, metavar="VOXELS", help="network output block edge (default: from free memory)")
+    p.add_argument("--threshold", type=float, default=0.5, help="mask probability of a site (default 0.5)")
+    p.add_argument("--csv", metavar="PATH", help="also write the table here (default: DIR/exports/synapses.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
+    p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("train", help="train or fine-tune an affinity network from labels or a proofread project "
                                      "(rerun the same command to continue)")
     p.add_argument("run_dir", help="the run folder (config, checkpoints, log); the same command again continues it")
@@ -590,6 +604,56 @@ def _cmd_segment(args) -> int:
     return 0
 
 
+def _cmd_synapses(args) -> int:
+    from napari_connectome.errors import CancelledError
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.project import open_project
+    from napari_connectome.synapses.project_run import detect_in_project
+
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {args.threads}")
+    project = open_project(args.dir)
+    proofreader = None
+    if args.labels is not None:
+        from napari_connectome.volume import open_volume
+
+        segmentation = open_volume(args.labels, kind="labels")
+    else:
+        from napari_connectome.graph.project_graph import has_project_graph
+        from napari_connectome.proofread import Proofreader
+
+        if not has_project_graph(project):
+            raise InputError(project.root, "has no segmentation yet: run `napari-connectome segment DIR` first, "
+                                           "or give --labels URI")
+        proofreader = Proofreader.open(project, read_only=True)
+        segmentation = proofreader.labels_volume()
+    progress = TqdmProgress(disable=args.quiet)
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(f"{PROG}: {message}", file=sys.stderr)
+
+    try:
+        report = detect_in_project(project, segmentation, model=args.model, device=args.device, block=args.block,
+                                   threshold=args.threshold, csv_path=args.csv, overwrite=args.overwrite,
+                                   threads=args.threads, progress=progress, notify=say)
+    except (CancelledError, KeyboardInterrupt):
+        progress.close()
+        print(f"{PROG}: synapse detection stopped; finished blocks are kept: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+        if proofreader is not None:
+            proofreader.close()
+    f = report.figures
+    left = ", ".join(f"{f[k]} {k.replace('_', ' ')}" for k in ("on_background", "self_connections", "outside",
+                                                               "duplicates") if f[k])
+    print(f"{project.root}: prediction {report.prediction}; {f['synapses']} synapses, {f['connections']} "
+          f"connections (batch {report.batch}){'; left out: ' + left if left else ''} → {f['csv']}")
+    return 0
+
+
 def _cmd_provenance(args) -> int:
     from napari_connectome.provenance_report import format_record, read_provenance
 
@@ -742,6 +806,8 @@ def _run(args, parser) -> int:
             return _cmd_provenance(args)
         if args.command == "segment":
             return _cmd_segment(args)
+        if args.command == "synapses":
+            return _cmd_synapses(args)
         if args.command == "check":
             return check_cmd.run(args)
         if args.command == "train":

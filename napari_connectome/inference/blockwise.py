@@ -336,7 +336,7 @@ def predict_to_zarr(level: Level, model, out: str | os.PathLike, *, device: Devi
     grid = region_grid(shape, block, context, region)
     channels = int(cfg.out_channels)
     full_signature = {**signature, "grid": grid.describe(), "dtype": dtype, "precision": precision,
-                      "offsets": [list(map(int, o)) for o in cfg.offsets]}
+                      "offsets": [list(map(int, o)) for o in getattr(cfg, "offsets", None) or ()]}
     if before_writing is not None and output_state(out) != (json.loads(json.dumps(full_signature)), True):
         before_writing()
     output = ResumableOutput.open(out, shape=(channels, *shape), chunks=(channels, *block), dtype=dtype,
