@@ -205,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("synapse-import", help="add the synapses of a CSV or CREMI file to a project's synapse store")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("file", help="synapse CSV (one row per pre→post, nm) or CREMI HDF5")
+    p = sub.add_parser("synapse-export", help="write a project's synapses or connectome (neurons as they are now)")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("out", help="output file or folder")
+    p.add_argument("--format", choices=("csv", "parquet", "cremi", "neuroglancer", "connectome"),
+                   help="default: from OUT's suffix (.csv, .parquet, .h5; a folder: neuroglancer)")
+    p.add_argument("--labels", metavar="URI", help="neuron ids from this volume (default: the project's current "
+                                                   "segmentation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+
     p = sub.add_parser("train", help="train or fine-tune an affinity network from labels or a proofread project "
                                      "(rerun the same command to continue)")
     p.add_argument("run_dir", help="the run folder (config, checkpoints, log); the same command again continues it")
@@ -654,6 +666,95 @@ def _cmd_synapses(args) -> int:
     return 0
 
 
+def _project_neurons(project, labels_uri):
+    """``(points → neuron ids, closer)``: through ``labels_uri``, else the project's current segmentation."""
+    if labels_uri is not None:
+        from napari_connectome.synapses.labels import labels_at
+        from napari_connectome.volume import open_volume
+
+        volume = open_volume(labels_uri, kind="labels")
+        return (lambda points: labels_at(volume, points)), (lambda: None)
+    from napari_connectome.graph.project_graph import has_project_graph
+    from napari_connectome.proofread import Proofreader
+
+    if not has_project_graph(project):
+        raise InputError(project.root, "has no segmentation yet: run `napari-connectome segment DIR` first, "
+                                       "or give --labels URI")
+    pr = Proofreader.open(project, read_only=True)
+
+    def neurons(points):
+        import numpy as np
+
+        return np.asarray([pr.segment_at(p) for p in points], dtype=np.uint64)
+
+    return neurons, pr.close
+
+
+def _cmd_synapse_import(args) -> int:
+    from napari_connectome.project import open_project
+    from napari_connectome.synapses.project_run import import_into_project
+
+    project = open_project(args.dir)
+    batch, rows = import_into_project(project, args.file)
+    print(f"{project.root}: {rows} synapse rows from {args.file} → batch {batch}")
+    return 0
+
+
+def _cmd_synapse_export(args) -> int:
+    from pathlib import Path
+
+    from napari_connectome.outputs import guard_output
+    from napari_connectome.project import open_project
+    from napari_connectome.synapses.project_run import current_table
+
+    project = open_project(args.dir)
+    out = Path(args.out)
+    fmt = args.format or {".csv": "csv", ".parquet": "parquet", ".h5": "cremi", ".hdf": "cremi",
+                          ".hdf5": "cremi", "": "neuroglancer"}.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(out, "cannot tell the format from the suffix: give --format")
+    guard_output(out, projects=[project.root], overwrite=args.overwrite, folder=fmt == "neuroglancer",
+                 what="synapse export")
+    if out.exists() and not args.overwrite:
+        raise InputError(out, "exists already; give --overwrite to replace it (nothing was written)")
+    neurons, close = _project_neurons(project, args.labels)
+    try:
+        table = current_table(project, neurons)
+    finally:
+        close()
+    if fmt == "csv":
+        from napari_connectome.synapses import write_csv
+
+        write_csv(table, out)
+    elif fmt == "parquet":
+        from napari_connectome.synapses.export import write_parquet
+
+        write_parquet(table, out)
+    elif fmt == "cremi":
+        from napari_connectome.synapses import write_cremi
+
+        write_cremi(table, out)
+    elif fmt == "neuroglancer":
+        from napari_connectome.synapses.export import write_neuroglancer
+
+        write_neuroglancer(table, out, overwrite=args.overwrite)
+    else:
+        import numpy as np
+
+        from napari_connectome.synapses.export import write_connectome_csv
+
+        keep = (table.pre_id != 0) & (table.post_id != 0) & (table.pre_id != table.post_id)
+        pairs = np.stack([table.pre_id[keep], table.post_id[keep]], axis=1)
+        if len(pairs):
+            uniq, inverse, count = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+            score = np.bincount(inverse.reshape(-1), weights=table.score[keep].astype(np.float64))
+        else:
+            uniq, count, score = np.zeros((0, 2), np.uint64), np.zeros(0, int), np.zeros(0)
+        write_connectome_csv(uniq[:, 0], uniq[:, 1], count, score, out)
+    print(f"{out}  ({len(table)} synapse rows, {fmt})")
+    return 0
+
+
 def _cmd_provenance(args) -> int:
     from napari_connectome.provenance_report import format_record, read_provenance
 
@@ -808,6 +909,10 @@ def _run(args, parser) -> int:
             return _cmd_segment(args)
         if args.command == "synapses":
             return _cmd_synapses(args)
+        if args.command == "synapse-import":
+            return _cmd_synapse_import(args)
+        if args.command == "synapse-export":
+            return _cmd_synapse_export(args)
         if args.command == "check":
             return check_cmd.run(args)
         if args.command == "train":

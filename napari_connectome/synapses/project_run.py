@@ -170,3 +170,44 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
                            "self_connections": found.self_connections, "duplicates": found.duplicates,
                            "csv": str(csv)})
     return report
+
+
+def import_into_project(project, path: str | Path, *, labels=None) -> tuple[int, int]:
+    """Append the synapses of a CSV or CREMI file to the project's store as one *imported* batch.
+
+    Points outside the raw volume are refused (how many, nothing written);
+    neuron ids are not trusted from the file: they are read from the project
+    whenever the synapses are used. Returns ``(batch, rows)``.
+    """
+    from napari_connectome.synapses.labels import points_outside
+    from napari_connectome.synapses.table import read_cremi, read_csv
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf", ".hdf5"):
+        table = read_cremi(path, labels=labels)
+    elif suffix == ".csv":
+        table = read_csv(path)
+    else:
+        raise InputError(path, "is neither a synapse CSV (.csv) nor a CREMI file (.h5, .hdf, .hdf5)")
+    if not len(table):
+        raise InputError(path, "holds no synapses: nothing to import")
+    raw = project.open_input("raw")
+    outside = points_outside(raw, table.pre) | points_outside(raw, table.post)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise InputError(path, f"{int(outside.sum())} of {len(table)} synapses have a point outside the project's "
+                               f"volume (the first: row {first + 1}, pre {tuple(np.round(table.pre[first], 1))} nm, "
+                               f"post {tuple(np.round(table.post[first], 1))} nm); nothing was imported")
+    with SynapseStore(project.component_path("synapses")) as store:
+        batch = store.append(table, origin="imported", details={"file": str(path.resolve())})
+    return batch, len(table)
+
+
+def current_table(project, neurons: Callable[[np.ndarray], np.ndarray]) -> SynapseTable:
+    """The store's synapses in force, with neuron ids read now through ``neurons`` (points → ids)."""
+    with SynapseStore(project.component_path("synapses"), read_only=True) as store:
+        table = store.current()
+    if not len(table):
+        return table
+    return table.with_ids(neurons(table.pre), neurons(table.post))
