@@ -258,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
             v.add_argument("--sample", choices=("gala-fib", "synthetic"), default="gala-fib")
         v.add_argument("--screenshot", metavar="PNG", help="render off-screen to PNG and exit")
         v.add_argument("--ndisplay", type=int, choices=(2, 3), default=2)
-        v.add_argument("--panel", action="append", choices=("proofread", "tasks", "effort", "segment"), default=[],
-                       help="also dock this panel (repeatable): proofread, tasks (Micro-tasks), effort, segment")
+        v.add_argument("--panel", action="append", choices=("proofread", "tasks", "effort", "segment", "synapses"),
+                       default=[], help="also dock this panel (repeatable): proofread, tasks (Micro-tasks), effort, "
+                                        "segment, synapses")
     return parser
 
 

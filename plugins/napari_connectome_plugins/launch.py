@@ -28,6 +28,7 @@ PANELS = {
     "tasks": ("Micro-tasks", "napari_connectome_plugins._microtask_widget", "MicroTaskWidget"),
     "effort": ("Effort", "napari_connectome_plugins._effort_widget", "EffortWidget"),
     "segment": ("Segment", "napari_connectome_plugins._segment_widget", "SegmentWidget"),
+    "synapses": ("Synapses", "napari_connectome_plugins._synapse_widget", "SynapsesWidget"),
 }
 # Longest wait for a panel's background work (opening a task session) before a screenshot.
 PANEL_WAIT_S = 300.0

@@ -36,7 +36,7 @@ def test_manifest_names_and_contributions():
     assert all(".ome.zarr" in w["filename_extensions"] for w in contrib["writers"])
     assert {s["key"] for s in contrib["sample_data"]} == {"gala-fib", "synthetic"}
     assert [w["display_name"] for w in contrib["widgets"]] == ["Connectome", "Proofread", "Micro-tasks", "Effort",
-                                                              "Segment", "Train"]
+                                                              "Segment", "Train", "Synapses"]
     commands = {c["id"] for c in contrib["commands"]}
     used = [r["command"] for r in contrib["readers"]] + [w["command"] for w in contrib["writers"]]
     used += [s["command"] for s in contrib["sample_data"]] + [w["command"] for w in contrib["widgets"]]
