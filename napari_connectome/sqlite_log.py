@@ -57,6 +57,21 @@ def connect_read_only(path, *, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}?mode=ro&immutable=1", **kwargs)
 
 
+def make_durable(con: sqlite3.Connection) -> None:
+    """WAL journal and ``synchronous=FULL``: a committed transaction survives a kill and a power cut."""
+    mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
+    con.execute("PRAGMA synchronous=FULL")
+
+
+def quick_check(con: sqlite3.Connection) -> None:
+    """SQLite's quick check; a damaged file raises :class:`sqlite3.DatabaseError` (and is not touched)."""
+    check = con.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+
+
 def write(con: sqlite3.Connection, lock: threading.Lock, fn: Callable[[sqlite3.Connection], None], *,
           problem: Callable[[sqlite3.Error], InputError]) -> None:
     """Run ``fn(con)`` in one ``BEGIN IMMEDIATE`` … ``COMMIT``; roll back on any failure.

@@ -557,10 +557,7 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
     if not tables:
         if read_only:
             raise _Corrupt("the file holds no effort log tables")
-        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
-        con.execute("PRAGMA synchronous=FULL")
+        sqlite_log.make_durable(con)
         con.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
@@ -592,10 +589,7 @@ def _check(con: sqlite3.Connection, path: Path, *, read_only: bool) -> bool:
         raise _Corrupt("its tables do not have the effort log's columns")
     if read_only:
         return False  # an older log is read as it is (rows() and sessions() fill in the later columns)
-    mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
-    con.execute("PRAGMA synchronous=FULL")
+    sqlite_log.make_durable(con)
     if "log_id" not in meta:
         # A log from before ids gets one, so that its project can record it (meta only takes inserts).
         con.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)", (str(_uuid.uuid4()),))

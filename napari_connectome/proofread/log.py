@@ -178,13 +178,8 @@ class EditLog:
         if "operations" not in tables and not self.read_only and not self.create:
             raise InputError(self.path, "the edit log is empty (it holds no operations table); nothing was changed")
         if not self.read_only:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
-            con.execute("PRAGMA synchronous=FULL")
-        check = con.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+            sqlite_log.make_durable(con)
+        sqlite_log.quick_check(con)
         if "operations" not in tables:
             if self.read_only:
                 return

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_connectome.errors import InputError
+from napari_connectome.synapses.table import SynapseTable
 from napari_connectome.volume.model import voxel_centre, voxel_index
 
 #: Length of one unit of the predicted vectors, in nm.
@@ -36,13 +37,13 @@ VECTOR_UNIT_NM = 100.0
 
 @dataclass(frozen=True)
 class Detections:
-    """Detected connections, one row per pre→post pair (as the synapse table), and what was left out.
+    """Detected connections and what was left out.
 
     Attributes
     ----------
-    synapse_id, pre, post, pre_id, post_id, score
-        The rows: synapse (rows sharing a T-bar share it), pre and post
-        points in world nm ``(z, y, x)``, the neurons there, the site's score.
+    table
+        One row per pre→post connection (:class:`~napari_connectome.synapses.table.SynapseTable`):
+        rows sharing a T-bar share their synapse id; the score is the site's.
     on_background
         Sites dropped because the segmentation is background at their pre or post point.
     outside
@@ -53,24 +54,14 @@ class Detections:
         Sites merged into a better one of the same pair.
     """
 
-    synapse_id: np.ndarray
-    pre: np.ndarray
-    post: np.ndarray
-    pre_id: np.ndarray
-    post_id: np.ndarray
-    score: np.ndarray
+    table: SynapseTable
     on_background: int = 0
     outside: int = 0
     self_connections: int = 0
     duplicates: int = 0
 
     def __len__(self) -> int:
-        return int(self.score.size)
-
-    def rows(self) -> dict[str, np.ndarray]:
-        """The columns of the synapse table."""
-        return {"synapse_id": self.synapse_id, "pre": self.pre, "post": self.post, "pre_id": self.pre_id,
-                "post_id": self.post_id, "score": self.score}
+        return len(self.table)
 
 
 def _check_prediction(prediction: np.ndarray, source: str) -> np.ndarray:
@@ -222,8 +213,8 @@ def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
     sel = np.asarray(kept, dtype=np.int64)
     post, pre, score, pre_id, post_id = post[sel], pre[sel], score[sel], pre_id[sel], post_id[sel]
     synapse_id = _group_pre_sites(pre, pre_id, dedup_nm)
-    return Detections(synapse_id=synapse_id, pre=pre, post=post, pre_id=pre_id, post_id=post_id, score=score,
-                      on_background=int(background.sum()), outside=int((~within).sum()),
+    table = SynapseTable(synapse_id=synapse_id, pre=pre, post=post, pre_id=pre_id, post_id=post_id, score=score)
+    return Detections(table, on_background=int(background.sum()), outside=int((~within).sum()),
                       self_connections=int(self_conn.sum()), duplicates=int(len(order) - len(sel)))
 
 

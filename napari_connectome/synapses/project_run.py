@@ -155,7 +155,7 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
                                             progress=progress, cancel=cancel, source=str(out))
     found = connect_sites(post, pre, score, neurons=lambda p: labels_at(segmentation, p),
                           inside=lambda p: ~points_outside(segmentation, p), dedup_nm=dedup_nm, source=str(out))
-    table = SynapseTable(**found.rows())
+    table = found.table
     details = {"model": entry.name, "sha256": entry.sha256, "threshold": threshold, "min_volume_nm3": min_volume_nm3,
                "dedup_nm": dedup_nm, "halo_nm": halo_nm, "vector_unit_nm": VECTOR_UNIT_NM,
                "segmentation": volume_identity(segmentation)}

@@ -99,13 +99,8 @@ class SynapseStore:
             raise InputError(self.path, "is an SQLite file but not a napari-connectome synapse store; "
                                         "it was left untouched")
         if not self.read_only:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"could not switch to WAL journal (got {mode})")
-            con.execute("PRAGMA synchronous=FULL")
-        check = con.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+            sqlite_log.make_durable(con)
+        sqlite_log.quick_check(con)
         if "synapses" not in tables:
             if self.read_only:
                 return

@@ -33,12 +33,12 @@ def test_one_site_gives_its_post_and_pre_points_and_neurons():
     _ball(pred, (20, 10, 30), 4, (200.0, 100.0, 120.0))
     found = detect_synapses(pred, _segmentation(), voxel_size=VS)
     assert len(found) == 1
-    assert np.allclose(found.post[0], (200.0, 100.0, 300.0), atol=1e-6)
-    assert np.allclose(found.pre[0], (200.0, 100.0, 120.0), atol=1e-6)
-    assert (found.pre_id[0], found.post_id[0]) == (1, 2)
+    assert np.allclose(found.table.post[0], (200.0, 100.0, 300.0), atol=1e-6)
+    assert np.allclose(found.table.pre[0], (200.0, 100.0, 120.0), atol=1e-6)
+    assert (found.table.pre_id[0], found.table.post_id[0]) == (1, 2)
     # Score: summed probability × voxel volume, in µm³.
     n_voxels = int((pred[0] > 0).sum())
-    assert found.score[0] == pytest.approx(0.9 * n_voxels * 1000 / 1e9, rel=1e-5)
+    assert found.table.score[0] == pytest.approx(0.9 * n_voxels * 1000 / 1e9, rel=1e-5)
 
 
 def test_partners_of_one_t_bar_share_a_synapse_and_touching_masks_split_at_the_membrane():
@@ -49,9 +49,9 @@ def test_partners_of_one_t_bar_share_a_synapse_and_touching_masks_split_at_the_m
     _ball(pred, (20, 23, 26), 4, pre)
     assert find_sites(pred, voxel_size=VS)[0].shape[0] == 1  # one piece without the segmentation
     found = detect_synapses(pred, _segmentation(), voxel_size=VS)
-    assert sorted(found.post_id.tolist()) == [2, 3]
-    assert found.pre_id.tolist() == [1, 1]
-    assert np.unique(found.synapse_id).size == 1
+    assert sorted(found.table.post_id.tolist()) == [2, 3]
+    assert found.table.pre_id.tolist() == [1, 1]
+    assert np.unique(found.table.synapse_id).size == 1
 
 
 def test_duplicates_background_self_and_outside_are_counted_not_kept():
@@ -64,8 +64,8 @@ def test_duplicates_background_self_and_outside_are_counted_not_kept():
     seg[:, :, :5] = 0
     _ball(pred, (30, 30, 10), 3, (300.0, 300.0, 20.0))  # pre on background
     found = detect_synapses(pred, seg, voxel_size=VS)
-    assert len(found) == 1 and found.score[0] > 0
-    assert np.allclose(found.post[0], (100.0, 100.0, 300.0))
+    assert len(found) == 1 and found.table.score[0] > 0
+    assert np.allclose(found.table.post[0], (100.0, 100.0, 300.0))
     assert (found.duplicates, found.self_connections, found.outside, found.on_background) == (1, 1, 1, 1)
 
 
