@@ -1,0 +1,34 @@
+"""The detection threshold chosen on held-out data: the one with the best site F."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_connectome.synapses import SynapseTable
+from napari_connectome.synapses.detect import VECTOR_UNIT_NM
+from napari_connectome.synapses.select import choose_threshold, threshold_curve
+
+VS = (10.0, 10.0, 10.0)
+
+
+def _ball(pred, centre, radius, pre_nm, prob):
+    grid = np.indices(pred.shape[1:]).transpose(1, 2, 3, 0).astype(float)
+    inside = np.linalg.norm(grid - np.asarray(centre, float), axis=-1) <= radius
+    pred[0][inside] = prob
+    for a in range(3):
+        pred[1 + a][inside] = (pre_nm[a] - grid[..., a][inside] * VS[a]) / VECTOR_UNIT_NM
+
+
+def test_the_threshold_that_drops_the_false_sites_and_keeps_the_true_ones_wins():
+    seg = np.zeros((20, 80, 40), np.uint32)
+    seg[:, :, :20], seg[:, :, 20:] = 1, 2
+    pred = np.zeros((4, 20, 80, 40), np.float32)
+    # Two true sites at probability 0.9, a false one at 0.65 between them, 300 nm apart (beyond de-duplication).
+    for y, prob in ((10, 0.9), (40, 0.65), (70, 0.9)):
+        _ball(pred, (10, y, 28), 4, (100.0, y * 10.0, 120.0), prob)
+    truth = SynapseTable(synapse_id=[1, 2], pre=[(100, 100, 120), (100, 700, 120)],
+                         post=[(100, 100, 280), (100, 700, 280)], pre_id=[1, 1], post_id=[2, 2], score=[1, 1])
+    curve = threshold_curve(pred, seg, truth, voxel_size=VS, thresholds=(0.5, 0.7, 0.95))
+    assert [r["detected"] for r in curve] == [3, 2, 0]
+    assert [r["sites"]["f_score"] for r in curve] == [0.8, 1.0, 0.0]
+    assert choose_threshold(curve)["threshold"] == 0.7
