@@ -97,6 +97,8 @@ def write_card(path: Path, info: dict) -> None:
              f"--seed {t['seed']} --lr {t['lr']:g} --iterations {t['iterations']}",
              f"--checkpoint-every {t['checkpoint_every']} --threads {t['threads']}"]
     command = " \\\n    ".join(["nice -n 19 python models/scripts/train_synapses.py --run RUN", *flags])
+    history = "\n".join(f"| {r['iteration']} | {r['val_f1']:.4f} | {r['val_precision']:.4f} | {r['val_recall']:.4f} "
+                        f"| {r['val_vector_error_nm']:.1f} |" for r in info["history"])
     stopped = (f"The run was stopped at iteration {info['iterations_run']} of the {t['iterations']} asked for "
                "(a CPU time budget); the" if info["iterations_run"] < t["iterations"] else "The")
     text = f"""# {NAME}
@@ -169,7 +171,15 @@ chosen one again and writes the weights, this card and the registry entry. Bit-i
 weights need the same thread count and machine.
 
 These are voxel-level figures on one synthetic volume; detection-level scores (synapses found,
-partners right) need the detection step that turns masks and vectors into synapses.
+partners right) need the detection step that turns masks and vectors into synapses. The
+class-balanced mask loss trades precision for recall: channel 0 is not a calibrated probability,
+and detection should choose its own threshold on held-out data.
+
+## Every checkpoint on the held-out volume (from the run's log)
+
+| iteration | mask F1 | precision | recall | median vector error (nm) |
+|---|---|---|---|---|
+{history}
 """
     path.write_text(text, encoding="utf-8")
 
@@ -263,6 +273,9 @@ def main(argv=None) -> int:
         print(f"training: {time.time() - t0:.0f} s", flush=True)
     if args.out is not None:
         chosen = choose(args.run / "log.jsonl", args.f1_tolerance)
+        history = [{k: r[k] for k in ("iteration", "val_f1", "val_precision", "val_recall", "val_vector_error_nm")}
+                   for r in map(json.loads, (args.run / "log.jsonl").read_text().splitlines())
+                   if r.get("val_f1") is not None]
         last = max(int(json.loads(x)["iteration"]) for x in (args.run / "log.jsonl").read_text().splitlines()
                    if x.strip())
         ckpt = args.run / f"checkpoint-{int(chosen['iteration']):07d}.pt"
@@ -273,7 +286,7 @@ def main(argv=None) -> int:
         info = {"iteration": int(chosen["iteration"]), "iterations_run": last, "holdout_scores": scores,
                 "holdout": f"synthetic seed {holdout_seed}, whole volume {list(shape)}",
                 "synthetic": description, "voxel_size_nm": list(vs), "train_config": config.to_dict(),
-                "output_shape": list(block), "context_voxels": list(net.context), "f1_tolerance": args.f1_tolerance,
+                "history": history, "output_shape": list(block), "context_voxels": list(net.context), "f1_tolerance": args.f1_tolerance,
                 "measured_by": "python models/scripts/train_synapses.py "
                                + " ".join(sys.argv[1:] if argv is None else argv)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
