@@ -8,6 +8,9 @@
 * :mod:`~napari_connectome.train.loop` -- the seeded, resumable training loop;
 * :mod:`~napari_connectome.train.run` -- a run as the CLI and the Train panel start it: plan,
   train or resume with progress and cancel, evaluate, export weights.
+* :mod:`~napari_connectome.train.synapse_targets` -- Synful-style synapse targets (post-synaptic
+  mask, vectors to the pre points) from a synapse table and labels;
+* :mod:`~napari_connectome.train.synapse_loop` -- the seeded, resumable loop of the synapse network.
 """
 
 from napari_connectome.train.augment import AugmentConfig
