@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="synapses-synthetic-10nm", help="registry name or weights file of a synapse network")
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda[:N] or mps")
     p.add_argument("--block", type=int, metavar="VOXELS", help="network output block edge (default: from free memory)")
-    p.add_argument("--threshold", type=float, default=0.5, help="mask probability of a site (default 0.5)")
+    p.add_argument("--threshold", type=float, help="mask probability of a site (default: the model's, chosen on "
+                                                  "held-out data)")
     p.add_argument("--csv", metavar="PATH", help="also write the table here (default: DIR/exports/synapses.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
     p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")

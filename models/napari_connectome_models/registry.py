@@ -43,6 +43,9 @@ class ModelEntry:
         Affinity models: the block-wise supervoxel options and agglomeration threshold
         chosen on held-out training data (``models/scripts/select_segment.py`` writes it
         for models exported before ``train`` chose them itself), with the held-out figures.
+    detect
+        Synapse models: the detection threshold chosen on held-out training data
+        (``models/scripts/select_synapse_threshold.py``), with the held-out figures.
     """
 
     name: str
@@ -56,6 +59,7 @@ class ModelEntry:
     context_voxels: tuple[int, int, int] | None = None
     offsets: tuple[tuple[int, int, int], ...] | None = None
     segment: dict | None = field(default=None, hash=False)
+    detect: dict | None = field(default=None, hash=False)
 
     @classmethod
     def from_dict(cls, record: dict) -> ModelEntry:
@@ -73,6 +77,7 @@ class ModelEntry:
                 offsets=None if record.get("offsets") is None
                 else tuple(tuple(int(v) for v in o) for o in record["offsets"]),
                 segment=dict(record["segment"]) if record.get("segment") else None,
+                detect=dict(record["detect"]) if record.get("detect") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelRegistryError(f"registry entry {record!r} is malformed: {exc}") from None

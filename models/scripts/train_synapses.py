@@ -218,6 +218,7 @@ def main(argv=None) -> int:
                         help="output block of the held-out prediction")
     parser.add_argument("--f1-tolerance", type=float, default=0.01)
     parser.add_argument("--no-train", action="store_true", help="only choose and export")
+    parser.add_argument("--init", type=Path, help="start from these synapse weights (fine-tuning)")
     args = parser.parse_args(argv)
     if len(args.train_seeds) < 2:
         parser.error("--train-seeds needs at least two seeds (the last one is held out)")
@@ -248,7 +249,9 @@ def main(argv=None) -> int:
                    "train_seeds": train_seeds, "holdout_seed": holdout_seed, "mask_radius_nm": args.mask_radius}
     config = SynapseTrainConfig(net=net.to_dict(), input_shape=tuple(args.input_shape), iterations=args.iterations,
                                 seed=args.seed, lr=args.lr, augment=asdict(synapse_augment()),
-                                checkpoint_every=args.checkpoint_every, threads=args.threads, data=description)
+                                checkpoint_every=args.checkpoint_every, threads=args.threads, data=description,
+                                init=None if args.init is None else {"weights": str(args.init.resolve()),
+                                                                     "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()})
     raw_h, gt_h, rows_h = generate(holdout_seed, shape, vs, args.synapse_density)
     block = net.output_shape(config.input_shape)
     # held-out blocks of their own size: few, large blocks (tiling does not change the values)

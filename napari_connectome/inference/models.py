@@ -16,6 +16,8 @@ class ModelChoice:
     ----------
     segment
         Affinity models: the supervoxel options and threshold chosen on held-out data (registry).
+    detect
+        Synapse models: the detection threshold chosen on held-out data (registry).
     """
 
     name: str
@@ -23,6 +25,7 @@ class ModelChoice:
     voxel_size_nm: tuple[float, ...] | None
     card: str
     segment: dict | None = None
+    detect: dict | None = None
 
 
 def load_model(name: str, *, task: str = "affinities"):
@@ -71,4 +74,5 @@ def load_model(name: str, *, task: str = "affinities"):
         meta = network_metadata(weights_path(entry))
     except ModelRegistryError as exc:
         raise InputError("--model", str(exc)) from None
-    return ModelChoice(entry.name, entry.sha256, tuple(entry.voxel_size_nm), entry.card, entry.segment), net, meta
+    return ModelChoice(entry.name, entry.sha256, tuple(entry.voxel_size_nm), entry.card, entry.segment,
+                       entry.detect), net, meta

@@ -59,7 +59,7 @@ class SynapseReport:
 
 
 def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, device: str = "auto", block=None,
-                      threshold: float = 0.5, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
+                      threshold: float | None = None, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
                       halo_nm: float = 400.0, csv_path: str | Path | None = None, overwrite: bool = False,
                       scheduler="threads",
                       workers: int | None = None, threads: int | None = None, progress: Progress | None = None,
@@ -73,7 +73,10 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
         (the project's current segmentation, or ground truth).
     model
         Registry name or weights file of a synapse network.
-    threshold, min_volume_nm3, dedup_nm, halo_nm
+    threshold
+        Mask probability of a site; None: the model's, chosen on held-out training data (its registry
+        entry's ``detect``), else 0.5.
+    min_volume_nm3, dedup_nm, halo_nm
         See :func:`~napari_connectome.synapses.detect.find_sites_blockwise` and
         :func:`~napari_connectome.synapses.detect.connect_sites`.
     csv_path
@@ -109,6 +112,9 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
             raise InputError(segmentation.source, f"the segmentation's {what} {tuple(a)} nm differs from the raw "
                                                   f"volume's {tuple(b)} nm: they must share one grid")
     entry, net, _meta = load_model(model, task="synapses")
+    if threshold is None:
+        threshold = float((entry.detect or {}).get("threshold", 0.5))
+        notify(f"mask threshold {threshold:g} ({'chosen on held-out data' if entry.detect else 'the default'})")
     check_input(level, net, model_voxel_size=entry.voxel_size_nm, name=str(raw.source))
     out = project.root / PREDICTION
     dev = choose_device(device)
@@ -148,10 +154,11 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
         project.save()
 
     prediction = open_volume(out).levels[0]
+    # Sites in one thread: the segmentation may be a proofreader's live view, read by one thread at a time.
     vs, off = tuple(level.spatial_voxel_size), tuple(level.spatial_offset)
     post, pre, score = find_sites_blockwise(prediction.array, voxel_size=vs, offset=off, segmentation=seg_level.array,
                                             block_voxels=result.block_voxels, halo_nm=halo_nm, threshold=threshold,
-                                            min_volume_nm3=min_volume_nm3, scheduler=scheduler, workers=workers,
+                                            min_volume_nm3=min_volume_nm3, scheduler="synchronous",
                                             progress=progress, cancel=cancel, source=str(out))
     found = connect_sites(post, pre, score, neurons=lambda p: labels_at(segmentation, p),
                           inside=lambda p: ~points_outside(segmentation, p), dedup_nm=dedup_nm, source=str(out))

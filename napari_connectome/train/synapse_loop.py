@@ -43,6 +43,8 @@ from napari_connectome.train.loop import (
     _log_record,
     _save,
     affinity_loss,
+    describe_init,
+    initial_state,
     latest_checkpoint,
     lsd_loss,
 )
@@ -151,6 +153,10 @@ class SynapseTrainConfig:
         torch intra-op threads (results are reproducible for a fixed value).
     data
         What the training data are (generator, seeds, spec): a rerun on other data is another run.
+    init
+        Weights to start from (fine-tuning): ``{"model": NAME, "sha256": …}`` or
+        ``{"weights": PATH, "sha256": …}`` (a synapse network's file or checkpoint), checked as
+        :func:`~napari_connectome.train.loop.load_init` checks them; None starts from random weights.
     """
 
     net: dict
@@ -165,6 +171,7 @@ class SynapseTrainConfig:
     checkpoint_every: int = 100
     threads: int = 1
     data: dict = field(default_factory=dict)
+    init: dict | None = None
 
     def __post_init__(self) -> None:
         aug = AugmentConfig(**self.augment)
@@ -329,6 +336,9 @@ def train_synapses(
         opt.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
         log(f"resumed from {written.name} at iteration {start}")
+    elif config.init is not None:
+        model.load_state_dict(initial_state(config.init, model.config))
+        log(f"starting from {describe_init(config.init)}")
     model.train()
     end = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
     t0, losses, parts = time.perf_counter(), [], []

@@ -223,3 +223,25 @@ def test_elastic_augmentation_is_refused():
 
     with pytest.raises(InputError, match="elastic"):
         SynapseTrainConfig(net=TINY.to_dict(), input_shape=(44, 44, 44), augment=asdict(AugmentConfig()))
+
+
+def test_a_run_can_start_from_weights_and_checks_them(tmp_path):
+    from napari_connectome.errors import InputError
+
+    volumes = _volumes()
+    config = _config(1)
+    start = SynapseUNet(SynapseNetConfig.from_dict(config.net))
+    with torch.no_grad():
+        for p in start.parameters():
+            p.add_(0.5)  # not what the seed would give
+    path = save_synapse_network(start, tmp_path / "start.pt")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # One step at learning rate 0: the checkpoint holds exactly the weights the run started from.
+    still = SynapseTrainConfig.from_dict({**config.to_dict(), "lr": 0.0, "init": {"weights": str(path), "sha256": digest}})
+    done = train_synapses(volumes, still, tmp_path / "run", log=lambda s: None)
+    state = torch.load(done, weights_only=True)["model"]
+    for k, v in start.state_dict().items():
+        assert torch.equal(state[k], v), k
+    bad = SynapseTrainConfig.from_dict({**still.to_dict(), "init": {"weights": str(path), "sha256": "0" * 64}})
+    with pytest.raises(InputError, match="sha256"):
+        train_synapses(volumes, bad, tmp_path / "run-bad", log=lambda s: None)

@@ -1,0 +1,74 @@
+"""Choose a registered synapse model's detection threshold on its held-out training volume.
+
+The mask probabilities of a network trained with a class-balanced loss are
+not calibrated (recall near 0.94 at 0.5 on the held-out volume, precision
+0.30), so the threshold ``napari-connectome synapses`` uses is chosen like
+``segment``'s: on the volume the training held out (its seed is in the
+weights' metadata; test seeds are never generated here), by the best site F
+(:func:`napari_connectome.synapses.select.choose_threshold`), and written into
+the model's registry entry (``"detect"``).
+
+Run from the repository root::
+
+    python models/scripts/select_synapse_threshold.py [--model synapses-synthetic-10nm] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+REGISTRY = REPO / "models" / "napari_connectome_models" / "registry.json"
+
+
+def main(argv=None) -> int:
+    from napari_connectome.inference import predict_affinities
+    from napari_connectome.inference.models import load_model
+    from napari_connectome.synapses import SynapseTable
+    from napari_connectome.synapses.select import choose_threshold, threshold_curve
+    from napari_connectome.synthetic import SyntheticSpec, generate_block
+    from napari_connectome.synthetic.synapses import synthetic_synapses
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="synapses-synthetic-10nm")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="print the choice, do not write the registry")
+    args = parser.parse_args(argv)
+
+    entry, net, meta = load_model(args.model, task="synapses")
+    data = meta["synthetic"]
+    spec = SyntheticSpec(shape=tuple(data["shape"]), voxel_size=tuple(data["voxel_size"]),
+                         seed=int(data["holdout_seed"]), synapse_density=float(data["synapse_density"]))
+    raw, gt = generate_block(spec, tuple(slice(0, n) for n in spec.shape))
+    truth = SynapseTable(**synthetic_synapses(spec).rows())
+    prediction = predict_affinities(raw, net, block_shape=(48, 80, 80), threads=args.threads)
+    curve = threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset)
+    for row in curve:
+        s, p = row["sites"], row["partners"]
+        print(f"T {row['threshold']:.2f}: {row['detected']:3d} detected; sites P {s['precision']:.3f} "
+              f"R {s['recall']:.3f} F {s['f_score']:.3f}; partners F {p['f_score']:.3f}")
+    best = choose_threshold(curve)
+    choice = {"threshold": best["threshold"], "heldout": {"sites": best["sites"], "partners": best["partners"]},
+              "curve": [{"threshold": r["threshold"], "site_f": r["sites"]["f_score"],
+                         "partner_f": r["partners"]["f_score"]} for r in curve],
+              "data": f"synthetic seed {spec.seed} (the training's held-out volume), {list(spec.shape)} at "
+                      f"{list(spec.voxel_size)} nm, {len(truth)} connections; neurons from its true labels",
+              "script": "models/scripts/select_synapse_threshold.py"}
+    print(f"chose T {best['threshold']:.2f}: held-out site F {best['sites']['f_score']:.3f}, "
+          f"partner F {best['partners']['f_score']:.3f}")
+    if args.dry_run:
+        return 0
+    registry = json.loads(REGISTRY.read_text(encoding="utf-8"))
+    for record in registry["models"]:
+        if record["name"] == entry.name:
+            record["detect"] = json.loads(json.dumps(choice, default=float))
+    REGISTRY.write_text(json.dumps(registry, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote the choice into {REGISTRY}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
