@@ -137,10 +137,12 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
         try:
             result = predict()
         except OutputMismatch:
-            notify(f"{out} was made by another model or raw volume: it is predicted anew")
-            import shutil
+            # Another model or raw volume made it: kept aside (never deleted), then predicted anew.
+            import datetime as _dt
 
-            shutil.rmtree(out)
+            aside = out.with_name(f"{out.name}.old-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+            out.rename(aside)
+            notify(f"{out} was made by another model or raw volume: moved aside to {aside.name}")
             result = predict()
     if result.ran == 0 and complete:
         report.prediction = "skipped"
