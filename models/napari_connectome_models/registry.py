@@ -141,20 +141,6 @@ def weights_path(entry: ModelEntry, *, root: Path | None = None) -> Path:
     return path
 
 
-def _load_any(path: Path):
-    """The network in a weights file, by the ``kind`` of its stored config (none: an affinity U-Net)."""
-    import torch
-
-    from napari_connectome_models.nets.synapse import is_synapse_config, load_synapse_network
-    from napari_connectome_models.nets.unet import load_network as load_affinity_network
-
-    # weights_only: reading the config runs no code, like the loaders themselves
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(blob, dict) and is_synapse_config(blob.get("config")):
-        return load_synapse_network(path)
-    return load_affinity_network(path)
-
-
 def load_network(name: str, *, registry: str | Path | None = None, root: Path | None = None):
     """The registered network ``name``, loaded offline after its sha256 check (needs torch).
 
@@ -181,7 +167,9 @@ def load_network(name: str, *, registry: str | Path | None = None, root: Path | 
         raise ModelRegistryError(f"no model {name!r} in the registry (have: {', '.join(sorted(entries))})")
     entry = entries[name]
     path = weights_path(entry, root=root)
-    model = _load_any(path)
+    from napari_connectome_models.nets import read_network
+
+    _, model, _ = read_network(path)
     if entry.offsets is not None and tuple(model.config.offsets) != entry.offsets:
         raise ModelRegistryError(f"{path}: offsets {model.config.offsets} differ from the registry's {entry.offsets}")
     return model

@@ -37,7 +37,7 @@ def load_model(name: str, *, task: str = "affinities"):
     predicts something other than ``task`` is refused, by name or by file.
     """
     try:
-        from napari_connectome_models.nets import load_any_network, network_kind
+        from napari_connectome_models.nets import read_network
         from napari_connectome_models.nets.unet import network_metadata
         from napari_connectome_models.registry import (
             ModelRegistryError,
@@ -54,8 +54,7 @@ def load_model(name: str, *, task: str = "affinities"):
         if not path.is_file():
             raise InputError(path, "no such weights file")
         try:
-            kind = network_kind(path)
-            net, meta = load_any_network(path), network_metadata(path)
+            kind, net, meta = read_network(path)
         except Exception as exc:
             raise InputError(path, f"is not a network the suite saved ({type(exc).__name__}: {exc})") from None
         if kind != task:

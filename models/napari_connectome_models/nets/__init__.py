@@ -6,20 +6,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def network_kind(path: str | Path) -> str:
-    """What a weights file written by the suite predicts: ``"affinities"`` or ``"synapses"``."""
+def read_network(path: str | Path):
+    """``(kind, network in eval mode, metadata)`` of a weights file the suite wrote, read once.
+
+    The stored config's ``kind`` picks the class: ``"synapses"`` a
+    :class:`~napari_connectome_models.nets.synapse.SynapseUNet`, no kind an affinity
+    :class:`~napari_connectome_models.nets.unet.UNet3D` (files from before kinds existed).
+    ``weights_only``: reading runs no code.
+    """
     import torch
 
+    from napari_connectome_models.nets.synapse import (
+        SynapseNetConfig,
+        SynapseUNet,
+        is_synapse_config,
+    )
+    from napari_connectome_models.nets.unet import UNet3D, UNetConfig
+
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    return str(blob["config"].get("kind", "affinities"))
-
-
-def load_any_network(path: str | Path):
-    """The network of a weights file, whatever it predicts (``weights_only``: no code runs)."""
-    if network_kind(path) == "synapses":
-        from napari_connectome_models.nets.synapse import load_synapse_network
-
-        return load_synapse_network(path)
-    from napari_connectome_models.nets.unet import load_network
-
-    return load_network(path)
+    if is_synapse_config(blob.get("config")):
+        kind, model = "synapses", SynapseUNet(SynapseNetConfig.from_dict(blob["config"]))
+    else:
+        kind, model = "affinities", UNet3D(UNetConfig.from_dict(blob["config"]))
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return kind, model, dict(blob.get("metadata", {}))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from napari_connectome_models.nets.unet import ISOTROPIC, UNet3D, UNetConfig
+from napari_connectome_models.nets.unet import ISOTROPIC, UNet3D, UNetConfig, save_network
 
 #: Length of one unit of the predicted vectors, in nm.
 VECTOR_UNIT_NM = 100.0
@@ -158,19 +158,17 @@ class SynapseUNet(UNet3D):
 
 
 def save_synapse_network(model: SynapseUNet, path: str | Path, **metadata) -> Path:
-    """Write config (with ``"kind": "synapses"``), fp32 weights and plain metadata to ``path``."""
-    path = Path(path)
-    state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"config": model.config.to_dict(), "state_dict": state, "metadata": dict(metadata)}, path)
-    return path
+    """Write config (with ``"kind": "synapses"``), fp32 weights and plain metadata to ``path`` (the affinity format)."""
+    return save_network(model, path, **metadata)
 
 
 def load_synapse_network(path: str | Path) -> SynapseUNet:
     """Load a network written by :func:`save_synapse_network` (``weights_only``: no code runs), in eval mode."""
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    model = SynapseUNet(SynapseNetConfig.from_dict(blob["config"]))
-    model.load_state_dict(blob["state_dict"])
-    model.eval()
+    from napari_connectome_models.nets import read_network
+
+    kind, model, _ = read_network(path)
+    if kind != KIND:
+        raise ValueError(f"{path}: holds a network for {kind}, not synapses")
     return model
 
 
