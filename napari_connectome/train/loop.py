@@ -207,16 +207,7 @@ def train(
     import torch
     from napari_connectome_models.nets.unet import UNet3D, UNetConfig
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg_path = folder / "config.json"
-    if cfg_path.exists():
-        # the number of iterations may change (a run can be extended): nothing else may
-        differ = read_config(folder).differences(config)
-        if differ:
-            raise InputError(folder, f"holds another run's config (it differs in {', '.join(differ)}); "
-                                     "use a new folder, or the options of that run to continue it")
-    cfg_path.write_text(json.dumps(config.to_dict(), indent=1))
+    folder = open_run(folder, config, read_config)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     net_cfg = UNetConfig.from_dict(config.net)
@@ -228,17 +219,7 @@ def train(
         raise InputError("voxel_size", "a network with LSD channels needs the training volume's voxel size (nm)")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     output_shape = net_cfg.output_shape(config.input_shape)
-    start = 0
-    last = latest_checkpoint(folder)
-    if last is not None:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["iteration"])
-        log(f"resumed from {last.name} at iteration {start}")
-    elif config.init is not None:
-        model.load_state_dict(initial_state(config.init, net_cfg))
-        log(f"starting from {describe_init(config.init)}")
+    start, last = resume_or_init(folder, model, opt, config.init, log)
     if start >= config.iterations:
         log(f"{folder} is already at iteration {start} (asked for {config.iterations}): nothing to do")
     model.train()
@@ -282,20 +263,13 @@ def train(
             log(f"cancelled at iteration {done}/{config.iterations}; the same call continues from here")
             raise
         if done % config.checkpoint_every == 0 or done == end:
-            written = _save(folder, model, opt, done)
             extra = {}
             if parts:
                 extra = {"loss_affinity": float(np.mean([a for a, _ in parts])),
                          "loss_lsd": float(np.mean([b for _, b in parts]))}
-            if validate is not None:
-                model.eval()
-                with torch.no_grad():
-                    extra = {**extra, **validate(model, done)}
-                model.train()
-            record = _log_record(logfile, done, losses, t0, extra)
-            rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
-            shown = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val"))
-            log(f"iteration {done}/{config.iterations} loss {record['loss']:.4f} {rate:.2f} it/s {shown}")
+            written = checkpoint_and_log(folder, model, opt, done, iterations=config.iterations, start=start, t0=t0,
+                                         losses=losses, extra=extra, validate=validate, log=log,
+                                         shown=lambda k, _v: k.startswith("val"))
             losses, parts = [], []
     return written
 
@@ -320,6 +294,60 @@ def lsd_loss(pred, target, mask):
     """
     sq = (pred - target) ** 2 * mask
     return sq.sum() / (mask.sum() * pred.shape[1]).clamp_min(1.0)
+
+
+def open_run(folder: str | os.PathLike, config, previous: Callable[[Path], object]) -> Path:
+    """Make ``folder`` the run of ``config``: refused when it holds another run's config, else written.
+
+    ``previous(folder)`` reads the config already there (:func:`read_config` or
+    the synapse loop's); only ``iterations`` may differ (a run may be extended).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_path = folder / "config.json"
+    if cfg_path.exists():
+        differ = previous(folder).differences(config)
+        if differ:
+            raise InputError(folder, f"holds another run's config (it differs in {', '.join(differ)}); "
+                                     "use a new folder, or the options of that run to continue it")
+    cfg_path.write_text(json.dumps(config.to_dict(), indent=1))
+    return folder
+
+
+def resume_or_init(folder: Path, model, opt, init: dict | None, log: Callable[[str], None]) -> tuple[int, Path | None]:
+    """``(first iteration, last checkpoint)``: the newest checkpoint's state, else ``init``'s weights, else as built."""
+    import torch
+
+    last = latest_checkpoint(folder)
+    if last is not None:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        log(f"resumed from {last.name} at iteration {int(state['iteration'])}")
+        return int(state["iteration"]), last
+    if init is not None:
+        model.load_state_dict(initial_state(init, model.config))
+        log(f"starting from {describe_init(init)}")
+    return 0, None
+
+
+def checkpoint_and_log(folder: Path, model, opt, done: int, *, iterations: int, start: int, t0: float,
+                       losses: list[float], extra: dict, validate, log: Callable[[str], None],
+                       shown: Callable[[str, object], bool]) -> Path:
+    """Write the checkpoint of iteration ``done``, validate, append the log line and say it; returns the checkpoint."""
+    import torch
+
+    written = _save(folder, model, opt, done)
+    if validate is not None:
+        model.eval()
+        with torch.no_grad():
+            extra = {**extra, **validate(model, done)}
+        model.train()
+    record = _log_record(folder / "log.jsonl", done, losses, t0, extra)
+    rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+    text = " ".join(f"{k} {v:.4f}" for k, v in record.items() if shown(k, v))
+    log(f"iteration {done}/{iterations} loss {record['loss']:.4f} {rate:.2f} it/s {text}")
+    return written
 
 
 def _log_record(logfile: Path, done: int, losses: list[float], t0: float, extra: dict | None = None) -> dict:

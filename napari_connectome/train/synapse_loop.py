@@ -40,13 +40,11 @@ from napari_connectome.train.augment import (
 )
 from napari_connectome.train.data import normalise_raw
 from napari_connectome.train.loop import (
-    _log_record,
-    _save,
     affinity_loss,
-    describe_init,
-    initial_state,
-    latest_checkpoint,
+    checkpoint_and_log,
     lsd_loss,
+    open_run,
+    resume_or_init,
 )
 from napari_connectome.train.synapse_targets import (
     VECTOR_UNIT_NM,
@@ -315,34 +313,16 @@ def train_synapses(
     import torch
     from napari_connectome_models.nets.synapse import SynapseNetConfig, SynapseUNet
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg_path = folder / "config.json"
-    if cfg_path.exists():
-        differ = read_synapse_config(folder).differences(config)
-        if differ:
-            raise InputError(folder, f"holds another run's config (it differs in {', '.join(differ)}); "
-                                     "use a new folder, or the options of that run to continue it")
-    cfg_path.write_text(json.dumps(config.to_dict(), indent=1))
+    folder = open_run(folder, config, read_synapse_config)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = SynapseUNet(SynapseNetConfig.from_dict(config.net))
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     output_shape = model.config.output_shape(config.input_shape)
-    start, written = 0, latest_checkpoint(folder)
-    if written is not None:
-        state = torch.load(written, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["iteration"])
-        log(f"resumed from {written.name} at iteration {start}")
-    elif config.init is not None:
-        model.load_state_dict(initial_state(config.init, model.config))
-        log(f"starting from {describe_init(config.init)}")
+    start, written = resume_or_init(folder, model, opt, config.init, log)
     model.train()
     end = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
     t0, losses, parts = time.perf_counter(), [], []
-    logfile = folder / "log.jsonl"
     for it in range(start, end):
         raw, mask, weight, vectors = synapse_batch(volumes, config, it, output_shape)
         logits, pred = model.forward_train(torch.from_numpy(raw))
@@ -356,19 +336,11 @@ def train_synapses(
         parts.append((mask_part.item(), vector_part.item()))
         done = it + 1
         if done % config.checkpoint_every == 0 or done == end:
-            written = _save(folder, model, opt, done)
             extra = {"loss_mask": float(np.mean([a for a, _ in parts])),
                      "loss_vector": float(np.mean([b for _, b in parts]))}
-            if validate is not None:
-                model.eval()
-                with torch.no_grad():
-                    extra.update(validate(model, done))
-                model.train()
-            record = _log_record(logfile, done, losses, t0, extra)
-            rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
-            shown = " ".join(f"{k} {v:.4f}" for k, v in record.items()
-                             if k.startswith(("val", "loss_")) and isinstance(v, float))
-            log(f"iteration {done}/{config.iterations} loss {record['loss']:.4f} {rate:.2f} it/s {shown}")
+            written = checkpoint_and_log(folder, model, opt, done, iterations=config.iterations, start=start, t0=t0,
+                                         losses=losses, extra=extra, validate=validate, log=log,
+                                         shown=lambda k, v: k.startswith(("val", "loss_")) and isinstance(v, float))
             losses, parts = [], []
     return written
 
