@@ -67,6 +67,19 @@ def random_permutation(rng: np.random.Generator, config: AugmentConfig) -> tuple
     return tuple(perm)
 
 
+def draw_geometry(rng: np.random.Generator, augment: AugmentConfig | None):
+    """``(config, axis permutation, flipped axes)`` of one patch; without ``augment`` none and nothing drawn.
+
+    The draws (permutation, then one coin per axis) come first in every
+    sampler, so a patch's geometry depends on its seed only.
+    """
+    cfg = augment or AugmentConfig(isotropic_axes=(), flip=False, elastic_p=0.0, scale=0.0, shift=0.0,
+                                   gamma=1.0, missing_p=0.0, misalign_p=0.0)
+    perm = random_permutation(rng, cfg) if augment else (0, 1, 2)
+    flips = [a for a in range(3) if cfg.flip and rng.random() < 0.5]
+    return cfg, perm, flips
+
+
 def source_shape(shape, perm) -> tuple[int, ...]:
     """Shape to read so that ``np.transpose(x, perm)`` has ``shape``."""
     inv = np.argsort(perm)

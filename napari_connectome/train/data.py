@@ -9,11 +9,11 @@ import numpy as np
 from napari_connectome.train.augment import (
     AugmentConfig,
     crop_margin,
+    draw_geometry,
     elastic,
     flip_transpose,
     intensity,
     misalign,
-    random_permutation,
     source_shape,
 )
 from napari_connectome.train.targets import affinities_from_labels
@@ -126,10 +126,7 @@ def sample_patch(volume: TrainingVolume, rng: np.random.Generator, *, input_shap
     input_shape = tuple(int(n) for n in input_shape)
     output_shape = tuple(int(n) for n in output_shape)
     ctx = [(i - o) // 2 for i, o in zip(input_shape, output_shape, strict=True)]
-    cfg = augment or AugmentConfig(isotropic_axes=(), flip=False, elastic_p=0.0, scale=0.0, shift=0.0,
-                                   gamma=1.0, missing_p=0.0, misalign_p=0.0)
-    perm = random_permutation(rng, cfg) if augment else (0, 1, 2)
-    flips = [a for a in range(3) if cfg.flip and rng.random() < 0.5]
+    cfg, perm, flips = draw_geometry(rng, augment)
     do_elastic = rng.random() < cfg.elastic_p
     m = cfg.margin if do_elastic else 0
     src = source_shape(input_shape, perm)

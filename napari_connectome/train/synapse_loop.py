@@ -33,9 +33,9 @@ import numpy as np
 from napari_connectome.errors import InputError
 from napari_connectome.train.augment import (
     AugmentConfig,
+    draw_geometry,
     flip_transpose,
     intensity,
-    random_permutation,
     source_shape,
 )
 from napari_connectome.train.data import normalise_raw
@@ -220,10 +220,7 @@ def sample_synapse_patch(volumes: list[SynapseVolume], rng: np.random.Generator,
     input_shape = tuple(int(n) for n in input_shape)
     output_shape = tuple(int(n) for n in output_shape)
     ctx = [(i - o) // 2 for i, o in zip(input_shape, output_shape, strict=True)]
-    cfg = augment or AugmentConfig(isotropic_axes=(), flip=False, elastic_p=0.0, scale=0.0, shift=0.0,
-                                   gamma=1.0, missing_p=0.0, misalign_p=0.0)
-    perm = random_permutation(rng, cfg) if augment else (0, 1, 2)
-    flips = [a for a in range(3) if cfg.flip and rng.random() < 0.5]
+    cfg, perm, flips = draw_geometry(rng, augment)
     src_in, src_out, src_ctx = (source_shape(s, perm) for s in (input_shape, output_shape, ctx))
     counts = np.array([len(v.posts) for v in volumes])
     if near and counts.sum() > 0:
