@@ -89,12 +89,13 @@ class LiveConnectome:
         self._rows_of: dict[int, set[int]] = defaultdict(set)
         self._pairs: dict[tuple[int, int], set[int]] = {}
         self._connection = None
+        # Called with the (pre, post) pairs an edit changed; set before listening, as an edit may come at once.
+        self.changed: list[Callable[[set[tuple[int, int]]], None]] = []
         for k in range(n):
             self._read_supervoxels(k)
             self._attach(k)
         if listen:
             self._connection = proofreader.add_listener(self.on_edit)
-        self.changed: list[Callable[[set[tuple[int, int]]], None]] = []
 
     # -------------------------------------------------------------- reading
     def _read_supervoxels(self, k: int) -> None:
