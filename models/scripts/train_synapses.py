@@ -95,7 +95,9 @@ def write_card(path: Path, info: dict) -> None:
              f"--synapse-density {d['synapse_density']:g} --mask-radius {d['mask_radius_nm']:g}",
              f"--input-shape {' '.join(str(v) for v in t['input_shape'])} --base-features {net['base_features']}",
              f"--seed {t['seed']} --lr {t['lr']:g} --iterations {t['iterations']}",
-             f"--checkpoint-every {t['checkpoint_every']} --threads {t['threads']}"]
+             f"--checkpoint-every {t['checkpoint_every']} --threads {t['threads']}",
+             f"--hard-negative-weight {t.get('hard_negative_weight', 0.0):g} "
+             f"--hard-radius {d.get('hard_radius_nm', 150.0):g}"]
     command = " \\\n    ".join(["nice -n 19 python models/scripts/train_synapses.py --run RUN", *flags])
     history = "\n".join(f"| {r['iteration']} | {r['val_f1']:.4f} | {r['val_precision']:.4f} | {r['val_recall']:.4f} "
                         f"| {r['val_vector_error_nm']:.1f} |" for r in info["history"])
@@ -219,6 +221,10 @@ def main(argv=None) -> int:
     parser.add_argument("--f1-tolerance", type=float, default=0.01)
     parser.add_argument("--no-train", action="store_true", help="only choose and export")
     parser.add_argument("--init", type=Path, help="start from these synapse weights (fine-tuning)")
+    parser.add_argument("--hard-negative-weight", type=float, default=0.0,
+                        help="weight of a negative voxel near a synapse, as a fraction of a positive's (default 0)")
+    parser.add_argument("--hard-radius", type=float, default=150.0,
+                        help="negatives within this distance of a post point are hard, nm (default 150)")
     args = parser.parse_args(argv)
     if len(args.train_seeds) < 2:
         parser.error("--train-seeds needs at least two seeds (the last one is held out)")
@@ -246,9 +252,11 @@ def main(argv=None) -> int:
     net = SynapseNetConfig(downsample=((2, 2, 2), (2, 2, 2)), base_features=args.base_features, feature_factor=2)
     description = {"generator": "napari_connectome.synthetic, SyntheticSpec defaults otherwise",
                    "shape": list(shape), "voxel_size": list(vs), "synapse_density": args.synapse_density,
-                   "train_seeds": train_seeds, "holdout_seed": holdout_seed, "mask_radius_nm": args.mask_radius}
+                   "train_seeds": train_seeds, "holdout_seed": holdout_seed, "mask_radius_nm": args.mask_radius,
+                   "hard_radius_nm": args.hard_radius}
     config = SynapseTrainConfig(net=net.to_dict(), input_shape=tuple(args.input_shape), iterations=args.iterations,
                                 seed=args.seed, lr=args.lr, augment=asdict(synapse_augment()),
+                                hard_negative_weight=args.hard_negative_weight,
                                 checkpoint_every=args.checkpoint_every, threads=args.threads, data=description,
                                 init=None if args.init is None else {"weights": str(args.init.resolve()),
                                                                      "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()})
@@ -264,7 +272,7 @@ def main(argv=None) -> int:
         raw, gt, rows = generate(s, shape, vs, args.synapse_density)
         n_rows += len(rows["pre"])
         volumes.append(SynapseVolume.from_arrays(raw, gt, rows, voxel_size=vs, pad=pad,
-                                                 mask_radius_nm=args.mask_radius))
+                                                 mask_radius_nm=args.mask_radius, hard_radius_nm=args.hard_radius))
     frac = np.mean([v.mask.mean() for v in volumes])
     print(f"{len(volumes)} training volumes {shape} (seeds {train_seeds}, {n_rows} connections, mask "
           f"{100 * frac:.2f} % of voxels) in {time.time() - t0:.1f} s; held out: seed {holdout_seed} "

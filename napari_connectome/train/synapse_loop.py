@@ -10,6 +10,18 @@ Synapses are rare (a post-synaptic mask covers about 1 % of a volume), so a
 fixed fraction of the patches (:attr:`SynapseTrainConfig.near_fraction`,
 every other one by default) is centred near a post point, the rest uniformly.
 
+Class balancing alone gives the few negative voxels that matter, those on the
+presynaptic side of a contact (the T-bar looks like a PSD), the same small
+weight as the empty space far away, and a network trained that way puts
+post-synaptic masks into the presynaptic neuron. With
+:attr:`SynapseTrainConfig.hard_negative_weight` the negatives near a
+synapse (within ``hard_radius_nm`` of a post point, outside the mask) weigh
+that fraction of a positive voxel.
+
+A volume whose synapses are only partly annotated (a proofreader's points)
+carries a ``known`` region, balls around the annotated posts: the mask loss
+counts only there, so the unannotated rest teaches nothing.
+
 Geometry augmentation is restricted to flips and axis permutations (among
 ``AugmentConfig.isotropic_axes``): they move the vector targets exactly (a
 flip negates that component, a permutation permutes the components; see
@@ -77,6 +89,10 @@ class SynapseVolume:
         where the near-synapse patches are centred.
     pad
         Padding of ``raw`` on each side.
+    hard
+        ``(z, y, x)`` uint8: negatives near a synapse (None: none marked).
+    known
+        ``(z, y, x)`` uint8: where the targets are known (None: everywhere).
     """
 
     raw: np.ndarray
@@ -84,6 +100,8 @@ class SynapseVolume:
     vectors: np.ndarray
     posts: np.ndarray
     pad: int
+    hard: np.ndarray | None = None
+    known: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -92,7 +110,8 @@ class SynapseVolume:
 
     @classmethod
     def from_arrays(cls, raw: np.ndarray, labels: np.ndarray, rows, *, voxel_size, offset=(0.0, 0.0, 0.0),
-                    pad: int, mask_radius_nm: float = 80.0) -> SynapseVolume:
+                    pad: int, mask_radius_nm: float = 80.0, hard_radius_nm: float = 150.0,
+                    known_radius_nm: float | None = None) -> SynapseVolume:
         """Targets from the synapse table ``rows`` and ``labels``; raw normalised and mirrored by ``pad``.
 
         Parameters
@@ -107,6 +126,12 @@ class SynapseVolume:
             At least the network's context.
         mask_radius_nm
             Radius of the post-synaptic mask.
+        hard_radius_nm
+            Negatives within this distance of a post point are marked hard.
+        known_radius_nm
+            None: ``rows`` are all the synapses of the volume. Otherwise they
+            are annotations, and the targets are known within this distance of
+            their post points only.
         """
         if raw.shape != labels.shape:
             raise ValueError(f"raw {raw.shape} and labels {labels.shape} differ in shape")
@@ -114,8 +139,29 @@ class SynapseVolume:
                                         mask_radius_nm=mask_radius_nm)
         post = np.asarray(rows["post"] if isinstance(rows, dict) else rows.post, dtype=np.float64).reshape(-1, 3)
         posts = (post - np.asarray(offset, float)) / np.asarray(voxel_size, float)
+        hard = ((near_points(post, labels.shape, voxel_size=voxel_size, offset=offset, radius_nm=hard_radius_nm))
+                & (mask == 0)).astype(np.uint8)
+        known = None
+        if known_radius_nm is not None:
+            known = near_points(post, labels.shape, voxel_size=voxel_size, offset=offset,
+                                radius_nm=known_radius_nm).astype(np.uint8)
         return cls(raw=np.pad(normalise_raw(raw), pad, mode="reflect"), mask=mask, vectors=vectors,
-                   posts=posts, pad=int(pad))
+                   posts=posts, pad=int(pad), hard=hard, known=known)
+
+
+def near_points(points: np.ndarray, shape, *, voxel_size, offset=(0.0, 0.0, 0.0), radius_nm: float) -> np.ndarray:
+    """``(z, y, x)`` bool: voxels whose centre lies within ``radius_nm`` of one of ``points`` (world nm)."""
+    from scipy.ndimage import distance_transform_edt
+
+    vs = np.asarray(voxel_size, dtype=np.float64)
+    seeds = np.ones(tuple(int(n) for n in shape), dtype=bool)
+    idx = np.round((np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(offset, float)) / vs)
+    idx = idx.astype(np.int64)
+    idx = idx[np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)]
+    if idx.size == 0:
+        return np.zeros(seeds.shape, dtype=bool)
+    seeds[tuple(idx.T)] = False
+    return distance_transform_edt(seeds, sampling=vs) <= radius_nm
 
 
 @dataclass(frozen=True)
@@ -142,6 +188,9 @@ class SynapseTrainConfig:
     vector_weight
         Weight of the vector loss (masked MSE in units of 100 nm) added to the
         mask loss (class-balanced BCE).
+    hard_negative_weight
+        Weight of a negative voxel near a synapse as a fraction of a positive
+        voxel's (0: class balancing alone).
     augment
         :class:`~napari_connectome.train.augment.AugmentConfig` as a dict
         (elastic and misalignment must be off).
@@ -165,6 +214,7 @@ class SynapseTrainConfig:
     batch_size: int = 1
     near_fraction: float = 0.5
     vector_weight: float = 1.0
+    hard_negative_weight: float = 0.0
     augment: dict = field(default_factory=lambda: asdict(synapse_augment()))
     checkpoint_every: int = 100
     threads: int = 1
@@ -178,6 +228,8 @@ class SynapseTrainConfig:
                                         "set elastic_p and misalign_p to 0")
         if not 0.0 <= self.near_fraction <= 1.0:
             raise InputError("near_fraction", f"must be in [0, 1], got {self.near_fraction}")
+        if not 0.0 <= self.hard_negative_weight <= 1.0:
+            raise InputError("hard_negative_weight", f"must be in [0, 1], got {self.hard_negative_weight}")
 
     def to_dict(self) -> dict:
         """JSON-safe dict."""
@@ -209,7 +261,7 @@ def is_near(j: int, fraction: float) -> bool:
 
 def sample_synapse_patch(volumes: list[SynapseVolume], rng: np.random.Generator, *, input_shape, output_shape,
                          augment: AugmentConfig | None, near: bool):
-    """One augmented patch: ``(raw (z, y, x), mask (z, y, x), vectors (3, z, y, x))``.
+    """One augmented patch: ``(raw, mask, vectors (3, z, y, x), hard, known)``, all but vectors ``(z, y, x)``.
 
     The output window lies inside one volume (its targets are known
     everywhere); raw is read around it from the mirrored padding. With
@@ -240,12 +292,16 @@ def sample_synapse_patch(volumes: list[SynapseVolume], rng: np.random.Generator,
     out_sl = tuple(slice(b, b + n) for b, n in zip(begin, src_out, strict=True))
     in_sl = tuple(slice(b - c + vol.pad, b - c + vol.pad + n) for b, c, n in zip(begin, src_ctx, src_in,
                                                                                   strict=True))
-    raw, mask, vectors = flip_transpose([vol.raw[in_sl], vol.mask[out_sl], vol.vectors[(slice(None), *out_sl)]],
-                                        perm, flips)
+    mask = vol.mask[out_sl]
+    hard = np.zeros_like(mask) if vol.hard is None else vol.hard[out_sl]
+    known = np.ones_like(mask) if vol.known is None else vol.known[out_sl]
+    raw, mask, vectors, hard, known = flip_transpose(
+        [vol.raw[in_sl], mask, vol.vectors[(slice(None), *out_sl)], hard, known], perm, flips)
     vectors = transform_vectors(vectors, perm, flips)
     if augment:
         raw = intensity(raw, rng, cfg)
-    return np.ascontiguousarray(raw, dtype=np.float32), mask, np.ascontiguousarray(vectors, dtype=np.float32)
+    return (np.ascontiguousarray(raw, dtype=np.float32), mask, np.ascontiguousarray(vectors, dtype=np.float32),
+            hard, known)
 
 
 def synapse_batch(volumes: list[SynapseVolume], config: SynapseTrainConfig, iteration: int, output_shape):
@@ -255,12 +311,17 @@ def synapse_batch(volumes: list[SynapseVolume], config: SynapseTrainConfig, iter
     raws, masks, weights, vecs = [], [], [], []
     for b in range(config.batch_size):
         near = is_near(iteration * config.batch_size + b, config.near_fraction)
-        raw, mask, vectors = sample_synapse_patch(volumes, rng, input_shape=config.input_shape,
-                                                  output_shape=output_shape, augment=aug, near=near)
+        raw, mask, vectors, hard, known = sample_synapse_patch(volumes, rng, input_shape=config.input_shape,
+                                                               output_shape=output_shape, augment=aug, near=near)
         target = mask[None].astype(np.float32)
+        weight = balance_weights(target, known[None].astype(np.float32))
+        if config.hard_negative_weight > 0 and hard.any():
+            positive = float(weight.max())  # a positive voxel's weight (≥ a negative's once any positive exists)
+            weight = np.where(hard[None] > 0, np.maximum(weight, config.hard_negative_weight * positive) * known[None],
+                              weight).astype(np.float32)
         raws.append(raw[None])
         masks.append(target)
-        weights.append(balance_weights(target, np.ones_like(target)))
+        weights.append(weight)
         vecs.append(vectors)
     return np.stack(raws), np.stack(masks), np.stack(weights), np.stack(vecs)
 

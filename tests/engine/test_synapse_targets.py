@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
@@ -151,7 +153,7 @@ def test_augmented_patches_point_at_the_pre_site_in_the_raw():
     seen = set()
     for i in range(12):
         rng = np.random.default_rng([5, i])
-        raw_p, mask_p, vec_p = sample_synapse_patch([volume], rng, input_shape=input_shape,
+        raw_p, mask_p, vec_p, _hard, _known = sample_synapse_patch([volume], rng, input_shape=input_shape,
                                                     output_shape=output_shape, augment=aug, near=True)
         assert mask_p.sum() > 0
         bright = np.array(np.unravel_index(np.argmax(raw_p), raw_p.shape)) - ctx  # in output coordinates
@@ -160,3 +162,38 @@ def test_augmented_patches_point_at_the_pre_site_in_the_raw():
         np.testing.assert_allclose(target, np.broadcast_to(bright, target.shape), atol=1e-4)
         seen.add(tuple(np.sign(vec_p[:, mask_p > 0].mean(axis=1)).tolist()))
     assert len(seen) > 1  # the augmentation did move the vectors
+
+
+def test_hard_negatives_and_known_region_shape_the_mask_weights():
+    """Negatives near a post point weigh a set fraction of a positive; outside the known region nothing weighs."""
+    from napari_connectome.train.synapse_loop import SynapseTrainConfig, near_points, synapse_batch
+
+    shape, vs = (24, 24, 24), (10.0, 10.0, 10.0)
+    labels = np.ones(shape, dtype=np.uint32)
+    labels[:, :, 12:] = 2
+    rows = {"pre": np.array([[120.0, 120.0, 140.0]]), "post": np.array([[120.0, 120.0, 100.0]]),
+            "post_id": np.array([1], np.uint64)}
+    raw = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    full = SynapseVolume.from_arrays(raw, labels, rows, voxel_size=vs, pad=4, mask_radius_nm=40.0,
+                                     hard_radius_nm=80.0)
+    assert full.known is None
+    assert not (full.hard.astype(bool) & full.mask.astype(bool)).any()
+    assert full.hard[12, 12, 14] == 1 and full.hard[0, 0, 0] == 0  # the pre side is hard, far away is not
+    np.testing.assert_array_equal(near_points(rows["post"], shape, voxel_size=vs, radius_nm=80.0)
+                                  & (full.mask == 0), full.hard.astype(bool))
+    net = {"kind": "synapses"}
+    plain = SynapseTrainConfig(net=net, input_shape=(24, 24, 24), near_fraction=1.0,
+                               augment=asdict(AugmentConfig(elastic_p=0.0, misalign_p=0.0, flip=False,
+                                                            isotropic_axes=())))
+    hard = SynapseTrainConfig(**{**plain.__dict__, "hard_negative_weight": 0.5})
+    _, mask, w0, _ = synapse_batch([full], plain, 0, (16, 16, 16))
+    _, mask1, w1, _ = synapse_batch([full], hard, 0, (16, 16, 16))
+    np.testing.assert_array_equal(mask, mask1)
+    positive = w1[mask > 0].max()
+    hard_w = w1[(mask == 0) & (w1 > w0)]
+    assert hard_w.size > 0 and np.allclose(hard_w, 0.5 * positive)
+    np.testing.assert_array_equal(w1[mask > 0], w0[mask > 0])
+    sparse = SynapseVolume.from_arrays(raw, labels, rows, voxel_size=vs, pad=4, mask_radius_nm=40.0,
+                                       known_radius_nm=60.0)
+    _, _, ws, _ = synapse_batch([sparse], plain, 0, (16, 16, 16))
+    assert (ws > 0).sum() < (w0 > 0).sum() and ws[mask > 0].min() > 0
