@@ -38,6 +38,14 @@ from pathlib import Path
 import numpy as np
 
 NAME = "synapses-synthetic-10nm"
+
+
+def default_name(voxel_size) -> str:
+    """``synapses-synthetic-10nm`` for isotropic 10 nm, else e.g. ``synapses-synthetic-40x8x8nm``."""
+    vs = [float(v) for v in voxel_size]
+    if len(set(vs)) == 1:
+        return f"synapses-synthetic-{vs[0]:g}nm"
+    return "synapses-synthetic-" + "x".join(f"{v:g}" for v in vs) + "nm"
 MODELS = Path(__file__).resolve().parents[1] / "napari_connectome_models"
 
 
@@ -88,6 +96,7 @@ def choose(log_path: Path, tolerance: float) -> dict:
 def write_card(path: Path, info: dict) -> None:
     """The model card, its figures taken from the export's measurement."""
     h, d, t = info["holdout_scores"], info["synthetic"], info["train_config"]
+    name = info["name"]
     net = t["net"]
     flags = [f"--train-seeds {' '.join(str(v) for v in [*d['train_seeds'], d['holdout_seed']])}",
              f"--shape {' '.join(str(v) for v in d['shape'])}",
@@ -98,12 +107,24 @@ def write_card(path: Path, info: dict) -> None:
              f"--checkpoint-every {t['checkpoint_every']} --threads {t['threads']}",
              f"--hard-negative-weight {t.get('hard_negative_weight', 0.0):g} "
              f"--hard-radius {d.get('hard_radius_nm', 150.0):g}"]
+    init = info.get("init")
+    if init:
+        flags.append("--init INIT.pt")
+    start = (f"""
+## Starting weights
+
+Fine-tuned from weights with sha256 `{init['sha256']}` (`--init`), which were made by:
+
+    {init.get('measured_by', 'unknown')}
+
+(that model's card, in the git history of this file, states its data and figures).
+""" if init else "")
     command = " \\\n    ".join(["nice -n 19 python models/scripts/train_synapses.py --run RUN", *flags])
     history = "\n".join(f"| {r['iteration']} | {r['val_f1']:.4f} | {r['val_precision']:.4f} | {r['val_recall']:.4f} "
                         f"| {r['val_vector_error_nm']:.1f} |" for r in info["history"])
     stopped = (f"The run was stopped at iteration {info['iterations_run']} of the {t['iterations']} asked for "
                "(a CPU time budget); the" if info["iterations_run"] < t["iterations"] else "The")
-    text = f"""# {NAME}
+    text = f"""# {name}
 
 Synful-style synapse network (Buhmann et al. 2021, funkelab/synful): a 3D U-Net with
 valid convolutions (`napari_connectome_models.nets.synapse.SynapseUNet`) that predicts,
@@ -114,7 +135,7 @@ per voxel, 4 channels:
 * channels 1..3: the vector (z, y, x) from the voxel centre to its synapse's
   **pre-synaptic point**, in units of 100 nm (no activation).
 
-Load it with `napari_connectome_models.registry.load_network("{NAME}")`; run it with
+Load it with `napari_connectome_models.registry.load_network("{name}")`; run it with
 `napari_connectome.inference.predict_affinities` (blockwise equals whole-volume).
 
 ## Network
@@ -145,10 +166,12 @@ not a detector for real data.
 a fraction {t['near_fraction']} of the patches centred near a post point, the rest uniform;
 loss = class-balanced BCE on the mask + {t['vector_weight']:g} x MSE on the vectors over true mask
 voxels; flips and axis permutations (vectors transformed with them) and intensity augmentation,
-no elastic deformation. Checkpoints every {t['checkpoint_every']} iterations, each scored on the
+no elastic deformation; negatives within {d.get('hard_radius_nm', 150.0):g} nm of a post point weigh
+{t.get('hard_negative_weight', 0.0):g} of a positive (0: class balancing alone). Checkpoints every {t['checkpoint_every']} iterations, each scored on the
 whole held-out volume (predicted blockwise); exported: iteration **{info['iteration']}** of
 {info['iterations_run']} run (best mask F1, smallest vector error within {info['f1_tolerance']} of it).
 
+{start}
 ## Held-out figures (measured at export on seed {d['holdout_seed']})
 
 | measure | value |
@@ -165,7 +188,7 @@ whole held-out volume (predicted blockwise); exported: iteration **{info['iterat
 ```sh
 {command}
 {command} --no-train \\
-    --out models/napari_connectome_models/weights/{NAME}.pt --register
+    --out models/napari_connectome_models/weights/{name}.pt --register
 ```
 
 {stopped} second command chooses among the checkpoints the log holds, measures the
@@ -187,14 +210,15 @@ and detection should choose its own threshold on held-out data.
 
 
 def register(info: dict) -> None:
-    """Add or replace the registry entry of :data:`NAME`."""
+    """Add or replace the registry entry of ``info["name"]``."""
     path = MODELS / "registry.json"
     registry = json.loads(path.read_text())
-    entry = {"name": NAME, "task": "synapses", "file": f"weights/{NAME}.pt", "sha256": info["sha256"],
+    name = info["name"]
+    entry = {"name": name, "task": "synapses", "file": f"weights/{name}.pt", "sha256": info["sha256"],
              "voxel_size_nm": info["voxel_size_nm"], "fov_voxels": info["train_config"]["input_shape"],
              "output_shape": info["output_shape"], "context_voxels": info["context_voxels"],
-             "card": f"cards/{NAME}.md"}
-    registry["models"] = [m for m in registry["models"] if m["name"] != NAME] + [entry]
+             "card": f"cards/{name}.md"}
+    registry["models"] = [m for m in registry["models"] if m["name"] != name] + [entry]
     path.write_text(json.dumps(registry, indent=2) + "\n")
 
 
@@ -225,11 +249,13 @@ def main(argv=None) -> int:
                         help="weight of a negative voxel near a synapse, as a fraction of a positive's (default 0)")
     parser.add_argument("--hard-radius", type=float, default=150.0,
                         help="negatives within this distance of a post point are hard, nm (default 150)")
+    parser.add_argument("--name", help="registry name (default: from the voxel size, e.g. synapses-synthetic-10nm)")
     args = parser.parse_args(argv)
+    name = args.name or default_name(args.voxel_size)
     if len(args.train_seeds) < 2:
         parser.error("--train-seeds needs at least two seeds (the last one is held out)")
-    if args.register and (args.out is None or args.out.resolve() != MODELS / "weights" / f"{NAME}.pt"):
-        parser.error(f"--register needs --out {MODELS / 'weights' / (NAME + '.pt')}")
+    if args.register and (args.out is None or args.out.resolve() != MODELS / "weights" / f"{name}.pt"):
+        parser.error(f"--register needs --out {MODELS / 'weights' / (name + '.pt')}")
     if any(s >= 300 for s in args.train_seeds):
         parser.error("seeds 300 and up are test seeds")
     import torch
@@ -245,17 +271,27 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     vs = tuple(float(v) for v in args.voxel_size)
-    if len(set(vs)) != 1:
-        parser.error("this script trains isotropic networks only (all 48 flips/permutations)")
+    if vs[1] != vs[2]:
+        parser.error("y and x voxel sizes must be equal")
+    # Isotropic: pooling 2 on every axis, all 48 flips/permutations. Anisotropic (z coarser): the
+    # affinity networks' ANISOTROPIC pooling, flips on every axis and permutations of y and x only.
+    isotropic = len(set(vs)) == 1
     shape = tuple(args.shape)
     train_seeds, holdout_seed = [int(s) for s in args.train_seeds[:-1]], int(args.train_seeds[-1])
-    net = SynapseNetConfig(downsample=((2, 2, 2), (2, 2, 2)), base_features=args.base_features, feature_factor=2)
+    from napari_connectome_models.nets.unet import ANISOTROPIC
+
+    net = SynapseNetConfig(downsample=((2, 2, 2), (2, 2, 2)) if isotropic else ANISOTROPIC,
+                           base_features=args.base_features, feature_factor=2)
+    try:
+        net.output_shape(tuple(args.input_shape))
+    except ValueError as exc:
+        parser.error(f"--input-shape {args.input_shape} does not fit this network ({exc})")
     description = {"generator": "napari_connectome.synthetic, SyntheticSpec defaults otherwise",
                    "shape": list(shape), "voxel_size": list(vs), "synapse_density": args.synapse_density,
                    "train_seeds": train_seeds, "holdout_seed": holdout_seed, "mask_radius_nm": args.mask_radius,
                    "hard_radius_nm": args.hard_radius}
     config = SynapseTrainConfig(net=net.to_dict(), input_shape=tuple(args.input_shape), iterations=args.iterations,
-                                seed=args.seed, lr=args.lr, augment=asdict(synapse_augment()),
+                                seed=args.seed, lr=args.lr, augment=asdict(synapse_augment(isotropic_axes=(0, 1, 2) if isotropic else (1, 2))),
                                 hard_negative_weight=args.hard_negative_weight,
                                 checkpoint_every=args.checkpoint_every, threads=args.threads, data=description,
                                 init=None if args.init is None else {"weights": str(args.init.resolve()),
@@ -294,7 +330,14 @@ def main(argv=None) -> int:
         with torch.no_grad():
             scores = {k[4:]: v for k, v in validate(model, chosen["iteration"]).items()}
         description = {**description, "train_rows": n_rows, "holdout_rows": len(rows_h["pre"])}
-        info = {"iteration": int(chosen["iteration"]), "iterations_run": last, "holdout_scores": scores,
+        init_info = None
+        if args.init is not None:
+            from napari_connectome_models.nets import read_network
+
+            _, _, init_meta = read_network(args.init)
+            init_info = {"sha256": config.init["sha256"], "measured_by": init_meta.get("measured_by", "unknown")}
+        info = {"name": name, "init": init_info,
+                "iteration": int(chosen["iteration"]), "iterations_run": last, "holdout_scores": scores,
                 "holdout": f"synthetic seed {holdout_seed}, whole volume {list(shape)}",
                 "synthetic": description, "voxel_size_nm": list(vs), "train_config": config.to_dict(),
                 "history": history, "output_shape": list(block), "context_voxels": list(net.context), "f1_tolerance": args.f1_tolerance,
@@ -306,7 +349,7 @@ def main(argv=None) -> int:
         info = {**info, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
         if args.register:
             register(info)
-            write_card(MODELS / "cards" / f"{NAME}.md", info)
+            write_card(MODELS / "cards" / f"{name}.md", info)
         print(json.dumps(info, indent=1))
     return 0
 

@@ -34,6 +34,11 @@ Versions
    "newer than this suite" instead.
 3. Adds ``effort.waiting_s`` (0 on older rows) and the sessions' start VI
    (NULL on older sessions), migrated the same way from versions 1 and 2.
+4. Allows the synapse questions' task types (``synapse``, ``partner``). A
+   column's CHECK cannot be altered in SQLite, so the migration copies the
+   rows, unchanged and with their ids, into a table with the wider CHECK
+   and puts it in the old one's place (with its append-only triggers), in
+   the same one transaction: a kill leaves the old log or the new one.
 
 A corrupt log costs only the effort figures, never edits: it is moved aside
 (``effort.sqlite.corrupt-<UTC stamp>``) and a new one is started, with a
@@ -68,8 +73,8 @@ from napari_connectome.events import Connection, Signal
 from napari_connectome.proofread.log import DEFAULT_LOCK_TIMEOUT, restart_hint
 
 LOG_FORMAT = "napari-connectome-effort-log"
-LOG_VERSION = 3
-TASK_TYPES = ("merge", "split", "manual")
+LOG_VERSION = 4
+TASK_TYPES = ("merge", "split", "synapse", "partner", "manual")
 #: Answers of a task row (``task_type`` merge or split).
 TASK_ANSWERS = ("yes", "no", "skip", "flag", "undo", "stale")
 #: Answers of a manual row: the type of the edit made outside tasks.
@@ -110,17 +115,8 @@ def _quoted(values) -> str:
 _TRIGGER = """CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {upper} ON {table}
     BEGIN SELECT RAISE(ABORT, 'the effort log is append-only'); END"""
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS sessions (
-    session TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    host TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    started_at_utc TEXT NOT NULL,
-    vi_split_start REAL CHECK (vi_split_start IS NULL OR vi_split_start >= 0),
-    vi_merge_start REAL CHECK (vi_merge_start IS NULL OR vi_merge_start >= 0))""",
-    f"""CREATE TABLE IF NOT EXISTS effort (
+#: The effort table (``{name}``: a migration builds it under another name first).
+_EFFORT_TABLE = f"""CREATE TABLE IF NOT EXISTS {{name}} (
     id INTEGER PRIMARY KEY,
     session TEXT NOT NULL REFERENCES sessions (session),
     user TEXT NOT NULL,
@@ -139,7 +135,19 @@ _SCHEMA = (
     note TEXT NOT NULL,
     vi_split REAL CHECK (vi_split IS NULL OR vi_split >= 0),
     vi_merge REAL CHECK (vi_merge IS NULL OR vi_merge >= 0),
-    waiting_s REAL NOT NULL DEFAULT 0 CHECK (waiting_s >= 0))""",
+    waiting_s REAL NOT NULL DEFAULT 0 CHECK (waiting_s >= 0))"""
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS sessions (
+    session TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    started_at_utc TEXT NOT NULL,
+    vi_split_start REAL CHECK (vi_split_start IS NULL OR vi_split_start >= 0),
+    vi_merge_start REAL CHECK (vi_merge_start IS NULL OR vi_merge_start >= 0))""",
+    _EFFORT_TABLE.format(name="effort"),
     *(
         _TRIGGER.format(table=table, verb=verb, upper=verb.upper())
         for table in ("effort", "sessions", "meta")
@@ -606,8 +614,10 @@ def _migrate(con: sqlite3.Connection) -> bool:
             con.execute("ROLLBACK")
             return False
         for step in range(version + 1, LOG_VERSION + 1):
-            for table, name, declaration in _ADDED[step]:
+            for table, name, declaration in _ADDED.get(step, ()):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+        if version < 4:
+            _widen_task_types(con)
         # meta is append-only by trigger; the version is its one value that may change, here only.
         con.execute("DROP TRIGGER meta_no_update")
         con.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(LOG_VERSION),))
@@ -618,6 +628,17 @@ def _migrate(con: sqlite3.Connection) -> bool:
             con.execute("ROLLBACK")
         raise
     return True
+
+
+def _widen_task_types(con: sqlite3.Connection) -> None:
+    """Version 4: the effort table rebuilt with this version's task types (inside the caller's transaction)."""
+    columns = ", ".join(COLUMNS)
+    con.execute(_EFFORT_TABLE.format(name="effort_v4"))
+    con.execute(f"INSERT INTO effort_v4 ({columns}) SELECT {columns} FROM effort ORDER BY id")
+    con.execute("DROP TABLE effort")  # its triggers go with it (a DROP fires no delete trigger)
+    con.execute("ALTER TABLE effort_v4 RENAME TO effort")
+    for verb in ("update", "delete"):
+        con.execute(_TRIGGER.format(table="effort", verb=verb, upper=verb.upper()))
 
 
 def _check_vi_start(vi_start: dict | None) -> tuple[float | None, float | None]:

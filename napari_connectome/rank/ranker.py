@@ -82,10 +82,14 @@ class Ranker:
         Boosting iterations (bounded so that a refit stays well under 1 s).
     seed
         Random state of the classifier and the calibration folds.
+    derived
+        Append the candidate-derived columns (:data:`DERIVED`); False for
+        feature matrices of other things than candidates (synapse rows).
     """
 
     def __init__(self, *, feature_names: list[str] | None = None, answer_weight: float = 5.0,
-                 max_iter: int = 60, seed: int = 0) -> None:
+                 max_iter: int = 60, seed: int = 0, derived: bool = True) -> None:
+        self.derived = bool(derived)
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.answer_weight = float(answer_weight)
         self.max_iter = int(max_iter)
@@ -105,7 +109,11 @@ class Ranker:
         """Every column of :meth:`featurize`'s matrix."""
         if self.feature_names is None:
             raise InputError("ranker", "has no feature names yet; fit it first")
-        return [*self.feature_names, *DERIVED]
+        return [*self.feature_names, *self._derived_columns]
+
+    @property
+    def _derived_columns(self) -> tuple[str, ...]:
+        return DERIVED if self.derived else ()
 
     def featurize(self, candidates: list[Candidate]) -> np.ndarray:
         """The ``(N, F)`` matrix the classifier sees: candidate features, then kind and log impact."""
@@ -164,7 +172,7 @@ class Ranker:
             raise InputError("ranker", f"{x.shape[0]} feature rows but {y.size} labels")
         n_cols = len(self.columns) if self.feature_names is not None else x.shape[1]
         if self.feature_names is None:
-            self.feature_names = [f"f{i}" for i in range(x.shape[1] - len(DERIVED))]
+            self.feature_names = [f"f{i}" for i in range(x.shape[1] - len(self._derived_columns))]
         if x.shape[1] != n_cols:
             raise InputError("ranker", f"features have {x.shape[1]} columns, the ranker expects {n_cols}")
         if np.isinf(x).any():
@@ -252,7 +260,7 @@ class Ranker:
         state = {
             "format": FILE_FORMAT, "version": FILE_VERSION, "feature_names": self.feature_names,
             "answer_weight": self.answer_weight, "max_iter": self.max_iter, "seed": self.seed,
-            "x0": self._x0, "y0": self._y0, "training_info": self.training_info,
+            "derived": self.derived, "x0": self._x0, "y0": self._y0, "training_info": self.training_info,
         }
         with atomic_write(path) as tmp:
             joblib.dump(state, tmp, compress=3)
@@ -277,13 +285,13 @@ class Ranker:
         if int(state.get("version", 0)) > FILE_VERSION:
             raise InputError(path, f"ranker file version {state['version']} is newer than this program's {FILE_VERSION}")
         r = cls(feature_names=state["feature_names"], answer_weight=state["answer_weight"],
-                max_iter=state["max_iter"], seed=state["seed"])
+                max_iter=state["max_iter"], seed=state["seed"], derived=state.get("derived", True))
         return r.fit(state["x0"], state["y0"])
 
     def copy(self) -> Ranker:
         """An independent ranker with the same prior set and answers."""
         r = Ranker(feature_names=self.feature_names, answer_weight=self.answer_weight,
-                   max_iter=self.max_iter, seed=self.seed)
+                   max_iter=self.max_iter, seed=self.seed, derived=self.derived)
         r._x0, r._y0 = self._x0.copy(), self._y0.copy()
         r._xa, r._ya = [a.copy() for a in self._xa], list(self._ya)
         r._model, r._constant, r._usable = self._model, self._constant, self._usable

@@ -8,6 +8,14 @@ detection run *supersedes* the detected batches before it (they stay on
 disk, so the provenance of every row is kept), while annotations and imports
 stay in force until a proofreader retracts them, which is again a batch.
 
+A proofreader's verdict on one row (a synapse micro-task's answer) is a
+*reviewed* batch holding a copy of the row and ``{"verdict": "yes" | "no",
+"reviews": row}``: while it is in force the original row is hidden; a *yes*
+keeps the copy in force (it outlives a new detection run, as an annotation
+does), a *no* keeps it out of the table but on record
+(:meth:`SynapseStore.rejected`). Undoing the answer retracts the batch and the
+original row is back.
+
 :meth:`SynapseStore.current` is the table in force: the rows of batches not
 superseded, in batch then row order.
 """
@@ -31,7 +39,9 @@ from napari_connectome.synapses.table import SynapseTable
 STORE_FORMAT = "napari-connectome synapse store"
 STORE_VERSION = 1
 #: Where a batch came from.
-ORIGINS = ("detected", "imported", "annotated")
+ORIGINS = ("detected", "imported", "annotated", "reviewed")
+#: A proofreader's verdicts on a row.
+VERDICTS = ("yes", "no")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -142,8 +152,9 @@ class SynapseStore:
         supersede_detected
             Retire the earlier detected batches (default: True for a detection run).
         """
-        if origin not in ORIGINS:
-            raise InputError(self.path, f"unknown batch origin {origin!r} (one of {', '.join(ORIGINS)})")
+        if origin not in ORIGINS or origin == "reviewed":
+            raise InputError(self.path, f"unknown batch origin {origin!r} (one of {', '.join(ORIGINS[:3])}; "
+                                        "verdicts go through review())")
         supersede = origin == "detected" if supersede_detected is None else supersede_detected
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         text = json.dumps(details or {}, sort_keys=True, default=str)
@@ -184,7 +195,70 @@ class SynapseStore:
         self._write(mark, action="nothing was changed")
         return number[0]
 
+    def review(self, row: int, verdict: str, *, details: dict | None = None) -> int:
+        """Record a proofreader's verdict on row ``row`` (see the module notes); returns the new batch.
+
+        Parameters
+        ----------
+        row
+            A row in force (from :meth:`current` with ``with_rows=True``).
+        verdict
+            ``"yes"`` (the synapse is right) or ``"no"``.
+        details
+            Kept with the verdict (task id, user, question).
+        """
+        if verdict not in VERDICTS:
+            raise InputError(self.path, f"a verdict is one of {', '.join(VERDICTS)}, got {verdict!r}")
+        row = int(row)
+        rows, batches, table = self.current(with_rows=True)
+        where = np.flatnonzero(rows == row)
+        if where.size == 0:
+            raise InputError(self.path, f"row {row} is not in force (retracted, superseded or already reviewed); "
+                                        "nothing was recorded")
+        k = int(where[0])
+        created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        text = json.dumps({**(details or {}), "verdict": verdict, "reviews": row, "batch_of_row": int(batches[k]),
+                           "synapse_id": int(table.synapse_id[k])}, sort_keys=True, default=str)
+        number: list[int] = []
+
+        def insert(c: sqlite3.Connection) -> None:
+            cur = c.execute("INSERT INTO batches (origin, created, details) VALUES ('reviewed', ?, ?)", (created, text))
+            batch = int(cur.lastrowid)
+            c.execute(f"INSERT INTO synapses (batch, {', '.join(_COLUMNS)}) SELECT ?, {', '.join(_COLUMNS)} "
+                      "FROM synapses WHERE row = ?", (batch, row))
+            number.append(batch)
+
+        self._write(insert, action="nothing was recorded, nothing saved was lost")
+        return number[0]
+
     # ---------------------------------------------------------------- reading
+    def _verdicts(self) -> tuple[set[int], set[int]]:
+        """``(rows hidden by a verdict in force, batches of "no" verdicts in force)``."""
+        hidden, rejected = set(), set()
+        for batch, details in self._con.execute(
+                "SELECT batch, details FROM batches WHERE origin = 'reviewed' AND superseded_by IS NULL"):
+            d = json.loads(details)
+            if "reviews" not in d:
+                continue  # the record of a retraction
+            hidden.add(int(d["reviews"]))
+            if d.get("verdict") == "no":
+                rejected.add(int(batch))
+        return hidden, rejected
+
+    def _select(self, where: str, params=()) -> tuple[np.ndarray, np.ndarray, SynapseTable]:
+        rows = self._con.execute(
+            f"SELECT s.row, s.batch, {', '.join('s.' + c for c in _COLUMNS)} FROM synapses s "
+            f"JOIN batches b ON s.batch = b.batch WHERE {where} ORDER BY s.row", params).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), SynapseTable.empty()
+        a = np.asarray(rows, dtype=object)
+        table = SynapseTable(synapse_id=a[:, 2].astype(np.int64), pre=a[:, 3:6].astype(np.float64),
+                             post=a[:, 6:9].astype(np.float64),
+                             pre_id=np.asarray([_from_sql(v) for v in a[:, 9]], dtype=np.uint64),
+                             post_id=np.asarray([_from_sql(v) for v in a[:, 10]], dtype=np.uint64),
+                             score=a[:, 11].astype(np.float32))
+        return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), table
+
     def batches(self) -> list[dict]:
         """Every batch, oldest first: ``batch, origin, created, details, superseded_by, rows``."""
         if self._con is None:
@@ -197,21 +271,49 @@ class SynapseStore:
                         "superseded_by": sup, "rows": n})
         return out
 
-    def current(self) -> SynapseTable:
-        """The rows in force (batches not superseded), in batch then row order."""
+    def current(self, *, with_rows: bool = False):
+        """The rows in force, in batch then row order.
+
+        In force: in a batch not superseded, not hidden by a verdict in force,
+        and not the copy of a *no* verdict.
+
+        Parameters
+        ----------
+        with_rows
+            Also return each row's number and batch: ``(rows, batches, table)``.
+        """
+        if self._con is None:
+            empty = SynapseTable.empty()
+            return (np.zeros(0, np.int64), np.zeros(0, np.int64), empty) if with_rows else empty
+        hidden, rejected = self._verdicts()
+        rows, batches, table = self._select("b.superseded_by IS NULL")
+        keep = np.array([r not in hidden and b not in rejected for r, b in zip(rows.tolist(), batches.tolist(),
+                                                                                strict=True)], dtype=bool)
+        if not keep.all():
+            rows, batches, table = rows[keep], batches[keep], table.subset(keep)
+        return (rows, batches, table) if with_rows else table
+
+    def rejected(self) -> SynapseTable:
+        """Rows a proofreader answered *no* to (verdicts in force): kept out of the table, on record."""
         if self._con is None:
             return SynapseTable.empty()
-        rows = self._con.execute(
-            f"SELECT {', '.join('s.' + c for c in _COLUMNS)} FROM synapses s JOIN batches b ON s.batch = b.batch "
-            "WHERE b.superseded_by IS NULL ORDER BY s.row").fetchall()
-        if not rows:
+        _, rejected = self._verdicts()
+        if not rejected:
             return SynapseTable.empty()
-        a = np.asarray(rows, dtype=object)
-        return SynapseTable(synapse_id=a[:, 0].astype(np.int64), pre=a[:, 1:4].astype(np.float64),
-                            post=a[:, 4:7].astype(np.float64),
-                            pre_id=np.asarray([_from_sql(v) for v in a[:, 7]], dtype=np.uint64),
-                            post_id=np.asarray([_from_sql(v) for v in a[:, 8]], dtype=np.uint64),
-                            score=a[:, 9].astype(np.float32))
+        marks = ", ".join("?" * len(rejected))
+        return self._select(f"b.batch IN ({marks})", tuple(sorted(rejected)))[2]
+
+    def verdicts(self) -> list[dict]:
+        """Verdicts in force, oldest first: ``batch``, ``row`` reviewed, ``verdict`` and the details."""
+        if self._con is None:
+            return []
+        out = []
+        for b, text in self._con.execute("SELECT batch, details FROM batches WHERE origin = 'reviewed' "
+                                         "AND superseded_by IS NULL ORDER BY batch"):
+            d = json.loads(text)
+            if "reviews" in d:
+                out.append({**d, "batch": int(b), "row": int(d["reviews"])})
+        return out
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Close; folds the WAL into the main file first when writable."""

@@ -103,6 +103,11 @@ class SynapseTable:
         pairs, counts = np.unique(np.stack([self.pre_id, self.post_id], axis=1), axis=0, return_counts=True)
         return {(int(a), int(b)): int(c) for (a, b), c in zip(pairs, counts, strict=True)}
 
+    def subset(self, which) -> SynapseTable:
+        """The rows selected by ``which`` (a boolean mask or indices), in that order."""
+        return SynapseTable(self.synapse_id[which], self.pre[which], self.post[which], self.pre_id[which],
+                            self.post_id[which], self.score[which])
+
     def with_ids(self, pre_id, post_id) -> SynapseTable:
         """The same connections with other neuron ids (e.g. read from a label volume)."""
         return SynapseTable(self.synapse_id, self.pre, self.post, pre_id, post_id, self.score)

@@ -79,6 +79,15 @@ also added to :attr:`TaskSession.notes`. Candidates are found again after
 every accepted edit of the session (in the background, see above), and, when
 edits were made outside tasks, once more when the list runs out.
 
+Synapse questions. When the project's synapse store holds detected or
+imported rows no one has reviewed, they join the same queue ("Synapse
+here?", "Is this the partner?"; see
+:mod:`~napari_connectome.tasks.synapse_queue`): one after every
+``synapse_every`` segmentation tasks, and all of them once the segmentation
+tasks run out. Their answers go to the store and to the synapse classifier
+(refit at once: milliseconds), never to the segmentation strategy; they make
+no edit. Undo takes back the latest answer of either kind.
+
 Live VI: the contingency table of ground truth against the *supervoxels* is
 counted once at opening and relabelled through the current mapping on each
 call (milliseconds). It is exact while supervoxels are unchanged; a split
@@ -106,7 +115,7 @@ from napari_connectome.errors import InputError, warn
 from napari_connectome.rank.strategies import Strategy, build_strategy, candidate_key
 from napari_connectome.tasks.learning import FIND_ATTEMPTS, Answered, BackgroundLearner
 from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
-from napari_connectome.tasks.model import AnswerResult, Task, check_answer
+from napari_connectome.tasks.model import AnswerResult, Task, check_answer, task_key
 from napari_connectome.tasks.prefetch import Prefetcher
 from napari_connectome.tasks.view import TaskView, crop_edge_nm, prepare_view, view_still_valid
 
@@ -151,7 +160,8 @@ class TaskSession:
     def __init__(self, *, proofreader, own_proofreader: bool, strategy: Strategy, effort: EffortLog,
                  recorder: EffortRecorder, clock: ActivityClock, find: Callable, find_options: dict,
                  gt_table, em_volume, crop_nm, skeletons, prefetch: bool,
-                 learn_in_background: bool = True, own_recorder: bool = True) -> None:
+                 learn_in_background: bool = True, own_recorder: bool = True, synapses=None,
+                 synapse_every: int = 4) -> None:
         self.proofreader = proofreader
         #: Whether :meth:`close` closes the Proofreader. A GUI that shares it
         #: with another panel hands it over by setting this.
@@ -183,6 +193,12 @@ class TaskSession:
         self._closed = False
         self.learning_waits: list[float] = []
         self.learning_joins = 0
+        #: The :class:`~napari_connectome.tasks.synapse_queue.SynapseQueue` (None: no synapse questions).
+        self.synapses = synapses
+        if int(synapse_every) < 1:
+            raise InputError("synapse_every", f"must be a whole number ≥ 1, got {synapse_every}")
+        self.synapse_every = int(synapse_every)
+        self._since_synapse = 0
         self.prefetcher = Prefetcher(self._prepare) if prefetch else None
         self._learner = BackgroundLearner(proofreader, strategy, find, find_options, prefetcher=self.prefetcher,
                                           in_background=learn_in_background, find_attempts=_FIND_ATTEMPTS)
@@ -198,7 +214,8 @@ class TaskSession:
              proofreader=None, prefetch: bool = True, crop_nm=None, session: str | None = None,
              model=None, skeletons=None, find: Callable | None = None,
              learn_in_background: bool = True,
-             recorder: EffortRecorder | Callable[..., EffortRecorder] | None = None) -> TaskSession:
+             recorder: EffortRecorder | Callable[..., EffortRecorder] | None = None,
+             synapses: bool | None = None, synapse_every: int = 4) -> TaskSession:
         """Open a task session on a project (and its effort log).
 
         Parameters
@@ -250,6 +267,12 @@ class TaskSession:
             ``vi`` (the VI now, for the log's start) when it is not open yet
             (the GUI's workspace). Default: open the log and a recorder here
             (closed by :meth:`close`).
+        synapses
+            Ask about the synapse store's unreviewed rows too: None (default)
+            when the project has a synapse store, True always (an empty store
+            asks nothing), False never.
+        synapse_every
+            One synapse question after this many segmentation tasks.
 
         Raises
         ------
@@ -294,10 +317,23 @@ class TaskSession:
                 effort = EffortLog.open(project, user=user or pr.user, session=pr.session, clock=clock,
                                         vi_start=start)
                 recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
-            return cls(proofreader=pr, own_proofreader=own, strategy=strat, effort=recorder.log,
-                       recorder=recorder, clock=activity, find=find, find_options=find_options, gt_table=table,
-                       em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch,
-                       learn_in_background=learn_in_background, own_recorder=own_recorder)
+            if synapses is None:
+                synapses = project.component_path("synapses").is_file()
+            queue = None
+            if synapses:
+                from napari_connectome.tasks.synapse_queue import SynapseQueue
+
+                queue = SynapseQueue(pr, user=user or pr.user)
+            try:
+                return cls(proofreader=pr, own_proofreader=own, strategy=strat, effort=recorder.log,
+                           recorder=recorder, clock=activity, find=find, find_options=find_options, gt_table=table,
+                           em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch,
+                           learn_in_background=learn_in_background, own_recorder=own_recorder, synapses=queue,
+                           synapse_every=synapse_every)
+            except BaseException:
+                if queue is not None:
+                    queue.close()
+                raise
         except BaseException:
             if effort is not None:
                 effort.close()
@@ -321,7 +357,7 @@ class TaskSession:
         """
         self._check_open()
         if self.current is not None:
-            reason = stale_reason(self.proofreader, self.current.candidate)
+            reason = self._stale_reason(self.current)
             if reason is None:
                 self._poll()
                 return self.current
@@ -393,6 +429,8 @@ class TaskSession:
         if task is None:
             raise InputError("answer", "no task is shown (the queue is empty)")
         self._join()  # the order this answer picks from; a join never changes the task on screen
+        if task.is_synapse:
+            return self._answer_synapse(task, answer)
         reason = stale_reason(self.proofreader, task.candidate)
         if reason is not None:
             row = self._record_stale(task, reason, timed=True, answered=answer)
@@ -432,6 +470,41 @@ class TaskSession:
             nxt = self._advance()
         return AnswerResult(task, answer, edit_id, row, nxt, note)
 
+    def _answer_synapse(self, task: Task, answer: str) -> AnswerResult:
+        """A synapse question's answer: a verdict in the store, the classifier refit; no edit."""
+        try:
+            batch = self.synapses.answer(task.candidate, answer, task_id=task.id)
+        except InputError as exc:
+            # The row left the table meanwhile (a new detection run, another program): nothing to answer.
+            row = self._record_stale(task, str(exc), timed=True, answered=answer)
+            return AnswerResult(task, "stale", None, row, self._advance(), self.notes[-1])
+        note = f"verdict {answer} in synapse store batch {batch}" if batch is not None else ""
+        shown, active, idle, answered = self._stop_clock()
+        row = self.effort.record(
+            task_id=task.id, task_type=task.kind, answer=answer, shown_at=shown, answered_at=answered,
+            active_s=active, idle_s=idle, waiting_s=self.clock.waiting_s, edit_id=None,
+            candidate_id=task.candidate.id, segments=task.segments, note=note, **self._vi_columns(),
+        )
+        self._asked[task.key] = answer
+        self._answers.append(Answered(task, answer, None, learnt=answer in ("yes", "no")))
+        return AnswerResult(task, answer, None, row, self._advance(), note)
+
+    def _undo_synapse(self, last: Answered) -> AnswerResult:
+        taken = self.synapses.undo()
+        again_candidate, _, retraction = taken
+        self._answers.pop()
+        shown, active, idle, answered = self._stop_clock()
+        note = f"took back {last.answer}" + (f" (synapse store batch {retraction})" if retraction is not None else "")
+        row = self.effort.record(
+            task_id=last.task.id, task_type=last.task.kind, answer="undo", shown_at=shown, answered_at=answered,
+            active_s=active, idle_s=idle, waiting_s=self.clock.waiting_s, edit_id=None,
+            candidate_id=last.task.candidate.id, segments=last.task.segments, note=note, **self._vi_columns(),
+        )
+        self._asked.pop(last.task.key, None)
+        again = Task.from_synapse(again_candidate)
+        self._show(again)
+        return AnswerResult(last.task, "undo", None, row, again, f"took back {last.answer}")
+
     def undo(self) -> AnswerResult | None:
         """Take back the latest answer still in effect and show its task again.
 
@@ -463,6 +536,8 @@ class TaskSession:
         if not self._answers:
             return None
         last = self._answers[-1]
+        if last.task.is_synapse:
+            return self._undo_synapse(last)
         undo_id = None
         if last.edit_id is not None:
             undo_id = self.proofreader.undo(last.edit_id, task_id=last.task.id,
@@ -500,6 +575,9 @@ class TaskSession:
         counts = {a: sum(1 for x in self._answers if x.answer == a) for a in ("yes", "no", "skip", "flag")}
         current = self.current.key if self.current is not None else None
         queued = sum(1 for c in self._candidates if (k := candidate_key(c)) not in self._asked and k != current)
+        if self.synapses is not None:
+            queued += sum(1 for c in self.synapses.candidates
+                          if (k := task_key(c)) not in self._asked and k != current)
         return {"done": len(self._answers), "queued": queued, "flagged": counts["flag"], "stale": self._stale,
                 **counts}
 
@@ -650,6 +728,8 @@ class TaskSession:
             self.notes.append(note)
         if self.prefetcher is not None:
             self.prefetcher.close()
+        if self.synapses is not None:
+            self.synapses.close()
         # A shared Proofreader outlives the session: it must stop calling us.
         self._edit_connection.disconnect()
         if self.owns_recorder:
@@ -700,14 +780,36 @@ class TaskSession:
         """
         self.current = None
         refound = not refind
+        if self._since_synapse >= self.synapse_every and (task := self._synapse_task()) is not None:
+            self._since_synapse = 0
+            self._show(task)
+            return task
         while True:
             task = self._first_showable(moot)
             if task is None and self._outside_edits and not refound:
                 self._refind()
                 refound = True
                 continue
+            if task is None:
+                task = self._synapse_task()  # the segmentation tasks ran out: the synapse questions go on
+            else:
+                self._since_synapse += 1
             self._show(task)
             return task
+
+    def _synapse_task(self, *, exclude: tuple | None = None) -> Task | None:
+        """The synapse question to ask next (None: none, or no synapse queue)."""
+        if self.synapses is None:
+            return None
+        for cand in self.synapses.order():
+            if task_key(cand) not in self._asked and task_key(cand) != exclude:
+                return Task.from_synapse(cand)
+        return None
+
+    def _stale_reason(self, task: Task) -> str | None:
+        # A synapse question makes no edit: it cannot be edited away (a row gone from the store is found
+        # when the answer is recorded).
+        return None if task.is_synapse else stale_reason(self.proofreader, task.candidate)
 
     def _first_showable(self, moot: frozenset) -> Task | None:
         for cand in self._unasked():
@@ -733,10 +835,12 @@ class TaskSession:
     def _predicted_next(self) -> Task | None:
         """The task shown after the current one if the answer changes neither the list nor the order."""
         current = self.current.key if self.current is not None else None
+        if self._since_synapse >= self.synapse_every and (task := self._synapse_task(exclude=current)):
+            return task  # the answer to a segmentation task now brings the turn of a synapse question
         for cand in self._unasked(exclude=current):
             if stale_reason(self.proofreader, cand) is None:
                 return Task.from_candidate(cand)
-        return None
+        return self._synapse_task(exclude=current)
 
     def _stop_clock(self) -> tuple[float, float, float, float]:
         """``(shown_at, active_s, idle_s, answered_at)`` of the span on screen, which ends now."""
@@ -772,6 +876,8 @@ class TaskSession:
 
     def _refreshed(self, task: Task) -> Task:
         """``task`` as it reads on the segmentation now (same id): from the re-found list, else relabelled."""
+        if task.is_synapse:
+            return task
         for c in self._candidates:
             if candidate_key(c) == task.key:
                 return Task.from_candidate(c)

@@ -83,6 +83,9 @@ class TaskView:
         ids is less to move per section.
     display_values
         The label each display label ``i + 1`` stands for.
+    synapse_nm
+        For a synapse question: its ``(pre point, post point)`` in nm, drawn
+        as two points and the arrow between them; None otherwise.
     """
 
     task: Task
@@ -99,6 +102,7 @@ class TaskView:
     label_names: dict[int, str] = field(default_factory=dict)
     display_labels: np.ndarray | None = None
     display_values: tuple[int, ...] = ()
+    synapse_nm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     def same_as(self, other: TaskView) -> bool:
         """True when both draw the same thing (arrays equal, same placement, paths and colours)."""
@@ -106,7 +110,7 @@ class TaskView:
             self.task.id == other.task.id
             and self.offset_nm == other.offset_nm and self.voxel_size_nm == other.voxel_size_nm
             and self.point_nm == other.point_nm and self.point_voxel == other.point_voxel
-            and self.colors == other.colors
+            and self.colors == other.colors and self.synapse_nm == other.synapse_nm
             and np.array_equal(self.em, other.em) and np.array_equal(self.labels, other.labels)
             and len(self.skeleton_paths) == len(other.skeleton_paths)
             and all(np.array_equal(a, b) for a, b in zip(self.skeleton_paths, other.skeleton_paths, strict=True))
@@ -255,6 +259,11 @@ def prepare_view(source, task: Task, *, em_volume=None, crop_nm=None, skeletons=
                 continue  # edited away: the task is stale and will be skipped; nothing to draw for it
             labels[np.isin(sv, members)] = np.uint64(seg)
             names[int(seg)] = f"segment {int(seg)}"
+        if task.is_synapse:
+            # segments are (post, pre): name each by its role
+            for role, seg in zip(("post", "pre"), task.segments, strict=True):
+                if int(seg) in names:
+                    names[int(seg)] = f"{role}-synaptic neuron {int(seg)}"
     colors = _colors(source, pr, task, sides)
     display_values = tuple(names)
     display = np.zeros(labels.shape, dtype=np.uint8)
@@ -269,6 +278,7 @@ def prepare_view(source, task: Task, *, em_volume=None, crop_nm=None, skeletons=
         point_nm=tuple(float(x) for x in task.location_nm),
         skeleton_paths=paths, colors=colors, point_voxel=point_voxel, version=version,
         skeleton_segments=owners, label_names=names, display_labels=display, display_values=display_values,
+        synapse_nm=(task.candidate.pre, task.candidate.post) if task.is_synapse else None,
     )
 
 

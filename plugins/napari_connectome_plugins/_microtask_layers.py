@@ -14,7 +14,9 @@ stays readable; the skeletons are projected onto the section (a 2-D Vectors
 layer, drawn on every section of the crop, one line per skeleton edge in its
 segment's colour); the decision point is a ring, marked on every section (its
 section is the one shown first). ``,`` and ``.`` (or napari's slider) step through the crop's
-sections without leaving the task; napari's 2D/3D button shows it in 3D.
+sections without leaving the task; napari's 2D/3D button shows it in 3D. A synapse question adds
+an arrow from its pre point to its post point (the decision point), projected like the skeletons,
+so the direction asked about is seen on any section.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ EM = "task EM"
 SEGMENTS = "task segments"
 SKELETONS = "task skeletons"
 POINT = "decision point"
+SYNAPSE = "task synapse"
 POINT_COLOUR = "yellow"
+SYNAPSE_COLOUR = "magenta"
+# Arrow width of a synapse question, in voxels of the crop.
+SYNAPSE_WIDTH_VOXELS = 1.5
 # Outline width of the segments, in voxels of the crop: one voxel is 2–4 screen pixels at the
 # task's zoom, visible yet leaving the membranes under it readable.
 CONTOUR = 1
@@ -42,7 +48,18 @@ POINT_SIZE_NM = 60.0
 # Zoom on a new task: the crop fills this share of the canvas (the tighter of height and width).
 FILL = 0.95
 
-LAYER_NAMES = (EM, SEGMENTS, SKELETONS, POINT)
+LAYER_NAMES = (EM, SEGMENTS, SKELETONS, SYNAPSE, POINT)
+
+
+def synapse_arrow(view) -> np.ndarray:
+    """``(n, 2, 2)`` napari vectors (crop y, x voxels) of a synapse question's pre → post arrow; none otherwise."""
+    pair = getattr(view, "synapse_nm", None)
+    if pair is None:
+        return np.zeros((0, 2, 2))
+    size = np.asarray(view.voxel_size_nm, dtype=float)[1:]
+    origin = np.asarray(view.offset_nm, dtype=float)[1:]
+    pre, post = ((np.asarray(p, dtype=float)[1:] - origin) / size for p in pair)
+    return np.stack([pre, post - pre])[None]
 
 
 def camera(viewer):
@@ -188,6 +205,8 @@ class TaskLayers:
             pts.data = point[1:].reshape(1, 2)
             pts.size = POINT_SIZE_NM / float(min(scale))
             _place(self._layers[SKELETONS], scale[1:], translate[1:])
+            _place(self._layers[SYNAPSE], scale[1:], translate[1:])
+            self._layers[SYNAPSE].data = synapse_arrow(view)
         # Vectors data outside the held-back refresh: their colours are indexed by the sliced data.
         skel = self._layers[SKELETONS]
         skel.data = vectors
@@ -252,6 +271,8 @@ class TaskLayers:
                 layer.data = np.zeros((1, 1, 1), dtype=layer.data.dtype)
         if (layer := self.layer(SKELETONS)) is not None:
             layer.data = np.zeros((0, 2, 2))
+        if (layer := self.layer(SYNAPSE)) is not None:
+            layer.data = np.zeros((0, 2, 2))
         if (layer := self.layer(POINT)) is not None:
             layer.data = np.empty((0, 2))
         self.view = None
@@ -276,7 +297,7 @@ class TaskLayers:
         plane keeps the picture readable while the segments show in depth.
         """
         three = self.viewer.dims.ndisplay == 3
-        for name in (SKELETONS, POINT):
+        for name in (SKELETONS, SYNAPSE, POINT):
             if (layer := self.layer(name)) is not None:
                 layer.visible = not three
         em = self.layer(EM)
@@ -323,6 +344,13 @@ class TaskLayers:
             # napari redraws a Vectors thumbnail from every vector on each change (~12 ms for a few
             # hundred skeleton edges, twice per task); a thumbnail of skeleton lines tells nothing.
             self._layers[SKELETONS]._update_thumbnail = _no_thumbnail
+        if SYNAPSE not in self._layers:
+            self._layers[SYNAPSE] = viewer.add_vectors(
+                np.zeros((0, 2, 2)), ndim=2, name=SYNAPSE, scale=scale[1:], translate=translate[1:],
+                edge_width=SYNAPSE_WIDTH_VOXELS, vector_style="arrow", edge_color=SYNAPSE_COLOUR, length=1.0,
+                blending="translucent_no_depth", metadata=self.meta,
+            )
+            self._layers[SYNAPSE]._update_thumbnail = _no_thumbnail
         if POINT not in self._layers:
             # 2-D like the skeletons: the point's (y, x) stays marked on every section stepped to.
             self._layers[POINT] = viewer.add_points(

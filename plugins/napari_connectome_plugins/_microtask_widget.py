@@ -5,8 +5,9 @@ candidate errors, applies the edits, feeds every answer to the ranker and
 times every answer in the project's effort log. This panel only shows the
 current task and forwards keys, buttons and input activity to it:
 
-- the question in large type ("Same neuron?" / "Cut here?") with the task
-  id, kind and impact;
+- the question in large type ("Same neuron?" / "Cut here?", and for the
+  project's detected synapses "Synapse here?" / "Is this the partner?") with
+  the task id, kind and impact (a synapse: its neurons, pre → post, and score);
 - in the viewer, in 2D on the section through the decision point: the
   full-resolution EM crop (256 voxels across, 64 sections deep by default),
   the involved segments as outlines (for "Cut here?" the two sides of the
@@ -137,7 +138,13 @@ def vi_text(vi: dict | None) -> str:
 
 
 def task_text(task) -> str:
-    """``t-1a2b3c4d5e6f · merge · impact 2.4k voxels · segments 12, 87``."""
+    """``t-1a2b3c4d5e6f · merge · impact 2.4k voxels · segments 12, 87``.
+
+    A synapse question: ``t-… · synapse · neuron 87 → 12 · score 0.0021 µm³`` (pre → post, the arrow drawn).
+    """
+    if getattr(task, "is_synapse", False):
+        c = task.candidate
+        return f"{task.id} · {task.kind} · neuron {c.pre_id} → {c.post_id} · score {c.score:.2g} µm³"
     segments = ", ".join(str(int(s)) for s in getattr(task, "segments", ()))
     impact = _fmt_impact(getattr(task, "candidate", None))
     return f"{task.id} · {task.kind} · impact {impact} · segments {segments or '—'}"
@@ -226,8 +233,10 @@ class MicroTaskWidget(ProjectPanel, QWidget):
         prefetch: bool = True,
         find_options: dict | None = None,
         strategy=None,
+        synapse_every: int | None = None,
     ) -> None:
         super().__init__(parent)
+        self.synapse_every = synapse_every
         self.viewer = unwrap(napari_viewer)
         self.clock = clock
         self.idle_after_s = idle_after_s
@@ -340,6 +349,7 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             "prefetch": self.prefetch,
             "find_options": self.find_options,
             "strategy": self.strategy,
+            "synapse_every": self.synapse_every,
         }
         self._open_in_worker(
             root, f"{project.name} (finding tasks…)", _open_session, workspace, project, options,

@@ -274,7 +274,7 @@ def test_version1_log_is_migrated_not_moved_aside(project):
     path = _version1_log(project)
     with EffortLog.open(project, session="new") as log:
         assert log.migrated and log.warning is None and log.recovered_from is None
-        assert log.meta()["version"] == str(LOG_VERSION) == "3"
+        assert log.meta()["version"] == str(LOG_VERSION) == "4"
         log.record(**_row(vi_split=0.5, vi_merge=0.75, waiting_s=1.5))
         rows = log.rows()
     assert not list(path.parent.glob("*.corrupt-*"))
@@ -320,7 +320,7 @@ def test_version2_log_is_read_as_is_then_migrated_to_record_waiting(project):
         assert (ro.sessions()[0]["vi_split_start"], ro.sessions()[0]["vi_merge_start"]) == (None, None)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     with EffortLog.open(project, session="new", vi_start={"vi_split": 0.5, "vi_merge": 2.0}) as log:
-        assert log.migrated and log.meta()["version"] == "3"
+        assert log.migrated and log.meta()["version"] == "4"
         log.record(**_row(waiting_s=4.0))
         assert [r["waiting_s"] for r in log.rows()] == [0.0, 0.0, 4.0]
         starts = {s["session"]: (s["vi_split_start"], s["vi_merge_start"]) for s in log.sessions()}
@@ -511,3 +511,57 @@ def test_recorder_records_the_vi_it_is_given_and_survives_a_failing_one(project)
     assert calls == [1, 2]
     assert [(r["vi_split"], r["vi_merge"]) for r in rows] == [(0.1, 1.0), (None, None), (None, None)]
     assert len(rec.notes) == 1 and "table gone" in rec.notes[0]
+
+
+def _version3_log(project, *, rows: int = 2):
+    """A log as version 3 wrote it: the effort table's CHECK without the synapse task types."""
+    with EffortLog.open(project, user="ana", session="old") as log:
+        for k in range(rows):
+            log.record(**_row(answer="no", edit_id=None, note=f"row {k}"))
+    path = project.component_path("effort_log")
+    con = sqlite3.connect(path, isolation_level=None)
+    old = con.execute("SELECT sql FROM sqlite_master WHERE name = 'effort'").fetchone()[0]
+    old = old.replace("'merge', 'split', 'synapse', 'partner', 'manual'", "'merge', 'split', 'manual'")
+    con.execute("BEGIN")
+    con.execute(old.replace("CREATE TABLE effort", "CREATE TABLE effort_old", 1)
+                .replace("CREATE TABLE IF NOT EXISTS effort", "CREATE TABLE effort_old", 1))
+    con.execute(f"INSERT INTO effort_old SELECT {', '.join(COLUMNS)} FROM effort")
+    con.execute("DROP TABLE effort")
+    con.execute("ALTER TABLE effort_old RENAME TO effort")
+    for verb in ("update", "delete"):
+        con.execute(f"CREATE TRIGGER effort_no_{verb} BEFORE {verb.upper()} ON effort BEGIN SELECT RAISE(ABORT, "
+                    "'the effort log is append-only'); END")
+    con.execute("DROP TRIGGER meta_no_update")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'version'")
+    con.execute("CREATE TRIGGER meta_no_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, "
+                "'the effort log is append-only'); END")
+    con.execute("COMMIT")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        con.execute("INSERT INTO effort (session, user, task_type, answer, shown_at, shown_at_utc, answered_at, "
+                    "answered_at_utc, active_s, idle_s, segments, note) "
+                    "VALUES ('old', 'a', 'synapse', 'no', 1, 'x', 1, 'x', 0, 0, '[]', '')")
+    con.close()
+    return path
+
+
+def test_version3_log_is_rebuilt_to_take_synapse_questions_rows_unchanged(project):
+    path = _version3_log(project)
+    with EffortLog.open(project, read_only=True) as ro:
+        before = ro.rows()
+    with EffortLog.open(project, session="new") as log:
+        assert log.migrated and log.meta()["version"] == "4"
+        assert log.rows() == before  # same ids, same values: the project's running hash still matches
+        log.record(**_row(task_type="synapse", answer="yes", edit_id=None, candidate_id="syn-3"))
+        log.record(**_row(task_type="partner", answer="no", edit_id=None, candidate_id="syn-4"))
+        assert [r["task_type"] for r in log.rows()] == ["merge", "merge", "synapse", "partner"]
+    con = sqlite3.connect(path)
+    for sql in ("UPDATE effort SET note = 'x'", "DELETE FROM effort"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            con.execute(sql)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        con.execute("INSERT INTO effort (session, user, task_type, answer, shown_at, shown_at_utc, answered_at, "
+                    "answered_at_utc, active_s, idle_s, segments, note) "
+                    "VALUES ('new', 'a', 'cleft', 'no', 1, 'x', 1, 'x', 0, 0, '[]', '')")
+    con.close()
+    with EffortLog.open(project, session="again") as log:
+        assert not log.migrated and len(log.rows()) == 4

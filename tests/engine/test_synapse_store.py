@@ -122,3 +122,38 @@ def test_sigkill_loses_no_committed_batch_and_leaves_none_half_written(tmp_path)
     counts = [_trial(path, seed=t, rng=rng) for t in range(12)]
     # The kills landed both between and inside batches: some trials committed unreported batches, all reported.
     assert sum(r for r, _ in counts) > 0
+
+
+def test_verdicts_hide_keep_or_reject_a_row_and_undo_brings_it_back(tmp_path):
+    path = tmp_path / "synapses.sqlite"
+    det = batch_rows(1, 0)
+    assert len(det) >= 3
+    with SynapseStore(path) as store:
+        store.append(det, origin="detected")
+        rows, batches, table = store.current(with_rows=True)
+        _same(table, det)
+        assert len(set(batches.tolist())) == 1
+        yes = store.review(int(rows[0]), "yes", details={"task_id": "s-1"})
+        no = store.review(int(rows[1]), "no")
+        # The yes copy comes last (its batch is newer); the no row is out of the table but on record.
+        _same(store.current(), concat([det.subset(np.arange(2, len(det))), det.subset([0])]))
+        _same(store.rejected(), det.subset([1]))
+        assert [(v["row"], v["verdict"], v.get("task_id")) for v in store.verdicts()] == [
+            (int(rows[0]), "yes", "s-1"), (int(rows[1]), "no", None)]
+        with pytest.raises(InputError, match="not in force"):
+            store.review(int(rows[1]), "yes")  # already reviewed: hidden
+        with pytest.raises(InputError, match="verdict"):
+            store.review(int(rows[2]), "maybe")
+        with pytest.raises(InputError, match="review"):
+            store.append(det, origin="reviewed")
+        # A new detection run supersedes the detected rows; the confirmed copy stays, the rejection stays on record.
+        store.append(batch_rows(1, 1), origin="detected")
+        current = store.current()
+        assert len(current) == len(batch_rows(1, 1)) + 1
+        _same(store.rejected(), det.subset([1]))
+        store.retract(yes)
+        store.retract(no)
+        assert store.verdicts() == []
+        _same(store.rejected(), SynapseTable.empty())
+    with SynapseStore(path, read_only=True) as again:
+        _same(again.current(), batch_rows(1, 1))

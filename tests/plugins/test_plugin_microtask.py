@@ -513,3 +513,71 @@ def test_task_line_gives_the_impact_with_its_unit(panel):
     _viewer, widget, _clock = panel
     text = widget.task_label.text()
     assert "impact" in text and ("voxels" in text or "skeleton" in text), text
+
+
+def _synapse_rows(project, n: int = 6):
+    """Rows between points of different segments (the Proofreader says which)."""
+    from napari_connectome.proofread import Proofreader
+    from napari_connectome.synapses.table import SynapseTable
+
+    pr = Proofreader.open(project, read_only=True)
+    try:
+        level = pr.supervoxel_volume().levels[0]
+        sv = np.asarray(level.array[:])
+        vs, off = np.asarray(level.voxel_size, float), np.asarray(level.offset, float)
+        rng = np.random.default_rng(5)
+        fg = np.argwhere(sv > 0)
+        pre, post = [], []
+        while len(pre) < n:
+            a = fg[rng.integers(len(fg))]
+            b = np.clip(a + rng.integers(-12, 13, 3) * [0, 1, 1], 0, np.asarray(sv.shape) - 1)
+            if sv[tuple(b)] and pr.segment_of(int(sv[tuple(a)])) != pr.segment_of(int(sv[tuple(b)])):
+                pre.append(a * vs + off)
+                post.append(b * vs + off)
+    finally:
+        pr.close()
+    return SynapseTable(synapse_id=np.arange(1, n + 1), pre=np.array(pre), post=np.array(post),
+                        pre_id=np.zeros(n, np.uint64), post_id=np.zeros(n, np.uint64),
+                        score=np.linspace(0.001, 0.01, n).astype(np.float32))
+
+
+def test_synapse_questions_by_keys_draw_the_arrow_and_record_verdicts(make_napari_viewer, qtbot, project, messages):
+    from napari_connectome.synapses.store import SynapseStore
+
+    with SynapseStore(project.component_path("synapses")) as store:
+        store.append(_synapse_rows(project), origin="detected")
+    clock = FakeClock()
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open(str(project.root), plugin=PLUGIN)
+    widget = mw.MicroTaskWidget(viewer, clock=clock, idle_after_s=IDLE_S, synapse_every=1)
+    viewer.window.add_dock_widget(widget, name="Micro-tasks", area="right")
+    qtbot.waitUntil(lambda: widget.session is not None and not widget._busy, timeout=120_000)
+    try:
+        arrow = widget.task_layers.layer(ml.SYNAPSE)
+        assert widget.current_task.kind == "merge" and len(arrow.data) == 0
+        key(viewer, qtbot, "s")
+        qtbot.waitUntil(lambda: widget.current_task is not None and widget.current_task.is_synapse, timeout=30_000)
+        task = widget.current_task
+        assert widget.question_label.text() == "Synapse here?"
+        assert f"neuron {task.candidate.pre_id} → {task.candidate.post_id}" in widget.task_label.text()
+        assert len(arrow.data) == 1 and arrow.visible
+        # the arrow ends at the decision point (post), in the crop's (y, x) voxels
+        view = widget.task_layers.view
+        tip = arrow.data[0, 0] + arrow.data[0, 1]
+        np.testing.assert_allclose(tip * view.voxel_size_nm[1:] + view.offset_nm[1:], task.candidate.post[1:])
+        clock.advance(3.0)
+        key(viewer, qtbot, "y")
+        qtbot.waitUntil(lambda: widget.current_task is not None and not widget.current_task.is_synapse,
+                        timeout=30_000)
+        assert len(arrow.data) == 0
+        verdicts = widget.session.synapses.store.verdicts()
+        assert [(v["row"], v["verdict"]) for v in verdicts] == [(task.candidate.row, "yes")]
+        key(viewer, qtbot, "u")
+        qtbot.waitUntil(lambda: widget.current_task is not None and widget.current_task.key == task.key,
+                        timeout=30_000)
+        assert widget.session.synapses.store.verdicts() == []
+        rows = [r for r in effort_rows(project) if r["task_type"] == "synapse"]
+        assert [r["answer"] for r in rows] == ["yes", "undo"]
+    finally:
+        widget.close_panel()
