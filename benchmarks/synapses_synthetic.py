@@ -10,9 +10,9 @@ Protocol (issue 12's acceptance):
   volume whole (mirrored at its edges): the post-synaptic mask and the vectors
   to the pre sites.
 * Detection (:func:`napari_connectome.synapses.detect.detect_synapses`, the
-  defaults of ``napari-connectome synapses``: the model's mask threshold chosen
-  on its held-out training volume, pieces of at least 10⁵ nm³, de-duplication
-  250 nm), neurons read from
+  defaults of ``napari-connectome synapses``: the model's mask threshold and
+  pre ray reach chosen on its held-out training volume, pieces of at least
+  10⁵ nm³, de-duplication 250 nm), neurons read from
 
   - the **true** segmentation: partners are scored as they are;
   - **our** segmentation (``--segment``): the shipped affinity network
@@ -103,6 +103,10 @@ def run(args) -> dict:
     if overlap:
         raise SystemExit(f"test seeds {sorted(overlap)} were used in training {args.model}: choose others")
     threshold = args.threshold if args.threshold is not None else float((entry.detect or {}).get("threshold", 0.5))
+    if args.pre_reach is None:
+        reach = (entry.detect or {}).get("pre_reach_nm")
+    else:
+        reach = None if args.pre_reach == "off" else float(args.pre_reach)
     rows = []
     for seed in args.test_seeds:
         spec, raw, gt, truth = volume(seed, args.shape, vs, args.density)
@@ -110,7 +114,7 @@ def run(args) -> dict:
         pred = predict_affinities(raw, net, block_shape=(64, 64, 64), threads=args.threads)
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
-        found = detect_synapses(pred, gt, voxel_size=vs, offset=spec.offset, threshold=threshold)
+        found = detect_synapses(pred, gt, voxel_size=vs, offset=spec.offset, threshold=threshold, pre_reach_nm=reach)
         t_det = time.perf_counter() - t0
         table = found.table
         row = {"seed": seed, "shape": list(spec.shape), "voxel_size": list(vs), "true_connections": len(truth),
@@ -119,7 +123,8 @@ def run(args) -> dict:
                "true_segmentation": scores(table, truth, args)}
         if args.segment:
             seg = our_segmentation(raw, args.threads)
-            ours = detect_synapses(pred, seg, voxel_size=vs, offset=spec.offset, threshold=threshold).table
+            ours = detect_synapses(pred, seg, voxel_size=vs, offset=spec.offset, threshold=threshold,
+                                   pre_reach_nm=reach).table
 
             def true_neurons(points, gt=gt, spec=spec):
                 idx = voxel_index(points, voxel_size=spec.voxel_size, offset=spec.offset)
@@ -131,6 +136,7 @@ def run(args) -> dict:
               f"network {row['network_mvoxel_s']:.3f} Mvoxel/s, detection {row['detection_mvoxel_s']:.1f} Mvoxel/s",
               flush=True)
     out = {"model": args.model, "sha256": entry.sha256, "test_seeds": args.test_seeds, "threshold": threshold,
+           "pre_reach_nm": reach,
            "rows": rows,
            "pooled": {key: {part: pooled(rows, key, part) for part in ("sites", "partners")}
                       for key in ("true_segmentation", "our_segmentation") if key in rows[0]}}
@@ -143,7 +149,8 @@ def report(result: dict) -> None:
                 f"(TP {d['tp']} FP {d['fp']} FN {d['fn']})")
 
     print(f"\nmodel {result['model']} ({result['sha256'][:12]}), test seeds {result['test_seeds']}, "
-          f"mask threshold {result['threshold']:g}")
+          f"mask threshold {result['threshold']:g}, pre ray "
+          f"{'off' if result['pre_reach_nm'] is None else format(result['pre_reach_nm'], 'g') + ' nm'}")
     for key, parts in result["pooled"].items():
         print(f"{key.replace('_', ' ')}:")
         for part, d in parts.items():
@@ -159,6 +166,7 @@ def main(argv=None) -> int:
     parser.add_argument("--site-distance-nm", type=float, default=200.0)
     parser.add_argument("--partner-distance-nm", type=float, default=400.0)
     parser.add_argument("--threshold", type=float, help="mask threshold (default: the model's, chosen on held-out data)")
+    parser.add_argument("--pre-reach", metavar="NM|off", help="pre ray reach (default: the model's)")
     parser.add_argument("--segment", action="store_true", help="also with our own segmentation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")

@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", type=int, metavar="VOXELS", help="network output block edge (default: from free memory)")
     p.add_argument("--threshold", type=float, help="mask probability of a site (default: the model's, chosen on "
                                                   "held-out data)")
+    p.add_argument("--pre-reach", metavar="NM|off", default="model",
+                   help="read the pre neuron along the post→pre ray up to NM beyond the predicted pre point "
+                        "(default: the model's, chosen on held-out data; off: at the predicted point)")
     p.add_argument("--csv", metavar="PATH", help="also write the table here (default: DIR/exports/synapses.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
     p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
@@ -626,6 +629,14 @@ def _cmd_synapses(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise InputError("--threads", f"must be at least 1, got {args.threads}")
+    reach = args.pre_reach
+    if reach not in ("model", "off"):
+        try:
+            reach = float(reach)
+        except ValueError:
+            raise InputError("--pre-reach", f"is a distance in nm or 'off', got {reach!r}") from None
+        if not reach >= 0 or reach == float("inf"):
+            raise InputError("--pre-reach", f"must be a distance ≥ 0 nm, got {args.pre_reach}")
     project = open_project(args.dir)
     proofreader = None
     if args.labels is not None:
@@ -650,6 +661,7 @@ def _cmd_synapses(args) -> int:
     try:
         report = detect_in_project(project, segmentation, model=args.model, device=args.device, block=args.block,
                                    threshold=args.threshold, csv_path=args.csv, overwrite=args.overwrite,
+                                   pre_reach_nm=None if reach == "off" else reach,
                                    threads=args.threads, progress=progress, notify=say)
     except (CancelledError, KeyboardInterrupt):
         progress.close()

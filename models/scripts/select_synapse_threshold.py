@@ -5,7 +5,7 @@ not calibrated (recall near 0.94 at 0.5 on the held-out volume, precision
 0.30), so the threshold ``napari-connectome synapses`` uses is chosen like
 ``segment``'s: on the volume the training held out (its seed is in the
 weights' metadata; test seeds are never generated here), by the best site F
-(:func:`napari_connectome.synapses.select.choose_threshold`), and written into
+(:func:`napari_connectome.synapses.select.choose_detection`, with the pre ray's reach), and written into
 the model's registry entry (``"detect"``).
 
 Run from the repository root::
@@ -28,36 +28,48 @@ def main(argv=None) -> int:
     from napari_connectome.inference import predict_affinities
     from napari_connectome.inference.models import load_model
     from napari_connectome.synapses import SynapseTable
-    from napari_connectome.synapses.select import choose_threshold, threshold_curve
+    from napari_connectome.synapses.select import REACHES, choose_detection, threshold_curve
     from napari_connectome.synthetic import SyntheticSpec, generate_block
     from napari_connectome.synthetic.synapses import synthetic_synapses
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="synapses-synthetic-10nm")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"),
+                        help="render the held-out seed this large (default: the training volumes' shape); a "
+                             "larger one holds more synapses to choose on, and is still never trained on")
     parser.add_argument("--dry-run", action="store_true", help="print the choice, do not write the registry")
     args = parser.parse_args(argv)
 
     entry, net, meta = load_model(args.model, task="synapses")
     data = meta["synthetic"]
-    spec = SyntheticSpec(shape=tuple(data["shape"]), voxel_size=tuple(data["voxel_size"]),
+    shape = tuple(args.shape) if args.shape else tuple(data["shape"])
+    spec = SyntheticSpec(shape=shape, voxel_size=tuple(data["voxel_size"]),
                          seed=int(data["holdout_seed"]), synapse_density=float(data["synapse_density"]))
     raw, gt = generate_block(spec, tuple(slice(0, n) for n in spec.shape))
     truth = SynapseTable(**synthetic_synapses(spec).rows())
-    prediction = predict_affinities(raw, net, block_shape=(48, 80, 80), threads=args.threads)
-    curve = threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset)
-    for row in curve:
-        s, p = row["sites"], row["partners"]
-        print(f"T {row['threshold']:.2f}: {row['detected']:3d} detected; sites P {s['precision']:.3f} "
-              f"R {s['recall']:.3f} F {s['f_score']:.3f}; partners F {p['f_score']:.3f}")
-    best = choose_threshold(curve)
-    choice = {"threshold": best["threshold"], "heldout": {"sites": best["sites"], "partners": best["partners"]},
-              "curve": [{"threshold": r["threshold"], "site_f": r["sites"]["f_score"],
-                         "partner_f": r["partners"]["f_score"]} for r in curve],
+    block = (48, 80, 80) if len(set(spec.voxel_size)) == 1 else (24, 96, 96)
+    prediction = predict_affinities(raw, net, block_shape=block, threads=args.threads)
+    curves = [threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset,
+                              pre_reach_nm=reach) for reach in REACHES]
+    for curve in curves:
+        for row in curve:
+            s, p = row["sites"], row["partners"]
+            reach = "off" if row["pre_reach_nm"] is None else f"{row['pre_reach_nm']:g} nm"
+            print(f"T {row['threshold']:.2f}, pre ray {reach}: {row['detected']:3d} detected; sites P "
+                  f"{s['precision']:.3f} R {s['recall']:.3f} F {s['f_score']:.3f}; partners F {p['f_score']:.3f}")
+    best = choose_detection(curves)
+    choice = {"threshold": best["threshold"], "pre_reach_nm": best["pre_reach_nm"],
+              "heldout": {"sites": best["sites"], "partners": best["partners"]},
+              "curve": [{"threshold": r["threshold"], "pre_reach_nm": r["pre_reach_nm"],
+                         "site_f": r["sites"]["f_score"], "partner_f": r["partners"]["f_score"]}
+                        for curve in curves for r in curve],
               "data": f"synthetic seed {spec.seed} (the training's held-out volume), {list(spec.shape)} at "
                       f"{list(spec.voxel_size)} nm, {len(truth)} connections; neurons from its true labels",
-              "script": "models/scripts/select_synapse_threshold.py"}
-    print(f"chose T {best['threshold']:.2f}: held-out site F {best['sites']['f_score']:.3f}, "
+              "script": "models/scripts/select_synapse_threshold.py",
+              "command": " ".join(["python models/scripts/select_synapse_threshold.py",
+                                   *(sys.argv[1:] if argv is None else argv)])}
+    print(f"chose T {best['threshold']:.2f}, pre ray {best['pre_reach_nm']}: held-out site F {best['sites']['f_score']:.3f}, "
           f"partner F {best['partners']['f_score']:.3f}")
     if args.dry_run:
         return 0

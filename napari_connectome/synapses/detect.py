@@ -13,7 +13,18 @@ probability times the voxel volume, in µm³ (a size and a confidence in one
 number, as Synful's ``score`` is).
 
 Neurons are read from a segmentation at the pre and post points; a site with
-background at either end has no connection and is reported, not kept. Two
+background at either end has no connection and is reported, not kept.
+
+The pre point lies only some 35 nm inside its neuron (under the T-bar), and
+a predicted vector misses by about as much, so half the predicted pre points
+land in the cleft or back in the post neuron. With ``pre_reach_nm`` the pre
+neuron is instead the first neuron other than the post neuron met on the ray
+from the post point through the predicted pre point, no further than
+``pre_reach_nm`` beyond it; the pre point moves onto that ray up to
+``PRE_DEPTH_NM`` into that neuron (so the row's points read as its neurons,
+as the live connectome reads them). A ray that meets no other neuron leaves
+the prediction as it was (a self-connection or background: not kept). The
+reach is chosen with the threshold on held-out data. Two
 sites of the same pre→post pair closer than ``dedup_nm`` are one connection
 (the higher score stays: FAFB's 250 nm de-duplication), and connections whose
 pre points lie within ``dedup_nm`` on the same pre neuron share a synapse id
@@ -33,6 +44,10 @@ from napari_connectome.volume.model import voxel_centre, voxel_index
 
 #: Length of one unit of the predicted vectors, in nm.
 VECTOR_UNIT_NM = 100.0
+#: How far into the pre neuron a cast pre point is placed (the synthetic T-bars' depth), nm.
+PRE_DEPTH_NM = 30.0
+#: Sampling step along a pre ray, nm.
+RAY_STEP_NM = 5.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,7 @@ def find_sites(prediction: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0), se
 
 def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0),
                     threshold: float = 0.5, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
-                    source: str = "synapse prediction") -> Detections:
+                    pre_reach_nm: float | None = None, source: str = "synapse prediction") -> Detections:
     """Connections (pre neuron → post neuron) from a synapse prediction and a segmentation on the same grid.
 
     Parameters
@@ -153,6 +168,9 @@ def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_s
     dedup_nm
         Sites of the same pre→post pair closer than this are one connection;
         pre points of one pre neuron closer than this are one synapse.
+    pre_reach_nm
+        Read the pre neuron along the post→pre ray, this far beyond the
+        predicted pre point (see the module notes); None: at the predicted point.
     """
     seg = np.asarray(segmentation)
     post, pre, score = find_sites(prediction, voxel_size=voxel_size, offset=offset, segmentation=seg,
@@ -167,12 +185,70 @@ def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_s
         idx = voxel_index(points, voxel_size=voxel_size, offset=offset)
         return np.all((idx >= 0) & (idx < shape), axis=1)
 
-    return connect_sites(post, pre, score, neurons=neurons, inside=inside, dedup_nm=dedup_nm, source=source)
+    return connect_sites(post, pre, score, neurons=neurons, inside=inside, dedup_nm=dedup_nm,
+                         pre_reach_nm=pre_reach_nm, source=source)
+
+
+def cast_pre(post: np.ndarray, pre: np.ndarray, *, neurons: Callable[[np.ndarray], np.ndarray],
+             inside: Callable[[np.ndarray], np.ndarray], reach_nm: float, depth_nm: float = PRE_DEPTH_NM,
+             step_nm: float = RAY_STEP_NM) -> np.ndarray:
+    """Pre points moved onto the first other neuron along each post → pre ray (see the module notes).
+
+    Parameters
+    ----------
+    post, pre
+        ``(n, 3)`` nm: post points and predicted pre points.
+    neurons, inside
+        As :func:`connect_sites`.
+    reach_nm
+        How far beyond the predicted pre point the ray goes.
+    depth_nm
+        How far into the neuron met the new pre point goes (less where the neuron ends first).
+    step_nm
+        Sampling step along the ray.
+
+    Returns
+    -------
+    ``(n, 3)`` nm: the new pre points; a row whose ray meets no other neuron keeps its predicted one.
+    """
+    post = np.asarray(post, dtype=np.float64).reshape(-1, 3)
+    pre = np.asarray(pre, dtype=np.float64).reshape(-1, 3)
+    out = pre.copy()
+    if not len(post):
+        return out
+    if reach_nm < 0 or depth_nm < 0 or step_nm <= 0:
+        raise InputError("pre ray", f"reach ({reach_nm} nm) and depth ({depth_nm} nm) must be ≥ 0, the step "
+                                    f"({step_nm} nm) > 0")
+    vec = pre - post
+    length = np.linalg.norm(vec, axis=1)
+    unit = vec / np.maximum(length, 1e-9)[:, None]
+    ts = np.arange(0.0, float(length.max()) + reach_nm + depth_nm + step_nm, step_nm)
+    points = post[:, None, :] + ts[None, :, None] * unit[:, None, :]
+    flat = points.reshape(-1, 3)
+    labels = np.zeros(len(flat), dtype=np.uint64)
+    ok = inside(flat)
+    if ok.any():
+        labels[ok] = neurons(flat[ok])
+    labels = labels.reshape(len(post), len(ts))
+    for k in range(len(post)):
+        own = labels[k, 0]
+        other = np.flatnonzero((ts <= length[k] + reach_nm) & (labels[k] != 0) & (labels[k] != own)
+                               & (length[k] > 0))
+        if other.size == 0:
+            continue
+        first = int(other[0])
+        deeper = first
+        while (deeper + 1 < len(ts) and ts[deeper + 1] <= ts[first] + depth_nm
+               and labels[k, deeper + 1] == labels[k, first]):
+            deeper += 1
+        out[k] = points[k, deeper]
+    return out
 
 
 def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
                   neurons: Callable[[np.ndarray], np.ndarray], inside: Callable[[np.ndarray], np.ndarray],
-                  dedup_nm: float = 250.0, source: str = "synapse prediction") -> Detections:
+                  dedup_nm: float = 250.0, pre_reach_nm: float | None = None,
+                  source: str = "synapse prediction") -> Detections:
     """Connections from sites: neurons at both ends, then de-duplication and T-bar grouping.
 
     Parameters
@@ -183,12 +259,14 @@ def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
         ``(n, 3)`` nm points (inside the volume) → neuron ids (0: background).
     inside
         ``(n, 3)`` nm points → whether they lie in the volume.
-    dedup_nm
+    dedup_nm, pre_reach_nm
         As :func:`detect_synapses`.
     """
     if dedup_nm < 0:
         raise InputError(source, f"the de-duplication distance must be ≥ 0 nm, got {dedup_nm}")
     post, pre = np.asarray(post, dtype=np.float64).reshape(-1, 3), np.asarray(pre, dtype=np.float64).reshape(-1, 3)
+    if pre_reach_nm is not None:
+        pre = cast_pre(post, pre, neurons=neurons, inside=inside, reach_nm=float(pre_reach_nm))
     score = np.asarray(score, dtype=np.float32).reshape(-1)
     within = inside(pre) & inside(post)
     post_id = np.zeros(len(post), dtype=np.uint64)

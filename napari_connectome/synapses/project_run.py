@@ -60,6 +60,7 @@ class SynapseReport:
 
 def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, device: str = "auto", block=None,
                       threshold: float | None = None, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
+                      pre_reach_nm: float | str | None = "model",
                       halo_nm: float = 400.0, csv_path: str | Path | None = None, overwrite: bool = False,
                       scheduler="threads",
                       workers: int | None = None, threads: int | None = None, progress: Progress | None = None,
@@ -76,6 +77,10 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
     threshold
         Mask probability of a site; None: the model's, chosen on held-out training data (its registry
         entry's ``detect``), else 0.5.
+    pre_reach_nm
+        Read the pre neuron along the post → pre ray this far beyond the predicted pre point
+        (:func:`~napari_connectome.synapses.detect.cast_pre`); ``"model"``: the model's, chosen with
+        its threshold on held-out data (none when it has no such choice); None: at the predicted point.
     min_volume_nm3, dedup_nm, halo_nm
         See :func:`~napari_connectome.synapses.detect.find_sites_blockwise` and
         :func:`~napari_connectome.synapses.detect.connect_sites`.
@@ -115,6 +120,12 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
     if threshold is None:
         threshold = float((entry.detect or {}).get("threshold", 0.5))
         notify(f"mask threshold {threshold:g} ({'chosen on held-out data' if entry.detect else 'the default'})")
+    if pre_reach_nm == "model":
+        pre_reach_nm = (entry.detect or {}).get("pre_reach_nm")
+    if pre_reach_nm is not None:
+        pre_reach_nm = float(pre_reach_nm)
+        if not np.isfinite(pre_reach_nm) or pre_reach_nm < 0:
+            raise InputError("pre reach", f"must be a distance ≥ 0 nm, got {pre_reach_nm}")
     check_input(level, net, model_voxel_size=entry.voxel_size_nm, name=str(raw.source))
     out = project.root / PREDICTION
     dev = choose_device(device)
@@ -163,10 +174,12 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
                                             min_volume_nm3=min_volume_nm3, scheduler="synchronous",
                                             progress=progress, cancel=cancel, source=str(out))
     found = connect_sites(post, pre, score, neurons=lambda p: labels_at(segmentation, p),
-                          inside=lambda p: ~points_outside(segmentation, p), dedup_nm=dedup_nm, source=str(out))
+                          inside=lambda p: ~points_outside(segmentation, p), dedup_nm=dedup_nm,
+                          pre_reach_nm=pre_reach_nm, source=str(out))
     table = found.table
     details = {"model": entry.name, "sha256": entry.sha256, "threshold": threshold, "min_volume_nm3": min_volume_nm3,
                "dedup_nm": dedup_nm, "halo_nm": halo_nm, "vector_unit_nm": VECTOR_UNIT_NM,
+               "pre_reach_nm": pre_reach_nm,
                "segmentation": volume_identity(segmentation)}
     with SynapseStore(project.component_path("synapses")) as store:
         report.batch = store.append(table, origin="detected", details=details)

@@ -38,7 +38,11 @@ SYNAPSE = "task synapse"
 POINT_COLOUR = "yellow"
 SYNAPSE_COLOUR = "magenta"
 # Arrow width of a synapse question, in voxels of the crop.
-SYNAPSE_WIDTH_VOXELS = 1.5
+SYNAPSE_WIDTH_VOXELS = 2.0
+# A synapse question opens on this much of the section (nm across the canvas's shorter side):
+# cleft, T-bar and PSD are tens of nm, lost in the 2.5 µm a merge or split question needs; the
+# proofreader zooms out (wheel) to see where the neurites go.
+SYNAPSE_FIELD_NM = 800.0
 # Outline width of the segments, in voxels of the crop: one voxel is 2–4 screen pixels at the
 # task's zoom, visible yet leaving the membranes under it readable.
 CONTOUR = 1
@@ -203,7 +207,9 @@ class TaskLayers:
             pts = self._layers[POINT]
             _place(pts, scale[1:], translate[1:])
             pts.data = point[1:].reshape(1, 2)
-            pts.size = POINT_SIZE_NM / float(min(scale))
+            # a synapse is seen close up (SYNAPSE_FIELD_NM): a smaller ring leaves the arrow's head visible
+            ring = POINT_SIZE_NM / 2 if getattr(view, "synapse_nm", None) is not None else POINT_SIZE_NM
+            pts.size = ring / float(min(scale))
             _place(self._layers[SKELETONS], scale[1:], translate[1:])
             _place(self._layers[SYNAPSE], scale[1:], translate[1:])
             self._layers[SYNAPSE].data = synapse_arrow(view)
@@ -245,7 +251,13 @@ class TaskLayers:
         cam.center = (point[0], float(middle[1]), float(middle[2]))
         extent = shape * size
         height, width = _canvas_size(self.viewer)
-        if self.viewer.dims.ndisplay == 2 and min(extent[1:]) > 0 and height > 0 and width > 0:
+        if getattr(view, "synapse_nm", None) is not None and self.viewer.dims.ndisplay == 2 and min(height, width) > 0:
+            # between the pre and post points, close up
+            pre, post = (np.asarray(p, dtype=float) for p in view.synapse_nm)
+            mid = (pre + post) / 2
+            cam.center = (point[0], float(mid[1]), float(mid[2]))
+            cam.zoom = FILL * min(height, width) / SYNAPSE_FIELD_NM
+        elif self.viewer.dims.ndisplay == 2 and min(extent[1:]) > 0 and height > 0 and width > 0:
             cam.zoom = FILL * min(height / extent[1], width / extent[2])
         elif self.viewer.dims.ndisplay == 3 and max(extent) > 0 and min(height, width) > 0:
             cam.zoom = FILL * min(height, width) / float(max(extent))

@@ -110,3 +110,44 @@ def test_blockwise_sites_are_the_whole_volume_sites(block):
     assert len(parts[0]) == len(whole[0]) >= 10
     for a, b in zip(parts, whole, strict=True):
         np.testing.assert_allclose(a, b[order], rtol=1e-9, atol=1e-9)
+
+
+def test_a_pre_point_short_of_its_neuron_is_read_along_the_ray():
+    """The predicted pre point falls back in the post neuron: the ray finds the neuron behind the membrane."""
+    from napari_connectome.synapses.detect import PRE_DEPTH_NM
+
+    seg = _segmentation()  # neuron 1 at x < 20, neuron 2 at x ≥ 20 (y < 20)
+    pred = np.zeros((4, 40, 40, 40), dtype=np.float32)
+    # post site in neuron 1 at x = 14; the true pre would be at x = 23, the prediction says x = 18 (neuron 1)
+    _ball(pred, (10, 10, 14), 3.5, (100.0, 100.0, 180.0))
+    plain = detect_synapses(pred, seg, voxel_size=VS)
+    assert len(plain) == 0 and plain.self_connections == 1
+    cast = detect_synapses(pred, seg, voxel_size=VS, pre_reach_nm=40.0)
+    assert len(cast) == 1
+    t = cast.table
+    assert (int(t.pre_id[0]), int(t.post_id[0])) == (2, 1)
+    # moved onto the ray (same y, z), PRE_DEPTH_NM into neuron 2 whose first voxel centre is at x = 200 nm
+    np.testing.assert_allclose(t.pre[0][:2], [100.0, 100.0], atol=1e-6)
+    assert 200.0 <= t.pre[0][2] <= 200.0 + PRE_DEPTH_NM + 1e-6
+    # too short a reach: the ray stops before the membrane, the prediction stays as it was
+    assert len(detect_synapses(pred, seg, voxel_size=VS, pre_reach_nm=5.0)) == 0
+
+
+def test_cast_pre_leaves_rays_that_meet_nothing_and_checks_its_numbers():
+    from napari_connectome.synapses.detect import cast_pre
+
+    seg = _segmentation()
+    shape = np.asarray(seg.shape)
+
+    def neurons(p):
+        return seg[tuple(np.clip(np.floor(p / 10.0 + 0.5).astype(int), 0, shape - 1).T)].astype(np.uint64)
+
+    def inside(p):
+        idx = np.floor(p / 10.0 + 0.5).astype(int)
+        return np.all((idx >= 0) & (idx < shape), axis=1)
+
+    post = np.array([[100.0, 100.0, 50.0], [100.0, 100.0, 50.0]])
+    pre = np.array([[100.0, 100.0, 100.0], [100.0, 100.0, 50.0]])  # inside neuron 1; the second has no ray
+    np.testing.assert_array_equal(cast_pre(post, pre, neurons=neurons, inside=inside, reach_nm=30.0), pre)
+    with pytest.raises(InputError, match="reach"):
+        cast_pre(post, pre, neurons=neurons, inside=inside, reach_nm=-1.0)

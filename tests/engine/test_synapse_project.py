@@ -84,3 +84,7 @@ def test_bad_input_is_one_line(project, tiny, capsys, tmp_path):
     assert "predicts affinities, not synapses" in capsys.readouterr().err
     assert main(["synapses", p, "--model", str(tiny), "--labels", gt, "--csv", str(project / "p" / "synapses.sqlite")]) == 2
     assert "synapse store" in capsys.readouterr().err
+    for reach, said in (("abc", "a distance in nm or 'off'"), ("-5", "must be a distance ≥ 0 nm")):
+        assert main(["synapses", p, "--model", str(tiny), "--labels", gt, "--pre-reach", reach]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and said in err

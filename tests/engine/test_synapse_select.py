@@ -1,4 +1,4 @@
-"""The detection threshold chosen on held-out data: the one with the best site F."""
+"""Detection settings chosen on held-out data: the threshold and pre ray with the best partner F."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_connectome.synapses import SynapseTable
 from napari_connectome.synapses.detect import VECTOR_UNIT_NM
-from napari_connectome.synapses.select import choose_threshold, threshold_curve
+from napari_connectome.synapses.select import choose_detection, threshold_curve
 
 VS = (10.0, 10.0, 10.0)
 
@@ -31,4 +31,20 @@ def test_the_threshold_that_drops_the_false_sites_and_keeps_the_true_ones_wins()
     curve = threshold_curve(pred, seg, truth, voxel_size=VS, thresholds=(0.5, 0.7, 0.95))
     assert [r["detected"] for r in curve] == [3, 2, 0]
     assert [r["sites"]["f_score"] for r in curve] == [0.8, 1.0, 0.0]
-    assert choose_threshold(curve)["threshold"] == 0.7
+    assert choose_detection([curve])["threshold"] == 0.7
+
+
+def test_the_pre_ray_is_chosen_when_it_gives_the_partners_right():
+    """The predicted pre points stop short, in the post neuron: only a ray reaching past the membrane connects."""
+    seg = np.zeros((20, 80, 40), np.uint32)
+    seg[:, :, :20], seg[:, :, 20:] = 1, 2
+    pred = np.zeros((4, 20, 80, 40), np.float32)
+    for y in (10, 70):
+        _ball(pred, (10, y, 28), 4, (100.0, y * 10.0, 210.0), 0.9)  # 210 nm: still neuron 2 (x ≥ 20 voxels)
+    truth = SynapseTable(synapse_id=[1, 2], pre=[(100, 100, 170), (100, 700, 170)],
+                         post=[(100, 100, 280), (100, 700, 280)], pre_id=[1, 1], post_id=[2, 2], score=[1, 1])
+    curves = [threshold_curve(pred, seg, truth, voxel_size=VS, thresholds=(0.5,), pre_reach_nm=reach)
+              for reach in (None, 60.0)]
+    assert [c[0]["partners"]["f_score"] for c in curves] == [0.0, 1.0]
+    best = choose_detection(curves)
+    assert (best["threshold"], best["pre_reach_nm"]) == (0.5, 60.0)
