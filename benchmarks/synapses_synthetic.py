@@ -11,8 +11,8 @@ Protocol (issue 12's acceptance):
   to the pre sites.
 * Detection (:func:`napari_connectome.synapses.detect.detect_synapses`, the
   defaults of ``napari-connectome synapses``: the model's mask threshold and
-  pre ray reach chosen on its held-out training volume, pieces of at least
-  10⁵ nm³, de-duplication 250 nm), neurons read from
+  pre ray reach and smallest mask piece chosen on its held-out training
+  volume, de-duplication 250 nm), neurons read from
 
   - the **true** segmentation: partners are scored as they are;
   - **our** segmentation (``--segment``): the shipped affinity network
@@ -103,6 +103,7 @@ def run(args) -> dict:
     if overlap:
         raise SystemExit(f"test seeds {sorted(overlap)} were used in training {args.model}: choose others")
     threshold = args.threshold if args.threshold is not None else float((entry.detect or {}).get("threshold", 0.5))
+    min_volume = float((entry.detect or {}).get("min_volume_nm3", 1e5))
     if args.pre_reach is None:
         reach = (entry.detect or {}).get("pre_reach_nm")
     else:
@@ -114,7 +115,8 @@ def run(args) -> dict:
         pred = predict_affinities(raw, net, block_shape=(64, 64, 64), threads=args.threads)
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
-        found = detect_synapses(pred, gt, voxel_size=vs, offset=spec.offset, threshold=threshold, pre_reach_nm=reach)
+        found = detect_synapses(pred, gt, voxel_size=vs, offset=spec.offset, threshold=threshold, pre_reach_nm=reach,
+                                min_volume_nm3=min_volume)
         t_det = time.perf_counter() - t0
         table = found.table
         row = {"seed": seed, "shape": list(spec.shape), "voxel_size": list(vs), "true_connections": len(truth),
@@ -124,7 +126,7 @@ def run(args) -> dict:
         if args.segment:
             seg = our_segmentation(raw, args.threads)
             ours = detect_synapses(pred, seg, voxel_size=vs, offset=spec.offset, threshold=threshold,
-                                   pre_reach_nm=reach).table
+                                   pre_reach_nm=reach, min_volume_nm3=min_volume).table
 
             def true_neurons(points, gt=gt, spec=spec):
                 idx = voxel_index(points, voxel_size=spec.voxel_size, offset=spec.offset)
@@ -136,7 +138,7 @@ def run(args) -> dict:
               f"network {row['network_mvoxel_s']:.3f} Mvoxel/s, detection {row['detection_mvoxel_s']:.1f} Mvoxel/s",
               flush=True)
     out = {"model": args.model, "sha256": entry.sha256, "test_seeds": args.test_seeds, "threshold": threshold,
-           "pre_reach_nm": reach,
+           "pre_reach_nm": reach, "min_volume_nm3": min_volume,
            "rows": rows,
            "pooled": {key: {part: pooled(rows, key, part) for part in ("sites", "partners")}
                       for key in ("true_segmentation", "our_segmentation") if key in rows[0]}}

@@ -28,7 +28,12 @@ def main(argv=None) -> int:
     from napari_connectome.inference import predict_affinities
     from napari_connectome.inference.models import load_model
     from napari_connectome.synapses import SynapseTable
-    from napari_connectome.synapses.select import REACHES, choose_detection, threshold_curve
+    from napari_connectome.synapses.select import (
+        MIN_VOLUMES,
+        REACHES,
+        choose_detection,
+        threshold_curve,
+    )
     from napari_connectome.synthetic import SyntheticSpec, generate_block
     from napari_connectome.synthetic.synapses import synthetic_synapses
 
@@ -51,17 +56,20 @@ def main(argv=None) -> int:
     block = (48, 80, 80) if len(set(spec.voxel_size)) == 1 else (24, 96, 96)
     prediction = predict_affinities(raw, net, block_shape=block, threads=args.threads)
     curves = [threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset,
-                              pre_reach_nm=reach) for reach in REACHES]
+                              pre_reach_nm=reach, min_volume_nm3=v) for reach in REACHES for v in MIN_VOLUMES]
     for curve in curves:
         for row in curve:
             s, p = row["sites"], row["partners"]
             reach = "off" if row["pre_reach_nm"] is None else f"{row['pre_reach_nm']:g} nm"
-            print(f"T {row['threshold']:.2f}, pre ray {reach}: {row['detected']:3d} detected; sites P "
+            print(f"T {row['threshold']:.2f}, pre ray {reach}, pieces ≥ {row['min_volume_nm3']:.0e} nm³: "
+                  f"{row['detected']:3d} detected; sites P "
                   f"{s['precision']:.3f} R {s['recall']:.3f} F {s['f_score']:.3f}; partners F {p['f_score']:.3f}")
     best = choose_detection(curves)
     choice = {"threshold": best["threshold"], "pre_reach_nm": best["pre_reach_nm"],
+              "min_volume_nm3": best["min_volume_nm3"],
               "heldout": {"sites": best["sites"], "partners": best["partners"]},
               "curve": [{"threshold": r["threshold"], "pre_reach_nm": r["pre_reach_nm"],
+                         "min_volume_nm3": r["min_volume_nm3"],
                          "site_f": r["sites"]["f_score"], "partner_f": r["partners"]["f_score"]}
                         for curve in curves for r in curve],
               "data": f"synthetic seed {spec.seed} (the training's held-out volume), {list(spec.shape)} at "
@@ -69,7 +77,7 @@ def main(argv=None) -> int:
               "script": "models/scripts/select_synapse_threshold.py",
               "command": " ".join(["python models/scripts/select_synapse_threshold.py",
                                    *(sys.argv[1:] if argv is None else argv)])}
-    print(f"chose T {best['threshold']:.2f}, pre ray {best['pre_reach_nm']}: held-out site F {best['sites']['f_score']:.3f}, "
+    print(f"chose T {best['threshold']:.2f}, pre ray {best['pre_reach_nm']}, pieces ≥ {best['min_volume_nm3']:.0e} nm³: held-out site F {best['sites']['f_score']:.3f}, "
           f"partner F {best['partners']['f_score']:.3f}")
     if args.dry_run:
         return 0

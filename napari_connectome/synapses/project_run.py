@@ -59,7 +59,7 @@ class SynapseReport:
 
 
 def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, device: str = "auto", block=None,
-                      threshold: float | None = None, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
+                      threshold: float | None = None, min_volume_nm3: float | str = "model", dedup_nm: float = 250.0,
                       pre_reach_nm: float | str | None = "model",
                       halo_nm: float = 400.0, csv_path: str | Path | None = None, overwrite: bool = False,
                       scheduler="threads",
@@ -81,7 +81,9 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
         Read the pre neuron along the post → pre ray this far beyond the predicted pre point
         (:func:`~napari_connectome.synapses.detect.cast_pre`); ``"model"``: the model's, chosen with
         its threshold on held-out data (none when it has no such choice); None: at the predicted point.
-    min_volume_nm3, dedup_nm, halo_nm
+    min_volume_nm3
+        Smallest mask piece kept; ``"model"``: the model's choice (else 10⁵ nm³).
+    dedup_nm, halo_nm
         See :func:`~napari_connectome.synapses.detect.find_sites_blockwise` and
         :func:`~napari_connectome.synapses.detect.connect_sites`.
     csv_path
@@ -120,6 +122,8 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
     if threshold is None:
         threshold = float((entry.detect or {}).get("threshold", 0.5))
         notify(f"mask threshold {threshold:g} ({'chosen on held-out data' if entry.detect else 'the default'})")
+    if min_volume_nm3 == "model":
+        min_volume_nm3 = float((entry.detect or {}).get("min_volume_nm3", 1e5))
     if pre_reach_nm == "model":
         pre_reach_nm = (entry.detect or {}).get("pre_reach_nm")
     if pre_reach_nm is not None:

@@ -18,7 +18,12 @@ compute for every row after each answer: the network's score, the pre→post
 distance, the size of its synapse (partners) and its rank there, how close
 the nearest row of the *reversed* pair is (a detector that confuses the T-bar
 with a PSD reports both directions: one of them is wrong), how crowded the
-place is, and whether the synapse already has a confirmed partner.
+place is, whether the synapse already has a confirmed partner, and the
+**side contrast**: how much darker the pre neuron is just behind the pre
+point than the post neuron just behind the post point (the vesicle cloud
+lies behind a T-bar, nothing comparable behind a PSD). On the synthetic test
+volume 303 the pre side is the darker one for 72 % of the right detections
+and 37 % of the reversed ones: a cue the classifier can weigh, not a rule.
 """
 
 from __future__ import annotations
@@ -30,10 +35,14 @@ import numpy as np
 from napari_connectome.synapses.table import SynapseTable
 
 #: Feature columns, in matrix order.
-FEATURES = ("log_score", "length_nm", "partners", "score_rank", "reversed_nm", "neighbours", "confirmed_partner")
+FEATURES = ("log_score", "length_nm", "partners", "score_rank", "reversed_nm", "neighbours", "confirmed_partner",
+            "side_contrast")
 QUESTIONS = {"synapse": "Synapse here?", "partner": "Is this the partner?"}
 #: Rows whose post points lie within this distance are neighbours (the usual matching distance).
 NEIGHBOUR_NM = 500.0
+#: Side contrast: balls of this radius, centred this far behind each point (away from the other), nm.
+SIDE_RADIUS_NM = 80.0
+SIDE_BEHIND_NM = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,54 @@ class SynapseCandidate:
         return self.post
 
 
-def synapse_features(table: SynapseTable, batches: np.ndarray, confirmed: set[tuple[int, int]]) -> np.ndarray:
+def side_box(pre, post, *, voxel_size, offset) -> tuple[slice, slice, slice]:
+    """Level-0 voxel slices holding both side balls of a row (unclipped: clip to the volume before reading)."""
+    vs, off = np.asarray(voxel_size, float), np.asarray(offset, float)
+    reach = SIDE_BEHIND_NM + SIDE_RADIUS_NM
+    lo = np.floor((np.minimum(pre, post) - reach - off) / vs).astype(int)
+    hi = np.ceil((np.maximum(pre, post) + reach - off) / vs).astype(int) + 1
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def side_contrast(raw: np.ndarray, labels: np.ndarray, *, origin_nm, voxel_size, pre, post, pre_id: int,
+                  post_id: int) -> float:
+    """Mean grey of the pre neuron behind the pre point minus that of the post neuron behind the post point.
+
+    Parameters
+    ----------
+    raw, labels
+        A crop (z, y, x) holding both balls (:func:`side_box`), labels as neuron ids.
+    origin_nm
+        World position of the crop's voxel (0, 0, 0) centre.
+    voxel_size
+        nm.
+    pre, post
+        The row's points, nm.
+    pre_id, post_id
+        The neurons now.
+
+    Returns
+    -------
+    float
+        Grey levels (negative: the pre side is darker); NaN when a ball holds no voxel of its neuron.
+    """
+    vs = np.asarray(voxel_size, float)
+    centres = np.asarray(origin_nm, float) + np.stack(np.indices(raw.shape), axis=-1) * vs
+    pre, post = np.asarray(pre, float), np.asarray(post, float)
+    u = pre - post
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    means = []
+    for point, sign, neuron in ((pre, 1.0, pre_id), (post, -1.0, post_id)):
+        centre = point + sign * SIDE_BEHIND_NM * u
+        inside = (np.linalg.norm(centres - centre, axis=-1) <= SIDE_RADIUS_NM) & (labels == neuron)
+        if not inside.any():
+            return float("nan")
+        means.append(float(raw[inside].mean()))
+    return means[0] - means[1]
+
+
+def synapse_features(table: SynapseTable, batches: np.ndarray, confirmed: set[tuple[int, int]],
+                     contrast: np.ndarray | None = None) -> np.ndarray:
     """``(n, len(FEATURES))`` features of every row of ``table`` (neuron ids as they are now).
 
     Parameters
@@ -95,6 +151,8 @@ def synapse_features(table: SynapseTable, batches: np.ndarray, confirmed: set[tu
         Each row's batch (a synapse id is unique within one batch).
     confirmed
         ``(batch, synapse_id)`` of the synapses with a row confirmed *yes*.
+    contrast
+        Each row's :func:`side_contrast` (None: not measured, NaN).
     """
     from scipy.spatial import cKDTree
 
@@ -129,11 +187,13 @@ def synapse_features(table: SynapseTable, batches: np.ndarray, confirmed: set[tu
     out[:, 5] = np.array([len(x) - 1 for x in tree.query_ball_point(table.post, NEIGHBOUR_NM)])
     out[:, 6] = [1.0 if (int(b), int(s)) in confirmed else 0.0 for b, s in zip(batches, table.synapse_id,
                                                                                 strict=True)]
+    if contrast is not None:
+        out[:, 7] = np.asarray(contrast, dtype=np.float64).reshape(n)
     return out
 
 
 def review_candidates(rows: np.ndarray, batches: np.ndarray, table: SynapseTable, *, reviewable: np.ndarray,
-                      confirmed: set[tuple[int, int]]) -> list[SynapseCandidate]:
+                      confirmed: set[tuple[int, int]], contrast: np.ndarray | None = None) -> list[SynapseCandidate]:
     """The questions: one per reviewable row, features computed over all rows in force.
 
     Parameters
@@ -143,10 +203,10 @@ def review_candidates(rows: np.ndarray, batches: np.ndarray, table: SynapseTable
         with ``with_rows=True``), neuron ids read now.
     reviewable
         Boolean per row: rows that may be asked about (detected or imported, not yet reviewed).
-    confirmed
+    confirmed, contrast
         As :func:`synapse_features`.
     """
-    x = synapse_features(table, batches, confirmed)
+    x = synapse_features(table, batches, confirmed, contrast)
     out = []
     for k in np.flatnonzero(np.asarray(reviewable, dtype=bool)):
         kind = "partner" if x[k, 6] > 0 else "synapse"

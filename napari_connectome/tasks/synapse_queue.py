@@ -35,6 +35,8 @@ from napari_connectome.synapses.review import (
     SynapseCandidate,
     feature_rows,
     review_candidates,
+    side_box,
+    side_contrast,
 )
 from napari_connectome.synapses.store import SynapseStore
 
@@ -69,6 +71,9 @@ class SynapseQueue:
         self.store = SynapseStore(proofreader.project.component_path("synapses"))
         self.classifier = Ranker(feature_names=list(FEATURES), derived=False, seed=seed)
         self._sv: dict[int, tuple[int, int]] = {}
+        self._contrast: dict[tuple[int, int, int], float] = {}
+        project = proofreader.project
+        self._raw = project.open_input("raw").levels[0] if "raw" in project.inputs else None
         self._asked: dict[int, str] = {}
         self._answers: list[tuple[SynapseCandidate, str, int | None, bool]] = []
         self.candidates: list[SynapseCandidate] = []
@@ -96,6 +101,27 @@ class SynapseQueue:
             sv = self._supervoxels(row, *point)[end]
             return int(self.proofreader.segment_of(sv)) if sv else 0
 
+    def _side_contrast(self, row: int, pre, post, pre_id: int, post_id: int) -> float:
+        """:func:`~napari_connectome.synapses.review.side_contrast` of a row, read once per row and neurons."""
+        key = (int(row), int(pre_id), int(post_id))
+        if key in self._contrast:
+            return self._contrast[key]
+        value = float("nan")
+        # (an EM volume with a channel axis has no single grey value per voxel: not measured)
+        if self._raw is not None and len(self._raw.shape) == 3 and pre_id and post_id and pre_id != post_id:
+            level = self.proofreader.labels_volume().levels[0]
+            vs, off = level.spatial_voxel_size, level.spatial_offset
+            box = side_box(np.asarray(pre), np.asarray(post), voxel_size=vs, offset=off)
+            box = tuple(slice(max(b.start, 0), min(b.stop, n)) for b, n in zip(box, level.shape[-3:], strict=True))
+            if all(b.stop > b.start for b in box):
+                labels = np.asarray(level.array[box])
+                raw = np.asarray(self._raw.array[box], dtype=np.float64)
+                origin = np.asarray(off, float) + np.asarray([b.start for b in box]) * np.asarray(vs, float)
+                value = side_contrast(raw, labels, origin_nm=origin, voxel_size=vs, pre=pre, post=post,
+                                      pre_id=pre_id, post_id=post_id)
+        self._contrast[key] = value
+        return value
+
     def refresh(self) -> None:
         """Read the store and the neurons again (after an answer, an undo, an edit or a new detection run)."""
         rows, batches, table = self.store.current(with_rows=True)
@@ -112,8 +138,12 @@ class SynapseQueue:
             table = table.with_ids(pre_id, post_id)
         group_batches = np.array([source.get(int(b), int(b)) for b in batches], dtype=np.int64)
         reviewable = np.array([origin.get(int(b)) in REVIEWABLE for b in batches], dtype=bool)
+        contrast = np.array([self._side_contrast(int(r), table.pre[k], table.post[k], int(table.pre_id[k]),
+                                                 int(table.post_id[k])) if reviewable[k] else np.nan
+                             for k, r in enumerate(rows)])
         self._all = (rows, group_batches, table)
-        self.candidates = review_candidates(rows, group_batches, table, reviewable=reviewable, confirmed=confirmed)
+        self.candidates = review_candidates(rows, group_batches, table, reviewable=reviewable, confirmed=confirmed,
+                                            contrast=contrast)
 
     def probabilities(self, candidates: list[SynapseCandidate] | None = None) -> np.ndarray:
         """The classifier's P(real synapse) for ``candidates`` (default: every question)."""

@@ -176,3 +176,24 @@ def test_the_queue_alone_reads_neurons_through_the_proofreader(project):
         queue.close()
     finally:
         pr.close()
+
+
+def test_side_contrast_is_the_pre_neurons_darkness_behind_its_point():
+    from napari_connectome.synapses.review import SIDE_BEHIND_NM, side_box, side_contrast
+
+    vs = (10.0, 10.0, 10.0)
+    labels = np.ones((30, 30, 60), np.uint32)
+    labels[:, :, 30:] = 2  # neuron 2 (pre) at x ≥ 300 nm
+    raw = np.full(labels.shape, 170.0)
+    raw[:, :, 36:50] = 120.0  # a vesicle cloud behind the pre point
+    raw[:, :, 29:31] = 30.0  # the membrane
+    pre, post = np.array([150.0, 150.0, 320.0]), np.array([150.0, 150.0, 270.0])
+    value = side_contrast(raw, labels, origin_nm=(0, 0, 0), voxel_size=vs, pre=pre, post=post, pre_id=2, post_id=1)
+    assert value < -20
+    # reversed: the darker side is now behind the *post* point
+    assert side_contrast(raw, labels, origin_nm=(0, 0, 0), voxel_size=vs, pre=post, post=pre, pre_id=1,
+                         post_id=2) == pytest.approx(-value)
+    assert np.isnan(side_contrast(raw, labels, origin_nm=(0, 0, 0), voxel_size=vs, pre=pre, post=post, pre_id=7,
+                                  post_id=1))
+    box = side_box(pre, post, voxel_size=vs, offset=(0, 0, 0))
+    assert box[2].start <= (270 - SIDE_BEHIND_NM - 80) / 10 and box[2].stop >= (320 + SIDE_BEHIND_NM + 80) / 10
