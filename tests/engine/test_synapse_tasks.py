@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_tasks import FakeClock, task_rows
+from test_tasks import FakeClock, open_session, task_rows
 
 from napari_connectome.errors import InputError
 from napari_connectome.graph import agglomerate_project
@@ -13,7 +13,7 @@ from napari_connectome.samples import gala_fib_project
 from napari_connectome.synapses.review import FEATURES, synapse_features
 from napari_connectome.synapses.store import SynapseStore
 from napari_connectome.synapses.table import SynapseTable
-from napari_connectome.tasks import TaskSession, prepare_view
+from napari_connectome.tasks import prepare_view
 from napari_connectome.tasks.synapse_queue import SynapseQueue
 
 
@@ -47,12 +47,6 @@ def project(tmp_path):
     with SynapseStore(p.component_path("synapses")) as store:
         store.append(_rows(p), origin="detected", details={"model": "test"})
     return p
-
-
-def open_session(project, clock, **kw) -> TaskSession:
-    kw.setdefault("strategy", "size")
-    kw.setdefault("prefetch", False)
-    return TaskSession.open(project, user="ana", clock=clock, **kw)
 
 
 def test_synapse_questions_take_their_turn_and_answers_are_verdicts(project):
