@@ -59,7 +59,7 @@ and the pooled shifted site P/R/F and partner F, the unshifted site and
 partner F, and the fine-tuning seconds; ``--json FILE`` writes every figure
 (per seed too).
 
-Run (about 15 minutes with one torch thread on a shared 2-core machine)::
+Run (about 10 minutes with one torch thread on a shared 2-core machine: 604 s measured)::
 
     nice -n 19 python benchmarks/synapse_domain_shift.py [--model synapses-synthetic-10nm] \\
         [--test-seeds 320 321] [--annotation-seeds 240 ... 249] [--annotations 20 50] \\
@@ -320,14 +320,15 @@ def report(result: dict) -> None:
 
     print(f"\nmodel {result['model']} ({result['sha256'][:12]}), mask threshold {result['threshold']:g} (the base "
           f"model's, kept), test seeds {result['test_seeds']} pooled, {result['training']['iterations']} iterations")
-    print("| network | rows | shifted site P | R | F | shifted partner F | unshifted site F | unshifted partner F "
-          "| training s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| network | rows | shifted site P | R | F | TP/FP/FN | shifted partner F | unshifted site F "
+          "| unshifted partner F | training s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in result["results"].items():
         s, u = r["shifted"], r["unshifted"]
         rows = result["annotations"].get(name.split()[-1], {}).get("rows", "-") if name != "base" else "-"
         print(f"| {name} | {rows} | {f(s['sites']['precision'])} | {f(s['sites']['recall'])} | "
-              f"{f(s['sites']['f_score'])} | {f(s['partners']['f_score'])} | {f(u['sites']['f_score'])} | "
+              f"{f(s['sites']['f_score'])} | {s['sites']['tp']}/{s['sites']['fp']}/{s['sites']['fn']} | "
+              f"{f(s['partners']['f_score'])} | {f(u['sites']['f_score'])} | "
               f"{f(u['partners']['f_score'])} | {r['train_seconds']:.0f} |")
     print(f"wall time {result['wall_seconds']:.0f} s")
 
