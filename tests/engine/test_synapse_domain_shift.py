@@ -1,4 +1,4 @@
-"""The domain-shift benchmark's helpers: annotations chosen synapse-wise, sparse targets, fine-tuning from weights."""
+"""The domain-shift benchmark's helpers: annotations chosen synapse-wise or box-wise, their targets, fine-tuning."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from napari_connectome_models.nets.synapse import (  # noqa: E402
 from benchmarks.synapse_domain_shift import (  # noqa: E402
     SHIFT,
     annotated_volume,
+    box_volume,
     choose_annotations,
+    choose_boxes,
     fine_tune,
 )
 from napari_connectome.synapses import SynapseTable  # noqa: E402
@@ -71,6 +73,45 @@ def test_annotations_are_whole_synapses_until_enough_rows_and_grow_with_n():
     assert len({tuple(np.concatenate(o).tolist()) for o in others}) > 1
     with pytest.raises(ValueError, match="only 41 connections"):
         choose_annotations(ids, total + 1, seed=0)
+
+
+def test_boxes_are_whole_volumes_in_order_until_enough_connections():
+    counts = [7, 0, 5, 9, 3, 8]
+    for n in range(1, sum(counts) + 1):
+        taken = choose_boxes(counts, n)
+        assert taken == list(range(len(taken)))  # seed order: a prefix
+        got = sum(counts[i] for i in taken)
+        assert got >= n and got - counts[taken[-1]] < n  # stops at the first volume that reaches n
+        assert choose_boxes(counts, n) == taken
+    assert choose_boxes(counts, 7) == [0] and choose_boxes(counts, 8) == [0, 1, 2]  # an empty box is annotated too
+    shuffled = [choose_boxes(counts, n, seed=4) for n in range(1, sum(counts) + 1)]
+    assert shuffled == [choose_boxes(counts, n, seed=4) for n in range(1, sum(counts) + 1)]  # deterministic
+    for small, large in zip(shuffled[:-1], shuffled[1:], strict=True):  # one order: more connections add volumes
+        assert large[:len(small)] == small
+    for taken in shuffled:  # each volume at most once
+        assert len(set(taken)) == len(taken) and set(taken) <= set(range(len(counts)))
+    assert {i for i, c in enumerate(counts) if c} <= set(shuffled[-1])  # every connection: every non-empty volume
+    assert len({tuple(choose_boxes(counts, 32, seed=s)) for s in range(8)}) > 1
+    with pytest.raises(ValueError, match="only 32 connections"):
+        choose_boxes(counts, 33)
+
+
+def test_a_box_knows_every_synapse_everywhere():
+    labels = np.ones((16, 48, 48), dtype=np.uint32)
+    labels[:, :, 24:] = 2
+    raw = np.random.default_rng(0).integers(0, 255, size=labels.shape, dtype=np.uint8)
+    posts = [(80.0, 80.0, 80.0), (80.0, 400.0, 400.0)]
+    whole = table(posts, synapse_id=np.array([0, 1]), post_id=np.array([1, 2]))
+    vol = box_volume(raw, labels, whole, voxel_size=VS, pad=8, mask_radius_nm=80.0)
+    assert vol.known is None  # known everywhere: the sampler takes every voxel as known
+    mask, _ = synapse_targets({"pre": np.asarray(posts) + 40.0, "post": np.asarray(posts),
+                               "post_id": np.array([1, 2])}, labels, voxel_size=VS, mask_radius_nm=80.0)
+    assert np.array_equal(vol.mask, mask) and mask[:, :, :24].any() and mask[:, :, 24:].any()
+    assert len(vol.posts) == 2 and vol.hard.any()
+    sparse, _ = annotated_volume(raw, labels, whole, np.array([0]), voxel_size=VS, pad=8, known_radius_nm=250.0)
+    assert sparse.known.sum() < sparse.known.size  # the points protocol knows a region only
+    empty = box_volume(raw, labels, table(np.zeros((0, 3))), voxel_size=VS, pad=8)  # a box with no synapse
+    assert empty.known is None and not empty.mask.any() and len(empty.posts) == 0
 
 
 def test_annotated_volume_knows_the_chosen_synapses_only_and_counts_unannotated_mask_inside():
@@ -126,6 +167,9 @@ def test_fine_tuning_starts_from_the_base_weights_moves_them_and_is_reproducible
     assert any(moved)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["near_fraction"] == 1.0 and config["init"] == init and config["checkpoint_every"] == 3
+    boxes, _ = fine_tune([box_volume(raw, labels, rows, voxel_size=VS, pad=8)], tmp_path / "boxes",
+                         near_fraction=0.5, **kw)
+    assert json.loads((tmp_path / "boxes" / "config.json").read_text())["near_fraction"] == 0.5
     again, _ = fine_tune([vol], tmp_path / "again", **kw)
     assert all(torch.equal(p, q) for p, q in zip(tuned.state_dict().values(), again.state_dict().values(),
                                                  strict=True))
