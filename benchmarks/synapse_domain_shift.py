@@ -79,7 +79,9 @@ the connections and volumes its fine-tuning used, the pooled shifted site
 P/R/F with TP/FP/FN and partner F, the unshifted site and partner F, and the
 fine-tuning seconds; ``--json FILE`` writes every figure (per seed too).
 
-Run (about 10 minutes with one torch thread on a shared 2-core machine: 604 s measured)::
+Run (about 25 minutes with one torch thread on a shared 2-core machine, ``--protocol both``: 1423 s
+measured, of which 1160 s fine-tuning, 206–568 s a run as the machine's other jobs allowed; one
+protocol about half)::
 
     nice -n 19 python benchmarks/synapse_domain_shift.py [--model synapses-synthetic-10nm] \\
         [--protocol points|boxes|both] [--test-seeds 320 321] [--annotation-seeds 240 ... 249] \\
