@@ -262,8 +262,8 @@ def fine_tune(volumes: list[SynapseVolume], folder, *, init: dict, net: dict, in
     return synapse_network_from_checkpoint(last), seconds
 
 
-def base_threshold(entry, meta: dict) -> float | None:
-    """The mask threshold chosen for the base network: its registry entry's, else the metadata's, else None.
+def base_detect(entry, meta: dict) -> dict:
+    """The detection settings chosen for the base network: its registry entry's, else the metadata's, else {}.
 
     A weights file whose sha256 is that of a registered synapse model has
     that model's entry.
@@ -274,17 +274,24 @@ def base_threshold(entry, meta: dict) -> float | None:
 
         detect = next((e.detect for e in load_registry().values()
                        if e.sha256 == entry.sha256 and e.task == "synapses" and e.detect), None)
-    chosen = (detect or {}).get("threshold", (meta.get("detect") or {}).get("threshold"))
+    return dict(detect or meta.get("detect") or {})
+
+
+def base_threshold(entry, meta: dict) -> float | None:
+    """The mask threshold chosen for the base network (:func:`base_detect`), or None."""
+    chosen = base_detect(entry, meta).get("threshold")
     return None if chosen is None else float(chosen)
 
 
-def evaluate(net, seeds, render: dict, cache: dict, args, threshold: float) -> dict:
+def evaluate(net, seeds, render: dict, cache: dict, args, threshold: float, *, min_volume_nm3: float = 1e5,
+             pre_reach_nm: float | None = None) -> dict:
     """Per-seed and pooled site and partner scores of ``net`` with the true segmentation."""
     rows = []
     for seed in seeds:
         spec, raw, gt, truth = cache[(seed, tuple(sorted(render.items())))]
         pred = predict_affinities(raw, net, block_shape=(64, 64, 64), threads=args.threads)
-        found = detect_synapses(pred, gt, voxel_size=spec.voxel_size, offset=spec.offset, threshold=threshold).table
+        found = detect_synapses(pred, gt, voxel_size=spec.voxel_size, offset=spec.offset, threshold=threshold,
+                                min_volume_nm3=min_volume_nm3, pre_reach_nm=pre_reach_nm).table
         rows.append({"seed": seed, "true_connections": len(truth), "detected_connections": len(found),
                      "true_segmentation": scores(found, truth, args)})
     return {"rows": rows, **{part: pooled(rows, "true_segmentation", part) for part in ("sites", "partners")}}
@@ -343,7 +350,9 @@ def run(args) -> dict:
 
     results = {}
     t0 = time.perf_counter()
-    results["base"] = {name: evaluate(net, args.test_seeds, render, cache, args, threshold)
+    chosen = base_detect(entry, meta)
+    settings = {"min_volume_nm3": float(chosen.get("min_volume_nm3", 1e5)), "pre_reach_nm": chosen.get("pre_reach_nm")}
+    results["base"] = {name: evaluate(net, args.test_seeds, render, cache, args, threshold, **settings)
                        for name, render in renders.items()}
     results["base"]["train_seconds"] = 0.0
     print(f"base network evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -418,7 +427,7 @@ def run(args) -> dict:
                                        seed=args.train_seed, threads=args.threads, data=description,
                                        log=lambda s: print(f"  [{time.strftime('%H:%M:%S')}] {s}", flush=True))
             print(f"  fine-tuned in {seconds:.0f} s", flush=True)
-            results[key] = {name: evaluate(tuned, args.test_seeds, render, cache, args, threshold)
+            results[key] = {name: evaluate(tuned, args.test_seeds, render, cache, args, threshold, **settings)
                             for name, render in renders.items()}
             results[key]["train_seconds"] = seconds
             annotations[protocol][str(n)] = record

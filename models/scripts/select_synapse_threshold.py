@@ -32,6 +32,7 @@ def main(argv=None) -> int:
         MIN_VOLUMES,
         REACHES,
         choose_detection,
+        pool_curves,
         threshold_curve,
     )
     from napari_connectome.synthetic import SyntheticSpec, generate_block
@@ -43,20 +44,32 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"),
                         help="render the held-out seed this large (default: the training volumes' shape); a "
                              "larger one holds more synapses to choose on, and is still never trained on")
+    parser.add_argument("--extra-seeds", nargs="*", type=int, default=[],
+                        help="more held-out volumes (seeds the training never used, below the test seeds' 300): "
+                             "the scores are pooled over all, so the choice rests on more synapses")
     parser.add_argument("--dry-run", action="store_true", help="print the choice, do not write the registry")
     args = parser.parse_args(argv)
 
     entry, net, meta = load_model(args.model, task="synapses")
     data = meta["synthetic"]
     shape = tuple(args.shape) if args.shape else tuple(data["shape"])
-    spec = SyntheticSpec(shape=shape, voxel_size=tuple(data["voxel_size"]),
-                         seed=int(data["holdout_seed"]), synapse_density=float(data["synapse_density"]))
-    raw, gt = generate_block(spec, tuple(slice(0, n) for n in spec.shape))
-    truth = SynapseTable(**synthetic_synapses(spec).rows())
-    block = (48, 80, 80) if len(set(spec.voxel_size)) == 1 else (24, 96, 96)
-    prediction = predict_affinities(raw, net, block_shape=block, threads=args.threads)
-    curves = [threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset,
-                              pre_reach_nm=reach, min_volume_nm3=v) for reach in REACHES for v in MIN_VOLUMES]
+    used = {int(s) for s in data.get("train_seeds", [])}
+    seeds = [int(data["holdout_seed"]), *args.extra_seeds]
+    if used & set(seeds) or any(s >= 300 for s in seeds):
+        parser.error(f"held-out seeds {seeds} must be unused in training ({sorted(used)}) and below 300 (test seeds)")
+    per_volume, n_truth = [], 0
+    for seed in seeds:
+        spec = SyntheticSpec(shape=shape, voxel_size=tuple(data["voxel_size"]), seed=seed,
+                             synapse_density=float(data["synapse_density"]))
+        raw, gt = generate_block(spec, tuple(slice(0, n) for n in spec.shape))
+        truth = SynapseTable(**synthetic_synapses(spec).rows())
+        n_truth += len(truth)
+        block = (48, 80, 80) if len(set(spec.voxel_size)) == 1 else (24, 96, 96)
+        prediction = predict_affinities(raw, net, block_shape=block, threads=args.threads)
+        per_volume.append([threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset,
+                                           pre_reach_nm=reach, min_volume_nm3=v)
+                           for reach in REACHES for v in MIN_VOLUMES])
+    curves = pool_curves(per_volume)
     for curve in curves:
         for row in curve:
             s, p = row["sites"], row["partners"]
@@ -72,8 +85,9 @@ def main(argv=None) -> int:
                          "min_volume_nm3": r["min_volume_nm3"],
                          "site_f": r["sites"]["f_score"], "partner_f": r["partners"]["f_score"]}
                         for curve in curves for r in curve],
-              "data": f"synthetic seed {spec.seed} (the training's held-out volume), {list(spec.shape)} at "
-                      f"{list(spec.voxel_size)} nm, {len(truth)} connections; neurons from its true labels",
+              "data": f"synthetic seeds {seeds} (the training's held-out seed first, none trained on), each "
+                      f"{list(spec.shape)} at {list(spec.voxel_size)} nm, {n_truth} connections in all, scores "
+                      f"pooled; neurons from the true labels",
               "script": "models/scripts/select_synapse_threshold.py",
               "command": " ".join(["python models/scripts/select_synapse_threshold.py",
                                    *(sys.argv[1:] if argv is None else argv)])}

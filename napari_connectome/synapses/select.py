@@ -49,6 +49,25 @@ def threshold_curve(prediction: np.ndarray, segmentation: np.ndarray, truth: Syn
     return rows
 
 
+def pool_curves(per_volume: list[list[list[dict]]]) -> list[list[dict]]:
+    """Curves of several volumes (each a list of curves in the same order) pooled: counts summed, P/R/F again."""
+    pooled = []
+    for curves in zip(*per_volume, strict=True):
+        out = []
+        for rows in zip(*curves, strict=True):
+            row = {k: v for k, v in rows[0].items() if k not in ("sites", "partners", "detected")}
+            row["detected"] = sum(r["detected"] for r in rows)
+            for part in ("sites", "partners"):
+                tp, fp, fn = (sum(r[part][k] for r in rows) for k in ("tp", "fp", "fn"))
+                p = tp / (tp + fp) if tp + fp else float("nan")
+                r = tp / (tp + fn) if tp + fn else 0.0
+                f = 2 * p * r / (p + r) if tp else 0.0
+                row[part] = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f_score": f}
+            out.append(row)
+        pooled.append(out)
+    return pooled
+
+
 def choose_detection(curves: list[list[dict]]) -> dict:
     """The row, over every curve, of the best partner F.
 

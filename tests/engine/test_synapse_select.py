@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_connectome.synapses import SynapseTable
 from napari_connectome.synapses.detect import VECTOR_UNIT_NM
@@ -48,3 +49,18 @@ def test_the_pre_ray_is_chosen_when_it_gives_the_partners_right():
     assert [c[0]["partners"]["f_score"] for c in curves] == [0.0, 1.0]
     best = choose_detection(curves)
     assert (best["threshold"], best["pre_reach_nm"]) == (0.5, 60.0)
+
+
+def test_curves_of_several_volumes_pool_their_counts():
+    from napari_connectome.synapses.select import pool_curves
+
+    def row(t, tp, fp, fn):
+        return {"threshold": t, "pre_reach_nm": None, "min_volume_nm3": 1e5, "detected": tp + fp,
+                "sites": {"tp": tp, "fp": fp, "fn": fn}, "partners": {"tp": tp, "fp": fp, "fn": fn}}
+
+    a = [[row(0.5, 3, 1, 0), row(0.9, 1, 0, 2)]]
+    b = [[row(0.5, 1, 3, 0), row(0.9, 1, 0, 0)]]
+    (curve,) = pool_curves([a, b])
+    assert [r["detected"] for r in curve] == [8, 2]
+    assert curve[0]["sites"]["precision"] == 0.5 and curve[0]["sites"]["recall"] == 1.0
+    assert curve[1]["sites"]["f_score"] == pytest.approx(2 * 1.0 * 0.5 / 1.5)
