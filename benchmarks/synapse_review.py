@@ -6,7 +6,8 @@ Protocol:
   synapse network; ``--shape``), made a project whose supervoxels are its
   true labels (so every question is about the detector, not the
   segmentation), and ``napari-connectome synapses`` run on it with the
-  shipped network: the detected rows are the questions.
+  shipped network (``--threshold``: lower than the model's to review more
+  doubtful rows): the detected rows are the questions.
 * Truth of a row: a true connection of the same neuron pair whose post point
   lies within 200 nm and pre point within 400 nm (the evaluation's distances).
 * A simulated proofreader answers ``--answers`` questions in the queue's
@@ -22,8 +23,8 @@ Protocol:
 
 Run::
 
-    python benchmarks/synapse_review.py [--shape 128 192 192] [--seed 302] [--answers 60] [--every 10] \
-        [--workdir DIR] [--json FILE]
+    python benchmarks/synapse_review.py [--shape 128 192 192] [--seed 302] [--threshold T] [--answers 60] \
+        [--every 10] [--workdir DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 
-def make_project(workdir: Path, shape, seed: int, density: float):
+def make_project(workdir: Path, shape, seed: int, density: float, threshold: float | None):
     from napari_connectome.cli import main as cli
     from napari_connectome.project import create_project, open_project
     from napari_connectome.synapses import read_csv
@@ -56,7 +57,7 @@ def make_project(workdir: Path, shape, seed: int, density: float):
                    groundtruth=vol / "groundtruth.ome.zarr")
     project = open_project(root)
     t0 = time.perf_counter()
-    report = detect_in_project(project, project.open_input("groundtruth"))
+    report = detect_in_project(project, project.open_input("groundtruth"), threshold=threshold)
     return project, truth, report, time.perf_counter() - t0
 
 
@@ -135,6 +136,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", nargs=3, type=int, default=[128, 192, 192], metavar=("Z", "Y", "X"))
     parser.add_argument("--seed", type=int, default=302, help="synthetic volume seed (a test seed, ≥ 300)")
     parser.add_argument("--density", type=float, default=3.0, help="synapses per µm³")
+    parser.add_argument("--threshold", type=float,
+                        help="detection mask threshold (default: the model's); a lower one asks about more "
+                             "doubtful rows, as a review pass would")
     parser.add_argument("--answers", type=int, default=60)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--workdir", type=Path, help="keep the project here (default: a temporary folder)")
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
     if (workdir / "project").exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    project, truth, report, t_detect = make_project(workdir, args.shape, args.seed, args.density)
+    project, truth, report, t_detect = make_project(workdir, args.shape, args.seed, args.density, args.threshold)
     print(f"volume seed {args.seed} {args.shape}: {len(truth)} true connections; detection {t_detect:.0f} s")
     runs = [run_once(project, truth, order=o, answers=args.answers, every=args.every, seed=0)
             for o in ("active", "random")]

@@ -7,10 +7,11 @@ has reviewed. The classifier is the merge/split ranker's
 scaling once both classes have a few answers, answers weighted over a prior),
 here on :data:`~napari_connectome.synapses.review.FEATURES`, with no prior:
 it learns this volume's detector from this proofreader alone. Until it has
-seen a *yes* and a *no*, the weakest detections are asked first (they are
-the likeliest to be wrong, and so the quickest way to both classes); from
-then on the rows whose answer it is least sure of (active learning:
-P(yes) nearest one half), and :meth:`SynapseQueue.probabilities` gives its
+seen a *yes* and a *no*, the detections of middle score are asked first
+(the detector's own least sure ones: the weakest first gave only *no* for
+dozens of answers in ``benchmarks/synapse_review.py``, and nothing to learn
+from); from then on the rows whose answer it is least sure of (active
+learning: P(yes) nearest one half), and :meth:`SynapseQueue.probabilities` gives its
 P(real synapse) for every row in force.
 
 An answer is written to the store at once (*yes* and *no* are verdicts,
@@ -169,9 +170,11 @@ class SynapseQueue:
             return [todo[i] for i in np.lexsort((rows, draw[rows]))]
         if self.learnt:
             p = self.probabilities(todo)
-            key = np.lexsort((rows, score, np.abs(p - 0.5)))
         else:
-            key = np.lexsort((rows, score))
+            # Before the classifier has both answers, the detector's score is the only opinion: its
+            # middle (by rank) is where an answer is least predictable, so both answers come soon.
+            p = np.argsort(np.argsort(score, kind="stable"), kind="stable") / max(len(todo) - 1, 1)
+        key = np.lexsort((rows, score, np.abs(p - 0.5)))
         return [todo[i] for i in key]
 
     def next(self) -> SynapseCandidate | None:

@@ -60,10 +60,10 @@ def test_synapse_questions_take_their_turn_and_answers_are_verdicts(project):
             clock.advance(2.0)
             s.answer("no" if task.is_synapse else "skip")
         assert [k == "synapse" for k in kinds] == [False, False, True, False, False, True]
-        # Weakest detections first until the classifier has both answers: the two lowest scores.
+        # Middle scores first until the classifier has both answers (24 rows, scores rising with the row).
         rows = [r for r in task_rows(s) if r["task_type"] in ("synapse", "partner")]
         assert [r["answer"] for r in rows] == ["no", "no"]
-        assert [r["candidate_id"] for r in rows] == ["syn-1", "syn-2"]
+        assert [r["candidate_id"] for r in rows] == ["syn-12", "syn-13"]
         assert all("verdict no" in r["note"] and r["active_s"] == pytest.approx(2.0) for r in rows)
         store = s.synapses.store
         verdicts = store.verdicts()
