@@ -14,12 +14,18 @@ torch = need_torch()
 from napari_connectome_models.nets.synapse import SynapseUNet  # noqa: E402
 from napari_connectome_models.registry import load_network, load_registry, weights_path  # noqa: E402
 
+SYNAPSE_MODELS = sorted(name for name, e in load_registry().items() if e.task == "synapses")
 
-def test_the_packaged_synapse_model_loads_and_matches_its_entry():
-    entry = load_registry().get("synapses-synthetic-10nm")
-    if entry is None:
-        pytest.fail("the registry has no synapses-synthetic-10nm entry")
+
+def test_the_default_synapse_model_is_shipped():
+    assert "synapses-synthetic-10nm" in SYNAPSE_MODELS
+
+
+@pytest.mark.parametrize("name", SYNAPSE_MODELS)
+def test_each_packaged_synapse_model_loads_and_matches_its_entry(name):
+    entry = load_registry()[name]
     assert entry.task == "synapses"
+    assert entry.detect and 0 < entry.detect["threshold"] < 1  # chosen on held-out data
     model = load_network(entry.name)
     assert isinstance(model, SynapseUNet)
     assert model.config.context == entry.context_voxels
