@@ -202,13 +202,16 @@ def review_candidates(rows: np.ndarray, batches: np.ndarray, table: SynapseTable
         The store's rows in force (:meth:`~napari_connectome.synapses.store.SynapseStore.current`
         with ``with_rows=True``), neuron ids read now.
     reviewable
-        Boolean per row: rows that may be asked about (detected or imported, not yet reviewed).
+        Boolean per row: rows that may be asked about (detected or imported, not yet reviewed); of
+        those, only rows joining two neurons now are asked.
     confirmed, contrast
         As :func:`synapse_features`.
     """
     x = synapse_features(table, batches, confirmed, contrast)
+    # A row inside one neuron, or on background, is no connection now (an edit may make it one again).
+    connects = (table.pre_id != table.post_id) & (table.pre_id > 0) & (table.post_id > 0)
     out = []
-    for k in np.flatnonzero(np.asarray(reviewable, dtype=bool)):
+    for k in np.flatnonzero(np.asarray(reviewable, dtype=bool) & connects):
         kind = "partner" if x[k, 6] > 0 else "synapse"
         out.append(SynapseCandidate(
             row=int(rows[k]), batch=int(batches[k]), kind=kind,

@@ -79,6 +79,7 @@ class SynapseQueue:
         self._answers: list[tuple[SynapseCandidate, str, int | None, bool]] = []
         self.candidates: list[SynapseCandidate] = []
         self._all: tuple[np.ndarray, np.ndarray, object] | None = None
+        self._version = -1
         self.refresh()
 
     # ---------------------------------------------------------------- reading
@@ -125,6 +126,7 @@ class SynapseQueue:
 
     def refresh(self) -> None:
         """Read the store and the neurons again (after an answer, an undo, an edit or a new detection run)."""
+        self._version = int(getattr(self.proofreader, "version", -1))
         rows, batches, table = self.store.current(with_rows=True)
         origin = {b["batch"]: b["origin"] for b in self.store.batches()}
         verdicts = self.store.verdicts()
@@ -158,7 +160,13 @@ class SynapseQueue:
         return bool(info.get("n_positive")) and bool(info.get("n_negative"))
 
     def order(self) -> list[SynapseCandidate]:
-        """Questions not asked yet, the next first (see the module notes)."""
+        """Questions not asked yet, the next first (see the module notes).
+
+        An edit since the last read (a merge or split, in a task or a panel) renames neurons: the
+        questions are read again first, so each names its neurons as they are now.
+        """
+        if int(getattr(self.proofreader, "version", -1)) != self._version:
+            self.refresh()
         todo = [c for c in self.candidates if c.row not in self._asked]
         if not todo:
             return []

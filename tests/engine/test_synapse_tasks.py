@@ -191,3 +191,22 @@ def test_side_contrast_is_the_pre_neurons_darkness_behind_its_point():
                                   post_id=1))
     box = side_box(pre, post, voxel_size=vs, offset=(0, 0, 0))
     assert box[2].start <= (270 - SIDE_BEHIND_NM - 80) / 10 and box[2].stop >= (320 + SIDE_BEHIND_NM + 80) / 10
+
+
+def test_an_edit_renames_the_neurons_of_the_questions(project):
+    pr = Proofreader.open(project)
+    try:
+        queue = SynapseQueue(pr, user="ana")
+        c = queue.next()
+        # merge the question's two neurons: the row joins no two neurons now, so it is not asked
+        pr.merge_supervoxels(pr.supervoxel_at(np.asarray(c.pre)), pr.supervoxel_at(np.asarray(c.post)))
+        assert c.row not in [x.row for x in queue.order()]
+        # undone: two neurons again (under new ids: an edit never reuses one), and the question is back
+        pr.undo()
+        again = next(x for x in queue.order() if x.row == c.row)
+        assert again.pre_id == pr.segment_of(pr.supervoxel_at(np.asarray(c.pre)))
+        assert again.post_id == pr.segment_of(pr.supervoxel_at(np.asarray(c.post)))
+        assert again.pre_id != again.post_id
+        queue.close()
+    finally:
+        pr.close()
