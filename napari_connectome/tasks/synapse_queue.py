@@ -78,7 +78,6 @@ class SynapseQueue:
         self._asked: dict[int, str] = {}
         self._answers: list[tuple[SynapseCandidate, str, int | None, bool]] = []
         self.candidates: list[SynapseCandidate] = []
-        self._all: tuple[np.ndarray, np.ndarray, object] | None = None
         self._version = -1
         self.refresh()
 
@@ -144,7 +143,6 @@ class SynapseQueue:
         contrast = np.array([self._side_contrast(int(r), table.pre[k], table.post[k], int(table.pre_id[k]),
                                                  int(table.post_id[k])) if reviewable[k] else np.nan
                              for k, r in enumerate(rows)])
-        self._all = (rows, group_batches, table)
         self.candidates = review_candidates(rows, group_batches, table, reviewable=reviewable, confirmed=confirmed,
                                             contrast=contrast)
 
