@@ -210,15 +210,17 @@ class SynapseStore:
         if verdict not in VERDICTS:
             raise InputError(self.path, f"a verdict is one of {', '.join(VERDICTS)}, got {verdict!r}")
         row = int(row)
-        rows, batches, table = self.current(with_rows=True)
-        where = np.flatnonzero(rows == row)
-        if where.size == 0:
+        # The one row, not the whole table: this runs on every answer.
+        found = None if self._con is None else self._con.execute(
+            "SELECT s.batch, s.synapse_id FROM synapses s JOIN batches b ON s.batch = b.batch "
+            "WHERE s.row = ? AND b.superseded_by IS NULL", (row,)).fetchone()
+        hidden, rejected = self._verdicts() if self._con is not None else (set(), set())
+        if found is None or row in hidden or int(found[0]) in rejected:
             raise InputError(self.path, f"row {row} is not in force (retracted, superseded or already reviewed); "
                                         "nothing was recorded")
-        k = int(where[0])
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        text = json.dumps({**(details or {}), "verdict": verdict, "reviews": row, "batch_of_row": int(batches[k]),
-                           "synapse_id": int(table.synapse_id[k])}, sort_keys=True, default=str)
+        text = json.dumps({**(details or {}), "verdict": verdict, "reviews": row, "batch_of_row": int(found[0]),
+                           "synapse_id": int(found[1])}, sort_keys=True, default=str)
         number: list[int] = []
 
         def insert(c: sqlite3.Connection) -> None:
@@ -258,6 +260,12 @@ class SynapseStore:
                              post_id=np.asarray([_from_sql(v) for v in a[:, 10]], dtype=np.uint64),
                              score=a[:, 11].astype(np.float32))
         return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), table
+
+    def origins(self) -> dict[int, str]:
+        """Batch → origin, without counting rows (what :meth:`batches` also does)."""
+        if self._con is None:
+            return {}
+        return {int(b): o for b, o in self._con.execute("SELECT batch, origin FROM batches")}
 
     def batches(self) -> list[dict]:
         """Every batch, oldest first: ``batch, origin, created, details, superseded_by, rows``."""

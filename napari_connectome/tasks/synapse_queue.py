@@ -127,7 +127,7 @@ class SynapseQueue:
         """Read the store and the neurons again (after an answer, an undo, an edit or a new detection run)."""
         self._version = int(getattr(self.proofreader, "version", -1))
         rows, batches, table = self.store.current(with_rows=True)
-        origin = {b["batch"]: b["origin"] for b in self.store.batches()}
+        origin = self.store.origins()
         verdicts = self.store.verdicts()
         source = {v["batch"]: int(v.get("batch_of_row", v["batch"])) for v in verdicts}
         confirmed = {(int(v["batch_of_row"]), int(v["synapse_id"])) for v in verdicts
@@ -165,28 +165,28 @@ class SynapseQueue:
         """
         if int(getattr(self.proofreader, "version", -1)) != self._version:
             self.refresh()
-        todo = [c for c in self.candidates if c.row not in self._asked]
-        if not todo:
+        unasked = [c for c in self.candidates if c.row not in self._asked]
+        if not unasked:
             return []
-        score = np.array([c.score for c in todo])
-        rows = np.array([c.row for c in todo])
+        score = np.array([c.score for c in unasked])
+        rows = np.array([c.row for c in unasked])
         if self.order_by == "random":
             # a shuffle of the row numbers fixed by the seed: the same row keeps its place between calls
             draw = np.random.default_rng([self.seed, 7]).random(int(rows.max()) + 1)
-            return [todo[i] for i in np.lexsort((rows, draw[rows]))]
+            return [unasked[i] for i in np.lexsort((rows, draw[rows]))]
         if self.learnt:
-            p = self.probabilities(todo)
+            p = self.probabilities(unasked)
         else:
             # Before the classifier has both answers, the detector's score is the only opinion: its
             # middle (by rank) is where an answer is least predictable, so both answers come soon.
-            p = np.argsort(np.argsort(score, kind="stable"), kind="stable") / max(len(todo) - 1, 1)
+            p = np.argsort(np.argsort(score, kind="stable"), kind="stable") / max(len(unasked) - 1, 1)
         key = np.lexsort((rows, score, np.abs(p - 0.5)))
-        return [todo[i] for i in key]
+        return [unasked[i] for i in key]
 
     def next(self) -> SynapseCandidate | None:
         """The question to ask next, or None when none is left."""
-        todo = self.order()
-        return todo[0] if todo else None
+        unasked = self.order()
+        return unasked[0] if unasked else None
 
     @property
     def remaining(self) -> int:

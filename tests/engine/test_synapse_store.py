@@ -155,5 +155,6 @@ def test_verdicts_hide_keep_or_reject_a_row_and_undo_brings_it_back(tmp_path):
         store.retract(no)
         assert store.verdicts() == []
         _same(store.rejected(), SynapseTable.empty())
+        assert store.origins() == {b["batch"]: b["origin"] for b in store.batches()}
     with SynapseStore(path, read_only=True) as again:
         _same(again.current(), batch_rows(1, 1))
