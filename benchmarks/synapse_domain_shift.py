@@ -284,14 +284,15 @@ def base_threshold(entry, meta: dict) -> float | None:
 
 
 def evaluate(net, seeds, render: dict, cache: dict, args, threshold: float, *, min_volume_nm3: float = 1e5,
-             pre_reach_nm: float | None = None) -> dict:
+             pre_reach_nm: float | None = None, orient_radius_nm: float | None = None) -> dict:
     """Per-seed and pooled site and partner scores of ``net`` with the true segmentation."""
     rows = []
     for seed in seeds:
         spec, raw, gt, truth = cache[(seed, tuple(sorted(render.items())))]
         pred = predict_affinities(raw, net, block_shape=(64, 64, 64), threads=args.threads)
         found = detect_synapses(pred, gt, voxel_size=spec.voxel_size, offset=spec.offset, threshold=threshold,
-                                min_volume_nm3=min_volume_nm3, pre_reach_nm=pre_reach_nm).table
+                                min_volume_nm3=min_volume_nm3, pre_reach_nm=pre_reach_nm, raw=raw,
+                                orient_radius_nm=orient_radius_nm).table
         rows.append({"seed": seed, "true_connections": len(truth), "detected_connections": len(found),
                      "true_segmentation": scores(found, truth, args)})
     return {"rows": rows, **{part: pooled(rows, "true_segmentation", part) for part in ("sites", "partners")}}
@@ -351,7 +352,10 @@ def run(args) -> dict:
     results = {}
     t0 = time.perf_counter()
     chosen = base_detect(entry, meta)
-    settings = {"min_volume_nm3": float(chosen.get("min_volume_nm3", 1e5)), "pre_reach_nm": chosen.get("pre_reach_nm")}
+    orient = chosen.get("orient_radius_nm") if args.orient is None else (
+        None if args.orient == "off" else float(args.orient))
+    settings = {"min_volume_nm3": float(chosen.get("min_volume_nm3", 1e5)), "pre_reach_nm": chosen.get("pre_reach_nm"),
+                "orient_radius_nm": orient}
     results["base"] = {name: evaluate(net, args.test_seeds, render, cache, args, threshold, **settings)
                        for name, render in renders.items()}
     results["base"]["train_seconds"] = 0.0
@@ -498,6 +502,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threshold", type=float, help="mask threshold (default: the base model's)")
+    parser.add_argument("--orient", metavar="NM|off",
+                        help="turn rows round by their darker end within NM (default: the base model's)")
     parser.add_argument("--site-distance-nm", type=float, default=200.0)
     parser.add_argument("--partner-distance-nm", type=float, default=400.0)
     parser.add_argument("--threads", type=int, default=1)

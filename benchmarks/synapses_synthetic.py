@@ -11,8 +11,8 @@ Protocol (issue 12's acceptance):
   to the pre sites.
 * Detection (:func:`napari_connectome.synapses.detect.detect_synapses`, the
   defaults of ``napari-connectome synapses``: the model's mask threshold and
-  pre ray reach and smallest mask piece chosen on its held-out training
-  volume, de-duplication 250 nm), neurons read from
+  pre ray reach, smallest mask piece and orientation radius chosen on its
+  held-out training volumes, de-duplication 250 nm), neurons read from
 
   - the **true** segmentation: partners are scored as they are;
   - **our** segmentation (``--segment``): the shipped affinity network
@@ -108,6 +108,10 @@ def run(args) -> dict:
         reach = (entry.detect or {}).get("pre_reach_nm")
     else:
         reach = None if args.pre_reach == "off" else float(args.pre_reach)
+    if args.orient is None:
+        orient = (entry.detect or {}).get("orient_radius_nm")
+    else:
+        orient = None if args.orient == "off" else float(args.orient)
     rows = []
     for seed in args.test_seeds:
         spec, raw, gt, truth = volume(seed, args.shape, vs, args.density)
@@ -116,7 +120,7 @@ def run(args) -> dict:
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
         found = detect_synapses(pred, gt, voxel_size=vs, offset=spec.offset, threshold=threshold, pre_reach_nm=reach,
-                                min_volume_nm3=min_volume)
+                                min_volume_nm3=min_volume, raw=raw, orient_radius_nm=orient)
         t_det = time.perf_counter() - t0
         table = found.table
         row = {"seed": seed, "shape": list(spec.shape), "voxel_size": list(vs), "true_connections": len(truth),
@@ -126,7 +130,8 @@ def run(args) -> dict:
         if args.segment:
             seg = our_segmentation(raw, args.threads)
             ours = detect_synapses(pred, seg, voxel_size=vs, offset=spec.offset, threshold=threshold,
-                                   pre_reach_nm=reach, min_volume_nm3=min_volume).table
+                                   pre_reach_nm=reach, min_volume_nm3=min_volume, raw=raw,
+                                   orient_radius_nm=orient).table
 
             def true_neurons(points, gt=gt, spec=spec):
                 idx = voxel_index(points, voxel_size=spec.voxel_size, offset=spec.offset)
@@ -138,7 +143,7 @@ def run(args) -> dict:
               f"network {row['network_mvoxel_s']:.3f} Mvoxel/s, detection {row['detection_mvoxel_s']:.1f} Mvoxel/s",
               flush=True)
     out = {"model": args.model, "sha256": entry.sha256, "test_seeds": args.test_seeds, "threshold": threshold,
-           "pre_reach_nm": reach, "min_volume_nm3": min_volume,
+           "pre_reach_nm": reach, "min_volume_nm3": min_volume, "orient_radius_nm": orient,
            "rows": rows,
            "pooled": {key: {part: pooled(rows, key, part) for part in ("sites", "partners")}
                       for key in ("true_segmentation", "our_segmentation") if key in rows[0]}}
@@ -152,7 +157,8 @@ def report(result: dict) -> None:
 
     print(f"\nmodel {result['model']} ({result['sha256'][:12]}), test seeds {result['test_seeds']}, "
           f"mask threshold {result['threshold']:g}, pre ray "
-          f"{'off' if result['pre_reach_nm'] is None else format(result['pre_reach_nm'], 'g') + ' nm'}")
+          f"{'off' if result['pre_reach_nm'] is None else format(result['pre_reach_nm'], 'g') + ' nm'}, orientation "
+          f"{'off' if result['orient_radius_nm'] is None else format(result['orient_radius_nm'], 'g') + ' nm'}")
     for key, parts in result["pooled"].items():
         print(f"{key.replace('_', ' ')}:")
         for part, d in parts.items():
@@ -169,6 +175,8 @@ def main(argv=None) -> int:
     parser.add_argument("--partner-distance-nm", type=float, default=400.0)
     parser.add_argument("--threshold", type=float, help="mask threshold (default: the model's, chosen on held-out data)")
     parser.add_argument("--pre-reach", metavar="NM|off", help="pre ray reach (default: the model's)")
+    parser.add_argument("--orient", metavar="NM|off",
+                        help="turn rows round by their darker end within NM (default: the model's)")
     parser.add_argument("--segment", action="store_true", help="also with our own segmentation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pre-reach", metavar="NM|off", default="model",
                    help="read the pre neuron along the post→pre ray up to NM beyond the predicted pre point "
                         "(default: the model's, chosen on held-out data; off: at the predicted point)")
+    p.add_argument("--orient", metavar="NM|off", default="model",
+                   help="turn a row round when its pre end is brighter than its post end (the darkest voxel of "
+                        "each end's neuron within NM; default: the model's, chosen on held-out data; off: never)")
     p.add_argument("--csv", metavar="PATH", help="also write the table here (default: DIR/exports/synapses.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
     p.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
@@ -621,6 +625,19 @@ def _cmd_segment(args) -> int:
     return 0
 
 
+
+def _distance_or_word(value: str, flag: str, *, positive: bool) -> float | str:
+    """``"model"``, ``"off"`` or a finite distance in nm (> 0 when ``positive``, else ≥ 0) from a CLI option."""
+    if value in ("model", "off"):
+        return value
+    try:
+        distance = float(value)
+    except ValueError:
+        raise InputError(flag, f"is a distance in nm or 'off', got {value!r}") from None
+    if not math.isfinite(distance) or distance < 0 or (positive and distance == 0):
+        raise InputError(flag, f"must be a distance {'>' if positive else '≥'} 0 nm, got {value}")
+    return distance
+
 def _cmd_synapses(args) -> int:
     from napari_connectome.errors import CancelledError
     from napari_connectome.progress import TqdmProgress
@@ -629,14 +646,8 @@ def _cmd_synapses(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise InputError("--threads", f"must be at least 1, got {args.threads}")
-    reach = args.pre_reach
-    if reach not in ("model", "off"):
-        try:
-            reach = float(reach)
-        except ValueError:
-            raise InputError("--pre-reach", f"is a distance in nm or 'off', got {reach!r}") from None
-        if not reach >= 0 or reach == float("inf"):
-            raise InputError("--pre-reach", f"must be a distance ≥ 0 nm, got {args.pre_reach}")
+    reach = _distance_or_word(args.pre_reach, "--pre-reach", positive=False)
+    orient = _distance_or_word(args.orient, "--orient", positive=True)
     project = open_project(args.dir)
     proofreader = None
     if args.labels is not None:
@@ -662,6 +673,7 @@ def _cmd_synapses(args) -> int:
         report = detect_in_project(project, segmentation, model=args.model, device=args.device, block=args.block,
                                    threshold=args.threshold, csv_path=args.csv, overwrite=args.overwrite,
                                    pre_reach_nm=None if reach == "off" else reach,
+                                   orient_radius_nm=None if orient == "off" else orient,
                                    threads=args.threads, progress=progress, notify=say)
     except (CancelledError, KeyboardInterrupt):
         progress.close()
@@ -675,6 +687,8 @@ def _cmd_synapses(args) -> int:
     f = report.figures
     left = ", ".join(f"{f[k]} {k.replace('_', ' ')}" for k in ("on_background", "self_connections", "outside",
                                                                "duplicates") if f[k])
+    if f.get("reversed"):
+        left = (left + ", " if left else "") + f"{f['reversed']} turned round by their darker end (before de-duplication)"
     print(f"{project.root}: prediction {report.prediction}; {f['synapses']} synapses, {f['connections']} "
           f"connections (batch {report.batch}){'; left out: ' + left if left else ''} → {f['csv']}")
     return 0

@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     from napari_connectome.synapses import SynapseTable
     from napari_connectome.synapses.select import (
         MIN_VOLUMES,
+        ORIENT_RADII,
         REACHES,
         choose_detection,
         pool_curves,
@@ -67,22 +68,25 @@ def main(argv=None) -> int:
         block = (48, 80, 80) if len(set(spec.voxel_size)) == 1 else (24, 96, 96)
         prediction = predict_affinities(raw, net, block_shape=block, threads=args.threads)
         per_volume.append([threshold_curve(prediction, gt, truth, voxel_size=spec.voxel_size, offset=spec.offset,
-                                           pre_reach_nm=reach, min_volume_nm3=v)
-                           for reach in REACHES for v in MIN_VOLUMES])
+                                           pre_reach_nm=reach, min_volume_nm3=v, raw=raw,
+                                           orient_radius_nm=radius)
+                           for reach in REACHES for v in MIN_VOLUMES for radius in ORIENT_RADII])
     curves = pool_curves(per_volume)
     for curve in curves:
         for row in curve:
             s, p = row["sites"], row["partners"]
             reach = "off" if row["pre_reach_nm"] is None else f"{row['pre_reach_nm']:g} nm"
-            print(f"T {row['threshold']:.2f}, pre ray {reach}, pieces ≥ {row['min_volume_nm3']:.0e} nm³: "
+            orient = "off" if row["orient_radius_nm"] is None else f"{row['orient_radius_nm']:g} nm"
+            print(f"T {row['threshold']:.2f}, pre ray {reach}, pieces ≥ {row['min_volume_nm3']:.0e} nm³, "
+                  f"orient {orient}: "
                   f"{row['detected']:3d} detected; sites P "
                   f"{s['precision']:.3f} R {s['recall']:.3f} F {s['f_score']:.3f}; partners F {p['f_score']:.3f}")
     best = choose_detection(curves)
     choice = {"threshold": best["threshold"], "pre_reach_nm": best["pre_reach_nm"],
-              "min_volume_nm3": best["min_volume_nm3"],
+              "min_volume_nm3": best["min_volume_nm3"], "orient_radius_nm": best["orient_radius_nm"],
               "heldout": {"sites": best["sites"], "partners": best["partners"]},
               "curve": [{"threshold": r["threshold"], "pre_reach_nm": r["pre_reach_nm"],
-                         "min_volume_nm3": r["min_volume_nm3"],
+                         "min_volume_nm3": r["min_volume_nm3"], "orient_radius_nm": r["orient_radius_nm"],
                          "site_f": r["sites"]["f_score"], "partner_f": r["partners"]["f_score"]}
                         for curve in curves for r in curve],
               "data": f"synthetic seeds {seeds} (the training's held-out seed first, none trained on), each "
@@ -91,7 +95,8 @@ def main(argv=None) -> int:
               "script": "models/scripts/select_synapse_threshold.py",
               "command": " ".join(["python models/scripts/select_synapse_threshold.py",
                                    *(sys.argv[1:] if argv is None else argv)])}
-    print(f"chose T {best['threshold']:.2f}, pre ray {best['pre_reach_nm']}, pieces ≥ {best['min_volume_nm3']:.0e} nm³: held-out site F {best['sites']['f_score']:.3f}, "
+    print(f"chose T {best['threshold']:.2f}, pre ray {best['pre_reach_nm']}, pieces ≥ {best['min_volume_nm3']:.0e} nm³, "
+          f"orient {best['orient_radius_nm']}: held-out site F {best['sites']['f_score']:.3f}, "
           f"partner F {best['partners']['f_score']:.3f}")
     if args.dry_run:
         return 0

@@ -24,7 +24,13 @@ from the post point through the predicted pre point, no further than
 ``PRE_DEPTH_NM`` into that neuron (so the row's points read as its neurons,
 as the live connectome reads them). A ray that meets no other neuron leaves
 the prediction as it was (a self-connection or background: not kept). The
-reach is chosen with the threshold on held-out data. Two
+reach is chosen with the threshold on held-out data.
+
+The network fires at T-bars as well as at PSDs, and a site found at a T-bar
+reads as the true connection reversed. With ``orient_radius_nm`` each row is
+turned round when its pre end is the brighter one
+(:mod:`~napari_connectome.synapses.orient`), before de-duplication, so a
+reversed row and the right one beside it become one connection. Two
 sites of the same pre→post pair closer than ``dedup_nm`` are one connection
 (the higher score stays: FAFB's 250 nm de-duplication), and connections whose
 pre points lie within ``dedup_nm`` on the same pre neuron share a synapse id
@@ -67,6 +73,9 @@ class Detections:
         Sites dropped because pre and post lie in the same neuron.
     duplicates
         Sites merged into a better one of the same pair.
+    reversed
+        Rows turned round because their pre end was the brighter (:mod:`~napari_connectome.synapses.orient`),
+        counted before de-duplication.
     """
 
     table: SynapseTable
@@ -74,6 +83,7 @@ class Detections:
     outside: int = 0
     self_connections: int = 0
     duplicates: int = 0
+    reversed: int = 0
 
     def __len__(self) -> int:
         return len(self.table)
@@ -155,7 +165,8 @@ def find_sites(prediction: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0), se
 
 def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_size, offset=(0.0, 0.0, 0.0),
                     threshold: float = 0.5, min_volume_nm3: float = 1e5, dedup_nm: float = 250.0,
-                    pre_reach_nm: float | None = None, source: str = "synapse prediction") -> Detections:
+                    pre_reach_nm: float | None = None, raw: np.ndarray | None = None,
+                    orient_radius_nm: float | None = None, source: str = "synapse prediction") -> Detections:
     """Connections (pre neuron → post neuron) from a synapse prediction and a segmentation on the same grid.
 
     Parameters
@@ -171,7 +182,13 @@ def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_s
     pre_reach_nm
         Read the pre neuron along the post→pre ray, this far beyond the
         predicted pre point (see the module notes); None: at the predicted point.
+    raw, orient_radius_nm
+        The grey levels on the same grid, and the radius within which each end's darkest voxel is
+        compared (:func:`~napari_connectome.synapses.orient.reversed_rows`): rows whose pre end is the
+        brighter are turned round. None: rows stay as the vectors give them.
     """
+    from napari_connectome.synapses.orient import array_reader, reversed_rows
+
     seg = np.asarray(segmentation)
     post, pre, score = find_sites(prediction, voxel_size=voxel_size, offset=offset, segmentation=seg,
                                   threshold=threshold, min_volume_nm3=min_volume_nm3, source=source)
@@ -185,8 +202,18 @@ def detect_synapses(prediction: np.ndarray, segmentation: np.ndarray, *, voxel_s
         idx = voxel_index(points, voxel_size=voxel_size, offset=offset)
         return np.all((idx >= 0) & (idx < shape), axis=1)
 
+    orient = None
+    if orient_radius_nm is not None:
+        if raw is None:
+            raise InputError(source, "turning rows round by their darker end needs the raw volume")
+        reader = array_reader(raw, seg)
+
+        def orient(pre_pts, post_pts, pre_ids, post_ids):
+            return reversed_rows(pre_pts, post_pts, pre_ids, post_ids, read=reader, shape=seg.shape,
+                                 voxel_size=voxel_size, offset=offset, radius_nm=float(orient_radius_nm))
+
     return connect_sites(post, pre, score, neurons=neurons, inside=inside, dedup_nm=dedup_nm,
-                         pre_reach_nm=pre_reach_nm, source=source)
+                         pre_reach_nm=pre_reach_nm, orient=orient, source=source)
 
 
 def cast_pre(post: np.ndarray, pre: np.ndarray, *, neurons: Callable[[np.ndarray], np.ndarray],
@@ -248,6 +275,7 @@ def cast_pre(post: np.ndarray, pre: np.ndarray, *, neurons: Callable[[np.ndarray
 def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
                   neurons: Callable[[np.ndarray], np.ndarray], inside: Callable[[np.ndarray], np.ndarray],
                   dedup_nm: float = 250.0, pre_reach_nm: float | None = None,
+                  orient: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
                   source: str = "synapse prediction") -> Detections:
     """Connections from sites: neurons at both ends, then de-duplication and T-bar grouping.
 
@@ -261,6 +289,10 @@ def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
         ``(n, 3)`` nm points → whether they lie in the volume.
     dedup_nm, pre_reach_nm
         As :func:`detect_synapses`.
+    orient
+        ``(pre, post, pre_id, post_id) → (n,) bool``: the rows to turn round (pre and post swapped)
+        before de-duplication, so a reversed row and the right one it repeats become one
+        (:func:`~napari_connectome.synapses.orient.reversed_rows`); None: none.
     """
     if dedup_nm < 0:
         raise InputError(source, f"the de-duplication distance must be ≥ 0 nm, got {dedup_nm}")
@@ -278,6 +310,12 @@ def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
     self_conn = within & ~background & (pre_id == post_id)
     keep = within & ~background & ~self_conn
     post, pre, score, pre_id, post_id = post[keep], pre[keep], score[keep], pre_id[keep], post_id[keep]
+    turned = 0
+    if orient is not None and len(post):
+        flip = np.asarray(orient(pre, post, pre_id, post_id), dtype=bool)
+        turned = int(flip.sum())
+        pre, post = np.where(flip[:, None], post, pre), np.where(flip[:, None], pre, post)
+        pre_id, post_id = np.where(flip, post_id, pre_id), np.where(flip, pre_id, post_id)
     # Best first (ties by position, so the order of blocks does not matter), so a duplicate yields to the better.
     order = np.lexsort((post[:, 2], post[:, 1], post[:, 0], -score))
     post, pre, score, pre_id, post_id = post[order], pre[order], score[order], pre_id[order], post_id[order]
@@ -293,7 +331,8 @@ def connect_sites(post: np.ndarray, pre: np.ndarray, score: np.ndarray, *,
     synapse_id = _group_pre_sites(pre, pre_id, dedup_nm)
     table = SynapseTable(synapse_id=synapse_id, pre=pre, post=post, pre_id=pre_id, post_id=post_id, score=score)
     return Detections(table, on_background=int(background.sum()), outside=int((~within).sum()),
-                      self_connections=int(self_conn.sum()), duplicates=int(len(order) - len(sel)))
+                      self_connections=int(self_conn.sum()), duplicates=int(len(order) - len(sel)),
+                      reversed=turned)
 
 
 def _group_pre_sites(pre: np.ndarray, pre_id: np.ndarray, dedup_nm: float) -> np.ndarray:

@@ -31,6 +31,7 @@ from napari_connectome.progress import NullProgress, Progress
 from napari_connectome.pyramid.resumable import OutputMismatch, output_state
 from napari_connectome.synapses.detect import VECTOR_UNIT_NM, connect_sites, find_sites_blockwise
 from napari_connectome.synapses.labels import labels_at, points_outside
+from napari_connectome.synapses.orient import reversed_rows
 from napari_connectome.synapses.store import SynapseStore
 from napari_connectome.synapses.table import SynapseTable, write_csv
 
@@ -60,7 +61,7 @@ class SynapseReport:
 
 def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, device: str = "auto", block=None,
                       threshold: float | None = None, min_volume_nm3: float | str = "model", dedup_nm: float = 250.0,
-                      pre_reach_nm: float | str | None = "model",
+                      pre_reach_nm: float | str | None = "model", orient_radius_nm: float | str | None = "model",
                       halo_nm: float = 400.0, csv_path: str | Path | None = None, overwrite: bool = False,
                       scheduler="threads",
                       workers: int | None = None, threads: int | None = None, progress: Progress | None = None,
@@ -83,6 +84,10 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
         its threshold on held-out data (none when it has no such choice); None: at the predicted point.
     min_volume_nm3
         Smallest mask piece kept; ``"model"``: the model's choice (else 10⁵ nm³).
+    orient_radius_nm
+        Turn a row round when its pre end is brighter than its post end, comparing the darkest voxel of
+        each end's neuron within this radius (:mod:`~napari_connectome.synapses.orient`); ``"model"``:
+        the model's choice (none when it has none); None: never.
     dedup_nm, halo_nm
         See :func:`~napari_connectome.synapses.detect.find_sites_blockwise` and
         :func:`~napari_connectome.synapses.detect.connect_sites`.
@@ -130,6 +135,12 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
         pre_reach_nm = float(pre_reach_nm)
         if not np.isfinite(pre_reach_nm) or pre_reach_nm < 0:
             raise InputError("pre reach", f"must be a distance ≥ 0 nm, got {pre_reach_nm}")
+    if orient_radius_nm == "model":
+        orient_radius_nm = (entry.detect or {}).get("orient_radius_nm")
+    if orient_radius_nm is not None:
+        orient_radius_nm = float(orient_radius_nm)
+        if not np.isfinite(orient_radius_nm) or orient_radius_nm <= 0:
+            raise InputError("orientation radius", f"must be a distance > 0 nm, got {orient_radius_nm}")
     check_input(level, net, model_voxel_size=entry.voxel_size_nm, name=str(raw.source))
     out = project.root / PREDICTION
     dev = choose_device(device)
@@ -177,13 +188,22 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
                                             block_voxels=result.block_voxels, halo_nm=halo_nm, threshold=threshold,
                                             min_volume_nm3=min_volume_nm3, scheduler="synchronous",
                                             progress=progress, cancel=cancel, source=str(out))
+    orient = None
+    if orient_radius_nm is not None:
+        def read(box):
+            return level.read(level.roi_of(box)), seg_level.read(seg_level.roi_of(box))
+
+        def orient(pre_pts, post_pts, pre_ids, post_ids):
+            return reversed_rows(pre_pts, post_pts, pre_ids, post_ids, read=read, shape=level.shape, voxel_size=vs,
+                                 offset=off, radius_nm=orient_radius_nm)
+
     found = connect_sites(post, pre, score, neurons=lambda p: labels_at(segmentation, p),
                           inside=lambda p: ~points_outside(segmentation, p), dedup_nm=dedup_nm,
-                          pre_reach_nm=pre_reach_nm, source=str(out))
+                          pre_reach_nm=pre_reach_nm, orient=orient, source=str(out))
     table = found.table
     details = {"model": entry.name, "sha256": entry.sha256, "threshold": threshold, "min_volume_nm3": min_volume_nm3,
                "dedup_nm": dedup_nm, "halo_nm": halo_nm, "vector_unit_nm": VECTOR_UNIT_NM,
-               "pre_reach_nm": pre_reach_nm,
+               "pre_reach_nm": pre_reach_nm, "orient_radius_nm": orient_radius_nm,
                "segmentation": volume_identity(segmentation)}
     with SynapseStore(project.component_path("synapses")) as store:
         report.batch = store.append(table, origin="detected", details=details)
@@ -194,6 +214,7 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
                            "synapses": int(np.unique(table.synapse_id).size) if len(table) else 0,
                            "on_background": found.on_background, "outside": found.outside,
                            "self_connections": found.self_connections, "duplicates": found.duplicates,
+                           "reversed": found.reversed,
                            "csv": str(csv)})
     return report
 

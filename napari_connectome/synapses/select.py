@@ -7,7 +7,9 @@ stored with the model (its weights' metadata, or its registry entry) and used
 by ``napari-connectome synapses`` unless a person sets one. The pre ray's reach
 (:func:`~napari_connectome.synapses.detect.cast_pre`) and the smallest mask
 piece kept are chosen with it: the combination with the best partner F (the
-connections are what a connectome is made of), ties by site F.
+connections are what a connectome is made of), ties by site F. So is whether,
+and within what radius, rows are turned round by their darker end
+(:mod:`~napari_connectome.synapses.orient`).
 """
 
 from __future__ import annotations
@@ -25,17 +27,21 @@ THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 MIN_VOLUMES = (1e5, 2e5, 3e5, 5e5)
 #: Pre ray reaches tried (nm beyond the predicted pre point; None: no ray).
 REACHES = (None, 0.0, 30.0, 60.0)
+#: Orientation radii tried (nm; None: rows stay as the vectors give them).
+ORIENT_RADII = (None, 50.0, 80.0)
 
 
 def threshold_curve(prediction: np.ndarray, segmentation: np.ndarray, truth: SynapseTable, *, voxel_size,
                     offset=(0.0, 0.0, 0.0), thresholds=THRESHOLDS, site_distance_nm: float = 200.0,
                     partner_distance_nm: float = 400.0, pre_reach_nm: float | None = None,
-                    min_volume_nm3: float = 1e5) -> list[dict]:
+                    min_volume_nm3: float = 1e5, raw: np.ndarray | None = None,
+                    orient_radius_nm: float | None = None) -> list[dict]:
     """Site and partner scores of the detections at each threshold (one dict per threshold)."""
     rows = []
     for t in thresholds:
         found = detect_synapses(prediction, segmentation, voxel_size=voxel_size, offset=offset, threshold=float(t),
-                                pre_reach_nm=pre_reach_nm, min_volume_nm3=min_volume_nm3)
+                                pre_reach_nm=pre_reach_nm, min_volume_nm3=min_volume_nm3, raw=raw,
+                                orient_radius_nm=orient_radius_nm)
         if len(found):
             scores = evaluate_synapses(found.table, truth, site_distance_nm=site_distance_nm,
                                        partner_distance_nm=partner_distance_nm).to_dict()
@@ -44,6 +50,7 @@ def threshold_curve(prediction: np.ndarray, segmentation: np.ndarray, truth: Syn
             empty = {"tp": 0, "fp": 0, "precision": float("nan"), "recall": 0.0, "f_score": 0.0}
             scores = {"sites": {**empty, "fn": n_sites}, "partners": {**empty, "fn": len(truth)}}
         rows.append({"threshold": float(t), "pre_reach_nm": pre_reach_nm, "min_volume_nm3": float(min_volume_nm3),
+                     "orient_radius_nm": orient_radius_nm,
                      "sites": scores["sites"],
                      "partners": scores["partners"], "detected": len(found)})
     return rows
@@ -72,12 +79,14 @@ def choose_detection(curves: list[list[dict]]) -> dict:
     """The row, over every curve, of the best partner F.
 
     Ties: the site F, then the higher threshold, no ray before a ray and a shorter one before a
-    longer, the smaller minimum piece.
+    longer, the smaller minimum piece, no orientation before orientation and a smaller radius before a
+    larger.
     """
     rows = [r for curve in curves for r in curve]
     if not rows:
         raise ValueError("nothing was tried")
     return max(rows, key=lambda r: (round(r["partners"]["f_score"], 6), round(r["sites"]["f_score"], 6),
                                     r["threshold"], 1.0 if r.get("pre_reach_nm") is None else -r["pre_reach_nm"],
-                                    -r.get("min_volume_nm3", 1e5)))
+                                    -r.get("min_volume_nm3", 1e5),
+                                    1.0 if r.get("orient_radius_nm") is None else -r["orient_radius_nm"]))
 

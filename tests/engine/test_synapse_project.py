@@ -70,6 +70,13 @@ def test_detect_store_and_csv_then_skip(project, tiny, capsys):
     assert "prediction skipped" in capsys.readouterr().out
     with SynapseStore(project / "p" / "synapses.sqlite", read_only=True) as store:
         assert [b["superseded_by"] for b in store.batches()] == [2, None]
+    # With orientation (the scene's grey levels decide which end is pre): the batch records the radius.
+    assert main([*args, "--orient", "80"]) == 0
+    with SynapseStore(project / "p" / "synapses.sqlite", read_only=True) as store:
+        last = store.batches()[-1]
+        assert last["details"]["orient_radius_nm"] == 80.0
+        turned = store.current()
+    assert len(turned) > 0 and np.all(turned.pre_id != turned.post_id)
 
 
 def test_bad_input_is_one_line(project, tiny, capsys, tmp_path):
@@ -84,7 +91,11 @@ def test_bad_input_is_one_line(project, tiny, capsys, tmp_path):
     assert "predicts affinities, not synapses" in capsys.readouterr().err
     assert main(["synapses", p, "--model", str(tiny), "--labels", gt, "--csv", str(project / "p" / "synapses.sqlite")]) == 2
     assert "synapse store" in capsys.readouterr().err
-    for reach, said in (("abc", "a distance in nm or 'off'"), ("-5", "must be a distance ≥ 0 nm")):
-        assert main(["synapses", p, "--model", str(tiny), "--labels", gt, "--pre-reach", reach]) == 2
+    for flag, value, said in (("--pre-reach", "abc", "a distance in nm or 'off'"),
+                              ("--pre-reach", "-5", "must be a distance ≥ 0 nm"),
+                              ("--orient", "abc", "a distance in nm or 'off'"),
+                              ("--orient", "0", "must be a distance > 0 nm"),
+                              ("--orient", "inf", "must be a distance > 0 nm")):
+        assert main(["synapses", p, "--model", str(tiny), "--labels", gt, flag, value]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and said in err
+        assert err.count("\n") == 0 and said in err and flag in err

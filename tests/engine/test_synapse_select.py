@@ -64,3 +64,28 @@ def test_curves_of_several_volumes_pool_their_counts():
     assert [r["detected"] for r in curve] == [8, 2]
     assert curve[0]["sites"]["precision"] == 0.5 and curve[0]["sites"]["recall"] == 1.0
     assert curve[1]["sites"]["f_score"] == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+
+
+def test_orientation_is_chosen_when_it_turns_reversed_rows_right_and_not_when_it_changes_nothing():
+    seg = np.zeros((20, 80, 40), np.uint32)
+    seg[:, :, :20], seg[:, :, 20:] = 1, 2
+    raw = np.full(seg.shape, 170.0, np.float32)
+    pred = np.zeros((4, 20, 80, 40), np.float32)
+    for y in (10, 70):
+        raw[7:13, y - 3:y + 4, 15:19] = 30.0  # the T-bars are in neuron 1: 1 → 2 is right
+        _ball(pred, (10, y, 16), 3, (100.0, y * 10.0, 250.0), 0.9)  # the network fired at the T-bar
+    truth = SynapseTable(synapse_id=[1, 2], pre=[(100, 100, 170), (100, 700, 170)],
+                         post=[(100, 100, 230), (100, 700, 230)], pre_id=[1, 1], post_id=[2, 2], score=[1, 1])
+    curves = [threshold_curve(pred, seg, truth, voxel_size=VS, thresholds=(0.5,), raw=raw, orient_radius_nm=r)
+              for r in (None, 50.0, 80.0)]
+    assert [c[0]["partners"]["f_score"] for c in curves] == [0.0, 1.0, 1.0]
+    assert choose_detection(curves)["orient_radius_nm"] == 50.0  # the smaller of two equal radii
+    # Rows already right: orientation changes nothing, and "off" wins the tie.
+    pred[1:] *= 0
+    for y in (10, 70):
+        _ball(pred, (10, y, 24), 3, (100.0, y * 10.0, 160.0), 0.9)
+    pred[0][:, :, 14:20] = 0
+    curves = [threshold_curve(pred, seg, truth, voxel_size=VS, thresholds=(0.5,), raw=raw, orient_radius_nm=r)
+              for r in (None, 50.0)]
+    assert [c[0]["partners"]["f_score"] for c in curves] == [1.0, 1.0]
+    assert choose_detection(curves)["orient_radius_nm"] is None
