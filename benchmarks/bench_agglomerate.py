@@ -11,6 +11,8 @@ synthetic
     watershed of that map from its local minima (5³ window): an over-
     segmentation of ~8 000 supervoxels. A second volume (seed 1) made the same
     way is its "train" volume.
+synthetic 512³ (``--large``)
+    The same at 512 × 512 × 512 (about 10^5 supervoxels), at most 3 repeats.
 
 Both tools get the same supervoxels and the same boundary map ``p``. waterz
 takes affinities: ``aff[d][i] = 1 - max(p[i], p[i - e_d])`` (float32,
@@ -37,7 +39,7 @@ merge; bits; gt 0 ignored) of both at their best threshold on the case
 
 Run::
 
-    .venv/bin/python benchmarks/bench_agglomerate.py [--repeats 5] [--relabel] [--quick]
+    .venv/bin/python benchmarks/bench_agglomerate.py [--repeats 5] [--relabel] [--quick] [--large]
 """
 
 from __future__ import annotations
@@ -190,6 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--relabel", action="store_true", help="also write the relabelled volume (as waterz does)")
     parser.add_argument("--quick", action="store_true", help="synthetic case at 64 x 128 x 128")
+    parser.add_argument("--large", action="store_true",
+                        help="also the synthetic case at 512³ (a few minutes to make; about 6 GB)")
     args = parser.parse_args(argv)
     try:
         import waterz  # noqa: F401
@@ -202,6 +206,8 @@ def main(argv=None) -> int:
         print(f"{GALA}: not found, gala-fib case skipped", file=sys.stderr)
     shape = (64, 128, 128) if args.quick else (128, 256, 256)
     run_case("synthetic", synthetic_case(shape), args.repeats, args.relabel)
+    if args.large:
+        run_case("synthetic 512³", synthetic_case((512, 512, 512)), max(1, min(args.repeats, 3)), args.relabel)
     return 0
 
 

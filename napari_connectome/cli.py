@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="rebuild the region graph even if one is stored")
     p.add_argument("--memory-gb", type=float, metavar="GB",
                    help="memory the graph and merge tree may plan to use (default: what is available)")
+    p.add_argument("--scheduler", default="threads",
+                   help="where the graph's blocks run: threads, synchronous, processes, or tcp://HOST:PORT of a "
+                        "Dask scheduler whose workers reach the project (the graph is the same on any)")
+    p.add_argument("--workers", type=int, help="threads or processes (default: up to 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="VI split/merge and adapted Rand error of a segmentation against ground truth")
@@ -377,11 +381,14 @@ def _cmd_agglomerate(args) -> int:
         raise InputError("--threshold", f"must be between 0 and 1, got {args.threshold}")
     if args.memory_gb is not None and not args.memory_gb > 0:
         raise InputError("--memory-gb", f"must be a positive number of GiB, got {args.memory_gb}")
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {args.workers}")
     project = open_project(args.dir)
     progress = TqdmProgress(disable=args.quiet)
     try:
         if args.rebuild or not has_project_graph(project):
-            rag = build_project_graph(project, progress=progress, memory_gb=args.memory_gb)
+            rag = build_project_graph(project, progress=progress, memory_gb=args.memory_gb,
+                                      scheduler=args.scheduler, workers=args.workers)
         else:
             rag, _tree = load_project_graph(project, memory_gb=args.memory_gb)
         tree = agglomerate_project(project, threshold=args.threshold, progress=progress,

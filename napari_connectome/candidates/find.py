@@ -293,63 +293,48 @@ def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int
     """The last ``k`` merges of a segment's history: ``(score, side_a, side_b)`` positions, latest first.
 
     Re-agglomerates the segment's internal region-graph edges by
-    contact-weighted mean boundary. If those edges leave it in several
+    contact-weighted mean boundary, with the merge loop of every agglomeration
+    (:func:`~napari_connectome.graph.merge_loop.merge_all`). If those edges leave it in several
     pieces (a manual link holds it together), the link between pieces comes
     first, with score 1 (nothing in the image supports it).
     """
-    import heapq
+    from napari_connectome.graph.agglomerate import _tie_keys
+    from napari_connectome.graph.merge_loop import merge_all
 
-    index = {int(p): i for i, p in enumerate(members.tolist())}
     n = members.size
-    regions: list[list[int]] = [[i] for i in range(n)]
-    adj: list[dict | None] = [{} for _ in range(n)]
-    heap = []
-    for r in rows.tolist():
-        a, b = index[int(u[r])], index[int(v[r])]
-        ar = float(area[r]) if area[r] > 0 else 1.0
-        e = [float(mean[r]) * ar, ar]
-        adj[a][b] = e
-        adj[b][a] = e
-        heap.append((e[0] / e[1], a, b))
-    heapq.heapify(heap)
-    history = []
-    while heap:
-        s, a, b = heapq.heappop(heap)
-        adj_a, adj_b = adj[a], adj[b]
-        if adj_a is None or adj_b is None:
-            continue
-        e = adj_a.get(b)
-        if e is None or e[0] / e[1] != s:
-            continue
-        if len(adj_a) < len(adj_b):
-            a, b, adj_a, adj_b = b, a, adj_b, adj_a
-        history.append((s, list(regions[a]), list(regions[b])))
-        regions[a] = regions[a] + regions[b]
-        regions[b] = []
-        del adj_a[b]
-        del adj_b[a]
-        for c, eb in adj_b.items():
-            adj_c = adj[c]
-            del adj_c[b]
-            ea = adj_a.get(c)
-            if ea is None:
-                adj_a[c] = eb
-                adj_c[a] = eb
-                heapq.heappush(heap, (eb[0] / eb[1], a, c))
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(members)
+    a = order[np.searchsorted(members, np.asarray(u)[rows], sorter=order)]
+    b = order[np.searchsorted(members, np.asarray(v)[rows], sorter=order)]
+    ar = np.asarray(area, dtype=np.float64)[rows]
+    ar = np.where(ar > 0, ar, 1.0)
+    merges, scores = merge_all(a, b, np.asarray(mean, dtype=np.float64)[rows] * ar, ar, _tie_keys(rows.size), n)
+    # leaves under each tree id, only for what is asked: the last k merges and the pieces
+    children = {n + i: (int(x), int(y)) for i, (x, y) in enumerate(merges.tolist())}
+
+    def leaves(node: int) -> list[int]:
+        out, stack = [], [node]
+        while stack:
+            top = stack.pop()
+            if top < n:
+                out.append(top)
             else:
-                ea[0] += eb[0]
-                ea[1] += eb[1]
-                heapq.heappush(heap, (ea[0] / ea[1], a, c))
-        adj[b] = None
-    pieces = [r for r in regions if r]
+                stack.extend(children[top])
+        return sorted(out)
+
+    made = set(children)
+    used = {c for pair in children.values() for c in pair}
+    roots = sorted((r for r in [*range(n), *made] if r not in used), key=lambda r: min(leaves(r)))
     out = []
-    if len(pieces) > 1:
-        out.append((1.0, pieces[0], [p for r in pieces[1:] for p in r]))
-    for s, ra, rb in reversed(history):
+    if len(roots) > 1:
+        out.append((1.0, leaves(roots[0]), [p for r in roots[1:] for p in leaves(r)]))
+    for i in range(len(merges) - 1, -1, -1):
         if len(out) >= k:
             break
-        out.append((s, ra, rb))
-    return [(s, members[np.asarray(a)], members[np.asarray(b)]) for s, a, b in out[:k]]
+        x, y = merges[i]
+        out.append((float(scores[i]), leaves(int(x)), leaves(int(y))))
+    return [(s, members[np.asarray(a_, dtype=np.int64)], members[np.asarray(b_, dtype=np.int64)])
+            for s, a_, b_ in out[:k]]
 
 
 def _locate(pr, candidates: list[Candidate], row_cand, lv: Level) -> None:

@@ -18,20 +18,15 @@ and any automatic merge can be undone by cutting the tree below it.
 of a RAG edge is a fixed hash of its row, and a boundary between two regions
 carries the smallest tie key of the edges it combines (:func:`_tie_keys`).
 The merges therefore depend only on the graph, never on how a loop numbers
-its regions -- which is what lets three ways of computing them give the same
-tree: a heap loop over Python dicts (graphs of at most :data:`HEAP_EDGES`
-edges; fastest there), rounds of simultaneous merges on NumPy arrays
-(:func:`_round_merges`; fast while many regions can merge at once, as in
-compact supervoxels), and the same heap loop on NumPy arrays
-(:func:`_lean_heap_merge`; ~70 bytes per edge instead of ~700, for what the
-rounds leave). Only the sums of weights may round differently in the last bit
-when they are not exact in float64.
+its regions. The loop is compiled (:mod:`napari_connectome.graph.merge_loop`,
+numba: flat arrays, a pair hash table and a binary heap); the heap loop over
+Python dicts it replaced (:func:`_heap_merge`) stays as the reference the
+tests hold it to, merge for merge. Only the sums of weights may round
+differently in the last bit when they are not exact in float64.
 
 Measured (``benchmarks/bench_graph_memory.py``, 10^6 supervoxels, 2 CPUs):
-the full tree of 2.5 × 10^7 edges between random supervoxels takes 270-310 s and
-1.8 GiB above the loaded graph (the dict heap loop passed 10 GiB); of 5.9 ×
-10^6 edges between compact supervoxels 20 s and 0.36 GiB (before: 320 s and
-2.9 GiB).
+see the README's scale section and that script; the loop holds
+:data:`~napari_connectome.graph.merge_loop.LOOP_BYTES_PER_EDGE` bytes per edge.
 """
 
 from __future__ import annotations
@@ -45,8 +40,8 @@ import numpy as np
 
 from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError
-from napari_connectome.graph.rag import RegionGraph, _load_npz, _run_starts
-from napari_connectome.memory import check_memory, release_free_memory
+from napari_connectome.graph.rag import RegionGraph, _load_npz
+from napari_connectome.memory import check_memory
 from napari_connectome.progress import NullProgress, Progress
 
 FILE_FORMAT = "napari-connectome-merge-tree"
@@ -212,31 +207,6 @@ class MergeTree:
         return tree
 
 
-# Graphs with at most this many edges are agglomerated by one heap loop over
-# Python dicts (HEAP_BYTES_PER_EDGE); larger ones go through rounds of
-# simultaneous merges, then that loop once at most this many edges remain, or
-# the lean (array) heap loop if the rounds stop being worth their pass first.
-HEAP_EDGES = 100_000
-# Rounds stop once one merges fewer regions than this fraction of the
-# boundaries it passes over: a round costs ~0.5 us per boundary, the lean
-# heap loop ~300 us per merge (measured at 2.5 x 10^7 edges).
-ROUND_MIN_RATE = 0.002
-# The lean loop's heap of changed boundaries (~170 bytes an entry) is merged
-# into its sorted run past this many entries.
-LEAN_HEAP_LIMIT = 1 << 20
-# Memory model (bytes; benchmarks/bench_graph_memory.py measured 530-780 per
-# edge for the dict loop, ~45 for rounds and 78 for the lean loop, slots and
-# per-region state included, at 10^6 supervoxels):
-# the dict loop holds a three-item list, two dict entries and heap tuples per
-# edge; a round holds endpoints, sums, areas and tie keys (24 bytes per edge)
-# plus the sort of the boundaries it rewires; the lean loop the same arrays,
-# each slot's region pair, listed at both ends, a pair table (12 bytes per
-# live slot) and a sorted run (4-8).
-HEAP_BYTES_PER_EDGE = 900
-HEAP_BYTES_PER_NODE = 300
-ROUND_BYTES_PER_EDGE = 56
-LEAN_BYTES_PER_EDGE = 72
-LEAN_BYTES_PER_NODE = 200
 TREE_BYTES_PER_NODE = 8 + 3 * 24  # node ids; merges, scores and the loop's lists per merge
 TREE_BYTES_PER_EDGE = 16  # the tree's copy of the edges
 
@@ -244,39 +214,27 @@ TREE_BYTES_PER_EDGE = 16  # the tree's copy of the edges
 def estimate_agglomerate_memory(n_nodes: int, n_edges: int) -> int:
     """Peak bytes :func:`agglomerate` needs on a graph of this size (its memory guard's estimate).
 
-    Above what the process holds already (the graph itself). Graphs up to
-    :data:`HEAP_EDGES` edges: :data:`HEAP_BYTES_PER_EDGE` per edge; larger
-    ones: :data:`ROUND_BYTES_PER_EDGE` or :data:`LEAN_BYTES_PER_EDGE` per
-    edge, whichever is more, or the heap loop on :data:`HEAP_EDGES` edges.
+    Above what the process holds already (the graph itself): the compiled
+    loop's arrays (:data:`~napari_connectome.graph.merge_loop.LOOP_BYTES_PER_EDGE`
+    per edge, :data:`~napari_connectome.graph.merge_loop.LOOP_BYTES_PER_NODE` per
+    supervoxel), its inputs (endpoints, sums, areas, tie keys: 40 bytes per edge)
+    and the tree.
     """
+    from napari_connectome.graph.merge_loop import LOOP_BYTES_PER_EDGE, LOOP_BYTES_PER_NODE
+
     tree = TREE_BYTES_PER_NODE * n_nodes + TREE_BYTES_PER_EDGE * n_edges
-    heap = HEAP_BYTES_PER_EDGE * min(n_edges, HEAP_EDGES) + HEAP_BYTES_PER_NODE * n_nodes
-    if n_edges <= HEAP_EDGES:
-        return int(heap + tree)
-    arrays = max(ROUND_BYTES_PER_EDGE, LEAN_BYTES_PER_EDGE) * n_edges + LEAN_BYTES_PER_NODE * n_nodes
-    return int(max(arrays, heap) + tree)
+    return int((LOOP_BYTES_PER_EDGE + 40) * n_edges + LOOP_BYTES_PER_NODE * n_nodes + tree)
 
 
 def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress | None = None,
                 memory_gb: float | None = None) -> MergeTree:
     """Merge supervoxels hierarchically by mean boundary signal, recording every merge.
 
-    Graphs of at most :data:`HEAP_EDGES` edges go through one heap loop over
-    Python dicts (about :data:`HEAP_BYTES_PER_EDGE` bytes per edge). Larger
-    graphs are first contracted in rounds (:func:`_round_merges`): each round
-    merges, at once, every pair of regions whose boundary comes first for
-    both, and grows each pair along the regions whose first boundary leads
-    to it, as far as no other boundary could come first -- merges the heap
-    loop makes too, at the same scores. What the rounds leave goes to the
-    heap loop, over dicts when at most :data:`HEAP_EDGES` edges remain, else
-    over arrays (:func:`_lean_heap_merge`, about
-    :data:`LEAN_BYTES_PER_EDGE` bytes per edge). Merges are then put in the
-    order of their scores: every path gives the same tree (same merges, same
-    scores, same segmentation at every threshold); the order of merges with
-    equal scores, and which side of a merge is listed first, may differ.
-    Measured on 10⁶ supervoxels (``benchmarks/bench_graph_memory.py``): 2.5
-    × 10⁷ random edges in 270-310 s and 1.8 GiB (78 bytes per edge) above the
-    graph; 5.9 × 10⁶ compact ones in 20 s and 0.36 GiB.
+    One compiled heap loop (:func:`~napari_connectome.graph.merge_loop.merge_all`)
+    over the whole graph, whatever its size: the weakest boundary first, ties
+    by tie key, until no two regions touch. Merges come in the order of their
+    scores; which side of a merge is listed first may differ from
+    :func:`_heap_merge`, the tree does not.
 
     Parameters
     ----------
@@ -306,6 +264,8 @@ def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress |
         The agglomeration would need more memory than the limit (one line,
         naming the graph's source and the estimate), or ``feature`` is unknown.
     """
+    from napari_connectome.graph.merge_loop import merge_all
+
     progress = progress or NullProgress()
     n, n_edges = rag.n_nodes, rag.n_edges
     weight = rag.edge_weight(feature)
@@ -315,24 +275,28 @@ def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress |
     step = 1000
     total = max(n - 1, 0) // step + 1
     progress.start(total, "agglomeration")
+    reported = [0]
+
+    def on_burst(merges: int) -> None:
+        steps = merges // step
+        if steps > reported[0]:
+            progress.advance(steps - reported[0])
+            reported[0] = steps
+
     try:
-        if n_edges <= HEAP_EDGES:
-            ends = rag.edge_endpoints()
-            area = rag.contact_area.astype(np.float64)
-            wsum = weight.astype(np.float64) * area
-            score = wsum / np.maximum(area, 1.0)
-            merged_a, merged_b, scores = _heap_merge(
-                ends[:, 0].tolist(), ends[:, 1].tolist(), wsum.tolist(), area.tolist(), score.tolist(),
-                _tie_keys(n_edges).tolist(), list(range(n)), n, 0, progress, step)
-            merges = np.stack([np.asarray(merged_a, np.int64), np.asarray(merged_b, np.int64)], axis=1)
-            # A weighted mean of values >= s can round one ulp below s; the
-            # prefix property of thresholds needs the scores sorted exactly.
-            ordered_scores = np.maximum.accumulate(np.asarray(scores, dtype=np.float64))
-        else:
-            merges, ordered_scores = _agglomerate_large(rag, weight, progress, step)
-        # a step advances each `step` merges; the last, partial one (or the merges a graph
-        # in several pieces never makes) is advanced here, so the bar ends full
-        progress.advance(total - len(merges) // step)
+        ends = rag.edge_endpoints()
+        area = rag.contact_area.astype(np.float64)
+        area = np.where(area > 0, area, 1.0)
+        wsum = weight.astype(np.float64) * area
+        del weight
+        merges, scores = merge_all(ends[:, 0], ends[:, 1], wsum, area, _tie_keys(n_edges), n,
+                                   burst=100 * step, on_burst=on_burst)
+        del ends, area, wsum
+        # A weighted mean of values >= s can round one ulp below s; the
+        # prefix property of thresholds needs the scores sorted exactly.
+        ordered_scores = np.maximum.accumulate(scores) if len(scores) else scores
+        # the last, partial step (or the merges a graph in several pieces never makes) ends the bar full
+        progress.advance(total - reported[0])
     finally:
         progress.close()
     return MergeTree(
@@ -441,598 +405,3 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     z *= np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
     return z
-
-
-def _agglomerate_large(rag: RegionGraph, weight: np.ndarray, progress: Progress, step: int):
-    """Contract by rounds of simultaneous merges, finish with a heap loop; merges in score order.
-
-    Boundaries are ordered by ``(score, tie key)``, a strict order. A
-    boundary that comes first at both of its regions is merged by the heap
-    loop too, at this score: every merge the loop makes before it involves
-    neither region, and a boundary made by such a merge is a weighted mean of
-    boundaries that come after it (with the smallest of their tie keys), so it
-    comes after it too. A round (:func:`_round_merges`) makes such merges at
-    once, then combines the boundaries between the same regions; the merges
-    it records per group are in the loop's order, and the ids of the tree are
-    renumbered by score at the end (:func:`_in_score_order`).
-    """
-    n = rag.n_nodes
-    idx_dtype = np.int32 if n < 2**31 else np.int64
-    n_edges = rag.n_edges
-    a = np.empty(n_edges, idx_dtype)
-    b = np.empty(n_edges, idx_dtype)
-    chunk = 1 << 20
-    for c0 in range(0, n_edges, chunk):
-        a[c0 : c0 + chunk] = np.searchsorted(rag.node_ids, rag.edges[c0 : c0 + chunk, 0])
-        b[c0 : c0 + chunk] = np.searchsorted(rag.node_ids, rag.edges[c0 : c0 + chunk, 1])
-    area = rag.contact_area
-    # Areas only ever add up: uint32 holds every sum when the whole contact
-    # area does, and divides exactly like the heap loop's floats.
-    ar = np.maximum(area, 1).astype(np.uint32 if int(area.sum()) < 2**32 else np.float64)
-    ws = weight.astype(np.float64)
-    ws *= area  # the heap loop's products, exact in float64
-    tie = _tie_keys(n_edges)
-    tid = np.arange(n, dtype=np.int64)  # tree id of each region
-    next_id = n
-    rec_s: list[np.ndarray] = []
-    rec_a: list[np.ndarray] = []
-    rec_b: list[np.ndarray] = []
-    done = 0
-    while a.size > HEAP_EDGES:
-        n_cur = tid.size
-        s = ws / ar
-        surv, node, score, start = _round_merges(a, b, s, tie, n_cur)
-        del s
-        k = node.size
-        # Tree ids of this round's merges, in record order: a group's first
-        # merge joins its two regions, each next one adds a region to it.
-        new_ids = np.arange(next_id, next_id + k, dtype=np.int64)
-        left = np.empty(k, np.int64)
-        left[1:] = new_ids[:-1]
-        left[start] = tid[surv]
-        rec_s.append(score)
-        rec_a.append(left)
-        rec_b.append(tid[node])
-        last = np.r_[start[1:], k] - 1
-        tid[surv] = new_ids[last]
-        next_id += k
-        # Merged regions join their group's survivor; regions are renumbered
-        # 0 .. n_cur - k - 1 (in order, so boundaries stay u < v where untouched).
-        survive = np.ones(n_cur, dtype=bool)
-        survive[node] = False
-        newpos = np.cumsum(survive, dtype=np.int64).astype(idx_dtype)
-        newpos -= 1
-        group_of = np.repeat(np.arange(start.size), np.diff(np.r_[start, k]))
-        newpos[node] = newpos[surv[group_of]]
-        del group_of
-        tid = tid[survive]
-        n_new = tid.size
-        touched = np.zeros(n_new, dtype=bool)
-        touched[newpos[surv]] = True
-        del survive, surv, node, score, start, new_ids, left, last
-        a = newpos[a]
-        b = newpos[b]
-        del newpos
-        # Boundaries of a merged region: those to the same region are
-        # combined (sums in edge order, smallest tie key), the merged pair's
-        # own boundary is dropped.
-        dirty = touched[a]
-        dirty |= touched[b]
-        del touched
-        di = np.flatnonzero(dirty)
-        lo = np.minimum(a[di], b[di])
-        hi = np.maximum(a[di], b[di])
-        key = lo.astype(np.int64) * np.int64(n_new) + hi
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        starts = _run_starts(key)
-        del key
-        first = order[starts]
-        lo_g, hi_g = lo[first], hi[first]
-        del lo, hi
-        rep = di[first]
-        del first
-        moved = di[order]
-        del di, order
-        ws_g = np.add.reduceat(ws[moved], starts)
-        ar_g = np.add.reduceat(ar[moved], starts, dtype=ar.dtype)
-        tie_g = np.minimum.reduceat(tie[moved], starts)
-        del moved, starts
-        a[rep], b[rep], ws[rep], ar[rep], tie[rep] = lo_g, hi_g, ws_g, ar_g, tie_g
-        alive = ~dirty
-        del dirty
-        alive[rep[lo_g != hi_g]] = True
-        del rep, lo_g, hi_g, ws_g, ar_g, tie_g
-        a, b, ws, ar, tie = a[alive], b[alive], ws[alive], ar[alive], tie[alive]
-        del alive
-        before = done
-        done += k
-        progress.advance(done // step - before // step)
-        if k < ROUND_MIN_RATE * a.size:
-            break  # few merges for a pass over every boundary: the loop is cheaper now
-    if a.size <= HEAP_EDGES:
-        tail_a, tail_b, tail_s = _heap_merge(
-            a.tolist(), b.tolist(), ws.tolist(), ar.astype(np.float64).tolist(), (ws / ar).tolist(),
-            tie.tolist(), tid.tolist(), next_id, done, progress, step)
-    else:
-        # The lean loop keeps each slot's current region pair instead of its
-        # ends; handing the arrays over in a list lets it free what it replaces.
-        arrays = [a, b, ws, ar, tie]
-        del a, b, ws, ar, tie
-        tail_a, tail_b, tail_s = _lean_heap_merge(arrays, tid, next_id, done, progress, step)
-    del tid
-    release_free_memory()  # the loops' many small arrays and lists
-    raw = np.concatenate([*rec_s, np.asarray(tail_s, np.float64)])
-    child_a = np.concatenate([*rec_a, np.asarray(tail_a, np.int64)])
-    child_b = np.concatenate([*rec_b, np.asarray(tail_b, np.int64)])
-    return _in_score_order(n, child_a, child_b, raw)
-
-
-class _PairTable:
-    """Region pair key -> boundary slot: open addressing on NumPy arrays.
-
-    Cells hold slots; a slot's current key is ``key_of[slot]``. Every
-    operation takes a batch of keys and probes 8 cells at a time (linear
-    probing, kept below half full: one probe step almost always settles a
-    key). ``insert`` takes keys known to be absent and distinct; ``delete``
-    keys known to be present. The table is rebuilt, at three cells per live
-    entry, when entries and tombstones fill half of it: it shrinks with the
-    graph.
-    """
-
-    EMPTY, GONE = -1, -2
-    WIDTH = 8
-
-    def __init__(self, key_of: np.ndarray) -> None:
-        self.key_of = key_of
-        live = np.arange(key_of.size)
-        self._build(live)
-
-    def _build(self, live_slots: np.ndarray) -> None:
-        self.cap = max(1024, 3 * live_slots.size)
-        dtype = np.int32 if self.key_of.size < 2**31 else np.int64
-        self.cells = np.full(self.cap, self.EMPTY, dtype)
-        self.filled = 0  # entries and tombstones
-        self._place(self.key_of[live_slots], live_slots)
-
-    def _home(self, keys: np.ndarray) -> np.ndarray:
-        h = _mix64(keys.astype(np.uint64))
-        if self.cap >= 2**32:
-            return (h % np.uint64(self.cap)).astype(np.int64)
-        # Top 32 bits of a well-mixed hash, scaled to the capacity (no division).
-        return (((h >> np.uint64(32)) * np.uint64(self.cap)) >> np.uint64(32)).astype(np.int64)
-
-    def _probe(self, keys: np.ndarray, want_free: bool) -> np.ndarray:
-        """Cell of each key (-1 if absent), or with ``want_free`` the first free cell on its path."""
-        out = np.full(keys.size, -1, np.int64)
-        base = self._home(keys)
-        todo = np.arange(keys.size)
-        step = np.arange(self.WIDTH)
-        while todo.size:
-            cells = base[todo, None] + step
-            cells[cells >= self.cap] -= self.cap
-            got = self.cells[cells]
-            if want_free:
-                stop = got < 0
-            else:
-                hit = (got >= 0) & (self.key_of[np.maximum(got, 0)] == keys[todo, None])
-                stop = hit | (got == self.EMPTY)
-            settled = stop.any(axis=1)
-            col = stop.argmax(axis=1)
-            rows = np.flatnonzero(settled)
-            if want_free:
-                out[todo[rows]] = cells[rows, col[rows]]
-            else:
-                found = rows[hit[rows, col[rows]]]
-                out[todo[found]] = cells[found, col[found]]
-            todo = todo[~settled]
-            base[todo] += self.WIDTH
-            base[todo] %= self.cap
-        return out
-
-    def get(self, keys: np.ndarray) -> np.ndarray:
-        """Slots of ``keys``, -1 where absent."""
-        where = self._probe(keys, False)
-        out = np.full(keys.size, -1, np.int64)
-        found = where >= 0
-        out[found] = self.cells[where[found]]
-        return out
-
-    def delete(self, keys: np.ndarray) -> None:
-        where = self._probe(keys, False)
-        if where.size and where.min() < 0:  # would mark cell -1: a broken invariant, not bad input
-            raise RuntimeError("merge tree: a boundary to delete is not in the pair table")
-        self.cells[where] = self.GONE
-
-    def insert(self, slots: np.ndarray) -> None:
-        """Add ``slots`` under their current keys (``key_of``)."""
-        if self.filled + slots.size > self.cap // 2:
-            live = np.concatenate([self.cells[self.cells >= 0], slots])
-            self.cells = None  # free the old cells before the new ones are made
-            self._build(live)
-            return
-        self._place(self.key_of[slots], slots)
-
-    def _place(self, keys: np.ndarray, slots: np.ndarray) -> None:
-        self.filled += slots.size
-        # In slices: a probe holds ~100 bytes per key for its window of cells.
-        for c0 in range(0, slots.size, 1 << 18):
-            k, sl = keys[c0 : c0 + (1 << 18)], slots[c0 : c0 + (1 << 18)]
-            todo = np.arange(sl.size)
-            while todo.size:
-                cells = self._probe(k[todo], True)
-                # Several keys may reach one free cell: the first of them takes it.
-                cells_u, first = np.unique(cells, return_index=True)
-                self.cells[cells_u] = sl[todo[first]]
-                placed = np.zeros(todo.size, dtype=bool)
-                placed[first] = True
-                todo = todo[~placed]
-
-
-def _order_keys(s: np.ndarray, tie: np.ndarray) -> np.ndarray:
-    """``(score, tie)`` as 16-byte strings that sort (and ``searchsorted``) in that order.
-
-    Big-endian bits of a non-negative float64 sort like the float; the tie
-    key follows. ``s + 0.0`` turns -0.0 into 0.0.
-    """
-    out = np.empty((s.size, 2), ">u8")
-    out[:, 0] = (s + 0.0).view(np.uint64)
-    out[:, 1] = tie
-    return out.view("S16").ravel()
-
-
-class _Run:
-    """Slots (with versions) in ``(score, tie)`` order, read from the front.
-
-    Entries go out of date when their slot is merged away or changed (its
-    version moves on); the reader skips them, checking a block at a time.
-    """
-
-    BLOCK = 4096
-
-    def __init__(self, slots: np.ndarray, versions: np.ndarray | None) -> None:
-        self.slots, self.versions = slots, versions  # versions None: all 0
-        self.cursor = 0  # next block to check
-        self.block: list[int] = []  # run positions found valid in the last block
-        self.at = 0
-
-    def head(self, alive: np.ndarray, version: np.ndarray) -> int | None:
-        """Run position of the first entry still valid (None: exhausted)."""
-        while True:
-            if self.at == len(self.block):
-                if self.cursor >= self.slots.size:
-                    return None
-                sl = self.slots[self.cursor : self.cursor + self.BLOCK]
-                ok = alive[sl]
-                ok &= version[sl] == (0 if self.versions is None else
-                                      self.versions[self.cursor : self.cursor + self.BLOCK])
-                self.block = (np.flatnonzero(ok) + self.cursor).tolist()
-                self.at = 0
-                self.cursor += sl.size
-                continue
-            i = self.block[self.at]
-            e = int(self.slots[i])
-            if alive[e] and version[e] == (0 if self.versions is None else self.versions[i]):
-                return i
-            self.at += 1
-
-    def rest(self) -> tuple[np.ndarray, np.ndarray]:
-        """Entries not read yet (slots, versions)."""
-        start = self.block[self.at] if self.at < len(self.block) else self.cursor
-        slots = self.slots[start:]
-        vers = np.zeros(slots.size, np.uint32) if self.versions is None else self.versions[start:]
-        return slots, vers
-
-
-def _lean_heap_merge(arrays: list, tid: np.ndarray, next_id: int, done: int, progress: Progress, step: int):
-    """The heap loop of :func:`_heap_merge` on NumPy arrays: the same merges in ~70 bytes per boundary.
-
-    Boundaries are *slots* (the rows of ``arrays = [a, b, ws, ar, tie]``,
-    handed over and emptied). Every live slot knows its current region pair
-    (``key_of``: regions ``key // n`` and ``key % n``), updated when a merge
-    moves it; a region's boundaries to one region are always combined into
-    one slot, found through a :class:`_PairTable`. Regions are merged small
-    into large (by their number of listed slots). Slots are taken in
-    ``(score, tie)`` order from a sorted :class:`_Run` and, for boundaries a
-    merge has changed, from a heap that is merged into the run when it grows.
-    """
-    a, b, ws, ar, tie = arrays
-    arrays.clear()
-    n = tid.size
-    n_slots = a.size
-    n64 = np.int64(n)
-    slot_dtype = np.int32 if n_slots < 2**31 else np.int64
-    key_of = np.minimum(a, b).astype(np.int64) * n64 + np.maximum(a, b)
-    del a, b
-    alive = np.ones(n_slots, dtype=bool)
-    version = np.zeros(n_slots, np.uint32)
-    run = _Run(np.lexsort((tie, ws / ar)).astype(slot_dtype), None)
-    # Slots of every region (both ends), as views of one array.
-    ends = np.concatenate([key_of // n64, key_of % n64]).astype(slot_dtype)
-    order = np.argsort(ends, kind="stable")
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(ends, minlength=n), out=indptr[1:])
-    del ends
-    listed = order.astype(slot_dtype)  # the slots of region r: listed[indptr[r]:indptr[r + 1]]
-    del order
-    listed[listed >= n_slots] -= n_slots
-    weight = np.diff(indptr).tolist()
-    # Slots a region gained by merges (its own are listed[indptr[r]:indptr[r + 1]]).
-    gained: dict[int, list] = {}
-    table = _PairTable(key_of)
-    heap: list = []
-    merged_a: list[int] = []
-    merged_b: list[int] = []
-    scores: list[float] = []
-    cluster = tid.tolist()
-    heappop, heappush = heapq.heappop, heapq.heappush
-    while True:
-        i = run.head(alive, version)
-        while heap and not (alive[heap[0][2]] and version[heap[0][2]] == heap[0][3]):
-            heappop(heap)
-        if i is None and not heap:
-            break
-        if i is not None:
-            e = int(run.slots[i])
-            rs, rt = float(ws[e] / ar[e]), int(tie[e])
-        if heap and (i is None or (heap[0][0], heap[0][1]) < (rs, rt)):
-            s, _, e, _ = heappop(heap)
-        else:
-            s = rs
-            run.at += 1
-        ra, rb = divmod(int(key_of[e]), n)
-        if weight[ra] < weight[rb]:
-            ra, rb = rb, ra  # small into large: ra survives
-        merged_a.append(cluster[ra])
-        merged_b.append(cluster[rb])
-        scores.append(s)
-        cluster[ra] = next_id + len(scores) - 1
-        alive[e] = False
-        # The absorbed region's other boundaries.
-        sl = listed[indptr[rb] : indptr[rb + 1]]
-        more = gained.pop(rb, None)
-        if more is not None:
-            sl = np.concatenate([sl, *more])
-        sl = sl[alive[sl]]
-        pair = key_of[sl]
-        nb = pair // n64
-        nb = np.where(nb == rb, pair % n64, nb)
-        table.delete(np.append(pair, key_of[e]))
-        lo, hi = np.minimum(nb, ra), np.maximum(nb, ra)
-        key_a = lo * n64 + hi
-        into = table.get(key_a)
-        has = into >= 0
-        x, y = into[has], sl[has]
-        if x.size:
-            # Boundaries to a common neighbour: one boundary, summed.
-            ws[x] += ws[y]
-            ar[x] += ar[y]
-            tie[x] = np.minimum(tie[x], tie[y])
-            alive[y] = False
-            version[x] += 1
-            for item in zip((ws[x] / ar[x]).tolist(), tie[x].tolist(), x.tolist(), version[x].tolist(),
-                            strict=True):
-                heappush(heap, item)
-        moved = sl[~has]
-        if moved.size:
-            key_of[moved] = key_a[~has]
-            table.insert(moved)
-            gained.setdefault(ra, []).append(moved)
-        weight[ra] += moved.size
-        if len(heap) > LEAN_HEAP_LIMIT:
-            rest = [run.rest()]
-            run = None  # freed once the callee has copied its unread part out of ``rest``
-            run = _merge_heap_into_run(rest, heap, alive, version, ws, ar, tie)
-            heap = []
-        if (done + len(scores)) % step == 0:
-            progress.advance(1)
-    return merged_a, merged_b, scores
-
-
-def _merge_heap_into_run(rest: list, heap: list, alive, version, ws, ar, tie) -> _Run:
-    """A new run: the unread valid entries of a run and of ``heap``, in order.
-
-    ``rest`` holds the run's :meth:`_Run.rest` and is emptied, so that the
-    old run can be freed as soon as its valid entries are copied.
-
-    The run is sorted already; only the heap's entries are sorted, then
-    placed by counting, slice by slice of the run, the entries before each
-    (``searchsorted`` on :func:`_order_keys`): no sort of the whole run.
-    """
-    slots, vers = rest.pop()
-    ok = alive[slots] & (version[slots] == vers)
-    slots, vers = slots[ok], vers[ok]
-    del ok
-    h_s = np.fromiter((h[0] for h in heap), np.float64, len(heap))
-    h_t = np.fromiter((h[1] for h in heap), np.uint64, len(heap))
-    h_slot = np.fromiter((h[2] for h in heap), slots.dtype, len(heap))
-    h_ver = np.fromiter((h[3] for h in heap), np.uint32, len(heap))
-    ok = alive[h_slot] & (version[h_slot] == h_ver)
-    h_s, h_t, h_slot, h_ver = h_s[ok], h_t[ok], h_slot[ok], h_ver[ok]
-    h_keys = _order_keys(h_s, h_t)
-    order = np.argsort(h_keys, kind="stable")
-    h_keys, h_slot, h_ver = h_keys[order], h_slot[order], h_ver[order]
-    # before[j]: run entries ahead of heap entry j. A slice of the run adds
-    # its length to every heap entry past its last key (a difference array)
-    # and is searched only by those within its range.
-    direct = np.zeros(h_keys.size, np.int64)
-    past = np.zeros(h_keys.size + 1, np.int64)
-    chunk = 1 << 20
-    for c0 in range(0, slots.size, chunk):
-        sl = slots[c0 : c0 + chunk]
-        keys = _order_keys(ws[sl] / ar[sl], tie[sl])
-        i0 = int(np.searchsorted(h_keys, keys[0], side="left"))
-        i1 = int(np.searchsorted(h_keys, keys[-1], side="right"))
-        past[i1] += sl.size
-        direct[i0:i1] += np.searchsorted(keys, h_keys[i0:i1])
-    before = direct + np.cumsum(past)[:-1]
-    del direct, past
-    total = slots.size + h_slot.size
-    at = before + np.arange(h_slot.size)
-    from_run = np.ones(total, dtype=bool)
-    from_run[at] = False
-    new_slots = np.empty(total, slots.dtype)
-    new_vers = np.empty(total, np.uint32)
-    new_slots[from_run], new_vers[from_run] = slots, vers
-    new_slots[at], new_vers[at] = h_slot, h_ver
-    return _Run(new_slots, new_vers)
-
-
-def _round_merges(a: np.ndarray, b: np.ndarray, s: np.ndarray, tie: np.ndarray, n: int):
-    """The merges of one round, each one the heap loop's too, grouped by the region they grow.
-
-    In ``(score, tie)`` order every region has a *first* boundary, and
-    following first boundaries from region to region always ends at a
-    *pair*: two regions whose first boundaries are the same. Every region
-    thus belongs to the tree of one pair, and keys grow away from the pair
-    (a region's first boundary is lower than any other boundary of it,
-    including those of the regions whose first leads to it). The heap loop
-    merges the pair, then grows it along its tree in key order as long as no
-    other boundary of the grown region comes first. A round does the same:
-    per tree it takes the regions in key order while their key is below every
-    *side* boundary (one that is nobody's first) of the pair and of the
-    regions taken before, and stops at a region with a side boundary to the
-    pair or to an earlier region of its tree (that boundary would be
-    combined with its key). Comparisons are strict on scores, so equal
-    scores wait for a later round.
-
-    Returns
-    -------
-    surv, node, score, start
-        Per group its surviving region (``surv``); per merge, in order, the
-        region merged in and the score; ``start`` the first merge of each group.
-    """
-    big = np.iinfo(tie.dtype).max
-    n_edges = a.size
-    best = np.full(n, np.inf)
-    np.minimum.at(best, a, s)
-    np.minimum.at(best, b, s)
-    at_a = s == best[a]
-    at_b = s == best[b]
-    del best
-    low = np.flatnonzero(at_a | at_b)
-    la, lb, lt, fa, fb = a[low], b[low], tie[low], at_a[low], at_b[low]
-    del at_a, at_b
-    tbest = np.full(n, big, tie.dtype)
-    np.minimum.at(tbest, la[fa], lt[fa])
-    np.minimum.at(tbest, lb[fb], lt[fb])
-    fa &= lt == tbest[la]  # this boundary is the first of its a end
-    fb &= lt == tbest[lb]
-    del tbest, lt
-    eidx = np.int32 if n_edges < 2**31 else np.int64
-    first = np.full(n, -1, eidx)  # first boundary of every region
-    first[la[fa]] = low[fa]
-    first[lb[fb]] = low[fb]
-    up = np.arange(n, dtype=np.int64)  # region at its other end (self: no boundary)
-    up[la[fa]] = lb[fa]
-    up[lb[fb]] = la[fb]
-    pair = low[fa & fb]
-    del low, la, lb, fa, fb
-    p, q = a[pair].astype(np.int64), b[pair].astype(np.int64)
-    n_groups = pair.size
-    # Tree of every region: follow first boundaries to the pair (pointer
-    # jumping; a pair points to its smaller member).
-    up[q] = p
-    up[p] = p
-    while True:
-        nxt = up[up]
-        if np.array_equal(nxt, up):
-            break
-        up = nxt
-    del nxt
-    gid = np.full(n, -1, np.int32 if n < 2**31 else np.int64)
-    gid[p] = np.arange(n_groups)
-    group = gid[up]  # -1: a region without boundaries
-    del up, gid
-    # Side boundaries (the first of neither end) bound the growth.
-    rows = np.arange(n_edges, dtype=eidx)
-    side = first[a] != rows
-    side &= first[b] != rows
-    del rows
-    out = np.full(n, np.inf)  # lowest side boundary of every region
-    np.minimum.at(out, a[side], s[side])
-    np.minimum.at(out, b[side], s[side])
-    # Tree regions beside the pair, in order of group, then key.
-    tree = np.flatnonzero(group >= 0)
-    tree = tree[first[tree] != pair[group[tree]]]
-    order = np.lexsort((tie[first[tree]], s[first[tree]], group[tree]))
-    tree = tree[order]
-    del order
-    tg = group[tree].astype(np.int64)
-    ts = s[first[tree]]
-    gstart = np.searchsorted(tg, np.arange(n_groups))
-    pos = np.arange(tree.size)
-    rank = np.zeros(n, np.int64)  # 0: pair members and regions outside any tree
-    rank[tree] = pos - gstart[tg] + 1
-    # A side boundary inside a tree stops its group at its later end.
-    stop = np.full(max(n_groups, 1), np.iinfo(np.int64).max)
-    inner = side
-    inner &= group[a] == group[b]
-    inner &= group[a] >= 0
-    ia, ib = a[inner], b[inner]
-    del inner, side
-    np.minimum.at(stop, group[ia], np.maximum(rank[ia], rank[ib]))
-    del ia, ib
-    # Bound for each region: the pair's side boundaries and the exclusive
-    # running minimum, per group, of those taken before (exact, on ranks).
-    sec = out[tree]
-    ladder = np.sort(sec)
-    shift = (n_groups - tg) * max(tree.size, 1)
-    run = np.minimum.accumulate(np.searchsorted(ladder, sec) + shift) - shift
-    bound = np.full(tree.size, np.inf)
-    later = pos > gstart[tg]
-    bound[later] = ladder[run[np.flatnonzero(later) - 1]]
-    del sec, shift, run, later
-    bound = np.minimum(bound, np.minimum(out[p], out[q])[tg])
-    ok = (ts < bound) & (rank[tree] < stop[tg])
-    first_bad = np.full(max(n_groups, 1), tree.size)
-    np.minimum.at(first_bad, tg[~ok], pos[~ok])
-    take = pos < first_bad[tg]
-    tree, tg, ts = tree[take], tg[take], ts[take]
-    # Records: per group its pair merge, then its regions in key order.
-    counts = np.bincount(tg, minlength=n_groups) + 1
-    start = np.zeros(n_groups, np.int64)
-    np.cumsum(counts[:-1], out=start[1:])
-    k = int(counts.sum())
-    node = np.empty(k, np.int64)
-    score = np.empty(k, np.float64)
-    node[start] = q
-    score[start] = s[pair]
-    at = start[tg] + (np.arange(tree.size) - np.searchsorted(tg, tg)) + 1
-    node[at] = tree
-    score[at] = ts
-    return p, node, score, start
-
-
-def _in_score_order(n: int, child_a: np.ndarray, child_b: np.ndarray, raw: np.ndarray):
-    """Merges (children before parents) sorted by score; tree ids renumbered to match.
-
-    A merge's effective score is the largest raw score in its subtree: a
-    weighted mean can round one ulp below the scores it was made from, and a
-    parent must not sort before its children. A stable sort keeps the order
-    of discovery (children first) among equal scores.
-    """
-    k = raw.size
-    eff = raw.tolist()
-    ca, cb = child_a.tolist(), child_b.tolist()
-    for t in range(k):
-        e = eff[t]
-        c = ca[t]
-        if c >= n and eff[c - n] > e:
-            e = eff[c - n]
-        c = cb[t]
-        if c >= n and eff[c - n] > e:
-            e = eff[c - n]
-        eff[t] = e
-    del ca, cb
-    eff_arr = np.asarray(eff, dtype=np.float64)
-    del eff
-    order = np.argsort(eff_arr, kind="stable")
-    rank = np.empty(k, np.int64)
-    rank[order] = np.arange(n, n + k, dtype=np.int64)
-
-    def renumber(ids: np.ndarray) -> np.ndarray:
-        return np.where(ids < n, ids, rank[np.maximum(ids - n, 0)])
-
-    merges = np.stack([renumber(child_a[order]), renumber(child_b[order])], axis=1)
-    return merges, np.maximum.accumulate(eff_arr[order])

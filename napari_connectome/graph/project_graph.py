@@ -81,7 +81,8 @@ def _graph_folder(project: Project) -> Path:
 
 
 def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
-                        progress: Progress | None = None, memory_gb: float | None = None) -> RegionGraph:
+                        progress: Progress | None = None, memory_gb: float | None = None,
+                        scheduler="threads", workers: int | None = None) -> RegionGraph:
     """Build the project's region adjacency graph and save it in the project.
 
     Uses the ``supervoxels`` input and the ``boundaries`` input (a boundary
@@ -94,6 +95,9 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
     memory_gb
         Memory the graph may plan to use, in GiB (``--memory-gb``; see
         :func:`~napari_connectome.graph.rag.build_rag`).
+    scheduler, workers
+        Where the blocks run (``--scheduler``: threads, processes or a Dask scheduler's address; see
+        :func:`~napari_connectome.graph.rag.build_rag`); the graph is the same on any.
 
     Raises
     ------
@@ -107,13 +111,14 @@ def build_project_graph(project: Project, *, block_shape=(64, 256, 256),
     rec = Recorder("region-graph", parameters={"block_shape_voxels": block_shape, "memory_gb": memory_gb})
     with rec.timed("build"):
         rag = _build_rag(project, block_shape=block_shape, progress=progress, memory_gb=memory_gb,
-                         identify=lambda role, volume: rec.input(role, volume_identity(volume)))
+                         identify=lambda role, volume: rec.input(role, volume_identity(volume)),
+                         scheduler=scheduler, workers=workers)
     rec.set("outputs", {"n_nodes": rag.n_nodes, "n_edges": rag.n_edges, "signal": rag.signal})
     return _save_graph(project, rag, record=rec.finish())
 
 
 def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | None = None,
-               identify=None) -> RegionGraph:
+               identify=None, scheduler="threads", workers: int | None = None) -> RegionGraph:
     """The region graph of the project's inputs, in memory.
 
     ``identify(role, volume)`` is told each input the graph is built from (for its provenance).
@@ -130,9 +135,11 @@ def _build_rag(project: Project, *, block_shape, progress, memory_gb: float | No
     if "boundaries" in volumes:
         signal = volumes["boundaries"]
         return build_rag(volumes["supervoxels"], signal, signal_kind=_signal_kind(signal),
-                         block_shape=block_shape, progress=progress, memory_gb=memory_gb)
+                         block_shape=block_shape, progress=progress, memory_gb=memory_gb, scheduler=scheduler,
+                         workers=workers)
     return build_rag(volumes["supervoxels"], None, raw=volumes["raw"],
-                     block_shape=block_shape, progress=progress, memory_gb=memory_gb)
+                     block_shape=block_shape, progress=progress, memory_gb=memory_gb, scheduler=scheduler,
+                     workers=workers)
 
 
 def _save_graph(project: Project, rag: RegionGraph, *, keep_tree: bool = False,

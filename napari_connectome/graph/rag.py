@@ -59,6 +59,8 @@ import numpy as np
 from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.blockwise import BlockGrid, run_blockwise
 from napari_connectome.errors import InputError
+from napari_connectome.graph.faces import dense_counts as _dense_counts
+from napari_connectome.graph.faces import unit_rows
 from napari_connectome.memory import check_memory, release_free_memory
 from napari_connectome.progress import NullProgress, PartOf, Progress
 from napari_connectome.volume import MultiscaleVolume
@@ -714,6 +716,51 @@ def estimate_rag_memory(*, n_voxels: int, n_nodes: int, n_edges: int, n_hist: in
 
 
 # ------------------------------------------------------------------- build
+class _CountsOfBlock:
+    """Pass 1 of one block on a Dask worker: its ids and voxel counts (a class, so it pickles)."""
+
+    def __init__(self, level) -> None:
+        self.level = level
+
+    def __call__(self, block):
+        return _label_counts(np.asarray(self.level.array[self.level.voxel_slices(block.write_roi)]))
+
+
+class _RowsOfBlock:
+    """Pass 2 of one block on a Dask worker: the rows of its boxes, folded into one edge and one histogram run."""
+
+    def __init__(self, sv_level, sig_level, channels, kind, face, normalise, node_ids, count_dtype) -> None:
+        self.sv_level, self.sig_level, self.channels = sv_level, sig_level, channels
+        self.kind, self.face, self.normalise = kind, face, normalise
+        self.node_ids, self.count_dtype = node_ids, count_dtype
+
+    def __call__(self, block):
+        write = self.sv_level.voxel_slices(block.write_roi)
+        core = tuple(s.stop - s.start for s in write)
+        ext = self.sv_level.voxel_slices(block.read_roi.intersect(self.sv_level.roi))
+        labels = np.asarray(self.sv_level.array[ext])
+        arr = self.sig_level.array
+        if self.channels is None:
+            values = self.normalise(np.asarray(arr[ext]))
+        elif self.channels == 1:
+            values = self.normalise(np.asarray(arr[(slice(0, 1), *ext)]))[0]
+        else:
+            values = self.normalise(np.asarray(arr[(slice(None), *ext)]))
+        edge_runs, hist_runs = [], []
+        for z0, y0, dz, dy in _units(core):
+            sl = (slice(z0, z0 + dz + 1), slice(y0, y0 + dy + 1))
+            sub_values = values[(slice(None), *sl)] if self.kind == "affinities" else values[sl]
+            rows = unit_rows(labels[sl], sub_values, (dz, dy, core[2]), kind=self.kind, face=self.face,
+                             node_ids=self.node_ids, n_bins=N_BINS, count_dtype=self.count_dtype)
+            if rows is not None:
+                edge_runs.append(list(rows[0]))
+                hist_runs.append(list(rows[1]))
+        n_vox = int(np.prod(core))
+        if not edge_runs:
+            return None, n_vox
+        return (_fold_edge_runs(edge_runs), _fold_hist_runs(hist_runs, int(self.node_ids.size), N_BINS)), n_vox
+
+
 def _units(core: tuple[int, ...]):
     """Boxes ``(z0, y0, dz, dy)`` of a block's core, each at most :data:`_UNIT_VOXELS` voxels."""
     cz, cy, cx = core
@@ -738,6 +785,7 @@ def build_rag(
     block_shape=(64, 256, 256),
     face: str = "max",
     workers: int | None = None,
+    scheduler="threads",
     progress: Progress | None = None,
     memory_gb: float | None = None,
 ) -> RegionGraph:
@@ -779,6 +827,15 @@ def build_rag(
     workers
         Threads working on boxes (default: up to 4, one per CPU); the graph
         is the same for any number.
+    scheduler
+        ``"threads"`` (default: boxes of blocks on this process's threads),
+        or where whole blocks run instead: ``"processes"``, a
+        ``"tcp://host:port"`` Dask scheduler or a ``dask.distributed.Client``
+        (:func:`~napari_connectome.blockwise.run_blockwise`). Each block
+        returns its edges and histogram rows, folded here in block order: the
+        graph is the same, bit for bit, on any scheduler and any number of
+        workers, and the volumes are read by the workers (a cluster's workers
+        must reach the project's files).
     progress
         Receives two steps per block (one per pass).
     memory_gb
@@ -898,7 +955,10 @@ def build_rag(
         # Pass 1: supervoxel ids and sizes, so that edges can be keyed by
         # node positions in pass 2.
         parts: list[tuple[np.ndarray, np.ndarray]] = []
-        run_blockwise(count_block, grid, scheduler="threads" if workers > 1 else "synchronous", workers=workers,
+        on_blocks = scheduler not in ("threads", "synchronous")
+        count_work = _CountsOfBlock(sv_level) if on_blocks else count_block
+        local = "threads" if workers > 1 and scheduler != "synchronous" else "synchronous"
+        run_blockwise(count_work, grid, scheduler=scheduler if on_blocks else local, workers=workers,
                       progress=PartOf(progress), collect=lambda block, counted: parts.append(counted))
         ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.uint64)
         cnt = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
@@ -936,26 +996,37 @@ def build_rag(
             sub_labels = labels[sl]
             sub_values = values[(slice(None), *sl)] if kind == "affinities" else values[sl]
             sub_core = (dz, dy, cx)
-            parts = [_face_values(sub_labels, sub_values, ax, sub_core, kind, face) for ax in range(3)]
-            u = np.concatenate([p[0] for p in parts])
-            v = np.concatenate([p[1] for p in parts])
-            val = np.concatenate([p[2] for p in parts]).astype(np.float32, copy=False)
-            del parts
-            return _unit_rows(u, v, val, node_ids, N_BINS, count_dtype), dz * dy * cx, last
+            rows = unit_rows(sub_labels, sub_values, sub_core, kind=kind, face=face, node_ids=node_ids,
+                             n_bins=N_BINS, count_dtype=count_dtype)
+            return rows, dz * dy * cx, last
 
         acc = _EdgeAccumulator(int(node_ids.size), N_BINS)
-        done = 0
-        for rows, n_vox, last in ordered(unit_work, units()):
-            done += n_vox
-            if acc.add(rows) and done < n_voxels:
+        done = [0]
+
+        def take(rows, n_vox: int) -> None:
+            done[0] += n_vox
+            if acc.add(rows) and done[0] < n_voxels:
                 # Right after a fold the counts are exact for the part scanned:
                 # project them to the whole volume.
-                scale = n_voxels / max(done, 1)
+                scale = n_voxels / max(done[0], 1)
                 guard(int(acc.n_edges * scale), int(acc.n_hist * scale),
                       acc.nbytes + node_ids.nbytes + node_sizes.nbytes,
-                      f"about {int(acc.n_edges * scale):,} edges (projected from {done / n_voxels:.0%} of the volume)")
-            if last:
-                progress.advance(1)
+                      f"about {int(acc.n_edges * scale):,} edges (projected from {done[0] / n_voxels:.0%} of "
+                      f"the volume)")
+
+        if on_blocks:
+            # Whole blocks on the Dask workers, each folding its boxes' rows; they are taken here as they
+            # come back, in block order, so every edge's parts are added in the order the threads add them
+            # and at most a window of blocks' rows waits in memory.
+            block_rows = _RowsOfBlock(sv_level, signal.levels[0], channels, kind, face, normalise, node_ids,
+                                      count_dtype)
+            run_blockwise(block_rows, grid, scheduler=scheduler, workers=workers, progress=PartOf(progress),
+                          collect=lambda block, result: take(*result), description="region graph blocks")
+        else:
+            for rows, n_vox, last in ordered(unit_work, units()):
+                take(rows, n_vox)
+                if last:
+                    progress.advance(1)
         acc.fold()
         guard(acc.n_edges, acc.n_hist, acc.nbytes + node_ids.nbytes + node_sizes.nbytes,
               f"{acc.n_edges:,} edges")
@@ -1002,8 +1073,9 @@ def _label_counts(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if lo < 0:
         raise InputError("supervoxels", f"negative supervoxel id {lo}")
     if hi < 4 * flat.size + 1024:
-        # Dense ids (the usual case): a bincount is many times faster than a sort.
-        counts = np.bincount(flat.astype(np.int64, copy=False), minlength=hi + 1)
+        # Dense ids (the usual case): a bincount is many times faster than a sort (compiled, without
+        # the GIL, so that blocks are counted on every worker at once).
+        counts = _dense_counts(flat, hi)
         ids = np.flatnonzero(counts)
         counts = counts[ids]
     else:
