@@ -225,8 +225,8 @@ def unit_rows(labels: np.ndarray, values: np.ndarray, core: tuple[int, int, int]
               node_ids: np.ndarray, n_bins: int, count_dtype) -> tuple | None:
     """Edge and histogram rows (sorted runs keyed by global node positions) of one unit's faces.
 
-    The same rows as the NumPy face pass (``rag._face_values`` then ``rag._unit_rows``):
-    ``[edge key, count, total, vmin, vmax]`` and ``[hist key, bin, count]``.
+    Rows as :class:`~napari_connectome.graph.rag._EdgeAccumulator` keeps them:
+    ``[edge key, count, total, vmin, vmax]`` and ``[hist key, bin, count]``, sorted by key.
 
     Parameters
     ----------

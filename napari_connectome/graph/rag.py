@@ -350,25 +350,6 @@ _FACE_OPS = {
 }
 
 
-def _face_values(labels: np.ndarray, values: np.ndarray | None, axis: int, core: tuple[int, ...],
-                 kind: str, face: str = "max") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The faces along ``axis`` owned by the block: low voxel in the core."""
-    n = min(core[axis], labels.shape[axis] - 1)
-    lo_sl = [slice(0, c) for c in core]
-    hi_sl = list(lo_sl)
-    lo_sl[axis] = slice(0, n)
-    hi_sl[axis] = slice(1, n + 1)
-    a = labels[tuple(lo_sl)]
-    b = labels[tuple(hi_sl)]
-    mask = (a != b) & (a != 0) & (b != 0)
-    a, b = a[mask], b[mask]
-    if kind == "affinities":
-        v = 1.0 - values[(axis, *hi_sl)][mask]
-    else:
-        v = _FACE_OPS[face](values[tuple(lo_sl)][mask], values[tuple(hi_sl)][mask])
-    return a, b, v
-
-
 # ------------------------------------------------------------- accumulation
 # Per-edge rows are kept in runs sorted by the edge *key*
 # ``pos(u) * N + pos(v)`` over node positions (``u < v``, ``N`` supervoxels):
@@ -459,7 +440,7 @@ class _EdgeAccumulator:
         self.pending_rows = 0
 
     def add(self, rows: tuple | None) -> bool:
-        """Add one unit's rows (:func:`_unit_rows`); True when the runs were folded."""
+        """Add one unit's rows (:func:`~napari_connectome.graph.faces.unit_rows`); True when the runs were folded."""
         if rows is None:
             return False
         edges, hist = rows
@@ -493,63 +474,6 @@ class _EdgeAccumulator:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for run in self.edge_runs + self.hist_runs for a in run if a is not None)
-
-
-def _unit_rows(u: np.ndarray, v: np.ndarray, val: np.ndarray, node_ids: np.ndarray, n_bins: int,
-               count_dtype) -> tuple | None:
-    """Edge and histogram rows (sorted runs, see above) of one unit's faces."""
-    if u.size == 0:
-        return None
-    uniq, lu, lv = _compact(u, v)
-    n = np.int64(uniq.size)
-    lo, hi = np.minimum(lu, lv), np.maximum(lu, lv)
-    del lu, lv
-    bins = np.minimum((val * n_bins).astype(np.int64), n_bins - 1)
-    key = (lo * n + hi) * n_bins + bins
-    del lo, hi, bins
-    # Any order of equal keys gives the same sums up to rounding; the default
-    # (vectorised) sort is several times faster than a stable one.
-    order = np.argsort(key)
-    key, val = key[order], val[order]
-    del order
-    hstart = _run_starts(key)
-    hcount = np.diff(np.r_[hstart, key.size]).astype(count_dtype)
-    hkey = key[hstart]
-    key //= n_bins
-    estart = _run_starts(key)
-    count = np.diff(np.r_[estart, key.size]).astype(count_dtype)
-    ekey = key[estart]
-    del key
-    total = np.add.reduceat(val.astype(np.float64), estart)
-    vmin = np.minimum.reduceat(val, estart)
-    vmax = np.maximum.reduceat(val, estart)
-    # Unit positions -> global node positions: both are in id order, so the
-    # global keys stay sorted.
-    gpos = np.searchsorted(node_ids, uniq).astype(np.int64)
-    big_n = np.int64(node_ids.size)
-    e_key = gpos[ekey // n] * big_n + gpos[ekey % n]
-    hedge = hkey // n_bins
-    h_key = gpos[hedge // n] * big_n + gpos[hedge % n]
-    h_bin = (hkey % n_bins).astype(np.uint8)
-    return [e_key, count, total, vmin, vmax], [h_key, h_bin, hcount]
-
-
-def _compact(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted distinct labels of ``u`` and ``v``, and each one's position among them."""
-    lo = int(min(u.min(), v.min()))
-    span = int(max(u.max(), v.max())) - lo + 1
-    if span <= 4 * (u.size + v.size) + 4096:
-        # Ids of one block usually lie in a narrow range: a lookup table
-        # replaces the sort that np.unique would do.
-        present = np.zeros(span, dtype=bool)
-        present[(u - lo).astype(np.int64)] = True
-        present[(v - lo).astype(np.int64)] = True
-        uniq = np.flatnonzero(present)
-        rank = np.cumsum(present, dtype=np.int64) - 1
-        return (uniq + lo).astype(np.uint64), rank[(u - lo).astype(np.int64)], rank[(v - lo).astype(np.int64)]
-    uniq, inv = np.unique(np.concatenate([u, v]), return_inverse=True)
-    inv = inv.ravel().astype(np.int64)
-    return uniq.astype(np.uint64), inv[: u.size], inv[u.size :]
 
 
 # ------------------------------------------------------------------ finish

@@ -88,3 +88,22 @@ def test_a_scheduler_nobody_answers_is_one_line(zarr_project, capsys):
     assert err.count("\n") == 0 and "no Dask scheduler answers there" in err
     assert main(["agglomerate", str(project.root), "--scheduler", "nonsense", "--quiet"]) == 2
     assert "is not one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["boundaries", "affinities"])
+def test_ids_past_2_to_the_32_give_the_graph_of_the_same_ids_shifted_down(kind):
+    """The compiled face pass keys a pair by two 32-bit ids; larger ids are numbered per box first."""
+    sv, p = _volumes(2)
+    big = sv.astype(np.uint64) + np.uint64(2**40)
+    if kind == "affinities":
+        signal = from_array(np.stack([p, p[::-1], p.T.T]), axes=("c", "z", "y", "x"), voxel_size=(1, 1, 1, 1))
+    else:
+        signal = from_array(p)
+    kw = {"signal_kind": kind, "block_shape": (12, 24, 24)}
+    small_graph = build_rag(from_array(sv, kind="labels"), signal, **kw)
+    big_graph = build_rag(from_array(big, kind="labels"), signal, **kw)
+    np.testing.assert_array_equal(big_graph.node_ids - np.uint64(2**40), small_graph.node_ids)
+    np.testing.assert_array_equal(big_graph.edges - np.uint64(2**40), small_graph.edges)
+    np.testing.assert_array_equal(big_graph.contact_area, small_graph.contact_area)
+    for name in small_graph.features:
+        assert big_graph.features[name].tobytes() == small_graph.features[name].tobytes(), name
