@@ -13,6 +13,7 @@ from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.candidates.find import (
     MERGE_FEATURES,
     SPLIT_FEATURES,
+    CandidateCache,
     find_candidates,
     simple_score,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "MERGE_FEATURES",
     "SPLIT_FEATURES",
     "Candidate",
+    "CandidateCache",
     "CandidateKind",
     "TrueError",
     "apply_candidate",

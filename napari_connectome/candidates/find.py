@@ -99,6 +99,9 @@ def find_candidates(
     weakest_links: int = 2,
     orphan_max_um3: float = 0.05,
     min_size_nm3: float = 0.0,
+    only_segments=None,
+    border_supervoxels: np.ndarray | None = None,
+    locations: dict | None = None,
 ) -> list[Candidate]:
     """Candidate false splits and false merges of the proofreader's segmentation now.
 
@@ -121,6 +124,17 @@ def find_candidates(
         border is an orphan (``orphan`` = 1 for the pair's smaller segment).
     min_size_nm3
         Ignore segments smaller than this (nm³) entirely (dust).
+    only_segments
+        Only the candidates that involve these segment ids (false splits with one of them on either
+        side, false merges of them): what an edit changed (:class:`CandidateCache`). Not with
+        ``skeletons``.
+    border_supervoxels
+        Ids of the supervoxels on the volume's faces, when already known (they never change with graph
+        edits); None: read from the volume's six faces.
+    locations
+        A dict this call reads and fills: a candidate's location by the region-graph rows that place it
+        (a contact or a cut: the same rows give the same face), valid while the supervoxels are
+        unchanged (:class:`CandidateCache` keeps one).
 
     Returns
     -------
@@ -130,6 +144,9 @@ def find_candidates(
     """
     if weakest_links < 1:
         raise InputError("weakest_links", f"{weakest_links} must be at least 1")
+    if only_segments is not None and skeletons:
+        raise InputError("only_segments", "candidates of some segments only are not made with skeletons")
+    only = None if only_segments is None else np.asarray(sorted(int(x) for x in only_segments), np.int64)
     pr = proofreader
     st = pr.state
     rag = pr.rag
@@ -147,7 +164,7 @@ def find_candidates(
         i = np.searchsorted(seg_ids, s)
         return seg_size[i]
 
-    border = _border_supervoxels(pr)
+    border = _border_supervoxels(pr) if border_supervoxels is None else np.asarray(border_supervoxels, np.uint64)
     border_pos = st.positions(border[np.isin(border, st.ids[:st.n_base])]) if border.size else np.empty(0, np.int64)
     border_segs = np.unique(seg_of_pos[border_pos]) if border_pos.size else np.empty(0, np.int64)
     min_voxels = min_size_nm3 / voxel_nm3
@@ -171,6 +188,8 @@ def find_candidates(
 
     # ------------------------------------------------------------ false splits
     ext = np.flatnonzero(ok & (su != sv_))
+    if only is not None:
+        ext = ext[np.isin(su[ext], only) | np.isin(sv_[ext], only)]
     a_seg, b_seg = np.minimum(su[ext], sv_[ext]), np.maximum(su[ext], sv_[ext])
     big_a = size_of(a_seg) >= min_voxels
     big_b = size_of(b_seg) >= min_voxels
@@ -217,6 +236,8 @@ def find_candidates(
 
     # ------------------------------------------------------------ false merges
     internal = ok & (su == sv_) & st.active
+    if only is not None:
+        internal &= np.isin(su, only)
     int_rows = np.flatnonzero(internal)
     int_seg = su[int_rows]
     order = np.argsort(int_seg, kind="stable")
@@ -268,8 +289,11 @@ def find_candidates(
             features=features, impact=float(min(n_src, n_snk)),
         ))
 
+    wanted = None if only is None else set(only.tolist())
     for k_seg, s in enumerate(seg_ids.tolist()):
         if seg_nsv[k_seg] < 2 or seg_size[k_seg] < min_voxels or s == 0:
+            continue
+        if wanted is not None and s not in wanted:
             continue
         members = st.members(s)
         links = _last_merges(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, weakest_links)
@@ -284,9 +308,70 @@ def find_candidates(
     if skeletons:
         _add_skeleton_features(pr, candidates, pair_index, skeletons, max_endpoint_distance_nm)
 
-    _locate(pr, candidates, row_cand, lv)
+    _locate(pr, candidates, row_cand, lv, locations)
     candidates.sort(key=lambda c: c.kind != "false_split")
     return candidates
+
+
+class CandidateCache:
+    """:func:`find_candidates` again after graph edits, redoing only what involves the segments they made.
+
+    Segment ids are never reused, so a candidate whose segments all still
+    exist is the one a full search would make now: its contact or its
+    segment's internal graph, sizes and border are untouched. After an edit,
+    the candidates of segments that are gone are dropped and those of the
+    new segments are found (:func:`find_candidates` with ``only_segments``);
+    the cost follows the edit's segments, not the volume. The list comes in
+    the full search's order and equals it (tested on random edit
+    sequences). A change of the supervoxels themselves (a split inside a
+    supervoxel), or skeletons among the options, makes every call a full
+    search.
+
+    Parameters
+    ----------
+    options
+        Keyword options of :func:`find_candidates`.
+    """
+
+    def __init__(self, **options) -> None:
+        self.options = options
+        self._border: np.ndarray | None = None
+        self._fingerprint = None
+        self._segments: set[int] = set()
+        self._candidates: list[Candidate] = []
+        self._locations: dict = {}
+        self.last_new = 0
+
+    def __call__(self, proofreader) -> list[Candidate]:
+        pr = proofreader
+        st = pr.state
+        if self._border is None or self._fingerprint is None or self._fingerprint[0] != id(pr):
+            self._border = _border_supervoxels(pr)
+        alive, seg_of_pos, _ = _sv_table(pr)
+        now = set(np.unique(seg_of_pos[alive]).tolist()) - {0}
+        fingerprint = (id(pr), int(st.ids.size), int(alive.sum()), int(st.n_base))
+        if fingerprint != self._fingerprint or self.options.get("skeletons"):
+            self._locations = {}
+            found = find_candidates(pr, border_supervoxels=self._border, locations=self._locations, **self.options)
+            self._fingerprint, self._segments, self._candidates = fingerprint, now, found
+            self.last_new = len(found)
+            return list(found)
+        gone = self._segments - now
+        new = now - self._segments
+        kept = [c for c in self._candidates if not gone.intersection(c.segments)]
+        fresh = (find_candidates(pr, border_supervoxels=self._border, only_segments=new, locations=self._locations,
+                                 **self.options) if new else [])
+        merged = sorted(kept + fresh, key=_full_order)
+        self._segments, self._candidates = now, merged
+        self.last_new = len(fresh)
+        return list(merged)
+
+
+def _full_order(c: Candidate) -> tuple:
+    """The order :func:`find_candidates` lists candidates in (without skeletons)."""
+    if c.kind == "false_split":
+        return (0, int(c.segments[0]), int(c.segments[1]), 0)
+    return (1, int(c.segments[0]), int(c.id.rsplit("-", 1)[1]), 0)
 
 
 def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int):
@@ -337,8 +422,19 @@ def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int
             for s, a_, b_ in out[:k]]
 
 
-def _locate(pr, candidates: list[Candidate], row_cand, lv: Level) -> None:
+def _locate(pr, candidates: list[Candidate], row_cand, lv: Level, locations: dict | None = None) -> None:
     """Set each candidate's location: its contact's face nearest to the contact's centroid."""
+    keys = {}
+    if locations is not None:
+        todo = []
+        for rows, c in row_cand:
+            key = np.sort(np.asarray(rows, np.int64)).tobytes()
+            if key in locations and np.isnan(candidates[c].location_nm[0]):
+                candidates[c].location_nm = locations[key]
+            else:
+                keys[c] = key
+                todo.append((rows, c))
+        row_cand = todo
     pairs_r = [r for r, _ in row_cand]
     pairs_c = [np.full(r.size, c, np.int64) for r, c in row_cand]
     row_of = np.concatenate(pairs_r) if pairs_r else np.empty(0, np.int64)
@@ -347,13 +443,16 @@ def _locate(pr, candidates: list[Candidate], row_cand, lv: Level) -> None:
     row_of, cand_of = row_of[order], cand_of[order]
     # Reuses the scans of earlier calls while the supervoxel voxels are the same (contacts.LOCATE_CACHE).
     best = locate_faces(pr, row_of, cand_of, len(candidates))
+    placed = {c for _, c in row_cand}
     for i, c in enumerate(candidates):
         if not np.isnan(c.location_nm[0]):
-            continue  # placed already (skeleton end point)
+            continue  # placed already (skeleton end point, or the same rows before)
         if best[i, 0] >= 0:
             c.location_nm = tuple(float(x) for x in lv.centre_of(best[i]))
         else:
             c.location_nm = _fallback_location(pr, c)
+        if locations is not None and i in placed and i in keys and best[i, 0] >= 0:
+            locations[keys[i]] = c.location_nm
 
 
 def _fallback_location(pr, c: Candidate) -> tuple[float, float, float]:

@@ -134,17 +134,58 @@ def _sv_body_counts(proofreader, gt: np.ndarray):
     return _pairs(sv, gt, (gt != 0) & (sv != 0))
 
 
-def _majority(svs, sv_ids, body_ids, counts) -> int:
-    """The ground-truth body with most voxels in a set of supervoxels (0 if none)."""
-    sel = np.isin(sv_ids, np.asarray(svs, dtype=np.int64))
-    if not sel.any():
-        return 0
-    bodies, inv = np.unique(body_ids[sel], return_inverse=True)
-    total = np.bincount(inv, weights=counts[sel])
-    return int(bodies[int(np.argmax(total))])
+class SupervoxelBodies:
+    """The ground-truth bodies in every supervoxel, with voxel counts: the majority body of any set of them.
+
+    Counted once (one pass over the volume); graph edits never change it, so
+    a simulation labels the candidates of each new state from it in
+    microseconds a candidate instead of a pass over the volume each time.
+    """
+
+    def __init__(self, sv_ids: np.ndarray, body_ids: np.ndarray, counts: np.ndarray) -> None:
+        order = np.lexsort((body_ids, sv_ids))
+        self.sv, self.body, self.count = sv_ids[order], body_ids[order], counts[order]
+        self.ids, self.start = np.unique(self.sv, return_index=True)
+        self.stop = np.r_[self.start[1:], self.sv.size].astype(np.int64)
+
+        self._segments: dict[int, int] = {}
+
+    @classmethod
+    def of(cls, proofreader, gt: np.ndarray) -> SupervoxelBodies:
+        return cls(*_sv_body_counts(proofreader, np.asarray(gt)))
+
+    @classmethod
+    def from_table(cls, table) -> SupervoxelBodies:
+        """From a :class:`~napari_connectome.metrics.Contingency` of supervoxels (``seg``) against ``gt``."""
+        keep = (np.asarray(table.seg) != 0) & (np.asarray(table.gt) != 0)
+        return cls(np.asarray(table.seg)[keep].astype(np.int64), np.asarray(table.gt)[keep].astype(np.int64),
+                   np.asarray(table.count)[keep].astype(np.int64))
+
+    def segment_majority(self, proofreader, segment: int) -> int:
+        """:meth:`majority` of a segment's supervoxels, remembered: a segment id always means one set."""
+        segment = int(segment)
+        if segment not in self._segments:
+            self._segments[segment] = self.majority(proofreader.segment_supervoxels(segment).astype(np.int64))
+        return self._segments[segment]
+
+    def majority(self, svs) -> int:
+        """The body with most voxels in the supervoxels ``svs`` (the smallest id of a tie; 0 if none)."""
+        svs = np.asarray(svs, dtype=np.int64).reshape(-1)
+        if svs.size == 0 or self.ids.size == 0:
+            return 0
+        pos = np.clip(np.searchsorted(self.ids, svs), 0, self.ids.size - 1)
+        pos = pos[self.ids[pos] == svs]
+        if pos.size == 0:
+            return 0
+        lengths = self.stop[pos] - self.start[pos]
+        rows = np.repeat(self.start[pos] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        bodies, inv = np.unique(self.body[rows], return_inverse=True)
+        total = np.bincount(inv.reshape(-1), weights=self.count[rows])
+        return int(bodies[int(np.argmax(total))])
 
 
-def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray) -> np.ndarray:
+def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *,
+                     bodies: SupervoxelBodies | None = None) -> np.ndarray:
     """The right answer to every candidate, from ground truth: True = do the proposed edit.
 
     A false split (merge) is right when both segments' majority bodies are
@@ -152,25 +193,30 @@ def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray) -
     side's majority bodies differ. A piece with no ground truth (all 0)
     makes the answer False: nothing supports the edit.
 
+    Parameters
+    ----------
+    bodies
+        :class:`SupervoxelBodies` of ``gt`` counted before (valid while the supervoxels are unchanged);
+        None: counted now.
+
     Raises
     ------
     InputError
         ``gt`` has another shape than the project's supervoxels.
     """
-    gt = np.asarray(gt)
-    sv_ids, body_ids, counts = _sv_body_counts(proofreader, gt)
+    if bodies is None:
+        bodies = SupervoxelBodies.of(proofreader, gt)
     out = np.zeros(len(candidates), dtype=bool)
     for i, c in enumerate(candidates):
         if c.kind == "false_split":
             try:
-                a, b = (_majority(proofreader.segment_supervoxels(s).astype(np.int64), sv_ids, body_ids, counts)
-                        for s in c.segments[:2])
+                a, b = (bodies.segment_majority(proofreader, s) for s in c.segments[:2])
             except InputError:
                 continue  # a segment an edit has replaced since
             out[i] = a != 0 and a == b
         else:
-            a = _majority(list(c.supervoxels), sv_ids, body_ids, counts)
-            b = _majority(list(c.sinks), sv_ids, body_ids, counts)
+            a = bodies.majority(list(c.supervoxels))
+            b = bodies.majority(list(c.sinks))
             out[i] = a != 0 and b != 0 and a != b
     return out
 

@@ -217,13 +217,12 @@ def estimate_agglomerate_memory(n_nodes: int, n_edges: int) -> int:
     Above what the process holds already (the graph itself): the compiled
     loop's arrays (:data:`~napari_connectome.graph.merge_loop.LOOP_BYTES_PER_EDGE`
     per edge, :data:`~napari_connectome.graph.merge_loop.LOOP_BYTES_PER_NODE` per
-    supervoxel), its inputs (endpoints, sums, areas, tie keys: 40 bytes per edge)
-    and the tree.
+    supervoxel; its inputs are its arrays, made in place) and the tree.
     """
     from napari_connectome.graph.merge_loop import LOOP_BYTES_PER_EDGE, LOOP_BYTES_PER_NODE
 
     tree = TREE_BYTES_PER_NODE * n_nodes + TREE_BYTES_PER_EDGE * n_edges
-    return int((LOOP_BYTES_PER_EDGE + 40) * n_edges + LOOP_BYTES_PER_NODE * n_nodes + tree)
+    return int(LOOP_BYTES_PER_EDGE * n_edges + LOOP_BYTES_PER_NODE * n_nodes + tree)
 
 
 def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress | None = None,
@@ -284,14 +283,19 @@ def agglomerate(rag: RegionGraph, *, feature: str = "mean", progress: Progress |
             reported[0] = steps
 
     try:
+        # The loop's own arrays, made once and handed over (consume=True): no copies beside the graph.
+        index = np.int32 if max(2 * n_edges + 1, n) < 2**31 else np.int64
         ends = rag.edge_endpoints()
+        u, v = ends[:, 0].astype(index), ends[:, 1].astype(index)
+        del ends
         area = rag.contact_area.astype(np.float64)
-        area = np.where(area > 0, area, 1.0)
-        wsum = weight.astype(np.float64) * area
+        area[area <= 0] = 1.0
+        wsum = weight.astype(np.float64)
+        wsum *= area
         del weight
-        merges, scores = merge_all(ends[:, 0], ends[:, 1], wsum, area, _tie_keys(n_edges), n,
-                                   burst=100 * step, on_burst=on_burst)
-        del ends, area, wsum
+        merges, scores = merge_all(u, v, wsum, area, _tie_keys(n_edges), n, burst=100 * step, on_burst=on_burst,
+                                   consume=True)
+        del u, v, area, wsum
         # A weighted mean of values >= s can round one ulp below s; the
         # prefix property of thresholds needs the scores sorted exactly.
         ordered_scores = np.maximum.accumulate(scores) if len(scores) else scores

@@ -158,12 +158,26 @@ def simulate(project, gt_uri, *, strategy, decisions: int, seed: int = 0, time_m
         project = open_project(project)
     tm = time_model if isinstance(time_model, TimeModel) else TimeModel.from_config(time_model)
     strat = _strategy(strategy, int(seed), model)
-    if find is None or label is None:
-        from napari_connectome.candidates import find_candidates, label_candidates
-
-        find = find or find_candidates
-        label = label or label_candidates
     find_options = dict(find_options or {})
+    if find is None:
+        # Candidates again after each accepted edit, for the segments it made only (CandidateCache):
+        # the cost of a decision follows the edit, not the volume.
+        from napari_connectome.candidates import CandidateCache
+
+        cache = CandidateCache(**find_options)
+        find_options = {}
+
+        def find(pr):
+            return cache(pr)
+    if label is None:
+        from napari_connectome.candidates.labels import SupervoxelBodies, label_candidates
+
+        counted: list = []
+
+        def label(cands, pr, gt):
+            if not counted:  # once, from the table VI is read from: graph edits leave the supervoxels unchanged
+                counted.append(SupervoxelBodies.from_table(table))
+            return label_candidates(cands, pr, gt, bodies=counted[0])
 
     sv_volume, gt_volume = open_groundtruth(project, gt_uri)
     gt = np.asarray(gt_volume.levels[0].array[...])
@@ -220,8 +234,12 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
     if progress is not None:
         progress.start(decisions, "simulated decisions")
     try:
+        order = None
         for i in range(1, decisions + 1):
-            order = strat.order(candidates) if candidates else np.empty(0, int)
+            if order is None or strat.learns:
+                # A strategy that does not learn gives the same order to the same candidates: it is made
+                # again only when an accepted edit changed them.
+                order = strat.order(candidates) if candidates else np.empty(0, int)
             pick = next((int(j) for j in order if candidate_key(candidates[j]) not in asked), None)
             if pick is None:
                 stopped = "exhausted"
@@ -237,6 +255,7 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
             if yes:
                 candidates = find(pr, **find_options)
                 answers = answers_for(candidates) if candidates else np.empty(0, bool)
+                order = None
             curve.append(point(i, seconds))
             log.append(entry)
             if progress is not None:

@@ -1,0 +1,84 @@
+"""CandidateCache: after every edit of a random sequence, the incremental list equals a full search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_connectome.candidates import CandidateCache, apply_candidate, find_candidates
+from napari_connectome.errors import InputError
+from napari_connectome.proofread import Proofreader
+from napari_connectome.proofread.demo import make_demo_project
+
+
+def _same(a, b) -> None:
+    assert [c.id for c in a] == [c.id for c in b]
+    for x, y in zip(a, b, strict=True):
+        assert (x.kind, x.segments, x.supervoxels, x.sinks, x.source) == (y.kind, y.segments, y.supervoxels,
+                                                                          y.sinks, y.source), x.id
+        assert x.impact == y.impact, x.id
+        np.testing.assert_array_equal(np.asarray(x.location_nm), np.asarray(y.location_nm), err_msg=x.id)
+        assert x.features.keys() == y.features.keys()
+        for k, v in x.features.items():
+            w = y.features[k]
+            assert (math.isnan(v) and math.isnan(w)) or v == w, (x.id, k)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_after_every_edit_the_cache_equals_a_full_search(tmp_path, seed):
+    project = make_demo_project(tmp_path / "demo", shape=(8, 32, 32), n_bodies=5, n_supervoxels=60, threshold=0.5,
+                                seed=seed)
+    rng = np.random.default_rng(seed)
+    with Proofreader.open(project, user="test") as pr:
+        cache = CandidateCache()
+        first = cache(pr)
+        _same(first, find_candidates(pr))
+        assert cache.last_new == len(first)
+        edits = 0
+        for _step in range(14):
+            candidates = cache(pr)
+            if not candidates:
+                break
+            roll = rng.random()
+            if roll < 0.3:
+                try:
+                    pr.undo() if roll < 0.2 else pr.redo()
+                except InputError:
+                    continue  # nothing to undo or redo now
+            else:
+                c = candidates[int(rng.integers(len(candidates)))]
+                if apply_candidate(pr, c, suggested_by="test") is None:
+                    continue
+                edits += 1
+            again = cache(pr)
+            _same(again, find_candidates(pr))
+            # only what the edit touched was searched again
+            assert cache.last_new <= len(again)
+        assert edits >= 5
+
+
+def test_only_segments_refuses_skeletons(tmp_path):
+    project = make_demo_project(tmp_path / "demo", shape=(8, 32, 32), n_bodies=5, n_supervoxels=60, threshold=0.5)
+    with Proofreader.open(project, user="test") as pr:
+        with pytest.raises(InputError, match="skeletons"):
+            find_candidates(pr, only_segments={1}, skeletons={1: object()})
+
+
+def test_the_majority_body_of_a_set_of_supervoxels_is_the_brute_force_one():
+    from napari_connectome.candidates.labels import SupervoxelBodies
+
+    rng = np.random.default_rng(4)
+    sv = rng.integers(1, 40, 3000)
+    body = rng.integers(1, 6, 3000)
+    pairs, counts = np.unique(np.stack([sv, body], axis=1), axis=0, return_counts=True)
+    bodies = SupervoxelBodies(pairs[:, 0], pairs[:, 1], counts)
+    for _ in range(100):
+        pick = rng.choice(45, int(rng.integers(0, 12)), replace=False)  # ids 40..44 hold nothing
+        inside = np.isin(sv, pick)
+        if not inside.any():
+            assert bodies.majority(pick) == 0
+            continue
+        totals = np.bincount(body[inside], minlength=6)
+        assert bodies.majority(pick) == int(np.argmax(totals))
