@@ -252,7 +252,9 @@ class TaskSession:
             ``segment id → Skeleton`` for the views; default: the project's skeleton store when it
             matches the segmentation now, else none (skeletons are not computed here).
         find
-            Candidate finder ``find(proofreader, **find_options)``; default ``find_candidates``.
+            Candidate finder ``find(proofreader, **find_options)``; default a
+            :class:`~napari_connectome.candidates.CandidateCache` (``find_candidates`` again only for
+            the segments edits made).
         learn_in_background
             Learn from each answer in a worker thread after the next task is
             shown (one-step-lagged ranking, see the module notes); False: learn
@@ -287,7 +289,14 @@ class TaskSession:
             project = open_project(project)
         find_options = dict(find_options or {})
         if find is None:
-            from napari_connectome.candidates import find_candidates as find
+            # After an answer, only the candidates of the segments the edit made are searched again.
+            from napari_connectome.candidates import CandidateCache
+
+            cache = CandidateCache(**find_options)
+            find_options = {}
+
+            def find(pr):
+                return cache(pr)
         strat = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, model=model)
         activity = ActivityClock(clock=clock, idle_after_s=idle_after_s)  # validates idle_after_s first
         table = groundtruth_table(project, gt) if gt is not None else None
