@@ -120,13 +120,13 @@ def _heap_pop(hs, ht, he, size):
 @njit(cache=True)
 def _rehash(keys, vals, eu, ev, alive, n):
     keys[:] = EMPTY
-    mask = np.int64(keys.shape[0])  # the table's size (the name of a power-of-two mask before)
+    cap = np.int64(keys.shape[0])
     used = 0
     for e in range(eu.shape[0]):
         if alive[e]:
             a, b = eu[e], ev[e]
             lo, hi = (a, b) if a < b else (b, a)
-            _insert(keys, vals, lo * n + hi, e, mask)
+            _insert(keys, vals, lo * n + hi, e, cap)
             used += 1
     return used
 
@@ -134,7 +134,7 @@ def _rehash(keys, vals, eu, ev, alive, n):
 @njit(cache=True)
 def _setup(eu, ev, ws, ar, et, nxt, head, tail, length, keys, vals, hs, ht, he, n):
     """Lists, hash table and heap of a fresh graph; returns (heap size, used table slots)."""
-    mask = np.int64(keys.shape[0])  # the table's size (the name of a power-of-two mask before)
+    cap = np.int64(keys.shape[0])
     size = 0
     for e in range(eu.shape[0]):
         for side in range(2):
@@ -148,7 +148,7 @@ def _setup(eu, ev, ws, ar, et, nxt, head, tail, length, keys, vals, hs, ht, he, 
             length[r] += 1
         a, b = eu[e], ev[e]
         lo, hi = (a, b) if a < b else (b, a)
-        _insert(keys, vals, lo * n + hi, e, mask)
+        _insert(keys, vals, lo * n + hi, e, cap)
         size = _heap_push(hs, ht, he, size, ws[e] / ar[e], et[e], e)
     return size, eu.shape[0]
 
@@ -158,7 +158,7 @@ def _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals
          merged_a, merged_b, scores, n, burst):
     """At most ``burst`` merges; ``state`` = [heap size, used table slots, merges so far]. Returns merges made."""
     size, used, k = state[0], state[1], state[2]
-    mask = np.int64(keys.shape[0])  # the table's size (the name of a power-of-two mask before)
+    cap = np.int64(keys.shape[0])
     made = 0
     while size > 0 and made < burst:
         s, e = hs[0], he[0]
@@ -176,7 +176,7 @@ def _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals
         made += 1
         alive[e] = False
         lo, hi = (a, b) if a < b else (b, a)
-        keys[_find(keys, lo * n + hi, mask)] = TOMB
+        keys[_find(keys, lo * n + hi, cap)] = TOMB
         slot = head[b]
         while slot != -1:
             e2 = slot >> 1
@@ -185,9 +185,9 @@ def _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals
             if alive[e2]:
                 c = ev[e2] if side == 0 else eu[e2]
                 lo, hi = (b, c) if b < c else (c, b)
-                keys[_find(keys, lo * n + hi, mask)] = TOMB
+                keys[_find(keys, lo * n + hi, cap)] = TOMB
                 lo, hi = (a, c) if a < c else (c, a)
-                i = _find(keys, lo * n + hi, mask)
+                i = _find(keys, lo * n + hi, cap)
                 if i >= 0:
                     ea = vals[i]
                     ws[ea] += ws[e2]
@@ -201,7 +201,7 @@ def _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals
                         eu[e2] = a
                     else:
                         ev[e2] = a
-                    if _insert(keys, vals, lo * n + hi, e2, mask):
+                    if _insert(keys, vals, lo * n + hi, e2, cap):
                         used += 1
                         if used * 4 > keys.shape[0] * 3:  # 75 % full with tombstones: rebuild
                             used = _rehash(keys, vals, eu, ev, alive, n)
