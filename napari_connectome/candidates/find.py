@@ -325,7 +325,7 @@ class CandidateCache:
     the full search's order and equals it (tested on random edit
     sequences). A change of the supervoxels themselves (a split inside a
     supervoxel), or skeletons among the options, makes every call a full
-    search.
+    search. Calls from several threads take turns.
 
     Parameters
     ----------
@@ -334,7 +334,11 @@ class CandidateCache:
     """
 
     def __init__(self, **options) -> None:
+        import threading
+
         self.options = options
+        # A task session's background learner and its main thread may both ask: one search at a time.
+        self._lock = threading.Lock()
         self._border: np.ndarray | None = None
         self._fingerprint = None
         self._segments: set[int] = set()
@@ -343,17 +347,28 @@ class CandidateCache:
         self.last_new = 0
 
     def __call__(self, proofreader) -> list[Candidate]:
+        with self._lock:
+            return self._search(proofreader)
+
+    def _search(self, proofreader) -> list[Candidate]:
         pr = proofreader
         st = pr.state
+        # An edit landing during the search (another thread) would leave a torn result: it is returned
+        # (the caller sees the version move and asks again) but not kept.
+        version = getattr(pr, "version", None)
         if self._border is None or self._fingerprint is None or self._fingerprint[0] != id(pr):
             self._border = _border_supervoxels(pr)
         alive, seg_of_pos, _ = _sv_table(pr)
         now = set(np.unique(seg_of_pos[alive]).tolist()) - {0}
         fingerprint = (id(pr), int(st.ids.size), int(alive.sum()), int(st.n_base))
         if fingerprint != self._fingerprint or self.options.get("skeletons"):
-            self._locations = {}
-            found = find_candidates(pr, border_supervoxels=self._border, locations=self._locations, **self.options)
-            self._fingerprint, self._segments, self._candidates = fingerprint, now, found
+            locations: dict = {}
+            found = find_candidates(pr, border_supervoxels=self._border, locations=locations, **self.options)
+            if getattr(pr, "version", None) == version:
+                self._fingerprint, self._segments, self._candidates = fingerprint, now, found
+                self._locations = locations
+            else:
+                self._fingerprint = None
             self.last_new = len(found)
             return list(found)
         gone = self._segments - now
@@ -362,7 +377,10 @@ class CandidateCache:
         fresh = (find_candidates(pr, border_supervoxels=self._border, only_segments=new, locations=self._locations,
                                  **self.options) if new else [])
         merged = sorted(kept + fresh, key=_full_order)
-        self._segments, self._candidates = now, merged
+        if getattr(pr, "version", None) == version:
+            self._segments, self._candidates = now, merged
+        else:
+            self._fingerprint = None  # the next call searches everything again
         self.last_new = len(fresh)
         return list(merged)
 

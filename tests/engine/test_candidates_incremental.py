@@ -82,3 +82,26 @@ def test_the_majority_body_of_a_set_of_supervoxels_is_the_brute_force_one():
             continue
         totals = np.bincount(body[inside], minlength=6)
         assert bodies.majority(pick) == int(np.argmax(totals))
+
+
+def test_a_search_an_edit_tore_is_returned_but_not_kept(tmp_path, monkeypatch):
+    import napari_connectome.candidates.find as find_module
+
+    project = make_demo_project(tmp_path / "demo", shape=(8, 32, 32), n_bodies=5, n_supervoxels=60, threshold=0.5)
+    with Proofreader.open(project, user="test") as pr:
+        cache = CandidateCache()
+        real = find_module.find_candidates
+
+        def torn(proofreader, **kw):
+            out = real(proofreader, **kw)
+            proofreader.version += 1  # as if an edit landed meanwhile, from another thread
+            return out
+
+        monkeypatch.setattr(find_module, "find_candidates", torn)
+        first = cache(pr)
+        monkeypatch.setattr(find_module, "find_candidates", real)
+        again = cache(pr)
+        assert cache.last_new == len(again) == len(first)  # searched in full again: nothing torn was kept
+        apply_candidate(pr, again[0], suggested_by="test")
+        _same(cache(pr), find_candidates(pr))
+        assert cache.last_new < len(again)
