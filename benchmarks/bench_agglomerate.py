@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--relabel", action="store_true", help="also write the relabelled volume (as waterz does)")
     parser.add_argument("--quick", action="store_true", help="synthetic case at 64 x 128 x 128")
     parser.add_argument("--large", action="store_true",
-                        help="also the synthetic case at 512³ (a few minutes to make; about 6 GB)")
+                        help="also the synthetic case at 512³ (some 20 minutes; about 12 GB of memory)")
     args = parser.parse_args(argv)
     try:
         import waterz  # noqa: F401
