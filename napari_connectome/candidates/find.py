@@ -444,15 +444,15 @@ def _locate(pr, candidates: list[Candidate], row_cand, lv: Level, locations: dic
     """Set each candidate's location: its contact's face nearest to the contact's centroid."""
     keys = {}
     if locations is not None:
-        todo = []
+        unplaced = []
         for rows, c in row_cand:
             key = np.sort(np.asarray(rows, np.int64)).tobytes()
             if key in locations and np.isnan(candidates[c].location_nm[0]):
                 candidates[c].location_nm = locations[key]
             else:
                 keys[c] = key
-                todo.append((rows, c))
-        row_cand = todo
+                unplaced.append((rows, c))
+        row_cand = unplaced
     pairs_r = [r for r, _ in row_cand]
     pairs_c = [np.full(r.size, c, np.int64) for r, c in row_cand]
     row_of = np.concatenate(pairs_r) if pairs_r else np.empty(0, np.int64)

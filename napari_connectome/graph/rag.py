@@ -848,9 +848,6 @@ def build_rag(
     # counted by exactly one block (the one holding its low voxel).
     grid = BlockGrid.of_level(sv_level, block_voxels=block_shape, context_voxels=0, context_high_voxels=1)
 
-    def count_block(block):
-        return _label_counts(np.asarray(sv_arr[sv_level.voxel_slices(block.write_roi)]))
-
     def guard(n_edges: int, n_hist: int, held: int, when: str) -> None:
         need = estimate_rag_memory(n_voxels=n_voxels, n_nodes=node_ids.size, n_edges=n_edges, n_hist=n_hist,
                                    block_voxels=block_voxels, voxel_bytes=voxel_bytes, workers=workers)
@@ -880,7 +877,7 @@ def build_rag(
         # node positions in pass 2.
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         on_blocks = scheduler not in ("threads", "synchronous")
-        count_work = _CountsOfBlock(sv_level) if on_blocks else count_block
+        count_work = _CountsOfBlock(sv_level)  # one block function for threads and Dask workers
         local = "threads" if workers > 1 and scheduler != "synchronous" else "synchronous"
         run_blockwise(count_work, grid, scheduler=scheduler if on_blocks else local, workers=workers,
                       progress=PartOf(progress), collect=lambda block, counted: parts.append(counted))
