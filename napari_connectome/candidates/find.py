@@ -23,8 +23,10 @@ Every candidate of one kind carries the same feature names
 (:data:`SPLIT_FEATURES`, :data:`MERGE_FEATURES`); values that do not exist
 for it (no skeleton, no contact, not from the merge tree) are NaN.
 
-Cost: one pass over the segments' graph, one min-cut preview per proposed
-cut, and two scans of the supervoxel volume to place the candidates
+Cost: one pass over the segments' graph (the false splits' contact
+statistics are reductions over every pair at once), one min-cut per proposed
+cut (on the segment's active edges, as the split preview; read off without
+a max-flow when every supervoxel of the segment is a seed), and two scans of the supervoxel volume to place the candidates
 (contacts' centroids, then their nearest faces). Called again on the same
 proofreader after graph edits only, the scans are reused and only the
 candidates whose contacts are new are placed, by scanning the boxes their
@@ -196,43 +198,62 @@ def find_candidates(
     ext, a_seg, b_seg = ext[big_a & big_b], a_seg[big_a & big_b], b_seg[big_a & big_b]
     order = np.lexsort((ext, b_seg, a_seg))
     ext, a_seg, b_seg = ext[order], a_seg[order], b_seg[order]
-    starts = np.flatnonzero(np.r_[True, (a_seg[1:] != a_seg[:-1]) | (b_seg[1:] != b_seg[:-1])]) if ext.size else []
-    stops = list(starts[1:]) + [ext.size] if ext.size else []
     orphan_voxels = orphan_max_um3 * 1e9 / voxel_nm3
     pair_index: dict[tuple[int, int], int] = {}
-    for i0, i1 in zip(starts, stops, strict=True):
-        rows = ext[i0:i1]
-        sa, sb = int(a_seg[i0]), int(b_seg[i0])
-        w = area[rows]
-        na, nb = int(size_of(sa)), int(size_of(sb))
-        small, large = (sa, sb) if na <= nb else (sb, sa)
-        n_small, n_large = min(na, nb), max(na, nb)
-        orphan = float(n_small < orphan_voxels and not np.isin(small, border_segs))
-        # The strongest shared edge (weakest boundary; ties: the widest) carries the merge.
-        best = rows[np.lexsort((-w, mean[rows]))[0]]
-        pa, pb = (u[best], v[best]) if seg_of_pos[u[best]] == sa else (v[best], u[best])
-        c = Candidate(
-            id=f"fs-{sa}-{sb}", kind="false_split", location_nm=(math.nan,) * 3, segments=(sa, sb),
-            supervoxels=(int(st.ids[pa]), int(st.ids[pb])), source="graph-contact",
-            features={
-                "contact_area": float(w.sum()),
-                "boundary_mean": _weighted(mean[rows], w),
-                "boundary_min": float(fmin[rows].min()),
-                "boundary_max": float(fmax[rows].max()),
-                "boundary_q50": _weighted(fq50[rows], w),
-                "n_edges": float(rows.size),
-                "log_size_small": math.log10(max(n_small, 1)),
-                "log_size_large": math.log10(max(n_large, 1)),
-                "size_ratio": n_small / max(n_large, 1),
-                "orphan": orphan,
-                "endpoint_distance_nm": math.nan,
-                "direction_cosine": math.nan,
-            },
-            impact=float(n_small),
-        )
-        pair_index[(sa, sb)] = len(candidates)
-        row_cand.append((rows, len(candidates)))
-        candidates.append(c)
+    if ext.size:
+        # Every pair's statistics at once (reductions over each pair's run of rows, in row order).
+        starts = np.flatnonzero(np.r_[True, (a_seg[1:] != a_seg[:-1]) | (b_seg[1:] != b_seg[:-1])])
+        stops = np.r_[starts[1:], ext.size]
+        grp = np.repeat(np.arange(starts.size), stops - starts)
+        w_all = area[ext]
+        w_sum = np.add.reduceat(w_all, starts)
+        m_sum = np.add.reduceat(mean[ext] * w_all, starts)
+        q_sum = np.add.reduceat(fq50[ext] * w_all, starts)
+        b_min = np.minimum.reduceat(fmin[ext], starts)
+        b_max = np.maximum.reduceat(fmax[ext], starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b_mean = np.where(w_sum > 0, m_sum / np.where(w_sum > 0, w_sum, 1.0), math.nan)
+            b_q50 = np.where(w_sum > 0, q_sum / np.where(w_sum > 0, w_sum, 1.0), math.nan)
+        pa_seg, pb_seg = a_seg[starts], b_seg[starts]
+        na_all, nb_all = size_of(pa_seg), size_of(pb_seg)
+        # The strongest shared edge (weakest boundary; ties: the widest, then the first row) carries the merge.
+        first = np.lexsort((-w_all, mean[ext], grp))
+        head = np.flatnonzero(np.r_[True, grp[first][1:] != grp[first][:-1]])
+        best = ext[first[head]]
+        a_first = seg_of_pos[u[best]] == pa_seg
+        pa = np.where(a_first, u[best], v[best])
+        pb = np.where(a_first, v[best], u[best])
+        small_seg = np.where(na_all <= nb_all, pa_seg, pb_seg)
+        on_border = np.isin(small_seg, border_segs)
+        rows_of_pair = np.split(ext, starts[1:])
+        cols = zip(pa_seg.tolist(), pb_seg.tolist(), na_all.tolist(), nb_all.tolist(), on_border.tolist(),
+                   st.ids[pa].tolist(), st.ids[pb].tolist(), w_sum.tolist(), b_mean.tolist(), b_min.tolist(),
+                   b_max.tolist(), b_q50.tolist(), (stops - starts).tolist(), rows_of_pair, strict=True)
+        for sa, sb, na, nb, border_small, sv_a, sv_b, w, bm, bmin, bmax, bq, n_rows, rows in cols:
+            n_small, n_large = min(na, nb), max(na, nb)
+            orphan = float(n_small < orphan_voxels and not border_small)
+            c = Candidate(
+                id=f"fs-{sa}-{sb}", kind="false_split", location_nm=(math.nan,) * 3, segments=(sa, sb),
+                supervoxels=(sv_a, sv_b), source="graph-contact",
+                features={
+                    "contact_area": w,
+                    "boundary_mean": bm,
+                    "boundary_min": bmin,
+                    "boundary_max": bmax,
+                    "boundary_q50": bq,
+                    "n_edges": float(n_rows),
+                    "log_size_small": math.log10(max(n_small, 1)),
+                    "log_size_large": math.log10(max(n_large, 1)),
+                    "size_ratio": n_small / max(n_large, 1),
+                    "orphan": orphan,
+                    "endpoint_distance_nm": math.nan,
+                    "direction_cosine": math.nan,
+                },
+                impact=float(n_small),
+            )
+            pair_index[(sa, sb)] = len(candidates)
+            row_cand.append((rows, len(candidates)))
+            candidates.append(c)
 
     # ------------------------------------------------------------ false merges
     internal = ok & (su == sv_) & st.active
@@ -249,19 +270,16 @@ def find_candidates(
 
     def add_cut(s: int, src_svs, snk_svs, *, source: str, cid: str, extra: dict) -> None:
         """A false-merge candidate: the min-cut of segment ``s`` between two supervoxel sets."""
-        try:
-            preview = pr.preview_split_supervoxels(src_svs, snk_svs)
-        except InputError:
+        got = _graph_cut(st, s, src_svs, snk_svs, seg_of_pos, alive)
+        if got is None:
             return
-        src = np.asarray(preview.source_supervoxels, np.uint64)
-        snk = np.asarray(preview.sink_supervoxels, np.uint64)
+        src, snk, cut_pos = got
         key = frozenset([frozenset(src.tolist()), frozenset(snk.tolist())])
         if key in seen_cuts:
             return  # the same cut proposed twice (a skeleton anomaly on a merge-tree cut)
         seen_cuts.add(key)
-        cut = np.asarray(preview.cut_edges, np.uint64).reshape(-1, 2)
-        if cut.size:
-            crow = st.rag_rows(*st.positions_of_pairs(cut))
+        if cut_pos.size:
+            crow = st.rag_rows(cut_pos.min(axis=1), cut_pos.max(axis=1))
             crow = crow[crow >= 0]
         else:
             crow = np.empty(0, np.int64)
@@ -275,7 +293,7 @@ def find_candidates(
             "cut_boundary_min": float(fmin[crow].min()) if crow.size else math.nan,
             "cut_boundary_max": float(fmax[crow].max()) if crow.size else math.nan,
             "cut_boundary_q50": _weighted(fq50[crow], w),
-            "cut_edges": float(cut.shape[0]),
+            "cut_edges": float(cut_pos.shape[0]),
             "log_size_small": math.log10(max(min(n_src, n_snk), 1)),
             "log_size_large": math.log10(max(max(n_src, n_snk), 1)),
             "size_ratio": min(n_src, n_snk) / max(n_src, n_snk, 1),
@@ -311,6 +329,47 @@ def find_candidates(
     _locate(pr, candidates, row_cand, lv, locations)
     candidates.sort(key=lambda c: c.kind != "false_split")
     return candidates
+
+
+def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive):
+    """The min-cut of ``segment`` between two supervoxel sets: ``(source ids, sink ids, cut position pairs)``.
+
+    What :meth:`~napari_connectome.proofread.Proofreader.preview_split_supervoxels` computes for a graph
+    split (the same min-cut on the same active edges), without what only a commit needs (the plan of the
+    edit, its description) and with the seeds checked at once rather than one by one; None where that
+    preview raises (a seed unknown, dead, in another segment, or on both sides). A cut whose seeds are
+    every supervoxel of the segment (a merge tree's last merge) is read off without a max-flow: every
+    supervoxel is pinned to its side, so the min-cut is the edges between the sides.
+    """
+    from napari_connectome.proofread.split import min_cut
+
+    src_ids = np.asarray(src_svs, np.uint64).ravel()
+    snk_ids = np.asarray(snk_svs, np.uint64).ravel()
+    if src_ids.size == 0 or snk_ids.size == 0:
+        return None
+    try:
+        src_pos, snk_pos = st.positions(src_ids), st.positions(snk_ids)
+    except InputError:
+        return None
+    seeds = np.concatenate([src_pos, snk_pos])
+    if not (alive[seeds].all() and (seg_of_pos[seeds] == segment).all()):
+        return None
+    members = st.members(segment)
+    pairs, caps = st.active_edges(members)
+    src_u, snk_u = np.unique(src_pos), np.unique(snk_pos)
+    if np.intersect1d(src_u, snk_u, assume_unique=True).size:
+        return None
+    if src_u.size + snk_u.size == members.size:
+        side = np.isin(members, src_u, assume_unique=True)
+        if len(pairs):
+            a, b = np.searchsorted(members, pairs[:, 0]), np.searchsorted(members, pairs[:, 1])
+            cut = np.flatnonzero(side[a] != side[b])
+        else:
+            cut = np.empty(0, np.int64)
+    else:
+        side, cut = min_cut(members, pairs, caps, src_pos, snk_pos)
+    cut_pos = pairs[cut] if cut.size else np.empty((0, 2), np.int64)
+    return st.ids[members[side]], st.ids[members[~side]], cut_pos
 
 
 class CandidateCache:

@@ -1,0 +1,48 @@
+"""find_candidates' own min-cut is the Proofreader's split preview, without the preview's per-seed lookups."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_connectome.candidates.find import _graph_cut, _sv_table
+from napari_connectome.errors import InputError
+from napari_connectome.proofread import Proofreader
+from napari_connectome.proofread.demo import make_demo_project
+
+
+def test_the_cut_equals_the_split_preview_on_random_seeds(tmp_path):
+    project = make_demo_project(tmp_path / "demo", shape=(8, 32, 32), n_bodies=5, n_supervoxels=60, threshold=0.5,
+                                seed=1)
+    rng = np.random.default_rng(0)
+    with Proofreader.open(project, user="test") as pr:
+        st = pr.state
+        alive, seg_of_pos, _ = _sv_table(pr)
+        segs = [int(s) for s in np.unique(seg_of_pos[alive]) if s and st.members(int(s)).size >= 3]
+        assert segs
+        checked = refused = 0
+        for _ in range(120):
+            s = segs[int(rng.integers(len(segs)))]
+            ids = st.ids[st.members(s)]
+            perm = rng.permutation(ids)
+            if rng.random() < 0.4:  # every supervoxel a seed: the cut read off without a max-flow
+                k = int(rng.integers(1, ids.size))
+                src, snk = perm[:k], perm[k:]
+            else:
+                src = perm[:int(rng.integers(1, 3))]
+                snk = perm[-int(rng.integers(1, 3)):]
+            if rng.random() < 0.1:  # a seed from another segment
+                snk = np.r_[snk, st.ids[st.members(segs[(segs.index(s) + 1) % len(segs)])][:1]]
+            try:
+                preview = pr.preview_split_supervoxels(src, snk)
+            except InputError:
+                assert _graph_cut(st, s, src, snk, seg_of_pos, alive) is None
+                refused += 1
+                continue
+            got = _graph_cut(st, s, src, snk, seg_of_pos, alive)
+            assert got is not None
+            g_src, g_snk, cut_pos = got
+            np.testing.assert_array_equal(g_src, preview.source_supervoxels)
+            np.testing.assert_array_equal(g_snk, preview.sink_supervoxels)
+            np.testing.assert_array_equal(st.ids[cut_pos].reshape(-1, 2), preview.cut_edges)
+            checked += 1
+        assert checked > 50 and refused > 0
