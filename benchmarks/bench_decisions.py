@@ -17,9 +17,43 @@ Protocol (issue 13's fourth item):
   the simulator did before :class:`~napari_connectome.candidates.CandidateCache`),
   the same decisions (``--before`` fewer: no ratio), and the ratio.
 
+* Per decision, the milliseconds of each phase: search (the candidate cache),
+  featurise and predict (the ranker's), refit (the ranker's after each
+  answer), and the rest (ground-truth labels of new candidates, applying an
+  accepted edit, VI). For ``active``, the prequential AUC of its answers (each
+  scored by the model before it learnt it); ``--recalibrate-growth G`` runs
+  it again with the ranker's Platt scaling refitted only when the answers
+  grew by ``G`` and compares.
+
+Figures (2-core VM shared with other work, load ≈ 2.7, so ±30 %;
+``--decisions 100 --before 0``):
+
+* before this round: ``size`` 34.8 decisions/s; ``active`` 1.0 decision/s
+  (77 of 100 accepted: nearly every accept splits a piece off one segment
+  of ~5,800 supervoxels, whose ~2,700 contacts and two cuts are searched
+  again).
+* now: ``size`` 54.5 decisions/s (search 15 ms/decision); ``active`` 1.3
+  decisions/s, the same 100 decisions (77 accepted, prequential AUC 0.935):
+  search 381, featurise 14, predict 36, refit 251, rest 94 ms/decision.
+  The candidates are bit-identical to before (vectorised false-split
+  statistics, min-cuts without the split preview's per-seed lookups); the
+  features of a re-found list are featurised only for its new candidates.
+* ``--recalibrate-growth 1.5``: refit 86 ms/decision and 2.9 decisions/s,
+  but other decisions (10 of 100 the same, 60 accepted) and a worse ranker
+  (prequential AUC 0.839): not the default.
+
+Not reached: 20 decisions/s for ``active``. What is left per decision: the
+classifier fit itself (~50 ms for 60 trees, scikit-learn's per-tree
+overhead) and three more for the calibration folds; per accepted edit the
+search of the grown segment (its ~2,700 pairs, its merge tree and the
+location of the new cuts' faces), the split preview of the commit
+(``Proofreader.preview_split_supervoxels`` looks its seeds up one by one),
+and labelling the new candidates.
+
 Run::
 
     python benchmarks/bench_decisions.py [--dir /tmp/bench-decisions] [--decisions 200] [--strategies size active]
+        [--before 0] [--recalibrate-growth 1.5]
 """
 
 from __future__ import annotations
@@ -65,29 +99,80 @@ def build(folder: Path, segments: int):
     return project, str(folder / "gt.ome.zarr"), threshold, tree.n_segments_at(threshold), tree.n_nodes
 
 
-def timed_run(project, gt, strategy: str, decisions: int, find=None) -> dict:
+class _Phases:
+    """Seconds spent in each phase of the decisions (search, featurise, predict, refit), by wrapping them."""
+
+    def __init__(self) -> None:
+        self.seconds = {"search": 0.0, "featurise": 0.0, "predict": 0.0, "refit": 0.0}
+        self.on = False
+
+    def wrap(self, phase: str, fn):
+        def timed(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - t
+        return timed
+
+
+def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate_growth=None) -> dict:
+    from napari_connectome.candidates import CandidateCache
     from napari_connectome.rank.simulate import simulate
+    from napari_connectome.rank.strategies import build_strategy
 
     stamps: list[float] = []
+    phases = _Phases()
 
     class Clock:
         def start(self, total, description=""):
             stamps.append(time.perf_counter())
+            phases.on = True
 
         def advance(self, n=1):
             stamps.append(time.perf_counter())
 
         def close(self):
-            pass
+            phases.on = False
 
+    strat = build_strategy({"name": strategy, "seed": 0} if strategy in ("random", "active") else strategy)
+    ranker = getattr(strat, "ranker", None)
+    if ranker is not None:
+        if recalibrate_growth is not None:
+            ranker.recalibrate_growth = float(recalibrate_growth)
+        ranker.featurize = phases.wrap("featurise", ranker.featurize)
+        ranker.predict_proba = phases.wrap("predict", ranker.predict_proba)
+        ranker._refit = phases.wrap("refit", ranker._refit)
+    if find is None:
+        cache = CandidateCache()
+        find = cache
     t0 = time.perf_counter()
-    result = simulate(project, gt, strategy=strategy, decisions=decisions, find=find, progress=Clock())
+    result = simulate(project, gt, strategy=strat, decisions=decisions, find=phases.wrap("search", find),
+                      progress=Clock())
     total = time.perf_counter() - t0
     made = len(result["decisions"])
     setup = stamps[0] - t0
     loop = stamps[-1] - stamps[0]
+    asked = [row for rows in getattr(strat, "_asked", {}).values() for row in rows]
+    auc = float("nan")
+    if asked and 0 < sum(y for _, y in asked) < len(asked):
+        from sklearn.metrics import roc_auc_score
+
+        # Prequential: each answer scored by the model before it learnt that answer.
+        auc = float(roc_auc_score([y for _, y in asked], [z for z, _ in asked]))
     return {"strategy": strategy, "decisions": made, "accepted": sum(d["answer"] for d in result["decisions"]),
-            "setup_s": setup, "loop_s": loop, "per_s": made / loop if loop > 0 else float("inf"), "total_s": total}
+            "setup_s": setup, "loop_s": loop, "per_s": made / loop if loop > 0 else float("inf"), "total_s": total,
+            "phases": dict(phases.seconds), "auc": auc, "asked": [d["candidate"] for d in result["decisions"]],
+            "answers": [d["answer"] for d in result["decisions"]]}
+
+
+def _phase_text(run: dict) -> str:
+    n = max(run["decisions"], 1)
+    parts = [f"{k} {1000 * v / n:.0f}" for k, v in run["phases"].items()]
+    other = run["loop_s"] - sum(run["phases"].values())
+    return "ms/decision: " + ", ".join(parts) + f", the rest (label, apply, VI) {1000 * other / n:.0f}"
 
 
 def main(argv=None) -> int:
@@ -98,6 +183,10 @@ def main(argv=None) -> int:
     parser.add_argument("--before", type=int, help="decisions of the full-search run (default: as many as "
                                                     "--decisions, so the two do the same work; 0: skip)")
     parser.add_argument("--strategies", nargs="+", default=["size", "active"])
+    parser.add_argument("--recalibrate-growth", type=float,
+                        help="also run `active` with the ranker's Platt scaling refitted only when the answers "
+                             "grew by this factor (Ranker.recalibrate_growth; default 1: every answer) and "
+                             "compare decisions and prequential AUC")
     args = parser.parse_args(argv)
     from napari_connectome.candidates import find_candidates
 
@@ -107,6 +196,16 @@ def main(argv=None) -> int:
         now = timed_run(project, gt, strategy, args.decisions)
         print(f"{strategy:6s} incremental: {now['decisions']} decisions ({now['accepted']} accepted) in "
               f"{now['loop_s']:.1f} s after {now['setup_s']:.1f} s of set-up: {now['per_s']:.1f} decisions/s")
+        print(f"{'':6s} {_phase_text(now)}")
+        if strategy == "active":
+            print(f"{'':6s} prequential AUC of the answers (each scored before it was learnt): {now['auc']:.3f}")
+        if strategy == "active" and args.recalibrate_growth:
+            old = timed_run(project, gt, strategy, args.decisions, recalibrate_growth=args.recalibrate_growth)
+            same = sum(a == b for a, b in zip(old["asked"], now["asked"], strict=False))
+            print(f"{strategy:6s} recalibrated at growth {args.recalibrate_growth:g}: {old['decisions']} decisions ({old['accepted']} "
+                  f"accepted), {old['per_s']:.1f} decisions/s, prequential AUC {old['auc']:.3f}; "
+                  f"the same candidate asked at {same} of {min(old['decisions'], now['decisions'])} decisions")
+            print(f"{'':6s} {_phase_text(old)}")
         before = args.decisions if args.before is None else args.before
         if before:
             old = timed_run(project, gt, strategy, before, find=lambda pr: find_candidates(pr))

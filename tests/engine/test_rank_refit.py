@@ -71,7 +71,7 @@ def test_platt_scaling_is_refitted_when_the_answers_have_grown_by_the_factor(pri
 def test_a_reused_scaling_keeps_the_classifiers_order(prior):
     """The classifier is refitted on every answer either way; only the monotone scaling is older."""
     lazy, every = prior.copy(), prior.copy()
-    every.recalibrate_growth = 1.0
+    lazy.recalibrate_growth, every.recalibrate_growth = 1.5, 1.0
     cands, y = answer_sequence(11)
     for c, a in zip(cands, y, strict=True):
         lazy.partial_update(lazy.featurize([c]), [a])
@@ -88,6 +88,7 @@ def test_a_reused_scaling_keeps_the_classifiers_order(prior):
 
 def test_taking_an_answer_back_never_keeps_a_scaling_fitted_on_it(prior):
     r = prior.copy()
+    r.recalibrate_growth = 1.5
     cands, y = answer_sequence(5)
     for c, a in zip(cands, y, strict=True):
         r.partial_update(r.featurize([c]), [a])
@@ -102,6 +103,15 @@ def test_taking_an_answer_back_never_keeps_a_scaling_fitted_on_it(prior):
         fresh.partial_update(fresh.featurize([c]), [a])
     test, _ = make_candidates(50, seed=11, start=7000)
     np.testing.assert_allclose(r.predict_candidates(test), fresh.predict_candidates(test))
+
+
+def test_by_default_the_scaling_is_refitted_after_every_answer(prior):
+    r = prior.copy()
+    assert r.recalibrate_growth == 1.0
+    cands, y = answer_sequence(4)
+    for c, a in zip(cands, y, strict=True):
+        r.partial_update(r.featurize([c]), [a])
+        assert r.training_info["calibrated_at_answers"] == r.n_answers
 
 
 def test_a_growth_below_one_is_refused():
