@@ -102,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="threads or processes (default: up to 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("skeletonize", help="skeletonize every segment of a project (TEASAR), saved in the project")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("--method", choices=("auto", "whole", "blockwise"), default="auto",
+                   help="whole: level 0 read at once; blockwise: block by block, large segments from a coarser "
+                        "level (default auto: whole up to 256³ voxels)")
+    p.add_argument("--max-voxel", type=float, metavar="NM",
+                   help="blockwise: large segments come from the coarsest level with voxels no larger (default 40)")
+    p.add_argument("--coarse-min", type=int, metavar="VOXELS",
+                   help="blockwise: voxels a segment needs at that level to be traced there (default 2000)")
+    p.add_argument("--block", type=int, metavar="VOXELS", help="blockwise: block edge in voxels (default 256)")
+    p.add_argument("--scheduler", default="threads",
+                   help="where the blocks run: threads, synchronous, processes, or tcp://HOST:PORT of a Dask "
+                        "scheduler whose workers reach the project (the skeletons are the same on any)")
+    p.add_argument("--workers", type=int, help="threads or processes (default: up to 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("evaluate", help="VI split/merge and adapted Rand error of a segmentation against ground truth")
     p.add_argument("seg", help="a segmentation volume, or a project folder (its current mapping)")
     p.add_argument("gt", help="the ground-truth volume (label 0 is ignored)")
@@ -420,6 +436,36 @@ def _segmentation_array(uri: str):
             proofreader.close()
     volume = open_volume(uri, kind="labels")
     return volume, volume.levels[0].read()
+
+
+def _cmd_skeletonize(args) -> int:
+    import time
+
+    from napari_connectome.progress import TqdmProgress
+    from napari_connectome.project import open_project
+    from napari_connectome.proofread import Proofreader
+    from napari_connectome.skeleton import SkeletonStore
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {args.workers}")
+    settings = {k: v for k, v in (("max_voxel_nm", args.max_voxel), ("coarse_min_voxels", args.coarse_min),
+                                  ("block_voxels", args.block)) if v is not None}
+    if settings and args.method == "whole":
+        raise InputError("--method", "whole takes no blockwise settings (--max-voxel, --coarse-min, --block)")
+    method = "blockwise" if settings else args.method  # a blockwise setting asks for the blockwise method
+    project = open_project(args.dir)
+    progress = TqdmProgress(disable=args.quiet)
+    t0 = time.perf_counter()
+    try:
+        # Read-only: the edit log stays free for a proofreader at work; the store is its own file.
+        with Proofreader.open(project, read_only=True) as pr:
+            store = SkeletonStore.rebuild(pr, method=method, blockwise=settings or None,
+                                          scheduler=args.scheduler, workers=args.workers, progress=progress)
+    finally:
+        progress.close()
+    how = "blockwise" if "blockwise" in store.signature else "whole"
+    print(f"{len(store)} skeletons ({how}) in {time.perf_counter() - t0:.1f} s -> {SkeletonStore.path(project)}")
+    return 0
 
 
 def _cmd_evaluate(args) -> int:
@@ -928,6 +974,8 @@ def _run(args, parser) -> int:
             return _cmd_synthetic(args)
         if args.command == "agglomerate":
             return _cmd_agglomerate(args)
+        if args.command == "skeletonize":
+            return _cmd_skeletonize(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
         if args.command == "evaluate-synapses":

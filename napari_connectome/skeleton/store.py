@@ -14,6 +14,14 @@ union of its supervoxels' boxes, cached at build time) plus a one-voxel
 margin. The margin makes the result identical to a full rebuild: every
 voxel's nearest non-segment voxel lies inside such a box, so the distance
 transform, and so the TEASAR trace, are the same.
+
+A volume larger than :data:`WHOLE_MAX_VOXELS` (or any, asked with
+``method="blockwise"``) is skeletonized block by block, large segments from a
+coarser level (:mod:`~napari_connectome.skeleton.blockwise`): nothing is read
+whole, the supervoxel boxes are gathered block by block too, and an edit's
+new segments are traced again on the same blocks of the same grids, masked to
+each segment — the store again equals a rebuild. Its parameters are part of
+the signature (``"blockwise"``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,13 @@ import numpy as np
 
 from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError, warn
+from napari_connectome.skeleton.blockwise import (
+    DEFAULT_BLOCK_VOXELS,
+    DEFAULT_COARSE_MIN_VOXELS,
+    DEFAULT_MAX_VOXEL_NM,
+    count_blocks,
+    skeletonize_volume,
+)
 from napari_connectome.skeleton.model import Skeleton
 from napari_connectome.skeleton.teasar import (
     DEFAULT_DUST_VOXELS,
@@ -39,6 +54,9 @@ FILE = "skeletons.npz"
 FORMAT_VERSION = 1
 #: Voxels added around a segment's box when it is re-skeletonized (see the module notes).
 MARGIN_VOXELS = 1
+#: Level-0 voxels up to which ``method="auto"`` reads the segmentation whole (256³).
+WHOLE_MAX_VOXELS = 256**3
+METHODS = ("auto", "whole", "blockwise")
 
 
 class StaleSkeletonsError(InputError):
@@ -73,6 +91,50 @@ def _supervoxel_boxes(sv: np.ndarray, origin=(0, 0, 0)) -> tuple[np.ndarray, np.
     return ids_arr[order], boxes_arr[order]
 
 
+def _fold_boxes(ids: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One box per id: the union of its rows' boxes; ids sorted."""
+    if ids.size == 0:
+        return ids.astype(np.uint64), boxes.reshape(-1, 6).astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids, boxes = ids[order], boxes[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    lo = np.minimum.reduceat(boxes[:, :3], starts, axis=0)
+    hi = np.maximum.reduceat(boxes[:, 3:], starts, axis=0)
+    return ids[starts].astype(np.uint64), np.concatenate([lo, hi], axis=1).astype(np.int64)
+
+
+def _supervoxel_boxes_blockwise(level, *, block_voxels=DEFAULT_BLOCK_VOXELS) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_supervoxel_boxes` of a level read block by block (a block's memory, whatever the volume)."""
+    from napari_connectome.blockwise.grid import BlockGrid
+
+    ids, boxes = [], []
+    for block in BlockGrid.of_level(level, block_voxels=block_voxels):
+        key = level.voxel_slices(block.write_roi)
+        i, b = _supervoxel_boxes(np.asarray(level.array[key]), origin=[k.start for k in key])
+        ids.append(i)
+        boxes.append(b)
+    if not ids:
+        return np.empty(0, np.uint64), np.empty((0, 6), np.int64)
+    return _fold_boxes(np.concatenate(ids), np.concatenate(boxes))
+
+
+def _blockwise_params(blockwise: dict | None) -> dict:
+    """The blockwise settings with their defaults, checked."""
+    params = {"max_voxel_nm": DEFAULT_MAX_VOXEL_NM, "coarse_min_voxels": DEFAULT_COARSE_MIN_VOXELS,
+              "block_voxels": DEFAULT_BLOCK_VOXELS}
+    unknown = set(blockwise or {}) - set(params)
+    if unknown:
+        raise InputError("blockwise", f"unknown setting(s) {sorted(unknown)}; known: {sorted(params)}")
+    params.update(blockwise or {})
+    params["max_voxel_nm"] = float(params["max_voxel_nm"])
+    params["coarse_min_voxels"] = int(params["coarse_min_voxels"])
+    params["block_voxels"] = int(params["block_voxels"])
+    if not params["max_voxel_nm"] > 0 or params["coarse_min_voxels"] < 1 or params["block_voxels"] < 8:
+        raise InputError("blockwise", f"settings out of range: {params} (need a positive voxel edge, at least "
+                                      "1 coarse voxel, blocks of at least 8 voxels)")
+    return params
+
+
 class SkeletonStore:
     """Every segment's skeleton, saved in the project and updated edit by edit.
 
@@ -99,13 +161,19 @@ class SkeletonStore:
 
     # ------------------------------------------------------------ signature
     @staticmethod
-    def signature_of(proofreader, *, teasar: dict | None = None, dust_voxels: int = DEFAULT_DUST_VOXELS) -> dict:
-        """The signature a store built now for ``proofreader`` would carry."""
+    def signature_of(proofreader, *, teasar: dict | None = None, dust_voxels: int = DEFAULT_DUST_VOXELS,
+                     blockwise: dict | None = None) -> dict:
+        """The signature a store built now for ``proofreader`` would carry.
+
+        ``blockwise``: the blockwise settings (:func:`_blockwise_params`), or
+        None for a store traced whole.
+        """
         from napari_connectome import __version__
 
         lv = proofreader.supervoxel_volume().levels[0]
         sv_ids, seg_ids = proofreader.mapping()
-        return {
+        extra = {} if blockwise is None else {"blockwise": _blockwise_params(blockwise)}
+        return extra | {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
             "mapping_sha1": _digest_mapping(sv_ids, seg_ids),
@@ -119,7 +187,8 @@ class SkeletonStore:
     def is_current(self, proofreader) -> bool:
         """True if the store matches the proofreader's segmentation now."""
         return self.signature == self.signature_of(
-            proofreader, teasar=self.signature.get("teasar"), dust_voxels=self.signature.get("dust_voxels", 0)
+            proofreader, teasar=self.signature.get("teasar"), dust_voxels=self.signature.get("dust_voxels", 0),
+            blockwise=self.signature.get("blockwise"),
         )
 
     # ------------------------------------------------------------ access
@@ -138,41 +207,71 @@ class SkeletonStore:
     # ------------------------------------------------------------ building
     @classmethod
     def rebuild(cls, proofreader, *, teasar: dict | None = None, dust_voxels: int = DEFAULT_DUST_VOXELS,
-                progress=None, save: bool = True) -> SkeletonStore:
-        """Skeletonize every segment of the proofreader's segmentation now (level 0, read whole).
+                method: str = "auto", blockwise: dict | None = None, scheduler="threads",
+                workers: int | None = None, progress=None, cancel=None, save: bool = True) -> SkeletonStore:
+        """Skeletonize every segment of the proofreader's segmentation now.
 
         Parameters
         ----------
         teasar, dust_voxels
             As :func:`~napari_connectome.skeleton.skeletonize`.
+        method
+            ``"whole"``: level 0 read whole, one kimimaro call; ``"blockwise"``:
+            :func:`~napari_connectome.skeleton.blockwise.skeletonize_volume`;
+            ``"auto"`` (default): whole up to :data:`WHOLE_MAX_VOXELS` voxels.
+        blockwise
+            Settings of the blockwise method: ``max_voxel_nm``,
+            ``coarse_min_voxels``, ``block_voxels`` (defaults of
+            :mod:`~napari_connectome.skeleton.blockwise`).
+        scheduler, workers
+            Where the blockwise method's blocks run (the result is the same).
         progress
-            A :class:`~napari_connectome.progress.Progress` (3 steps).
+            A :class:`~napari_connectome.progress.Progress`.
+        cancel
+            A callable that returns True to stop (blockwise, between blocks).
         save
             Write the store into the project (atomically).
         """
-        from napari_connectome.progress import NullProgress
+        from napari_connectome.progress import NullProgress, PartOf
         from napari_connectome.provenance import Recorder, record_in_project, volume_identity
 
+        if method not in METHODS:
+            raise InputError("method", f"unknown skeleton method {method!r}; choose one of {', '.join(METHODS)}")
+        sv_level = proofreader.supervoxel_volume().levels[0]
+        if method == "auto":
+            method = "whole" if int(np.prod(sv_level.shape)) <= WHOLE_MAX_VOXELS else "blockwise"
+        settings = _blockwise_params(blockwise) if method == "blockwise" else None
         progress = progress or NullProgress()
-        progress.start(3, "skeletons")
-        rec = Recorder("skeletons", parameters={"teasar": teasar, "dust_voxels": dust_voxels},
+        progress.start(3 if settings is None else 2 + count_blocks(
+            proofreader.labels_volume(), max_voxel_nm=settings["max_voxel_nm"],
+            block_voxels=settings["block_voxels"]), "skeletons")
+        rec = Recorder("skeletons", parameters={"teasar": teasar, "dust_voxels": dust_voxels, "method": method,
+                                                "blockwise": settings},
                        extra_software=("kimimaro",))
         try:
             rec.input("supervoxels", volume_identity(proofreader.project.open_input("supervoxels")))
-            signature = cls.signature_of(proofreader, teasar=teasar, dust_voxels=dust_voxels)
-            sv = np.asarray(proofreader.supervoxel_volume().levels[0].array[...])
-            sv_ids, sv_boxes = _supervoxel_boxes(sv)
-            del sv
-            progress.advance()
-            labels = np.asarray(proofreader.labels_volume().levels[0].array[...])
-            parts = skeletonize_voxels(labels, voxel_size=signature["voxel_size_nm"], teasar=teasar,
-                                       dust_voxels=dust_voxels)
-            del labels
-            progress.advance()
-            skeletons = {
-                seg: to_world(seg, p, voxel_size=signature["voxel_size_nm"], offset=signature["offset_nm"])
-                for seg, p in sorted(parts.items())
-            }
+            signature = cls.signature_of(proofreader, teasar=teasar, dust_voxels=dust_voxels, blockwise=settings)
+            if settings is None:
+                sv = np.asarray(sv_level.array[...])
+                sv_ids, sv_boxes = _supervoxel_boxes(sv)
+                del sv
+                progress.advance()
+                labels = np.asarray(proofreader.labels_volume().levels[0].array[...])
+                parts = skeletonize_voxels(labels, voxel_size=signature["voxel_size_nm"], teasar=teasar,
+                                           dust_voxels=dust_voxels)
+                del labels
+                progress.advance()
+                skeletons = {
+                    seg: to_world(seg, p, voxel_size=signature["voxel_size_nm"], offset=signature["offset_nm"])
+                    for seg, p in sorted(parts.items())
+                }
+            else:
+                sv_ids, sv_boxes = _supervoxel_boxes_blockwise(sv_level, block_voxels=settings["block_voxels"])
+                progress.advance()
+                skeletons, _levels = skeletonize_volume(
+                    proofreader.labels_volume(), teasar=teasar, dust_voxels=dust_voxels,
+                    scheduler=scheduler, workers=workers, progress=PartOf(progress), cancel=cancel,
+                    **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
             store = cls(proofreader.project, skeletons=skeletons, signature=signature,
                         sv_ids=sv_ids, sv_boxes=sv_boxes)
             if save:
@@ -198,8 +297,10 @@ class SkeletonStore:
             except InputError as exc:
                 warn(f"{exc}; rebuilding the skeletons")
                 store = None  # a damaged cache: rebuilt, said so
+            # A store traced blockwise (by `skeletonize`, or a volume too large to read whole) stays so.
             if store is not None and store.signature == cls.signature_of(
-                    proofreader, teasar=teasar, dust_voxels=dust_voxels):
+                    proofreader, teasar=teasar, dust_voxels=dust_voxels,
+                    blockwise=store.signature.get("blockwise")):
                 return store
         return cls.rebuild(proofreader, teasar=teasar, dust_voxels=dust_voxels, progress=progress)
 
@@ -254,22 +355,35 @@ class SkeletonStore:
         sig = self.signature
         for seg in edit_result.before_segments:
             self.skeletons.pop(int(seg), None)
-        labels_level = proofreader.labels_volume().levels[0]
+        labels = proofreader.labels_volume()
+        labels_level = labels.levels[0]
+        settings = sig.get("blockwise")
         made = []
         for seg in edit_result.after_segments:
             seg = int(seg)
             box = self.segment_box(proofreader, seg, bbox_nm=edit_result.bbox_nm)
+            self.skeletons.pop(seg, None)
+            if settings is not None:
+                # The same blocks of the same grids as a rebuild, masked to the segment.
+                traced, _levels = skeletonize_volume(
+                    labels, segment_ids=[seg], roi=labels_level.roi_of(box), teasar=sig["teasar"],
+                    dust_voxels=sig["dust_voxels"], scheduler="synchronous",
+                    **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
+                if seg in traced:
+                    self.skeletons[seg] = traced[seg]
+                    made.append(seg)
+                continue
             crop = np.asarray(labels_level.array[box]) == seg
             origin = [s.start for s in box]
             parts = skeletonize_voxels(crop.view(np.uint8), voxel_size=sig["voxel_size_nm"], origin=origin,
                                        teasar=sig["teasar"], dust_voxels=sig["dust_voxels"])
-            self.skeletons.pop(seg, None)
             if 1 in parts:
                 self.skeletons[seg] = to_world(seg, parts[1], voxel_size=sig["voxel_size_nm"],
                                                offset=sig["offset_nm"])
                 made.append(seg)
         self.skeletons = dict(sorted(self.skeletons.items()))
-        self.signature = self.signature_of(proofreader, teasar=sig["teasar"], dust_voxels=sig["dust_voxels"])
+        self.signature = self.signature_of(proofreader, teasar=sig["teasar"], dust_voxels=sig["dust_voxels"],
+                                           blockwise=settings)
         if save:
             self.save()
         return made
