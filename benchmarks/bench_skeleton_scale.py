@@ -103,6 +103,13 @@ def quality(full: dict, test: dict, *, tol_nm: float) -> dict:
     }
 
 
+def _per_level(levels: dict) -> str:
+    """``"N at (z, y, x) nm, ..."``: how many segments were traced at each voxel size."""
+    from collections import Counter
+
+    return ", ".join(f"{n} at {'×'.join(f'{v:g}' for v in vs)} nm" for vs, n in sorted(Counter(levels.values()).items()))
+
+
 def _peak_gib() -> float:
     """Peak resident memory of this process and its finished children (GiB)."""
     import resource
@@ -154,10 +161,10 @@ def main(argv=None) -> None:
             sk, levels = skeletonize_volume(vol, max_voxel_nm=mx, coarse_min_voxels=args.coarse_min,
                                             block_voxels=block, scheduler=args.scheduler, workers=args.workers)
             dt = time.perf_counter() - t
-            per_level = np.bincount(np.asarray(list(levels.values()), dtype=np.int64), minlength=len(vol.levels))
+            per_level = _per_level(levels)
             print(f"blockwise, max voxel {mx:g} nm, block {block}, {args.workers} {args.scheduler}: {len(sk)} "
                   f"skeletons in {dt:.1f} s ({np.prod(lv0.shape) / dt / 1e6:.2f} Mvoxel/s); segments per level "
-                  f"{per_level.tolist()}; peak memory {_peak_gib():.2f} GiB", flush=True)
+                  f"{per_level}; peak memory {_peak_gib():.2f} GiB", flush=True)
         return
     t = time.perf_counter()
     labels = np.asarray(lv0.array[...])
@@ -175,10 +182,10 @@ def main(argv=None) -> None:
                                         block_voxels=block, scheduler=args.scheduler,
                                         workers=args.workers)
         dt = time.perf_counter() - t
-        per_level = np.bincount(np.asarray(list(levels.values()), dtype=np.int64), minlength=len(vol.levels))
+        per_level = _per_level(levels)
         print(f"\nblockwise, max voxel {mx:g} nm, block {block}, {args.workers} {args.scheduler}: "
               f"{len(sk)} skeletons in {dt:.1f} s ({np.prod(lv0.shape) / dt / 1e6:.2f} Mvoxel/s); "
-              f"speed-up over full {t_full / dt:.2f}x; segments per level {per_level.tolist()}")
+              f"speed-up over full {t_full / dt:.2f}x; segments per level {per_level}")
         q = quality(full, sk, tol_nm=args.tolerance)
         for k, v in q.items():
             print(f"  {k}: {np.round(v, 3).tolist() if isinstance(v, list) else round(v, 3)}")

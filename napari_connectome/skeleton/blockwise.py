@@ -25,6 +25,13 @@ at the coarse level) that breaks up there is small, so it falls to level 0.
 The quality against full-resolution skeletons is measured by
 ``benchmarks/bench_skeleton_scale.py`` (path length and topology per segment).
 
+A volume with no such level (supervoxels written by ``segment`` have one
+level) gets a *virtual* one: the mode of each ``f``-voxel window of level 0,
+``f`` per axis the largest whole factor that keeps the voxel edge within
+``max_voxel_nm``, computed chunk by chunk when a block reads it (the same
+windows for a rebuild and for an edit's update, so both read the same
+coarse labels).
+
 The kimimaro cost is about linear in the voxels it traces, so a coarse level
 ``k`` times smaller per axis costs ~k³ less for the large segments — which
 hold nearly all of a neuropil volume's voxels.
@@ -49,15 +56,85 @@ DEFAULT_COARSE_MIN_VOXELS = 2000
 DEFAULT_BLOCK_VOXELS = 256
 
 
-def coarse_level(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM) -> int:
-    """Index of the coarsest level of ``volume`` whose largest voxel edge is ≤ ``max_voxel_nm`` (0 if none)."""
+def coarse_level(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM):
+    """The coarse level: the coarsest level of ``volume`` whose largest voxel edge is ≤ ``max_voxel_nm``.
+
+    When that is level 0 but windows of level 0 would fit (a volume without a
+    pyramid), a virtual mode-downsampled level (see the module notes).
+    Returns None when level 0 is the coarsest possible.
+    """
     if not max_voxel_nm > 0:
         raise InputError("max voxel", f"must be a positive number of nm, got {max_voxel_nm}")
     best = 0
     for i, lv in enumerate(volume.levels):
         if max(float(v) for v in lv.spatial_voxel_size) <= max_voxel_nm * (1 + 1e-9):
             best = i
-    return best
+    if best > 0:
+        return volume.levels[best]
+    base = volume.levels[0]
+    factors = tuple(max(1, int(np.floor(max_voxel_nm / float(v) + 1e-9))) for v in base.spatial_voxel_size)
+    if all(f == 1 for f in factors) or base.array.ndim != 3:
+        return None
+    return _mode_level(base, factors)
+
+
+class _ModeChunk:
+    """One chunk of a virtual level: the mode of level-0 windows (a class, so it pickles to Dask workers).
+
+    With ``mapping`` (``(sorted ids, their labels)``), the windows' mode is
+    taken over ``base``'s ids and then relabelled: supervoxels → segments.
+    """
+
+    def __init__(self, base, factors: tuple[int, ...], chunks: tuple[int, ...], mapping=None) -> None:
+        self.base, self.factors, self.chunks, self.mapping = base, factors, chunks, mapping
+
+    def __call__(self, index: tuple[int, ...]) -> np.ndarray:
+        from napari_connectome.pyramid.downsample import downsample_mode
+
+        key = tuple(slice(i * c * f, min((i + 1) * c * f, n))
+                    for i, c, f, n in zip(index, self.chunks, self.factors, self.base.shape, strict=True))
+        out = downsample_mode(np.asarray(self.base.array[key]), self.factors)
+        if self.mapping is None:
+            return out
+        ids, labels = self.mapping
+        pos = np.minimum(np.searchsorted(ids, out), max(len(ids) - 1, 0))
+        known = ids[pos] == out if len(ids) else np.zeros(out.shape, bool)
+        return np.where(known, labels[pos] if len(ids) else out, out).astype(np.uint64)
+
+
+def mapped_mode_level(supervoxels, mapping, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM):
+    """The virtual coarse level of a segmentation made of ``supervoxels`` (level 0) and ``mapping``.
+
+    The mode is taken over supervoxel ids, then mapped: so a merge changes
+    the coarse voxels of the merged segments only (the mode of segment ids
+    would also move window ties of their neighbours). None when level 0 is
+    already coarse enough.
+    """
+    factors = tuple(max(1, int(np.floor(max_voxel_nm / float(v) + 1e-9))) for v in supervoxels.spatial_voxel_size)
+    if all(f == 1 for f in factors):
+        return None
+    ids, labels = (np.asarray(a) for a in mapping)
+    order = np.argsort(ids)
+    return _mode_level(supervoxels, factors, mapping=(ids[order].astype(np.uint64),
+                                                      labels[order].astype(np.uint64)))
+
+
+def _mode_level(base, factors: tuple[int, ...], mapping=None):
+    """A lazy level of ``base`` downsampled by ``factors`` (mode of each window, as pyramids of labels are)."""
+    from napari_connectome.volume.cache import ChunkCache
+    from napari_connectome.volume.checks import level_offset
+    from napari_connectome.volume.lazy import ChunkedArray
+    from napari_connectome.volume.model import Level
+
+    shape = tuple(-(-int(n) // f) for n, f in zip(base.shape, factors, strict=True))
+    chunks = tuple(min(64, n) for n in shape)
+    vs = tuple(float(v) * f for v, f in zip(base.voxel_size, factors, strict=True))
+    # Never the shared cache: its key is the source's name, and an edit changes the labels under the same name.
+    dtype = base.array.dtype if mapping is None else np.dtype(np.uint64)
+    array = ChunkedArray(_ModeChunk(base, factors, chunks, mapping), shape=shape, dtype=dtype, chunks=chunks,
+                         source=f"{base.array.source} (mode of {'×'.join(map(str, factors))} windows)",
+                         cache=ChunkCache(0))
+    return Level(array, vs, level_offset(base.offset, base.voxel_size, vs), base.axes)
 
 
 def _level_dust(dust_voxels: int, level, base) -> int:
@@ -194,19 +271,20 @@ def _pass(level, blocks, *, teasar, dust, fix_branching, drop, keep, scheduler, 
 
 
 def count_blocks(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM, block_voxels=DEFAULT_BLOCK_VOXELS,
-                 roi=None) -> int:
+                 roi=None, coarse="auto") -> int:
     """How many blocks :func:`skeletonize_volume` runs (its progress steps)."""
-    level_index = coarse_level(volume, max_voxel_nm=max_voxel_nm)
+    if isinstance(coarse, str):
+        coarse = coarse_level(volume, max_voxel_nm=max_voxel_nm)
     n = len(_blocks(volume.levels[0], block_voxels, roi))
-    return n + (len(_blocks(volume.levels[level_index], block_voxels, roi)) if level_index > 0 else 0)
+    return n + (len(_blocks(coarse, block_voxels, roi)) if coarse is not None else 0)
 
 
 def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
                        coarse_min_voxels: int = DEFAULT_COARSE_MIN_VOXELS,
                        block_voxels=DEFAULT_BLOCK_VOXELS, teasar: dict | None = None,
                        dust_voxels: int = DEFAULT_DUST_VOXELS, fix_branching: bool = True,
-                       segment_ids=None, roi=None, scheduler="threads", workers: int | None = None,
-                       progress=None, cancel=None) -> tuple[dict[int, Skeleton], dict[int, int]]:
+                       segment_ids=None, roi=None, coarse="auto", scheduler="threads",
+                       workers: int | None = None, progress=None, cancel=None) -> tuple[dict[int, Skeleton], dict[int, int]]:
     """Skeletonize every segment of a multiscale labels volume, blockwise (see the module notes).
 
     Parameters
@@ -231,6 +309,9 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
         :class:`~napari_connectome.volume.roi.Roi` in nm): with
         ``segment_ids`` whose voxels all lie inside it, the same skeletons
         as a run over every block (an edit's update).
+    coarse
+        The coarse level to use instead of :func:`coarse_level`'s choice
+        (e.g. :func:`mapped_mode_level`), or None for level 0 only.
     scheduler, workers
         Where blocks run: ``"threads"``, ``"synchronous"``, ``"processes"``, a
         ``tcp://`` Dask scheduler or a Client; the result is the same on each.
@@ -240,9 +321,9 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
 
     Returns
     -------
-    skeletons, levels
-        ``segment_id -> Skeleton`` (world nm), and ``segment_id -> level``
-        each was traced at.
+    skeletons, voxel_sizes
+        ``segment_id -> Skeleton`` (world nm), and ``segment_id -> voxel
+        size`` (nm, z y x) of the level each was traced at.
     """
     from napari_connectome.progress import NullProgress, PartOf
 
@@ -253,21 +334,22 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
     if workers is not None and int(workers) < 1:
         raise InputError("workers", f"must be at least 1, got {workers}")
     base = volume.levels[0]
-    level_index = coarse_level(volume, max_voxel_nm=max_voxel_nm)
+    if isinstance(coarse, str):
+        coarse = coarse_level(volume, max_voxel_nm=max_voxel_nm)
     only = None if segment_ids is None else np.unique(np.asarray(list(segment_ids), dtype=np.uint64))
     if only is not None:
         only = only[only != 0]
         if only.size == 0:
             return {}, {}
     fine_blocks = _blocks(base, block_voxels, roi)
-    coarse_blocks = _blocks(volume.levels[level_index], block_voxels, roi) if level_index > 0 else []
+    coarse_blocks = _blocks(coarse, block_voxels, roi) if coarse is not None else []
     progress.start(len(fine_blocks) + len(coarse_blocks), "skeleton blocks")
     try:
         skeletons: dict[int, Skeleton] = {}
-        levels: dict[int, int] = {}
+        levels: dict[int, tuple[float, ...]] = {}
         coarse_done = np.empty(0, np.uint64)
-        if level_index > 0:
-            lv = volume.levels[level_index]
+        if coarse is not None:
+            lv = coarse
             counts, fragments = _pass(lv, coarse_blocks, teasar=params,
                                       dust=_level_dust(dust_voxels, lv, base), fix_branching=fix_branching,
                                       drop=None, keep=only, scheduler=scheduler, workers=workers,
@@ -277,7 +359,7 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
                 if seg in fragments:
                     skeletons[seg] = _to_skeleton(seg, _join(fragments[seg], voxel_size=lv.spatial_voxel_size,
                                                                tick_nm=params["const"]), lv)
-                levels[seg] = level_index
+                levels[seg] = tuple(lv.spatial_voxel_size)
             coarse_done = np.asarray(big, dtype=np.uint64)
         keep = None if only is None else np.setdiff1d(only, coarse_done)
         if keep is None or keep.size:
@@ -288,7 +370,7 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
             for seg in sorted(fragments):
                 skeletons[seg] = _to_skeleton(seg, _join(fragments[seg], voxel_size=base.spatial_voxel_size,
                                                                tick_nm=params["const"]), base)
-                levels[seg] = 0
+                levels[seg] = tuple(base.spatial_voxel_size)
     finally:
         progress.close()
     return dict(sorted(skeletons.items())), dict(sorted(levels.items()))

@@ -38,7 +38,9 @@ from napari_connectome.skeleton.blockwise import (
     DEFAULT_BLOCK_VOXELS,
     DEFAULT_COARSE_MIN_VOXELS,
     DEFAULT_MAX_VOXEL_NM,
+    coarse_level,
     count_blocks,
+    mapped_mode_level,
     skeletonize_volume,
 )
 from napari_connectome.skeleton.model import Skeleton
@@ -116,6 +118,21 @@ def _supervoxel_boxes_blockwise(level, *, block_voxels=DEFAULT_BLOCK_VOXELS) -> 
     if not ids:
         return np.empty(0, np.uint64), np.empty((0, 6), np.int64)
     return _fold_boxes(np.concatenate(ids), np.concatenate(boxes))
+
+
+def _coarse_of(proofreader, settings: dict):
+    """The coarse level a blockwise store traces large segments at (see the module notes).
+
+    The labels' own pyramid level when it has one fine enough; else the
+    mode of the supervoxels' windows, mapped to segments now — not the mode
+    of the segment labels, which an edit would change around its neighbours.
+    """
+    labels = proofreader.labels_volume()
+    found = coarse_level(labels, max_voxel_nm=settings["max_voxel_nm"])
+    if found is None or any(found is lv for lv in labels.levels):
+        return found
+    return mapped_mode_level(proofreader.supervoxel_volume().levels[0], proofreader.mapping(),
+                             max_voxel_nm=settings["max_voxel_nm"])
 
 
 def _blockwise_params(blockwise: dict | None) -> dict:
@@ -242,9 +259,10 @@ class SkeletonStore:
             method = "whole" if int(np.prod(sv_level.shape)) <= WHOLE_MAX_VOXELS else "blockwise"
         settings = _blockwise_params(blockwise) if method == "blockwise" else None
         progress = progress or NullProgress()
+        coarse = None if settings is None else _coarse_of(proofreader, settings)
         progress.start(3 if settings is None else 2 + count_blocks(
             proofreader.labels_volume(), max_voxel_nm=settings["max_voxel_nm"],
-            block_voxels=settings["block_voxels"]), "skeletons")
+            block_voxels=settings["block_voxels"], coarse=coarse), "skeletons")
         rec = Recorder("skeletons", parameters={"teasar": teasar, "dust_voxels": dust_voxels, "method": method,
                                                 "blockwise": settings},
                        extra_software=("kimimaro",))
@@ -269,7 +287,7 @@ class SkeletonStore:
                 sv_ids, sv_boxes = _supervoxel_boxes_blockwise(sv_level, block_voxels=settings["block_voxels"])
                 progress.advance()
                 skeletons, _levels = skeletonize_volume(
-                    proofreader.labels_volume(), teasar=teasar, dust_voxels=dust_voxels,
+                    proofreader.labels_volume(), teasar=teasar, dust_voxels=dust_voxels, coarse=coarse,
                     scheduler=scheduler, workers=workers, progress=PartOf(progress), cancel=cancel,
                     **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
             store = cls(proofreader.project, skeletons=skeletons, signature=signature,
@@ -358,15 +376,18 @@ class SkeletonStore:
         labels = proofreader.labels_volume()
         labels_level = labels.levels[0]
         settings = sig.get("blockwise")
+        coarse = None if settings is None else _coarse_of(proofreader, settings)
+        todo = [int(seg) for seg in edit_result.after_segments]
+        if coarse is not None and edit_result.bbox_nm is not None:
+            todo += self._window_neighbours(labels_level, coarse, edit_result, exclude=todo)
         made = []
-        for seg in edit_result.after_segments:
-            seg = int(seg)
+        for seg in todo:
             box = self.segment_box(proofreader, seg, bbox_nm=edit_result.bbox_nm)
             self.skeletons.pop(seg, None)
             if settings is not None:
                 # The same blocks of the same grids as a rebuild, masked to the segment.
                 traced, _levels = skeletonize_volume(
-                    labels, segment_ids=[seg], roi=labels_level.roi_of(box), teasar=sig["teasar"],
+                    labels, segment_ids=[seg], roi=labels_level.roi_of(box), coarse=coarse, teasar=sig["teasar"],
                     dust_voxels=sig["dust_voxels"], scheduler="synchronous",
                     **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
                 if seg in traced:
@@ -387,6 +408,22 @@ class SkeletonStore:
         if save:
             self.save()
         return made
+
+    def _window_neighbours(self, level, coarse, edit_result, *, exclude) -> list[int]:
+        """Segments beside an edit that minted supervoxels: their coarse windows may have changed.
+
+        A split inside a supervoxel changes the mode of the coarse windows it
+        cuts, and a window's mode may pass to a neighbour; their skeletons are
+        traced again (a merge or a graph split moves no window of a neighbour).
+        """
+        lo, hi = (np.asarray(v, dtype=np.float64) for v in edit_result.bbox_nm)
+        grow = np.asarray(coarse.spatial_voxel_size, dtype=np.float64)
+        box = level.snap(Roi.from_bounds(lo - grow, hi + grow), mode="grow").intersect(level.roi)
+        if box.empty:
+            return []
+        near = np.unique(np.asarray(level.array[level.voxel_slices(box)]))
+        gone = {int(s) for s in edit_result.before_segments}
+        return [int(s) for s in near if int(s) != 0 and int(s) not in set(exclude) and int(s) not in gone]
 
     # ------------------------------------------------------------ disk
     def save(self) -> Path:

@@ -46,7 +46,7 @@ def test_one_block_is_kimimaro_over_the_whole_array(tmp_path):
     sk, levels = skeletonize_volume(vol, max_voxel_nm=10, block_voxels=512, dust_voxels=20)
     raw = kimimaro.skeletonize(labels, teasar_params=DEFAULT_TEASAR, anisotropy=(10, 10, 10), dust_threshold=20,
                                fix_borders=True, fix_branching=True, progress=False, parallel=1)
-    assert sorted(sk) == sorted(raw) == [5, 9] and set(levels.values()) == {0}
+    assert sorted(sk) == sorted(raw) == [5, 9] and set(levels.values()) == {(10.0, 10.0, 10.0)}
     for seg, s in raw.items():
         want = np.unique(np.rint(np.asarray(s.vertices) / 10).astype(np.int64), axis=0) * 10.0
         np.testing.assert_array_equal(sk[seg].vertices_nm, want.astype(np.float32))
@@ -68,9 +68,9 @@ def test_large_segments_come_from_the_coarse_level_and_small_ones_from_level_0(t
     labels = _tube_labels(shape=(32, 48, 192), r_vox=8.0, axis_y=24, axis_z=16)
     vol = _pyramid(tmp_path, labels)
     assert [lv.spatial_voxel_size[0] for lv in vol.levels][:2] == [10.0, 20.0]
-    assert coarse_level(vol, max_voxel_nm=20) == 1 and coarse_level(vol, max_voxel_nm=5) == 0
+    assert coarse_level(vol, max_voxel_nm=20) is vol.levels[1] and coarse_level(vol, max_voxel_nm=5) is None
     sk, levels = skeletonize_volume(vol, max_voxel_nm=20, coarse_min_voxels=100, dust_voxels=20)
-    assert levels == {5: 1, 9: 0}
+    assert levels == {5: (20.0, 20.0, 20.0), 9: (10.0, 10.0, 10.0)}
     # The coarse tube lies on the 20 nm grid and is as long as the full-resolution one, within a voxel an end.
     assert not np.any(np.mod(sk[5].vertices_nm - np.asarray(vol.levels[1].spatial_offset), 20.0))
     full, _ = skeletonize_volume(vol, max_voxel_nm=10, dust_voxels=20)
@@ -78,7 +78,22 @@ def test_large_segments_come_from_the_coarse_level_and_small_ones_from_level_0(t
     assert sk[9].equals(full[9])
     # A segment below the coarse threshold at that level is traced at level 0.
     _, levels = skeletonize_volume(vol, max_voxel_nm=20, coarse_min_voxels=10**6, dust_voxels=20)
-    assert levels == {5: 0, 9: 0}
+    assert levels == {5: (10.0, 10.0, 10.0), 9: (10.0, 10.0, 10.0)}
+
+
+def test_a_volume_without_a_pyramid_gets_a_virtual_mode_level_equal_to_the_written_one(tmp_path):
+    from napari_connectome.volume import from_array
+
+    labels = _tube_labels(shape=(32, 48, 192), r_vox=8.0, axis_y=24, axis_z=16)
+    written = _pyramid(tmp_path, labels)
+    flat = from_array(labels, voxel_size=(10, 10, 10), kind="labels")
+    virtual = coarse_level(flat, max_voxel_nm=25)
+    assert virtual.spatial_voxel_size == (20.0, 20.0, 20.0)
+    assert virtual.spatial_offset == written.levels[1].spatial_offset == (5.0, 5.0, 5.0)
+    np.testing.assert_array_equal(np.asarray(virtual.array[...]), np.asarray(written.levels[1].array[...]))
+    a, la = skeletonize_volume(flat, max_voxel_nm=25, coarse_min_voxels=100, dust_voxels=20, block_voxels=24)
+    b, lb = skeletonize_volume(written, max_voxel_nm=25, coarse_min_voxels=100, dust_voxels=20, block_voxels=24)
+    assert la == lb and la[5] == (20.0, 20.0, 20.0) and all(a[k].equals(b[k]) for k in a)
 
 
 def test_threads_synchronous_and_a_box_of_one_segment_give_the_same_skeletons(tmp_path):
@@ -197,3 +212,37 @@ def test_cli_skeletonize_builds_the_store_and_refuses_nonsense(demo, capsys):
     # Nothing saved was lost to the refused runs.
     assert SkeletonStore.load(project, proofreader=pr).signature == store.signature
     assert main(["skeletonize", str(project.root / "nope"), "--quiet"]) == 2
+
+
+def test_blockwise_store_after_a_split_inside_a_supervoxel_equals_a_rebuild(demo):
+    _project, pr = demo
+    settings = {"block_voxels": 24, "max_voxel_nm": 20.0, "coarse_min_voxels": 50}
+    store = SkeletonStore.rebuild(pr, dust_voxels=50, method="blockwise", blockwise=settings)
+    pr.add_listener(lambda r: store.update_after_edit(pr, r))
+    vol = pr.supervoxel_volume().levels[0]
+    sv = np.asarray(vol.array[...])
+    ids, counts = np.unique(sv[sv > 0], return_counts=True)
+    for big in ids[np.argsort(-counts)][:3]:
+        idx = np.argwhere(sv == big)
+        far = idx[np.argmax(np.linalg.norm(idx - idx[0], axis=1))]
+        to_nm = lambda i: tuple(float(o + k * v) for o, k, v in zip(vol.offset, i, vol.voxel_size, strict=True))  # noqa: E731
+        result = pr.split(sources_nm=[to_nm(idx[0])], sinks_nm=[to_nm(far)])
+        assert result.type == "split_supervoxel"
+        full = SkeletonStore.rebuild(pr, dust_voxels=50, method="blockwise", blockwise=settings, save=False)
+        assert _same(store.skeletons, full.skeletons)
+        sv = np.asarray(pr.supervoxel_volume().levels[0].array[...])
+
+
+def test_mapped_mode_level_moves_only_the_merged_segments(demo):
+    from napari_connectome.skeleton.blockwise import mapped_mode_level
+
+    _project, pr = demo
+    sv_level = pr.supervoxel_volume().levels[0]
+    before = np.asarray(mapped_mode_level(sv_level, pr.mapping(), max_voxel_nm=20).array[...])
+    sv, seg = pr.mapping()
+    ids, counts = np.unique(seg, return_counts=True)
+    a, b = (int(s) for s in ids[np.argsort(-counts)][:2])
+    (new,) = pr.merge_supervoxels(int(sv[seg == a][0]), int(sv[seg == b][0])).after_segments
+    after = np.asarray(mapped_mode_level(sv_level, pr.mapping(), max_voxel_nm=20).array[...])
+    moved = before != after
+    assert moved.any() and np.isin(before[moved], [a, b]).all() and (after[moved] == new).all()
