@@ -146,7 +146,7 @@ def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate
         ranker.predict_proba = phases.wrap("predict", ranker.predict_proba)
         ranker._refit = phases.wrap("refit", ranker._refit)
     if find is None:
-        cache = CandidateCache()
+        cache = CandidateCache(locate=False)  # as simulate() does: it shows nothing
         find = cache
     t0 = time.perf_counter()
     result = simulate(project, gt, strategy=strat, decisions=decisions, find=phases.wrap("search", find),

@@ -42,6 +42,7 @@ Run::
     .venv/bin/python benchmarks/bench_tasks.py                 # 256³, 30 tasks per row (~3-4 min)
     .venv/bin/python benchmarks/bench_tasks.py --think-s 3     # a slower (still fast) proofreader
     .venv/bin/python benchmarks/bench_tasks.py --quick         # 128³, 15 tasks per row
+    .venv/bin/python benchmarks/bench_tasks.py --project /tmp/bench-decisions/proj   # 250³, 3,000 segments
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def build_project(work: Path, size: int, cell: int, seed: int):
 
 
 def run_session(project, *, prefetch: bool, background: bool, tasks: int, think: float, seed: int,
-                clock: FakeClock) -> dict:
+                clock: FakeClock, gt="project") -> dict:
     from napari_connectome.tasks import TaskSession
 
     rng = np.random.default_rng(seed)
@@ -97,7 +98,7 @@ def run_session(project, *, prefetch: bool, background: bool, tasks: int, think:
     # gt="project", as the Micro-tasks panel opens it when the project has a ground truth: answer() then
     # records the live VI on each effort row, and that cost (~1 ms) belongs in key → view.
     with TaskSession.open(project, user="bench", strategy="active", clock=clock, prefetch=prefetch,
-                          learn_in_background=background, gt="project") as s:
+                          learn_in_background=background, gt=gt) as s:
         if s.next_task() is None:
             raise SystemExit("no candidates: nothing to benchmark")
         s.view()
@@ -141,6 +142,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="128³, 15 tasks per row")
     ap.add_argument("--dir", type=Path, default=None, help="where to write the project (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--project", type=Path, default=None,
+                    help="answer tasks on a copy of this project instead (e.g. /tmp/bench-decisions/proj, the "
+                         "250³ cube of 3,000 segments of bench_decisions.py)")
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.tasks = 128, 15
@@ -154,15 +158,29 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-tasks-", dir=args.dir))
     try:
         t0 = time.perf_counter()
-        project, rag, tree = build_project(work, args.size, args.cell, args.seed)
-        print(f"{args.size}³ voxels, {rag.n_nodes} supervoxels, {rag.n_edges} graph edges, "
-              f"{int(tree.n_segments_at(0.5))} segments at 0.5; built in {time.perf_counter() - t0:.1f} s; "
-              f"{args.tasks} tasks per row, answers 30 % yes / 50 % no / 20 % skip", flush=True)
+        gt = "project"
+        if args.project is not None:
+            from napari_connectome.graph import load_project_graph
+            from napari_connectome.project import open_project
+
+            shutil.copytree(args.project, work / "project")
+            project = open_project(work / "project")
+            rag, tree = load_project_graph(project, save=False)
+            threshold = float(project.manifest["agglomeration"]["threshold"])
+            gt = "project" if "groundtruth" in project.manifest.get("inputs", {}) else None
+            print(f"a copy of {args.project}: {rag.n_nodes} supervoxels, {rag.n_edges} graph edges, "
+                  f"{int(tree.n_segments_at(threshold))} segments at {threshold:.4f}; "
+                  f"{args.tasks} tasks per row, answers 30 % yes / 50 % no / 20 % skip", flush=True)
+        else:
+            project, rag, tree = build_project(work, args.size, args.cell, args.seed)
+            print(f"{args.size}³ voxels, {rag.n_nodes} supervoxels, {rag.n_edges} graph edges, "
+                  f"{int(tree.n_segments_at(0.5))} segments at 0.5; built in {time.perf_counter() - t0:.1f} s; "
+                  f"{args.tasks} tasks per row, answers 30 % yes / 50 % no / 20 % skip", flush=True)
         clock = FakeClock()
         results = {}
         for i, (name, opts) in enumerate(rows):
             t0 = time.perf_counter()
-            r = run_session(project, tasks=args.tasks, seed=args.seed + i, clock=clock, **opts)
+            r = run_session(project, tasks=args.tasks, seed=args.seed + i, clock=clock, gt=gt, **opts)
             r["wall_s"] = time.perf_counter() - t0
             results[f"{name}, think {opts['think']:g} s"] = r
             k, w = r["key_to_view_s"], r["waits_s"]

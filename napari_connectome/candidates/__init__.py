@@ -15,6 +15,7 @@ from napari_connectome.candidates.find import (
     SPLIT_FEATURES,
     CandidateCache,
     find_candidates,
+    locate_candidates,
     simple_score,
 )
 from napari_connectome.candidates.labels import (
@@ -37,6 +38,7 @@ __all__ = [
     "SPLIT_FEATURES",
     "Candidate",
     "CandidateCache",
+    "locate_candidates",
     "CandidateKind",
     "TrueError",
     "apply_candidate",

@@ -104,6 +104,7 @@ def find_candidates(
     only_segments=None,
     border_supervoxels: np.ndarray | None = None,
     locations: dict | None = None,
+    locate: bool = True,
 ) -> list[Candidate]:
     """Candidate false splits and false merges of the proofreader's segmentation now.
 
@@ -137,6 +138,10 @@ def find_candidates(
         A dict this call reads and fills: a candidate's location by the region-graph rows that place it
         (a contact or a cut: the same rows give the same face), valid while the supervoxels are
         unchanged (:class:`CandidateCache` keeps one).
+    locate
+        Place every candidate (its ``location_nm``: where a task shows it). False leaves contact and
+        cut candidates at NaN until :func:`locate_candidates` places the ones that are shown: finding
+        the faces is most of a search after an edit, and a simulated proofreader shows nothing.
 
     Returns
     -------
@@ -326,9 +331,26 @@ def find_candidates(
     if skeletons:
         _add_skeleton_features(pr, candidates, pair_index, skeletons, max_endpoint_distance_nm)
 
-    _locate(pr, candidates, row_cand, lv, locations)
+    if locate:
+        _locate(pr, candidates, row_cand, lv, locations)
+    else:
+        for rows, c in row_cand:
+            candidates[c]._rows = rows  # what locate_candidates needs (not a field: equality ignores it)
     candidates.sort(key=lambda c: c.kind != "false_split")
     return candidates
+
+
+def locate_candidates(proofreader, candidates: list[Candidate], *, locations: dict | None = None) -> None:
+    """Place the candidates a search with ``locate=False`` left unplaced, as that search would have.
+
+    ``locations``: the dict of that search (a :class:`CandidateCache`'s), read and filled.
+    """
+    todo = [c for c in candidates if np.isnan(c.location_nm[0])]
+    if not todo:
+        return
+    lv = proofreader.supervoxel_volume().levels[0]
+    row_cand = [(c._rows, i) for i, c in enumerate(todo) if getattr(c, "_rows", None) is not None]
+    _locate(proofreader, todo, row_cand, lv, locations)
 
 
 def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive):
@@ -404,6 +426,11 @@ class CandidateCache:
         self._candidates: list[Candidate] = []
         self._locations: dict = {}
         self.last_new = 0
+
+    def locate(self, proofreader, candidates: list[Candidate]) -> None:
+        """:func:`locate_candidates` with this cache's locations (for a cache made with ``locate=False``)."""
+        with self._lock:
+            locate_candidates(proofreader, candidates, locations=self._locations)
 
     def __call__(self, proofreader) -> list[Candidate]:
         with self._lock:

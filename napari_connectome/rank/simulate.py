@@ -161,10 +161,11 @@ def simulate(project, gt_uri, *, strategy, decisions: int, seed: int = 0, time_m
     find_options = dict(find_options or {})
     if find is None:
         # Candidates again after each accepted edit, for the segments it made only (CandidateCache):
-        # the cost of a decision follows the edit, not the volume.
+        # the cost of a decision follows the edit, not the volume. Not placed: nothing is shown here,
+        # and finding each candidate's face was most of a search after an edit.
         from napari_connectome.candidates import CandidateCache
 
-        cache = CandidateCache(**find_options)
+        cache = CandidateCache(**{"locate": False, **find_options})
         find_options = {}
 
         def find(pr):

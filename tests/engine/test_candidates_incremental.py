@@ -105,3 +105,31 @@ def test_a_search_an_edit_tore_is_returned_but_not_kept(tmp_path, monkeypatch):
         apply_candidate(pr, again[0], suggested_by="test")
         _same(cache(pr), find_candidates(pr))
         assert cache.last_new < len(again)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unplaced_candidates_are_placed_later_where_a_placing_search_puts_them(tmp_path, seed):
+    from napari_connectome.candidates import locate_candidates
+
+    project = make_demo_project(tmp_path / "demo", shape=(8, 32, 32), n_bodies=5, n_supervoxels=60, threshold=0.5,
+                                seed=seed)
+    rng = np.random.default_rng(seed)
+    with Proofreader.open(project, user="test") as pr:
+        lazy = CandidateCache(locate=False)
+        for _step in range(6):
+            found = lazy(pr)
+            placed = find_candidates(pr)
+            assert len(found) == len(placed) > 0
+            unplaced = [c for c in found if np.isnan(c.location_nm[0])]
+            assert unplaced  # contact and cut candidates wait to be placed
+            # Placed one by one (a task about to be shown), each where the full search put it.
+            for i in rng.permutation(len(found))[:5].tolist():
+                lazy.locate(pr, [found[i]])
+            lazy.locate(pr, found)
+            _same(found, placed)
+            c = found[int(rng.integers(len(found)))]
+            apply_candidate(pr, c, suggested_by="test")
+        # The function form, without a cache's locations.
+        fresh = find_candidates(pr, locate=False)
+        locate_candidates(pr, fresh)
+        _same(fresh, find_candidates(pr))
