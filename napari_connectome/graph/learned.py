@@ -7,7 +7,7 @@ our region adjacency graph:
   supervoxels), all recomputed after every merge from exact per-edge sums:
   face count, sum, min, max and a histogram of :data:`LEARN_BINS` bins of the
   boundary signal are *added* when two regions merge (the RAG's 256-bin
-  histograms folded to 64 bins, 256 bytes per edge). From them:
+  histograms folded to 64 bins, 512 bytes per edge). From them:
   :data:`FEATURE_NAMES` -- mean (exact), min, max (exact), quantiles
   q10..q90 and standard deviation (from the histogram), the fraction of faces
   above 0.5, log contact area and the log sizes of the smaller and larger
@@ -25,8 +25,11 @@ our region adjacency graph:
   classifier refitted after each epoch; :data:`EPOCHS` = 3 in all.
 * **Agglomeration** (:func:`agglomerate_learned`): merge the pair with the
   lowest P(boundary is real), recompute the features of every boundary of the
-  merged region, repeat until no two regions touch. Scores are the running
-  maximum of P so the :class:`~.MergeTree` is monotone: ``mapping_at(T)``
+  merged region, repeat until no two regions touch. The loop is the compiled
+  one of mean-boundary agglomeration
+  (:class:`~napari_connectome.graph.merge_loop.RescoredLoop`); only the
+  features and the classifier run in Python, once per merge. Scores are the
+  running maximum of P so the :class:`~.MergeTree` is monotone: ``mapping_at(T)``
   stops at the first merge whose P exceeds ``T``, exactly gala's
   ``agglomerate(T)``.
 
@@ -47,7 +50,6 @@ Protocol, fixed before any test figure was computed
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,9 +67,6 @@ FEATURE_NAMES = (
     "log_area", "log_size_min", "log_size_max",
 )
 _QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
-
-# Edge record fields (a list shared by both directions of the adjacency).
-_COUNT, _SUM, _MIN, _MAX, _HIST, _STAMP, _X = range(7)
 
 
 @dataclass
@@ -193,96 +192,72 @@ def _agglomerate(rag: RegionGraph, classifier: EdgeClassifier, bodies: list[dict
                  progress: Progress):
     """Merge by lowest P(boundary). With ``bodies``: gala's strict learning mode.
 
-    Returns the merges ``(a, b)`` in linkage numbering, their P, and (strict
-    mode) the features and labels of every proposed boundary.
+    The loop is the compiled one of mean-boundary agglomeration
+    (:class:`~napari_connectome.graph.merge_loop.RescoredLoop`): it pops the
+    lowest P, merges (adding the boundary statistics of the two regions
+    towards each common neighbour) and hands back the merged region's
+    boundaries, which are featurised and rescored here in one batch. The
+    merges, their order and P are those of a loop over Python dicts and a
+    heap of ``(P, stamp)`` (stamps in the order P were computed; ties
+    therefore go to the boundary scored first), the region with fewer
+    neighbours merged into the other. ``bodies`` is updated in place.
+
+    Returns the ``(K, 2)`` merges in linkage numbering, their ``(K,)`` P, and
+    (strict mode) the features and labels of every proposed boundary.
     """
+    from napari_connectome.graph.merge_loop import RescoredLoop
+
     n = rag.n_nodes
     count, total, vmin, vmax, hist = _edge_stats(rag)
     ends = rag.edge_endpoints()
-    sizes = rag.node_sizes.astype(np.float64).tolist()
-    adj: list[dict | None] = [{} for _ in range(n)]
-    stamp = 0
-    heap = []
-    x0 = flat_features(rag)
-    p0 = classifier.predict_boundary(x0)
-    for i, (a, b) in enumerate(ends.tolist()):
-        rec = [count[i], total[i], vmin[i], vmax[i], hist[i], stamp, x0[i]]
-        adj[a][b] = rec
-        adj[b][a] = rec
-        heap.append((float(p0[i]), stamp, a, b))
-        stamp += 1
-    heapq.heapify(heap)
-    main = [_main_body(c) for c in bodies] if bodies is not None else None
-    cluster = list(range(n))
-    merged: list[tuple[int, int]] = []
-    scores: list[float] = []
+    sizes = rag.node_sizes.astype(np.float64)
+    x_edge = flat_features(rag)  # strict mode: the features each boundary was last scored on
+    p0 = classifier.predict_boundary(x_edge)
+    main = None
+    codes: dict[int, int] = {}
+    if bodies is not None:
+        def code(counts):
+            body = _main_body(counts)
+            return -1 if body is None else codes.setdefault(body, len(codes))
+
+        main = np.array([code(c) for c in bodies], np.int64)
+    loop = RescoredLoop(ends[:, 0], ends[:, 1], count, total, vmin, vmax, hist, p0, n, main=main)
+    del count, total, vmin, vmax, hist
+    push_e, push_p = np.empty(0, np.int64), np.empty(0, np.float64)
     xs: list[np.ndarray] = []
-    ys: list[int] = []
+    ys: list[np.ndarray] = []
     progress.start(max(n - 1, 1), "learned agglomeration")
     try:
-        while heap:
-            s, st, a, b = heapq.heappop(heap)
-            adj_a, adj_b = adj[a], adj[b]
-            if adj_a is None or adj_b is None:
-                continue
-            rec = adj_a.get(b)
-            if rec is None or rec[_STAMP] != st:
-                continue  # stale: the boundary was rescored since
-            if bodies is not None:
-                ma, mb = main[a], main[b]
-                if ma is not None and mb is not None:
-                    xs.append(rec[_X])
-                    ys.append(int(ma != mb))
-                    if ma != mb:
-                        # Strict mode: a wrong proposal is an example, not a
-                        # merge; the boundary comes back rescored once either
-                        # side changes.
-                        continue
-            if len(adj_a) < len(adj_b):
-                a, b, adj_a, adj_b = b, a, adj_b, adj_a
-            merged.append((cluster[a], cluster[b]))
-            scores.append(s)
-            cluster[a] = n + len(scores) - 1
+        while True:
+            # Strict mode: a wrong proposal is an example, not a merge; the
+            # boundary comes back rescored once either side changes.
+            a, b, edges, nbrs, examples, labels = loop.step(push_e, push_p)
+            if examples.size:
+                xs.append(x_edge[examples])
+                ys.append(labels)
+            if a < 0:
+                break
             sizes[a] += sizes[b]
             if bodies is not None:
                 for g, c in bodies[b].items():
                     bodies[a][g] = bodies[a].get(g, 0) + c
-                main[a] = _main_body(bodies[a])
-            del adj_a[b]
-            del adj_b[a]
-            for c, eb in adj_b.items():
-                adj_c = adj[c]
-                del adj_c[b]
-                ea = adj_a.get(c)
-                if ea is None:
-                    adj_a[c] = eb
-                    adj_c[a] = eb
-                    continue
-                ea[_COUNT] += eb[_COUNT]
-                ea[_SUM] += eb[_SUM]
-                ea[_MIN] = min(ea[_MIN], eb[_MIN])
-                ea[_MAX] = max(ea[_MAX], eb[_MAX])
-                ea[_HIST] = ea[_HIST] + eb[_HIST]
-            adj[b] = None
+                main[a] = code(bodies[a])
             # The merged region's size changed, so every one of its boundaries
             # has new features: rescore them all in one batch.
-            nbrs = list(adj_a)
-            if nbrs:
-                recs = [adj_a[c] for c in nbrs]
-                x = _features([r[_COUNT] for r in recs], [r[_SUM] for r in recs], [r[_MIN] for r in recs],
-                              [r[_MAX] for r in recs], np.stack([r[_HIST] for r in recs]),
-                              [sizes[a]] * len(nbrs), [sizes[c] for c in nbrs])
-                p = classifier.predict_boundary(x)
-                for c, r, xi, pi in zip(nbrs, recs, x, p.tolist(), strict=True):
-                    r[_STAMP] = stamp
-                    r[_X] = xi
-                    heapq.heappush(heap, (pi, stamp, a, c))
-                    stamp += 1
+            push_e, push_p = edges, np.empty(0, np.float64)
+            if edges.size:
+                x = _features(loop.count[edges], loop.total[edges], loop.vmin[edges], loop.vmax[edges],
+                              loop.hist[edges], np.full(edges.size, sizes[a]), sizes[nbrs])
+                push_p = classifier.predict_boundary(x)
+                if bodies is not None:
+                    x_edge[edges] = x
             progress.advance(1)
     finally:
         progress.close()
-    x_out = np.asarray(xs, np.float64).reshape(-1, len(FEATURE_NAMES))
-    return merged, scores, x_out, np.asarray(ys, np.int64)
+    merges, scores = loop.merges()
+    x_out = np.concatenate(xs) if xs else np.empty((0, len(FEATURE_NAMES)), np.float64)
+    y_out = np.concatenate(ys) if ys else np.empty(0, np.int64)
+    return merges, scores, x_out, y_out
 
 
 def agglomerate_learned(rag: RegionGraph, classifier: EdgeClassifier, *,
@@ -305,9 +280,8 @@ def agglomerate_learned(rag: RegionGraph, classifier: EdgeClassifier, *,
         ``mapping_at(0.5)`` is every merge made before the first one with
         P > 0.5 (gala's ``agglomerate(0.5)``).
     """
-    merged, scores, _, _ = _agglomerate(rag, classifier, None, progress or NullProgress())
-    merges = np.asarray(merged, np.int64).reshape(-1, 2)
-    monotone = np.maximum.accumulate(np.asarray(scores, np.float64)) if scores else np.empty(0, np.float64)
+    merges, scores, _, _ = _agglomerate(rag, classifier, None, progress or NullProgress())
+    monotone = np.maximum.accumulate(scores) if scores.size else scores
     return MergeTree(node_ids=rag.node_ids.copy(), merges=merges, scores=monotone,
                      edges=rag.edges.copy(), feature="learned")
 

@@ -1,13 +1,21 @@
 """The merge loop of hierarchical agglomeration, compiled (numba): weakest boundary first, every merge kept.
 
-One loop for every agglomeration of the suite: boundaries are taken in order
-of ``(score, tie key)``; merging two regions adds their boundaries' weighted
-sums and areas towards each common neighbour (so a boundary's score is the
-area-weighted mean of its RAG edges' values, waterz's and gala's "mean
-affinity") and keeps the smaller tie key. The merges are exactly those of
-the reference heap loop over Python dicts
-(:func:`napari_connectome.graph.agglomerate._heap_merge`, kept for tests):
-same pairs, same scores, in the same order.
+One loop for every agglomeration of the suite, one merge step (:func:`_merge`)
+shared by all:
+
+* :func:`merge_all` (mean boundary, :func:`~napari_connectome.graph.agglomerate.agglomerate`,
+  and the candidate finder's re-agglomeration): a fully compiled loop.
+  Boundaries are taken in order of ``(score, tie key)``; merging two regions
+  adds their boundaries' weighted sums and areas towards each common
+  neighbour (so a boundary's score is the area-weighted mean of its RAG
+  edges' values, waterz's and gala's "mean affinity") and keeps the smaller
+  tie key. The merges are exactly those of the reference heap loop over
+  Python dicts (:func:`napari_connectome.graph.agglomerate._heap_merge`, kept
+  for tests): same pairs, same scores, in the same order.
+* :class:`RescoredLoop` (learned agglomeration): the same state driven one
+  merge at a time from Python, which rescores the merged region's
+  boundaries (a classifier's P) after each merge; the merge also combines
+  the boundaries' min, max and histogram rows.
 
 Data structures, all flat arrays (no Python objects, so ~100 bytes per edge
 and no garbage collector):
@@ -132,8 +140,14 @@ def _rehash(keys, vals, eu, ev, alive, n):
 
 
 @njit(cache=True)
-def _setup(eu, ev, ws, ar, et, nxt, head, tail, length, keys, vals, hs, ht, he, n):
-    """Lists, hash table and heap of a fresh graph; returns (heap size, used table slots)."""
+def _setup(g, hp, score0, n, learned):
+    """Lists, hash table and heap of a fresh graph; returns (heap size, used table slots).
+
+    Mean boundary: each edge enters the heap with ``(wsum / area, tie)``. Learned: with
+    ``(score0[e], et[e])``, ``et`` holding each edge's stamp.
+    """
+    eu, ev, ws, ar, et, alive, nxt, head, tail, length, keys, vals = g
+    hs, ht, he = hp
     cap = np.int64(keys.shape[0])
     size = 0
     for e in range(eu.shape[0]):
@@ -149,16 +163,101 @@ def _setup(eu, ev, ws, ar, et, nxt, head, tail, length, keys, vals, hs, ht, he, 
         a, b = eu[e], ev[e]
         lo, hi = (a, b) if a < b else (b, a)
         _insert(keys, vals, lo * n + hi, e, cap)
-        size = _heap_push(hs, ht, he, size, ws[e] / ar[e], et[e], e)
+        s = score0[e] if learned else ws[e] / ar[e]
+        size = _heap_push(hs, ht, he, size, s, et[e], e)
     return size, eu.shape[0]
 
 
-@njit(cache=True)
-def _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals, hs, ht, he, state,
-         merged_a, merged_b, scores, n, burst):
-    """At most ``burst`` merges; ``state`` = [heap size, used table slots, merges so far]. Returns merges made."""
-    size, used, k = state[0], state[1], state[2]
+@njit(cache=True, inline="always")
+def _merge(g, hp, ext, state, size, used, a, b, e, n, learned):
+    """Merge region ``b`` into ``a`` (``e``: the edge between them): the one merge step of every loop.
+
+    Each live boundary of ``b`` is either combined with ``a``'s boundary to the same neighbour
+    (payloads added: weighted sum and area; mean boundary: the smaller tie key, and the combined edge
+    is pushed with its new score; learned: min, max and histogram rows too) or renamed to end at
+    ``a``. ``b``'s incidence list is appended to ``a``'s. Learned only: live degrees (``deg``) and
+    each incidence slot's insertion stamp (``seq``: the order a region's neighbours were added, what
+    a Python dict of neighbours would iterate in) are kept up to date.
+    """
+    eu, ev, ws, ar, et, alive, nxt, head, tail, length, keys, vals = g
+    hs, ht, he = hp
+    vmin, vmax, hist, seq, deg, moved, flip = ext
     cap = np.int64(keys.shape[0])
+    alive[e] = False
+    lo, hi = (a, b) if a < b else (b, a)
+    keys[_find(keys, lo * n + hi, cap)] = TOMB
+    n_moved = 0
+    if learned:
+        deg[a] -= 1
+    slot = head[b]
+    while slot != -1:
+        e2 = slot >> 1
+        side = slot & 1
+        following = nxt[slot]
+        if alive[e2]:
+            c = ev[e2] if side == 0 else eu[e2]
+            lo, hi = (b, c) if b < c else (c, b)
+            keys[_find(keys, lo * n + hi, cap)] = TOMB
+            lo, hi = (a, c) if a < c else (c, a)
+            i = _find(keys, lo * n + hi, cap)
+            if i >= 0:
+                ea = vals[i]
+                ws[ea] += ws[e2]
+                ar[ea] += ar[e2]
+                alive[e2] = False
+                if learned:
+                    if vmin[e2] < vmin[ea]:
+                        vmin[ea] = vmin[e2]
+                    if vmax[e2] > vmax[ea]:
+                        vmax[ea] = vmax[e2]
+                    for j in range(hist.shape[1]):
+                        hist[ea, j] += hist[e2, j]
+                    deg[c] -= 1
+                else:
+                    if et[e2] < et[ea]:
+                        et[ea] = et[e2]
+                    size = _heap_push(hs, ht, he, size, ws[ea] / ar[ea], et[ea], ea)
+            else:
+                if side == 0:
+                    eu[e2] = a
+                else:
+                    ev[e2] = a
+                if _insert(keys, vals, lo * n + hi, e2, cap):
+                    used += 1
+                    if used * 4 > keys.shape[0] * 3:  # 75 % full with tombstones: rebuild
+                        used = _rehash(keys, vals, eu, ev, alive, n)
+                if learned:
+                    moved[n_moved] = slot
+                    n_moved += 1
+                    deg[a] += 1
+        slot = following
+    if head[b] != -1:
+        if head[a] == -1:
+            head[a] = head[b]
+        else:
+            nxt[tail[a]] = head[b]
+        tail[a] = tail[b]
+        length[a] += length[b]
+        head[b] = -1
+        length[b] = 0
+    if learned:
+        deg[b] = 0
+        # b's neighbours join a's in b's order (after a's own); each is a's newest at its neighbour's
+        order = np.argsort(seq[moved[:n_moved]], kind="mergesort")
+        for j in range(n_moved):
+            s2 = moved[order[j]]
+            seq[s2] = state[3]
+            seq[s2 ^ 1] = state[3] + 1
+            state[3] += 2
+    return size, used
+
+
+@njit(cache=True)
+def _run(g, hp, ext, state, cluster, merged_a, merged_b, scores, n, burst):
+    """At most ``burst`` merges; ``state`` = [heap size, used table slots, merges so far, -]. Returns merges made."""
+    eu, ev, ws, ar, et, alive, nxt, head, tail, length, keys, vals = g
+    hs, ht, he = hp
+    size, used, k = state[0], state[1], state[2]
     made = 0
     while size > 0 and made < burst:
         s, e = hs[0], he[0]
@@ -174,49 +273,44 @@ def _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals
         cluster[a] = n + k
         k += 1
         made += 1
-        alive[e] = False
-        lo, hi = (a, b) if a < b else (b, a)
-        keys[_find(keys, lo * n + hi, cap)] = TOMB
-        slot = head[b]
-        while slot != -1:
-            e2 = slot >> 1
-            side = slot & 1
-            following = nxt[slot]
-            if alive[e2]:
-                c = ev[e2] if side == 0 else eu[e2]
-                lo, hi = (b, c) if b < c else (c, b)
-                keys[_find(keys, lo * n + hi, cap)] = TOMB
-                lo, hi = (a, c) if a < c else (c, a)
-                i = _find(keys, lo * n + hi, cap)
-                if i >= 0:
-                    ea = vals[i]
-                    ws[ea] += ws[e2]
-                    ar[ea] += ar[e2]
-                    if et[e2] < et[ea]:
-                        et[ea] = et[e2]
-                    alive[e2] = False
-                    size = _heap_push(hs, ht, he, size, ws[ea] / ar[ea], et[ea], ea)
-                else:
-                    if side == 0:
-                        eu[e2] = a
-                    else:
-                        ev[e2] = a
-                    if _insert(keys, vals, lo * n + hi, e2, cap):
-                        used += 1
-                        if used * 4 > keys.shape[0] * 3:  # 75 % full with tombstones: rebuild
-                            used = _rehash(keys, vals, eu, ev, alive, n)
-            slot = following
-        if head[b] != -1:
-            if head[a] == -1:
-                head[a] = head[b]
-            else:
-                nxt[tail[a]] = head[b]
-            tail[a] = tail[b]
-            length[a] += length[b]
-            head[b] = -1
-            length[b] = 0
+        size, used = _merge(g, hp, ext, state, size, used, a, b, e, n, False)
     state[0], state[1], state[2] = size, used, k
     return made
+
+
+def _index_type(n_edges: int, n: int):
+    return np.int32 if max(2 * n_edges + 1, n) < 2**31 else np.int64
+
+
+def _loop_arrays(u, v, wsum, area, tie, n, consume, heap_tie_type):
+    """The graph and heap tuples of a fresh loop (lists, table and heap still empty)."""
+    n_edges = int(len(u))
+    index = _index_type(n_edges, n)
+    eu = np.asarray(u).astype(index, copy=not consume)
+    ev = np.asarray(v).astype(index, copy=not consume)
+    ws = np.asarray(wsum).astype(np.float64, copy=not consume)
+    ar = np.asarray(area).astype(np.float64, copy=not consume)
+    et = np.asarray(tie).astype(heap_tie_type, copy=not consume)
+    alive = np.ones(n_edges, dtype=np.bool_)
+    nxt = np.full(2 * n_edges, -1, dtype=index)
+    head = np.full(n, -1, dtype=index)
+    tail = np.full(n, -1, dtype=index)
+    length = np.zeros(n, dtype=index)
+    # 1.6 slots an edge: 62 % full at the start; edges only die, so a rebuild (tombstones gone) stays below
+    cap = int(1.6 * n_edges) + 64
+    keys = np.full(cap, EMPTY, dtype=np.int64)
+    vals = np.zeros(cap, dtype=index)
+    heap_cap = 2 * n_edges + 1
+    hs = np.empty(heap_cap, dtype=np.float64)
+    ht = np.empty(heap_cap, dtype=heap_tie_type)
+    he = np.empty(heap_cap, dtype=index)
+    return (eu, ev, ws, ar, et, alive, nxt, head, tail, length, keys, vals), (hs, ht, he)
+
+
+def _no_stats(index):
+    """The learned-only arrays, empty (mean boundary)."""
+    return (np.empty(0, np.float64), np.empty(0, np.float64), np.empty((0, 0), np.int64), np.empty(0, np.int64),
+            np.empty(0, index), np.empty(0, index), np.empty(0, np.bool_))
 
 
 def merge_all(u: np.ndarray, v: np.ndarray, wsum: np.ndarray, area: np.ndarray, tie: np.ndarray, n: int, *,
@@ -248,40 +342,204 @@ def merge_all(u: np.ndarray, v: np.ndarray, wsum: np.ndarray, area: np.ndarray, 
     """
     n_edges = int(len(u))
     # int32 indices and uint32 tie keys where they fit: the loop's memory is mostly per edge.
-    index = np.int32 if max(2 * n_edges + 1, n) < 2**31 else np.int64
     tie = np.asarray(tie)
     tie_type = np.uint32 if n_edges == 0 or int(tie.max()) < 2**32 else np.uint64
-    eu = np.asarray(u).astype(index, copy=not consume)
-    ev = np.asarray(v).astype(index, copy=not consume)
-    ws = np.asarray(wsum).astype(np.float64, copy=not consume)
-    ar = np.asarray(area).astype(np.float64, copy=not consume)
-    et = tie.astype(tie_type, copy=not consume)
-    alive = np.ones(n_edges, dtype=np.bool_)
-    nxt = np.full(2 * n_edges, -1, dtype=index)
-    head = np.full(n, -1, dtype=index)
-    tail = np.full(n, -1, dtype=index)
-    length = np.zeros(n, dtype=index)
+    g, hp = _loop_arrays(u, v, wsum, area, tie, n, consume, tie_type)
+    ext = _no_stats(g[0].dtype)
     cluster = np.arange(n, dtype=np.int64)
-    # 1.6 slots an edge: 62 % full at the start; edges only die, so a rebuild (tombstones gone) stays below
-    cap = int(1.6 * n_edges) + 64
-    keys = np.full(cap, EMPTY, dtype=np.int64)
-    vals = np.zeros(cap, dtype=index)
-    heap_cap = 2 * n_edges + 1
-    hs = np.empty(heap_cap, dtype=np.float64)
-    ht = np.empty(heap_cap, dtype=tie_type)
-    he = np.empty(heap_cap, dtype=index)
-    size, used = _setup(eu, ev, ws, ar, et, nxt, head, tail, length, keys, vals, hs, ht, he, np.int64(n))
-    state = np.array([size, used, 0], dtype=np.int64)
+    size, used = _setup(g, hp, np.empty(0, np.float64), np.int64(n), False)
+    state = np.array([size, used, 0, 0], dtype=np.int64)
     most = max(n - 1, 0)
     merged_a = np.empty(most, dtype=np.int64)
     merged_b = np.empty(most, dtype=np.int64)
     scores = np.empty(most, dtype=np.float64)
     while True:
-        made = _run(eu, ev, ws, ar, et, alive, nxt, head, tail, length, cluster, keys, vals, hs, ht, he, state,
-                    merged_a, merged_b, scores, np.int64(n), np.int64(burst))
+        made = _run(g, hp, ext, state, cluster, merged_a, merged_b, scores, np.int64(n), np.int64(burst))
         if on_burst is not None:
             on_burst(int(state[2]))
         if made < burst:
             break
     k = int(state[2])
     return np.stack([merged_a[:k], merged_b[:k]], axis=1), scores[:k].copy()
+
+
+# ---------------------------------------------------------------- driven from Python: rescored boundaries
+@njit(cache=True)
+def _compact_heap(hs, ht, he, size, alive, et):
+    """Drop the stale entries (dead edge, or a stamp the edge no longer carries) and rebuild the heap.
+
+    Entries are ordered by distinct ``(score, stamp)`` keys, so the order of the pops does not depend on
+    the heap's layout.
+    """
+    j = 0
+    for i in range(size):
+        e = he[i]
+        if alive[e] and et[e] == ht[i]:
+            hs[j], ht[j], he[j] = hs[i], ht[i], e
+            j += 1
+    for i in range(j):
+        _heap_push(hs, ht, he, i, hs[i], ht[i], he[i])
+    return j
+
+
+@njit(cache=True)
+def _rescored_step(g, hp, ext, state, cluster, main, push_e, push_p, ex_e, ex_y, out_e, out_c,
+                   merged_a, merged_b, scores, n):
+    """Push the new scores of ``push_e``, then pop to the next live proposal and make it.
+
+    ``state`` = [heap size, used table slots, merges so far, next insertion stamp, next score stamp].
+    Strict mode (``main`` not empty: each region's ground-truth body, -1 for none): a proposal between
+    two regions with bodies is an example (``ex_e``, ``ex_y`` = bodies differ) and, when they differ,
+    is not made. The region with fewer live neighbours is merged into the other (ties: into the
+    proposal's first region). Returns ``(a, b, m, n_examples)``: ``b`` merged into ``a`` (``a = -1``:
+    no proposal left) and ``a``'s ``m`` live boundaries in ``out_e`` with their far ends in ``out_c``,
+    in the order their neighbours were added to ``a``.
+    """
+    eu, ev, ws, ar, et, alive, nxt, head, tail, length, keys, vals = g
+    hs, ht, he = hp
+    vmin, vmax, hist, seq, deg, moved, flip = ext
+    size = state[0]
+    for j in range(push_e.shape[0]):  # new stamps first: these edges' older entries go stale
+        et[push_e[j]] = state[4]
+        state[4] += 1
+    if size + push_e.shape[0] > hs.shape[0]:
+        size = _compact_heap(hs, ht, he, size, alive, et)
+    for j in range(push_e.shape[0]):
+        e = push_e[j]
+        size = _heap_push(hs, ht, he, size, push_p[j], et[e], e)
+    n_ex = 0
+    while size > 0:
+        s, t, e = hs[0], ht[0], he[0]
+        size = _heap_pop(hs, ht, he, size)
+        if not alive[e] or et[e] != t:
+            continue
+        a, b = (ev[e], eu[e]) if flip[e] else (eu[e], ev[e])
+        if main.shape[0] > 0:
+            ma, mb = main[a], main[b]
+            if ma >= 0 and mb >= 0:
+                ex_e[n_ex] = e
+                ex_y[n_ex] = 1 if ma != mb else 0
+                n_ex += 1
+                if ma != mb:
+                    continue
+        if deg[a] < deg[b]:
+            a, b = b, a
+        k = state[2]
+        merged_a[k] = cluster[a]
+        merged_b[k] = cluster[b]
+        scores[k] = s
+        cluster[a] = n + k
+        state[2] = k + 1
+        size, used = _merge(g, hp, ext, state, size, state[1], a, b, e, n, True)
+        state[0], state[1] = size, used
+        # a's live boundaries; its list keeps only them (walks stay proportional to its degree)
+        m = 0
+        last = -1
+        slot = head[a]
+        while slot != -1:
+            following = nxt[slot]
+            if alive[slot >> 1]:
+                moved[m] = slot
+                m += 1
+                if last == -1:
+                    head[a] = slot
+                else:
+                    nxt[last] = slot
+                last = slot
+            slot = following
+        if last == -1:
+            head[a] = -1
+            tail[a] = -1
+        else:
+            nxt[last] = -1
+            tail[a] = last
+        length[a] = m
+        order = np.argsort(seq[moved[:m]])
+        for j in range(m):
+            slot = moved[order[j]]
+            e2 = slot >> 1
+            out_e[j] = e2
+            out_c[j] = ev[e2] if (slot & 1) == 0 else eu[e2]
+            flip[e2] = (slot & 1) == 1  # its next proposal names a first
+        return a, b, m, n_ex
+    state[0] = size
+    return -1, -1, 0, n_ex
+
+
+class RescoredLoop:
+    """The merge loop driven one merge at a time, each boundary of the merged region rescored from Python.
+
+    Learned agglomeration (:mod:`napari_connectome.graph.learned`): a boundary's score is a classifier's
+    output on features of its statistics, so it cannot be computed inside the loop. The graph, hash
+    table, incidence lists and heap are :func:`merge_all`'s, and so is the merge itself
+    (:func:`_merge`); per edge it also keeps the boundary's ``count`` (area), ``total`` (sum), ``vmin``,
+    ``vmax`` and histogram row ``hist``, combined (added, min, max) when two boundaries meet. The order
+    is that of a Python loop over ``dict`` neighbour lists and ``heapq`` of ``(score, stamp)``: stamps
+    are given in the order scores are pushed, a merged region's neighbours are listed in the order
+    they were added (its own first, then the absorbed region's), the region with fewer neighbours is
+    absorbed.
+
+    Parameters
+    ----------
+    u, v
+        ``(E,)`` end regions of each edge, one edge per pair; the first proposal of edge ``e`` names
+        ``u[e]`` first.
+    count, total, vmin, vmax, hist
+        ``(E,)`` the boundary statistics, ``hist`` ``(E, B)`` integers.
+    score
+        ``(E,)`` the edges' first scores (stamps ``0 .. E-1``).
+    n
+        Number of regions.
+    main
+        Strict mode: ``(n,)`` int64 ground-truth body of each region (-1: none); the caller updates the
+        merged region's entry after each merge (the array is read by every :meth:`step`).
+    """
+
+    def __init__(self, u, v, count, total, vmin, vmax, hist, score, n: int, *, main: np.ndarray | None = None):
+        n_edges = int(len(u))
+        self.n = n
+        self.g, self.hp = _loop_arrays(u, v, total, count, np.arange(n_edges), n, False, np.int64)
+        index = self.g[0].dtype
+        u, v = self.g[0], self.g[1]
+        deg = (np.bincount(u, minlength=n) + np.bincount(v, minlength=n)).astype(index)
+        hist = np.array(hist, dtype=np.int64, copy=True, ndmin=2)
+        self.ext = (np.array(vmin, dtype=np.float64, copy=True), np.array(vmax, dtype=np.float64, copy=True), hist,
+                    np.arange(2 * n_edges, dtype=np.int64), deg, np.empty(max(n_edges, 1), index),
+                    np.zeros(n_edges, np.bool_))
+        size, used = _setup(self.g, self.hp, np.asarray(score, dtype=np.float64), np.int64(n), True)
+        self.state = np.array([size, used, 0, 2 * n_edges, n_edges], dtype=np.int64)
+        self.main = np.empty(0, np.int64) if main is None else main
+        self.cluster = np.arange(n, dtype=np.int64)
+        most = max(n - 1, 0)
+        self._merged = (np.empty(most, np.int64), np.empty(most, np.int64), np.empty(most, np.float64))
+        self._buf = (np.empty(max(n_edges, 1), np.int64), np.empty(max(n_edges, 1), np.int64),
+                     np.empty(max(n_edges, 1), np.int64), np.empty(max(n_edges, 1), np.int64))
+
+    # the boundary statistics, per edge (read them for the edges a step returns)
+    count = property(lambda self: self.g[3])
+    total = property(lambda self: self.g[2])
+    vmin = property(lambda self: self.ext[0])
+    vmax = property(lambda self: self.ext[1])
+    hist = property(lambda self: self.ext[2])
+
+    def step(self, push_edges: np.ndarray, push_scores: np.ndarray):
+        """Give ``push_edges`` their new scores, then make the next merge.
+
+        Returns
+        -------
+        a, b, edges, neighbours, examples, labels
+            Region ``b`` was merged into ``a`` (``a = -1``: no proposal is left); ``edges`` are ``a``'s
+            live boundaries now (to rescore, in this order) and ``neighbours`` their far ends; strict
+            mode: the edges proposed (and refused when ``labels`` is 1) on the way, else empty.
+        """
+        ex_e, ex_y, out_e, out_c = self._buf
+        a, b, m, k = _rescored_step(self.g, self.hp, self.ext, self.state, self.cluster, self.main,
+                                    np.asarray(push_edges, np.int64), np.asarray(push_scores, np.float64),
+                                    ex_e, ex_y, out_e, out_c, *self._merged, np.int64(self.n))
+        return int(a), int(b), out_e[:m].copy(), out_c[:m].copy(), ex_e[:k].copy(), ex_y[:k].copy()
+
+    def merges(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(K, 2)`` tree ids merged so far (merge ``k`` makes ``n + k``) and their ``(K,)`` scores."""
+        k = int(self.state[2])
+        merged_a, merged_b, scores = self._merged
+        return np.stack([merged_a[:k], merged_b[:k]], axis=1), scores[:k].copy()
