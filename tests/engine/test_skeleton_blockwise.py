@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import test_skeleton
 
 from napari_connectome.errors import InputError
 from napari_connectome.skeleton import DEFAULT_TEASAR, SkeletonStore
 from napari_connectome.skeleton.blockwise import coarse_level, count_blocks, skeletonize_volume
+
+demo = test_skeleton.demo  # the fixture: a 20 × 64 × 64 demo project and its proofreader
+_same = test_skeleton._same
 
 
 def _tube_labels(shape=(24, 40, 160), r_vox=4.0, axis_y=20, axis_z=12):
@@ -121,22 +125,6 @@ def test_bad_settings_are_one_line(tmp_path):
 
 
 # ------------------------------------------------------------ the store, blockwise
-@pytest.fixture
-def demo(tmp_path):
-    from napari_connectome.proofread import Proofreader
-    from napari_connectome.proofread.demo import make_demo_project
-
-    project = make_demo_project(tmp_path / "p", shape=(20, 64, 64), n_bodies=6, n_supervoxels=80,
-                                voxel_size=(20.0, 10.0, 10.0))
-    pr = Proofreader.open(project, user="test")
-    yield project, pr
-    pr.close()
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
-
-
 def test_blockwise_store_follows_merge_split_undo_and_equals_a_rebuild(demo):
     project, pr = demo
     settings = {"block_voxels": 24, "max_voxel_nm": 20.0}
