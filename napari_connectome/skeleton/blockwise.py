@@ -119,6 +119,44 @@ def mapped_mode_level(supervoxels, mapping, *, max_voxel_nm: float = DEFAULT_MAX
                                                       labels[order].astype(np.uint64)))
 
 
+class _MappedChunk:
+    """One chunk of a level's supervoxels mapped to segments (a class, so it pickles to Dask workers)."""
+
+    def __init__(self, level, mapping) -> None:
+        self.level, self.mapping = level, mapping
+
+    def __call__(self, index: tuple[int, ...]) -> np.ndarray:
+        chunks = self.level.array.chunks
+        key = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, self.level.shape, strict=True))
+        ids, labels = self.mapping
+        sv = np.asarray(self.level.array[key])
+        pos = np.minimum(np.searchsorted(ids, sv), max(len(ids) - 1, 0))
+        known = ids[pos] == sv if len(ids) else np.zeros(sv.shape, bool)
+        return np.where(known, labels[pos] if len(ids) else sv, sv).astype(np.uint64)
+
+
+def portable_labels(supervoxels, mapping):
+    """Segment labels that pickle: every level of ``supervoxels`` mapped through ``mapping`` chunk by chunk.
+
+    What a proofreader's labels volume reads when no split inside a
+    supervoxel is in force, made of parts a Dask worker can receive (the
+    proofreader's own reader holds locks and open files).
+    """
+    from napari_connectome.volume.cache import ChunkCache
+    from napari_connectome.volume.lazy import ChunkedArray
+    from napari_connectome.volume.model import Level, MultiscaleVolume
+
+    ids, labels = (np.asarray(a) for a in mapping)
+    order = np.argsort(ids)
+    table = (ids[order].astype(np.uint64), labels[order].astype(np.uint64))
+    levels = [Level(ChunkedArray(_MappedChunk(lv, table), shape=lv.shape, dtype=np.uint64, chunks=lv.array.chunks,
+                                 source=f"{lv.array.source} (segments)", cache=ChunkCache(0)),
+                    lv.voxel_size, lv.offset, lv.axes)
+              for lv in supervoxels.levels]
+    return MultiscaleVolume(levels=levels, kind="labels", source=supervoxels.source, format="mapped",
+                            name="segments")
+
+
 def _mode_level(base, factors: tuple[int, ...], mapping=None):
     """A lazy level of ``base`` downsampled by ``factors`` (mode of each window, as pyramids of labels are)."""
     from napari_connectome.volume.cache import ChunkCache

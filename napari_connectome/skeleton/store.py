@@ -120,18 +120,32 @@ def _supervoxel_boxes_blockwise(level, *, block_voxels=DEFAULT_BLOCK_VOXELS) -> 
     return _fold_boxes(np.concatenate(ids), np.concatenate(boxes))
 
 
-def _coarse_of(proofreader, settings: dict):
+def _labels_for(proofreader, scheduler):
+    """The labels volume the blocks read: the proofreader's, or one that pickles for Dask workers."""
+    if scheduler in ("threads", "synchronous"):
+        return proofreader.labels_volume()
+    if proofreader._reader.overlay.active:  # noqa: SLF001 (splits inside supervoxels in force)
+        raise InputError("scheduler", "this project has splits inside supervoxels, which Dask workers cannot "
+                                      "read yet; skeletonize on threads")
+    from napari_connectome.skeleton.blockwise import portable_labels
+
+    return portable_labels(proofreader.project.open_input("supervoxels"), proofreader.mapping())
+
+
+def _coarse_of(proofreader, settings: dict, labels=None):
     """The coarse level a blockwise store traces large segments at (see the module notes).
 
     The labels' own pyramid level when it has one fine enough; else the
     mode of the supervoxels' windows, mapped to segments now — not the mode
     of the segment labels, which an edit would change around its neighbours.
     """
-    labels = proofreader.labels_volume()
+    labels = proofreader.labels_volume() if labels is None else labels
     found = coarse_level(labels, max_voxel_nm=settings["max_voxel_nm"])
     if found is None or any(found is lv for lv in labels.levels):
         return found
-    return mapped_mode_level(proofreader.supervoxel_volume().levels[0], proofreader.mapping(),
+    portable = labels is not None and labels.format == "mapped"  # for Dask workers: the input, unedited
+    sv = (proofreader.project.open_input("supervoxels") if portable else proofreader.supervoxel_volume()).levels[0]
+    return mapped_mode_level(sv, proofreader.mapping(),
                              max_voxel_nm=settings["max_voxel_nm"])
 
 
@@ -259,9 +273,10 @@ class SkeletonStore:
             method = "whole" if int(np.prod(sv_level.shape)) <= WHOLE_MAX_VOXELS else "blockwise"
         settings = _blockwise_params(blockwise) if method == "blockwise" else None
         progress = progress or NullProgress()
-        coarse = None if settings is None else _coarse_of(proofreader, settings)
+        labels = None if settings is None else _labels_for(proofreader, scheduler)
+        coarse = None if settings is None else _coarse_of(proofreader, settings, labels)
         progress.start(3 if settings is None else 2 + count_blocks(
-            proofreader.labels_volume(), max_voxel_nm=settings["max_voxel_nm"],
+            labels, max_voxel_nm=settings["max_voxel_nm"],
             block_voxels=settings["block_voxels"], coarse=coarse), "skeletons")
         rec = Recorder("skeletons", parameters={"teasar": teasar, "dust_voxels": dust_voxels, "method": method,
                                                 "blockwise": settings},
@@ -287,7 +302,7 @@ class SkeletonStore:
                 sv_ids, sv_boxes = _supervoxel_boxes_blockwise(sv_level, block_voxels=settings["block_voxels"])
                 progress.advance()
                 skeletons, _levels = skeletonize_volume(
-                    proofreader.labels_volume(), teasar=teasar, dust_voxels=dust_voxels, coarse=coarse,
+                    labels, teasar=teasar, dust_voxels=dust_voxels, coarse=coarse,
                     scheduler=scheduler, workers=workers, progress=PartOf(progress), cancel=cancel,
                     **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
             store = cls(proofreader.project, skeletons=skeletons, signature=signature,

@@ -64,6 +64,13 @@ class ChunkCache:
                 self._bytes -= old.nbytes
         return value
 
+    def __getstate__(self) -> dict:
+        # Sent to a Dask worker, a cache arrives empty with its own lock (locks do not pickle).
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_bytes"])
+
     def clear(self) -> None:
         """Drop every chunk."""
         with self._lock:

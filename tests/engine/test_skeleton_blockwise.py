@@ -234,3 +234,32 @@ def test_mapped_mode_level_moves_only_the_merged_segments(demo):
     after = np.asarray(mapped_mode_level(sv_level, pr.mapping(), max_voxel_nm=20).array[...])
     moved = before != after
     assert moved.any() and np.isin(before[moved], [a, b]).all() and (after[moved] == new).all()
+
+
+def test_a_project_on_zarr_skeletonized_by_a_cluster_equals_threads(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from napari_connectome.graph import agglomerate_project
+    from napari_connectome.project import create_project
+    from napari_connectome.proofread import Proofreader
+    from napari_connectome.pyramid.write import write_ome_zarr
+
+    labels = _tube_labels(shape=(24, 48, 96), r_vox=5.0, axis_y=24, axis_z=12)
+    # Supervoxels: the tube cut into 4 along x, plus the ball; boundaries: 0 inside, 1 on cuts.
+    sv = labels.astype(np.uint32) * 10 + (np.arange(96) // 24)[None, None, :].astype(np.uint32) * (labels > 0)
+    p = np.where(labels > 0, 0.1, 1.0).astype(np.float32)
+    write_ome_zarr(tmp_path / "sv.ome.zarr", sv, voxel_size=(10, 10, 10), kind="labels", chunks=16)
+    write_ome_zarr(tmp_path / "p.ome.zarr", p, voxel_size=(10, 10, 10), kind="image", chunks=16)
+    write_ome_zarr(tmp_path / "raw.ome.zarr", (255 * (1 - p)).astype(np.uint8), voxel_size=(10, 10, 10),
+                   kind="image", chunks=16)
+    project = create_project(tmp_path / "proj", raw=str(tmp_path / "raw.ome.zarr"),
+                             supervoxels=str(tmp_path / "sv.ome.zarr"), boundaries=str(tmp_path / "p.ome.zarr"))
+    agglomerate_project(project, threshold=0.5)
+    settings = {"block_voxels": 32, "max_voxel_nm": 20.0, "coarse_min_voxels": 50}
+    with Proofreader.open(project, read_only=True) as pr:
+        here = SkeletonStore.rebuild(pr, dust_voxels=20, method="blockwise", blockwise=settings, save=False)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            far = SkeletonStore.rebuild(pr, dust_voxels=20, method="blockwise", blockwise=settings, save=False,
+                                        scheduler=client)
+    assert len(here) >= 2 and _same(here.skeletons, far.skeletons)
