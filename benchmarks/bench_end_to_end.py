@@ -53,6 +53,17 @@ GIB = 2**30
 OFFSETS = [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]
 
 
+def _window(index, chunks, shape, halo: int):
+    """``(read key, core within the read, core shape)`` of affinity chunk ``index`` read with ``halo`` voxels."""
+    lo = [i * c for i, c in zip(index[1:], chunks[1:], strict=True)]
+    hi = [min(a + c, n) for a, c, n in zip(lo, chunks[1:], shape, strict=True)]
+    elo = [max(a - halo, 0) for a in lo]
+    ehi = [min(b + halo, n) for b, n in zip(hi, shape, strict=True)]
+    read = tuple(slice(a, b) for a, b in zip(elo, ehi, strict=True))
+    core = tuple(slice(a - e, b - e) for a, b, e in zip(lo, hi, elo, strict=True))
+    return read, core, tuple(b - a for a, b in zip(lo, hi, strict=True))
+
+
 class _GtAffinityChunk:
     """One chunk of ground-truth affinities (uint8, × 255): read with 4 voxels of context for the blur."""
 
@@ -62,15 +73,10 @@ class _GtAffinityChunk:
     def __call__(self, index):
         from scipy import ndimage as ndi
 
-        shape = self.gt.shape
-        lo = [i * c for i, c in zip(index[1:], self.chunks[1:], strict=True)]
-        hi = [min(a + c, n) for a, c, n in zip(lo, self.chunks[1:], shape, strict=True)]
-        elo = [max(a - self.halo, 0) for a in lo]
-        ehi = [min(b + self.halo, n) for b, n in zip(hi, shape, strict=True)]
-        gt = np.asarray(self.gt.array[tuple(slice(a, b) for a, b in zip(elo, ehi, strict=True))])
+        read, core, size = _window(index, self.chunks, self.gt.shape, self.halo)
+        gt = np.asarray(self.gt.array[read])
         rng = np.random.default_rng([self.seed, *index])
-        core = tuple(slice(a - e, b - e) for a, b, e in zip(lo, hi, elo, strict=True))
-        out = np.empty((len(OFFSETS), *(b - a for a, b in zip(lo, hi, strict=True))), np.uint8)
+        out = np.empty((len(OFFSETS), *size), np.uint8)
         for c, off in enumerate(OFFSETS):
             same = np.zeros(gt.shape, np.float32)
             here = tuple(slice(-o, None) if o < 0 else slice(None) for o in off)
@@ -96,16 +102,11 @@ class _RawAffinityChunk:
     def __call__(self, index):
         from scipy import ndimage as ndi
 
-        shape = self.raw.shape
-        lo = [i * c for i, c in zip(index[1:], self.chunks[1:], strict=True)]
-        hi = [min(a + c, n) for a, c, n in zip(lo, self.chunks[1:], shape, strict=True)]
-        elo = [max(a - self.halo, 0) for a in lo]
-        ehi = [min(b + self.halo, n) for b, n in zip(hi, shape, strict=True)]
-        raw = np.asarray(self.raw.array[tuple(slice(a, b) for a, b in zip(elo, ehi, strict=True))], np.float32)
+        read, core, size = _window(index, self.chunks, self.raw.shape, self.halo)
+        raw = np.asarray(self.raw.array[read], np.float32)
         smooth = ndi.gaussian_filter(raw, 1.5, mode="nearest")
         p = np.clip(1.0 - (smooth - self.lo) / (self.hi - self.lo), 0.0, 1.0)
-        core = tuple(slice(a - e, b - e) for a, b, e in zip(lo, hi, elo, strict=True))
-        out = np.empty((len(OFFSETS), *(b - a for a, b in zip(lo, hi, strict=True))), np.uint8)
+        out = np.empty((len(OFFSETS), *size), np.uint8)
         for c, off in enumerate(OFFSETS):
             nb = np.roll(p, shift=[-o for o in off], axis=(0, 1, 2))  # p at j + off (the halo covers the roll)
             out[c] = np.rint(255 * (1.0 - np.maximum(p, nb)))[core]

@@ -345,12 +345,12 @@ def locate_candidates(proofreader, candidates: list[Candidate], *, locations: di
 
     ``locations``: the dict of that search (a :class:`CandidateCache`'s), read and filled.
     """
-    todo = [c for c in candidates if np.isnan(c.location_nm[0])]
-    if not todo:
+    unplaced = [c for c in candidates if np.isnan(c.location_nm[0])]
+    if not unplaced:
         return
     lv = proofreader.supervoxel_volume().levels[0]
-    row_cand = [(c._rows, i) for i, c in enumerate(todo) if getattr(c, "_rows", None) is not None]
-    _locate(proofreader, todo, row_cand, lv, locations)
+    row_cand = [(c._rows, i) for i, c in enumerate(unplaced) if getattr(c, "_rows", None) is not None]
+    _locate(proofreader, unplaced, row_cand, lv, locations)
 
 
 def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive):

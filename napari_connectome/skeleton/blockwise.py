@@ -46,7 +46,6 @@ import numpy as np
 from napari_connectome.errors import InputError
 from napari_connectome.skeleton.model import Skeleton
 from napari_connectome.skeleton.teasar import DEFAULT_DUST_VOXELS, _teasar_params
-from napari_connectome.volume.model import voxel_centre
 
 #: Largest voxel edge (nm) of the level the large segments are skeletonized at (see the module notes).
 DEFAULT_MAX_VOXEL_NM = 40.0
@@ -72,10 +71,31 @@ def coarse_level(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM):
     if best > 0:
         return volume.levels[best]
     base = volume.levels[0]
-    factors = tuple(max(1, int(np.floor(max_voxel_nm / float(v) + 1e-9))) for v in base.spatial_voxel_size)
+    factors = _window_factors(base, max_voxel_nm)
     if all(f == 1 for f in factors) or base.array.ndim != 3:
         return None
     return _mode_level(base, factors)
+
+
+def _window_factors(level, max_voxel_nm: float) -> tuple[int, ...]:
+    """Per axis, the largest whole factor that keeps the level's voxel edge within ``max_voxel_nm``."""
+    return tuple(max(1, int(np.floor(max_voxel_nm / float(v) + 1e-9))) for v in level.spatial_voxel_size)
+
+
+def _sorted_table(mapping) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, labels)`` sorted by id, as uint64: what :func:`_relabel` looks up."""
+    ids, labels = (np.asarray(a) for a in mapping)
+    order = np.argsort(ids)
+    return ids[order].astype(np.uint64), labels[order].astype(np.uint64)
+
+
+def _relabel(values: np.ndarray, table) -> np.ndarray:
+    """``values`` through a sorted ``(ids, labels)`` table; ids not in it keep their value."""
+    ids, labels = table
+    if not len(ids):
+        return values.astype(np.uint64)
+    pos = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
+    return np.where(ids[pos] == values, labels[pos], values).astype(np.uint64)
 
 
 class _ModeChunk:
@@ -94,12 +114,7 @@ class _ModeChunk:
         key = tuple(slice(i * c * f, min((i + 1) * c * f, n))
                     for i, c, f, n in zip(index, self.chunks, self.factors, self.base.shape, strict=True))
         out = downsample_mode(np.asarray(self.base.array[key]), self.factors)
-        if self.mapping is None:
-            return out
-        ids, labels = self.mapping
-        pos = np.minimum(np.searchsorted(ids, out), max(len(ids) - 1, 0))
-        known = ids[pos] == out if len(ids) else np.zeros(out.shape, bool)
-        return np.where(known, labels[pos] if len(ids) else out, out).astype(np.uint64)
+        return out if self.mapping is None else _relabel(out, self.mapping)
 
 
 def mapped_mode_level(supervoxels, mapping, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM):
@@ -110,13 +125,10 @@ def mapped_mode_level(supervoxels, mapping, *, max_voxel_nm: float = DEFAULT_MAX
     would also move window ties of their neighbours). None when level 0 is
     already coarse enough.
     """
-    factors = tuple(max(1, int(np.floor(max_voxel_nm / float(v) + 1e-9))) for v in supervoxels.spatial_voxel_size)
+    factors = _window_factors(supervoxels, max_voxel_nm)
     if all(f == 1 for f in factors):
         return None
-    ids, labels = (np.asarray(a) for a in mapping)
-    order = np.argsort(ids)
-    return _mode_level(supervoxels, factors, mapping=(ids[order].astype(np.uint64),
-                                                      labels[order].astype(np.uint64)))
+    return _mode_level(supervoxels, factors, mapping=_sorted_table(mapping))
 
 
 class _MappedChunk:
@@ -128,11 +140,7 @@ class _MappedChunk:
     def __call__(self, index: tuple[int, ...]) -> np.ndarray:
         chunks = self.level.array.chunks
         key = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, self.level.shape, strict=True))
-        ids, labels = self.mapping
-        sv = np.asarray(self.level.array[key])
-        pos = np.minimum(np.searchsorted(ids, sv), max(len(ids) - 1, 0))
-        known = ids[pos] == sv if len(ids) else np.zeros(sv.shape, bool)
-        return np.where(known, labels[pos] if len(ids) else sv, sv).astype(np.uint64)
+        return _relabel(np.asarray(self.level.array[key]), self.mapping)
 
 
 def portable_labels(supervoxels, mapping):
@@ -146,9 +154,7 @@ def portable_labels(supervoxels, mapping):
     from napari_connectome.volume.lazy import ChunkedArray
     from napari_connectome.volume.model import Level, MultiscaleVolume
 
-    ids, labels = (np.asarray(a) for a in mapping)
-    order = np.argsort(ids)
-    table = (ids[order].astype(np.uint64), labels[order].astype(np.uint64))
+    table = _sorted_table(mapping)
     levels = [Level(ChunkedArray(_MappedChunk(lv, table), shape=lv.shape, dtype=np.uint64, chunks=lv.array.chunks,
                                  source=f"{lv.array.source} (segments)", cache=ChunkCache(0)),
                     lv.voxel_size, lv.offset, lv.axes)
@@ -291,10 +297,9 @@ def _pass(level, blocks, *, teasar, dust, fix_branching, drop, keep, scheduler, 
     """Run one level's blocks; returns ``(voxel counts per segment, fragments per segment)``."""
     from napari_connectome.blockwise.run import run_blockwise
 
-    grid = blocks
     results: dict[int, tuple] = {}
     work = _BlockSkeletons(level, teasar=teasar, dust=dust, fix_branching=fix_branching, drop=drop, keep=keep)
-    run_blockwise(work, grid, scheduler=scheduler, workers=workers, progress=progress, cancel=cancel,
+    run_blockwise(work, blocks, scheduler=scheduler, workers=workers, progress=progress, cancel=cancel,
                   collect=lambda block, out: results.__setitem__(block.block_id, out),
                   description="skeleton blocks")
     counts: dict[int, int] = defaultdict(int)
@@ -322,7 +327,8 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
                        block_voxels=DEFAULT_BLOCK_VOXELS, teasar: dict | None = None,
                        dust_voxels: int = DEFAULT_DUST_VOXELS, fix_branching: bool = True,
                        segment_ids=None, roi=None, coarse="auto", scheduler="threads",
-                       workers: int | None = None, progress=None, cancel=None) -> tuple[dict[int, Skeleton], dict[int, int]]:
+                       workers: int | None = None, progress=None,
+                       cancel=None) -> tuple[dict[int, Skeleton], dict[int, tuple[float, ...]]]:
     """Skeletonize every segment of a multiscale labels volume, blockwise (see the module notes).
 
     Parameters
@@ -330,8 +336,8 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
     volume
         A :class:`~napari_connectome.volume.model.MultiscaleVolume` of labels.
     max_voxel_nm
-        The coarse level is the coarsest one whose voxels are no larger;
-        ``0``-level-only when even level 1 is larger.
+        The coarse level is the coarsest one whose voxels are no larger
+        (:func:`coarse_level`: a virtual one when the volume has no such level).
     coarse_min_voxels
         A segment with at least this many voxels at the coarse level is
         skeletonized there; the others at level 0.
@@ -416,5 +422,4 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
 
 def _to_skeleton(seg: int, parts, level) -> Skeleton:
     idx, edges, radii = parts
-    return Skeleton(seg, voxel_centre(idx, voxel_size=level.spatial_voxel_size, offset=level.spatial_offset),
-                    edges, radii)
+    return Skeleton(seg, level.centre_of(idx), edges, radii)

@@ -41,6 +41,7 @@ from napari_connectome.skeleton.blockwise import (
     coarse_level,
     count_blocks,
     mapped_mode_level,
+    portable_labels,
     skeletonize_volume,
 )
 from napari_connectome.skeleton.model import Skeleton
@@ -120,33 +121,32 @@ def _supervoxel_boxes_blockwise(level, *, block_voxels=DEFAULT_BLOCK_VOXELS) -> 
     return _fold_boxes(np.concatenate(ids), np.concatenate(boxes))
 
 
-def _labels_for(proofreader, scheduler):
-    """The labels volume the blocks read: the proofreader's, or one that pickles for Dask workers."""
+def _sources(proofreader, scheduler="threads"):
+    """``(labels, supervoxels)`` the blocks read: the proofreader's, or volumes that pickle for Dask workers.
+
+    On workers: the project's supervoxel input mapped chunk by chunk, which
+    is what the proofreader reads while no split inside a supervoxel is in force.
+    """
     if scheduler in ("threads", "synchronous"):
-        return proofreader.labels_volume()
+        return proofreader.labels_volume(), proofreader.supervoxel_volume()
     if proofreader._reader.overlay.active:  # noqa: SLF001 (splits inside supervoxels in force)
         raise InputError("scheduler", "this project has splits inside supervoxels, which Dask workers cannot "
                                       "read yet; skeletonize on threads")
-    from napari_connectome.skeleton.blockwise import portable_labels
+    supervoxels = proofreader.project.open_input("supervoxels")
+    return portable_labels(supervoxels, proofreader.mapping()), supervoxels
 
-    return portable_labels(proofreader.project.open_input("supervoxels"), proofreader.mapping())
 
-
-def _coarse_of(proofreader, settings: dict, labels=None):
+def _coarse_of(proofreader, settings: dict, labels, supervoxels):
     """The coarse level a blockwise store traces large segments at (see the module notes).
 
     The labels' own pyramid level when it has one fine enough; else the
     mode of the supervoxels' windows, mapped to segments now — not the mode
     of the segment labels, which an edit would change around its neighbours.
     """
-    labels = proofreader.labels_volume() if labels is None else labels
     found = coarse_level(labels, max_voxel_nm=settings["max_voxel_nm"])
     if found is None or any(found is lv for lv in labels.levels):
         return found
-    portable = labels is not None and labels.format == "mapped"  # for Dask workers: the input, unedited
-    sv = (proofreader.project.open_input("supervoxels") if portable else proofreader.supervoxel_volume()).levels[0]
-    return mapped_mode_level(sv, proofreader.mapping(),
-                             max_voxel_nm=settings["max_voxel_nm"])
+    return mapped_mode_level(supervoxels.levels[0], proofreader.mapping(), max_voxel_nm=settings["max_voxel_nm"])
 
 
 def _blockwise_params(blockwise: dict | None) -> dict:
@@ -273,8 +273,8 @@ class SkeletonStore:
             method = "whole" if int(np.prod(sv_level.shape)) <= WHOLE_MAX_VOXELS else "blockwise"
         settings = _blockwise_params(blockwise) if method == "blockwise" else None
         progress = progress or NullProgress()
-        labels = None if settings is None else _labels_for(proofreader, scheduler)
-        coarse = None if settings is None else _coarse_of(proofreader, settings, labels)
+        labels, supervoxels = _sources(proofreader, scheduler) if settings is not None else (None, None)
+        coarse = None if settings is None else _coarse_of(proofreader, settings, labels, supervoxels)
         progress.start(3 if settings is None else 2 + count_blocks(
             labels, max_voxel_nm=settings["max_voxel_nm"],
             block_voxels=settings["block_voxels"], coarse=coarse), "skeletons")
@@ -388,15 +388,15 @@ class SkeletonStore:
         sig = self.signature
         for seg in edit_result.before_segments:
             self.skeletons.pop(int(seg), None)
-        labels = proofreader.labels_volume()
+        labels, supervoxels = _sources(proofreader)
         labels_level = labels.levels[0]
         settings = sig.get("blockwise")
-        coarse = None if settings is None else _coarse_of(proofreader, settings)
-        todo = [int(seg) for seg in edit_result.after_segments]
+        coarse = None if settings is None else _coarse_of(proofreader, settings, labels, supervoxels)
+        segments = [int(seg) for seg in edit_result.after_segments]
         if coarse is not None and edit_result.bbox_nm is not None:
-            todo += self._window_neighbours(labels_level, coarse, edit_result, exclude=todo)
+            segments += self._window_neighbours(labels_level, coarse, edit_result, exclude=segments)
         made = []
-        for seg in todo:
+        for seg in segments:
             box = self.segment_box(proofreader, seg, bbox_nm=edit_result.bbox_nm)
             self.skeletons.pop(seg, None)
             if settings is not None:
@@ -437,8 +437,8 @@ class SkeletonStore:
         if box.empty:
             return []
         near = np.unique(np.asarray(level.array[level.voxel_slices(box)]))
-        gone = {int(s) for s in edit_result.before_segments}
-        return [int(s) for s in near if int(s) != 0 and int(s) not in set(exclude) and int(s) not in gone]
+        skip = {0, *exclude, *(int(s) for s in edit_result.before_segments)}
+        return [int(s) for s in near if int(s) not in skip]
 
     # ------------------------------------------------------------ disk
     def save(self) -> Path:

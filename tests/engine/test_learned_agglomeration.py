@@ -223,7 +223,7 @@ def reference_agglomerate(rag: RegionGraph, classifier: EdgeClassifier, bodies: 
 
 
 class Recorder:
-    """A deterministic classifier stub that records every feature batch it scores."""
+    """A deterministic stand-in classifier that records every feature batch it scores."""
 
     def __init__(self, rule):
         self.rule, self.batches = rule, []
