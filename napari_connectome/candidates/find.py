@@ -35,6 +35,7 @@ faces lie in (:func:`~napari_connectome.candidates.contacts.locate_faces`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 
@@ -424,6 +425,9 @@ class CandidateCache:
         self._fingerprint = None
         self._segments: set[int] = set()
         self._candidates: list[Candidate] = []
+        # _full_order of each kept candidate packed in one int64, and its segments: what an edit's update reads
+        self._order_keys: np.ndarray | None = None
+        self._segment_pairs = np.empty((0, 2), np.int64)
         self._locations: dict = {}
         self.last_new = 0
 
@@ -452,6 +456,7 @@ class CandidateCache:
             found = find_candidates(pr, border_supervoxels=self._border, locations=locations, **self.options)
             if getattr(pr, "version", None) == version:
                 self._fingerprint, self._segments, self._candidates = fingerprint, now, found
+                self._order_keys = None
                 self._locations = locations
             else:
                 self._fingerprint = None
@@ -459,12 +464,23 @@ class CandidateCache:
             return list(found)
         gone = self._segments - now
         new = now - self._segments
-        kept = [c for c in self._candidates if not gone.intersection(c.segments)]
+        if self._order_keys is None or len(self._order_keys) != len(self._candidates):
+            self._order_keys, self._segment_pairs = _order_columns(self._candidates)
+        keep = ~np.isin(self._segment_pairs, np.fromiter(gone, np.int64, len(gone))).any(axis=1)
+        kept = list(itertools.compress(self._candidates, keep.tolist()))
         fresh = (find_candidates(pr, border_supervoxels=self._border, only_segments=new, locations=self._locations,
                                  **self.options) if new else [])
-        merged = sorted(kept + fresh, key=_full_order)
+        fresh_keys, fresh_pairs = _order_columns(fresh)
+        keys = np.concatenate([self._order_keys[keep], fresh_keys])
+        # sorted(kept + fresh, key=_full_order) in one stable numpy sort: the kept part is sorted already,
+        # so the sort meets one long run and a short one.
+        order = np.argsort(keys, kind="stable")
+        both = kept + fresh
+        merged = [both[i] for i in order.tolist()]
         if getattr(pr, "version", None) == version:
             self._segments, self._candidates = now, merged
+            self._order_keys = keys[order]
+            self._segment_pairs = np.concatenate([self._segment_pairs[keep], fresh_pairs])[order]
         else:
             self._fingerprint = None  # the next call searches everything again
         self.last_new = len(fresh)
@@ -476,6 +492,25 @@ def _full_order(c: Candidate) -> tuple:
     if c.kind == "false_split":
         return (0, int(c.segments[0]), int(c.segments[1]), 0)
     return (1, int(c.segments[0]), int(c.id.rsplit("-", 1)[1]), 0)
+
+
+_KEY_BITS = 31
+
+
+def _order_columns(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_full_order` of each candidate packed in one int64 (same order), and its segments (pad -1).
+
+    ``(kind, a, b)`` → ``kind << 62 | a << 31 | b``: order-preserving while ``a`` and ``b`` are below
+    2^31 (segment ids and cut numbers are); beyond that the packing would not be, and it raises.
+    """
+    rows = np.array([_full_order(c)[:3] for c in candidates], dtype=np.int64).reshape(len(candidates), 3)
+    if rows.size and (rows[:, 1:].min() < 0 or rows[:, 1:].max() >= 1 << _KEY_BITS):
+        raise ValueError("candidate order keys beyond 2^31: segment ids this large are not supported here")
+    keys = (rows[:, 0] << (2 * _KEY_BITS)) | (rows[:, 1] << _KEY_BITS) | rows[:, 2]
+    pairs = np.full((len(candidates), 2), -1, np.int64)
+    for i, c in enumerate(candidates):
+        pairs[i, : len(c.segments)] = c.segments[:2]
+    return keys, pairs
 
 
 def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int):

@@ -354,6 +354,19 @@ class Proofreader:
             raise InputError("supervoxel", f"{sv_id} was divided by a split inside it and exists no more")
         return int(self.state.seg[pos])
 
+    def _segments_of(self, sv_ids: list[int]) -> set[int]:
+        """The segments of many supervoxels at once (:meth:`segment_of`'s errors; unknown ids first)."""
+        ids = np.asarray(sv_ids, dtype=np.uint64)
+        out = {0} if (ids == 0).any() else set()
+        ids = ids[ids != 0]
+        if ids.size:
+            pos = self.state.positions(ids)
+            dead = ~self.state.alive[pos]
+            if dead.any():
+                raise InputError("supervoxel", f"{int(ids[dead][0])} was divided by a split inside it and exists no more")
+            out.update(np.unique(self.state.seg[pos]).astype(np.int64).tolist())
+        return out
+
     def segment_supervoxels(self, segment_id: int) -> np.ndarray:
         """Supervoxel ids of a segment (sorted uint64)."""
         members = self.state.members(int(segment_id))
@@ -494,7 +507,7 @@ class Proofreader:
         snk = [int(s) for s in np.ravel(sink_svs)]
         if not src or not snk:
             raise InputError("split", "all seeds are on one side: give at least one source and one sink supervoxel")
-        segs = {self.segment_of(sv) for sv in src + snk}
+        segs = self._segments_of(src + snk)
         if 0 in segs:
             raise InputError("split", "supervoxel 0 is the background")
         if len(segs) > 1:

@@ -38,6 +38,7 @@ import numpy as np
 
 from napari_connectome.atomic import atomic_write
 from napari_connectome.candidates.model import Candidate, feature_matrix
+from napari_connectome.candidates.rows import RowCache
 from napari_connectome.errors import InputError
 
 #: Columns the ranker derives from every candidate besides its own features.
@@ -125,8 +126,8 @@ class Ranker:
         # (answers it was fitted on, the Platt scaling): the latest calibration, reused until it is due.
         self._platt: tuple[int, object] | None = None
         self._usable_at_platt: np.ndarray | None = None
-        # Rows of the latest featurised list, by candidate identity (the list is kept, so ids stay valid).
-        self._rows: tuple[list[Candidate], dict[int, int], np.ndarray] | None = None
+        # Rows of the latest featurised list, by candidate identity.
+        self._rows = RowCache(self._featurize)
         self._x0 = np.empty((0, 0))
         self._y0 = np.empty(0, bool)
         self._xa: list[np.ndarray] = []
@@ -151,30 +152,14 @@ class Ranker:
     def featurize(self, candidates: list[Candidate]) -> np.ndarray:
         """The ``(N, F)`` matrix the classifier sees: candidate features, then kind and log impact.
 
-        The rows of the latest list are kept by candidate (object identity): a list made again after an
-        edit (:class:`~napari_connectome.candidates.CandidateCache` keeps the unchanged candidates'
-        objects) costs only its new candidates. A candidate's features and impact are read when it is
-        first featurised: a candidate is not changed after it is found.
+        The rows of the latest list are kept by candidate (object identity, :class:`RowCache`): a list
+        made again after an edit (:class:`~napari_connectome.candidates.CandidateCache` keeps the
+        unchanged candidates' objects) costs only its new candidates. A candidate's features and impact
+        are read when it is first featurised: a candidate is not changed after it is found.
         """
         if self.feature_names is None:
             self.feature_names = sorted({k for c in candidates for k in c.features})
-        n_cols = len(self.feature_names) + len(DERIVED)
-        cached = self._rows
-        if cached is None or not candidates:
-            out = self._featurize(candidates)
-        else:
-            _old, where, rows = cached
-            at = np.fromiter((where.get(id(c), -1) for c in candidates), np.int64, len(candidates))
-            out = np.empty((len(candidates), n_cols))
-            hit = at >= 0
-            out[hit] = rows[at[hit]]
-            new = np.flatnonzero(~hit)
-            if new.size:
-                out[new] = self._featurize([candidates[i] for i in new.tolist()])
-        if len(candidates) > 1:
-            self._rows = (list(candidates), {id(c): i for i, c in enumerate(candidates)}, out)
-            return out.copy()  # the kept rows stay the caller's to change
-        return out
+        return self._rows(candidates)
 
     def _featurize(self, candidates: list[Candidate]) -> np.ndarray:
         x, _ = feature_matrix(candidates, self.feature_names)

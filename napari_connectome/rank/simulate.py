@@ -34,6 +34,7 @@ import numpy as np
 
 from napari_connectome.atomic import atomic_write, write_json_atomic
 from napari_connectome.candidates.apply import apply_candidate
+from napari_connectome.candidates.rows import RowCache
 from napari_connectome.errors import InputError, from_os_error
 from napari_connectome.outputs import guard_output
 from napari_connectome.rank.strategies import (
@@ -205,22 +206,31 @@ def simulate(project, gt_uri, *, strategy, decisions: int, seed: int = 0, time_m
 
 def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, label, find_options,
          vi_from_table, progress) -> dict:
+    vi_at: dict = {}
+
     def point(i: int, seconds: float) -> dict:
-        split, merge = vi_from_table(table.remap(*pr.mapping()))
+        # VI moves only with the state: a "no" leaves it where it was (the table is remapped once per edit).
+        version = pr.version
+        if vi_at.get("version", -1) != version:
+            vi_at.update(version=version, vi=vi_from_table(table.remap(*pr.mapping())))
+        split, merge = vi_at["vi"]
         return {"decision": i, "vi_split": float(split), "vi_merge": float(merge), "minutes": seconds / 60.0}
 
     known: dict = {}
 
-    def answers_for(cands) -> np.ndarray:
+    def new_answers(cands) -> np.ndarray:
         # Ground truth is asked only about what an edit changed: segment ids
         # are never reused, so a merge answer keyed by its two segment ids,
-        # and a split answer keyed by its two sides, hold for the whole run.
+        # and a split answer keyed by its two sides, hold for the whole run
+        # (and a candidate object kept by the finder keeps its answer: RowCache).
         keys = [_answer_key(c) for c in cands]
         new = [i for i, k in enumerate(keys) if k not in known]
         if new:
             fresh = np.asarray(label([cands[i] for i in new], pr, gt), dtype=bool)
             known.update((keys[i], bool(v)) for i, v in zip(new, fresh, strict=True))
         return np.array([known[k] for k in keys], dtype=bool)
+
+    answers_for = RowCache(new_answers)
 
     candidates = find(pr, **find_options)
     if not candidates:

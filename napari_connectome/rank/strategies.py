@@ -24,6 +24,7 @@ import hashlib
 import numpy as np
 
 from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.rows import RowCache
 from napari_connectome.errors import InputError
 from napari_connectome.rank.ranker import Ranker
 from napari_connectome.rank.timing import TimeModel
@@ -37,6 +38,10 @@ def candidate_key(c: Candidate) -> tuple:
     if c.kind == "false_split":
         return (c.kind, tuple(sorted(int(s) for s in c.supervoxels)))
     return (c.kind, tuple(sorted(int(s) for s in c.supervoxels)), tuple(sorted(int(s) for s in c.sinks)))
+
+
+def _impacts(candidates: list[Candidate]) -> np.ndarray:
+    return np.array([float(c.impact) for c in candidates], dtype=np.float64)
 
 
 def _order(score: np.ndarray, candidates: list[Candidate]) -> np.ndarray:
@@ -105,13 +110,17 @@ class RandomStrategy(Strategy):
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = int(seed)
+        self._draws = RowCache(self._draw)
 
-    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+    def _draw(self, candidates: list[Candidate]) -> np.ndarray:
         out = np.empty(len(candidates))
         for i, c in enumerate(candidates):
             h = hashlib.blake2b(repr((self.seed, candidate_key(c))).encode(), digest_size=8).digest()
             out[i] = int.from_bytes(h, "little") / 2.0**64
         return out
+
+    def scores(self, candidates: list[Candidate]) -> np.ndarray:
+        return self._draws(candidates)
 
     def to_config(self) -> dict:
         return {"name": self.name, "seed": self.seed}
@@ -122,8 +131,11 @@ class SizeStrategy(Strategy):
 
     name = "size"
 
+    def __init__(self) -> None:
+        self._impact = RowCache(_impacts)
+
     def scores(self, candidates: list[Candidate]) -> np.ndarray:
-        return np.array([float(c.impact) for c in candidates])
+        return self._impact(candidates)
 
     def to_config(self) -> dict:
         return {"name": self.name}
@@ -166,14 +178,24 @@ class StaticStrategy(Strategy):
     def __init__(self, *, model=DEFAULT_PRIOR, time_model=None) -> None:
         self.ranker, self.model_name = _load_model(model)
         self.time_model = time_model if isinstance(time_model, TimeModel) else TimeModel.from_config(time_model)
+        # (impact, predicted seconds, kind's index in _kinds) per candidate, kept by identity
+        self._kinds: list[str] = []
+        self._columns = RowCache(self._candidate_columns)
+
+    def _candidate_columns(self, candidates: list[Candidate]) -> np.ndarray:
+        out = np.empty((len(candidates), 3))
+        for i, c in enumerate(candidates):
+            if c.kind not in self._kinds:
+                self._kinds.append(c.kind)
+            out[i] = (max(float(c.impact), 0.0), self.time_model.seconds_for(c.kind), self._kinds.index(c.kind))
+        return out
 
     def probabilities(self, candidates: list[Candidate]) -> np.ndarray:
         return self.ranker.predict_candidates(candidates)
 
     def benefit(self, candidates: list[Candidate], p: np.ndarray) -> np.ndarray:
-        impact = np.array([max(float(c.impact), 0.0) for c in candidates])
-        seconds = np.array([self.time_model.seconds_for(c.kind) for c in candidates])
-        return p * impact / seconds
+        columns = self._columns(candidates)
+        return p * columns[:, 0] / columns[:, 1]
 
     def scores(self, candidates: list[Candidate]) -> np.ndarray:
         return self.benefit(candidates, self.probabilities(candidates))
@@ -265,10 +287,11 @@ class ActiveStrategy(StaticStrategy):
         p = super().probabilities(candidates)
         if not self._asked:
             return p
-        kinds = np.array([c.kind for c in candidates])
+        kind_of = self._columns(candidates)[:, 2]
         z = _logit(p)
         for kind in self._asked:
-            z[kinds == kind] += self.level_shift(kind)
+            if kind in self._kinds:
+                z[kind_of == self._kinds.index(kind)] += self.level_shift(kind)
         return expit(z)
 
     def order(self, candidates: list[Candidate]) -> np.ndarray:
@@ -280,11 +303,13 @@ class ActiveStrategy(StaticStrategy):
         rng = np.random.default_rng([self.seed, self.ranker.n_answers])
         self.last_pick_explored = bool(rng.random() < self.epsilon)
         if self.last_pick_explored:
-            kinds = [c.kind for c in candidates]
-            counts = {k: len(self._asked.get(k, ())) for k in sorted(set(kinds))}
+            kind_of = self._columns(candidates)[:, 2].astype(np.int64)
+            present = [self._kinds[k] for k in np.unique(kind_of).tolist()]
+            counts = {k: len(self._asked.get(k, ())) for k in sorted(present)}
             least = min(counts, key=lambda k: (counts[k], k))
             if counts[least] < self.min_per_kind:
-                first = next(int(j) for j in order if kinds[j] == least)
+                code = self._kinds.index(least)
+                first = next(int(j) for j in order if kind_of[j] == code)
             else:
                 uncertainty = 1.0 - np.abs(2.0 * p - 1.0)
                 first = int(np.lexsort((-benefit, -uncertainty))[0])

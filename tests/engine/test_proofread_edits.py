@@ -192,6 +192,10 @@ def test_split_inside_a_supervoxel_mints_ids_and_undo_restores_it(demo):
     assert x not in ids_now and {n1, n2} <= set(ids_now.tolist())
     with pytest.raises(InputError, match="exists no more"):
         pr.segment_of(x)
+    with pytest.raises(InputError, match=f"{x} was divided by a split inside it"):
+        pr.preview_split_supervoxels([n1, x], [n2])  # seeds checked at once: the dead one named
+    with pytest.raises(InputError, match="999999 is not a supervoxel"):
+        pr.preview_split_supervoxels([n1], [999999, x])
     # The new supervoxels are graph nodes: they can be merged and split again.
     assert pr.state.graph_neighbors(int(pr.state.positions([n1])[0])).size > 0
     pr.merge(nm(p_src), nm(p_snk))

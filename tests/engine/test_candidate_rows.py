@@ -1,0 +1,94 @@
+"""RowCache (rows per candidate kept by identity) and the candidate cache's packed order keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_connectome.candidates.find import _full_order, _order_columns
+from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.rows import RowCache
+
+
+def cand(i: int, kind: str = "false_split", impact: float = 1.0) -> Candidate:
+    segs = (i, i + 1) if kind == "false_split" else (i,)
+    return Candidate(id=f"c-{i}", kind=kind, location_nm=(0.0, 0.0, 0.0), segments=segs, supervoxels=(i,),
+                     impact=impact)
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, cands):
+        self.seen.extend(c.id for c in cands)
+        return np.array([[c.impact, len(c.segments)] for c in cands]).reshape(len(cands), 2)
+
+
+def test_rows_are_computed_once_per_candidate_object():
+    compute = Counting()
+    rows = RowCache(compute)
+    first = [cand(i, impact=float(i)) for i in range(6)]
+    np.testing.assert_array_equal(rows(first), compute(first))
+    compute.seen.clear()
+    # the same list again: nothing computed
+    np.testing.assert_array_equal(rows(first)[:, 0], np.arange(6.0))
+    assert compute.seen == []
+    # a new list sharing objects, reordered, with two new ones: only the new ones computed
+    new = [cand(10, "false_merge", 7.5), cand(11, impact=2.5)]
+    second = [first[3], new[0], first[0], new[1], first[5]]
+    got = rows(second)
+    assert compute.seen == ["c-10", "c-11"]
+    np.testing.assert_array_equal(got[:, 0], [3.0, 7.5, 0.0, 2.5, 5.0])
+    np.testing.assert_array_equal(got[:, 1], [2, 1, 2, 2, 2])
+    # an object equal by value to a kept one but not the same: computed (rows follow objects)
+    compute.seen.clear()
+    twin = cand(3, impact=3.0)
+    np.testing.assert_array_equal(rows([twin, second[1]])[:, 0], [3.0, 7.5])
+    assert compute.seen == ["c-3"]
+
+
+def test_rows_returned_are_the_callers_to_change():
+    rows = RowCache(Counting())
+    lst = [cand(i, impact=float(i)) for i in range(4)]
+    out = rows(lst)
+    out[:] = -1
+    np.testing.assert_array_equal(rows(lst)[:, 0], np.arange(4.0))
+
+
+def test_rows_of_one_candidate_and_of_none():
+    compute = Counting()
+    rows = RowCache(compute)
+    lst = [cand(i, impact=float(i)) for i in range(3)]
+    rows(lst)
+    compute.seen.clear()
+    np.testing.assert_array_equal(rows([lst[1]]), [[1.0, 2.0]])  # a kept one: looked up
+    assert compute.seen == []
+    assert rows([]).shape == (0, 2)
+    np.testing.assert_array_equal(rows(lst)[:, 0], np.arange(3.0))  # the kept list survived both calls
+    assert compute.seen == []
+    rows.clear()
+    rows(lst)
+    assert compute.seen == ["c-0", "c-1", "c-2"]
+
+
+def test_packed_order_keys_sort_as_the_full_order():
+    rng = np.random.default_rng(0)
+    cands = []
+    for _ in range(400):
+        a = int(rng.integers(1, 2**31 - 1))
+        if rng.random() < 0.5:
+            b = int(rng.integers(1, 2**31 - 1))
+            cands.append(Candidate(id=f"fs-{a}-{b}", kind="false_split", location_nm=(0, 0, 0), segments=(a, b),
+                                   supervoxels=(1, 2)))
+        else:
+            k = int(rng.integers(0, 50))
+            cands.append(Candidate(id=f"fm-{a}-{k}", kind="false_merge", location_nm=(0, 0, 0), segments=(a,),
+                                   supervoxels=(1,), sinks=(2,)))
+    keys, pairs = _order_columns(cands)
+    by_tuple = sorted(range(len(cands)), key=lambda i: _full_order(cands[i]))
+    assert np.argsort(keys, kind="stable").tolist() == by_tuple
+    assert pairs.shape == (400, 2)
+    assert all(pairs[i, 1] == -1 for i, c in enumerate(cands) if c.kind == "false_merge")
+    with pytest.raises(ValueError, match="2\\^31"):
+        _order_columns([cand(2**31)])
