@@ -47,6 +47,8 @@ from napari_connectome.tasks.prefetch import Prefetcher
 
 #: Re-find attempts inside one learning job when an edit lands while reading (then the caller redoes it).
 FIND_ATTEMPTS = 3
+#: Candidates placed ahead, first in an order and not asked: the tasks the next answers can show.
+PLACE_AHEAD = 4
 
 
 @dataclass
@@ -131,13 +133,19 @@ class BackgroundLearner:
         False: a job runs inside :meth:`submit`, before it returns (a synchronous session).
     find_attempts
         Re-finds inside one job while edits land during the read; then the caller finds them again.
+    place
+        ``place(candidates)`` gives unplaced candidates their location (a finder that leaves them
+        unplaced, :class:`~napari_connectome.candidates.CandidateCache` with ``locate=False``); a job
+        places the first :data:`PLACE_AHEAD` unasked ones of its new order here, off the caller's
+        thread. None: the finder places every candidate.
     """
 
     def __init__(self, proofreader, strategy: Strategy, find: Callable, find_options: dict, *,
                  prefetcher: Prefetcher | None = None, in_background: bool = True,
-                 find_attempts: int = FIND_ATTEMPTS) -> None:
+                 find_attempts: int = FIND_ATTEMPTS, place: Callable[[list], None] | None = None) -> None:
         self.proofreader = proofreader
         self.strategy = strategy
+        self.place = place
         self.in_background = bool(in_background)
         self._find = find
         self._find_options = find_options
@@ -321,6 +329,9 @@ class BackgroundLearner:
                 out.candidates = cands
             out.step = "ordering the tasks"
             out.order = self.order(cands)
+            if self.place is not None:
+                out.step = "placing the next tasks"
+                self.place(first_unasked(cands, out.order, asked, PLACE_AHEAD))
             if self._prefetcher is not None:
                 out.ahead = self._guess(cands, out.order, asked)
                 if out.ahead is not None:
@@ -335,7 +346,21 @@ class BackgroundLearner:
             for i in order:
                 c = cands[i]
                 if candidate_key(c) not in asked and stale_reason(self.proofreader, c) is None:
+                    if self.place is not None:
+                        self.place([c])
                     return Task.from_candidate(c)
         except Exception:  # a torn read: no guess, the view is prepared when asked for
             return None
         return None
+
+
+def first_unasked(candidates: list, order: list[int], asked, k: int) -> list:
+    """The first ``k`` candidates of ``order`` whose key is not in ``asked``."""
+    out = []
+    for i in order:
+        if len(out) >= k:
+            break
+        c = candidates[i]
+        if candidate_key(c) not in asked:
+            out.append(c)
+    return out

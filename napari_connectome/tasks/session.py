@@ -106,6 +106,7 @@ small next to the edit it follows, and cached per
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -113,7 +114,13 @@ from napari_connectome.candidates.apply import apply_candidate, stale_reason
 from napari_connectome.effort import DEFAULT_IDLE_S, ActivityClock, Clock, EffortLog, EffortRecorder
 from napari_connectome.errors import InputError, warn
 from napari_connectome.rank.strategies import Strategy, build_strategy, candidate_key
-from napari_connectome.tasks.learning import FIND_ATTEMPTS, Answered, BackgroundLearner
+from napari_connectome.tasks.learning import (
+    FIND_ATTEMPTS,
+    PLACE_AHEAD,
+    Answered,
+    BackgroundLearner,
+    first_unasked,
+)
 from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer, task_key
 from napari_connectome.tasks.prefetch import Prefetcher
@@ -161,7 +168,7 @@ class TaskSession:
                  recorder: EffortRecorder, clock: ActivityClock, find: Callable, find_options: dict,
                  gt_table, em_volume, crop_nm, skeletons, prefetch: bool,
                  learn_in_background: bool = True, own_recorder: bool = True, synapses=None,
-                 synapse_every: int = 4) -> None:
+                 synapse_every: int = 4, place: Callable | None = None) -> None:
         self.proofreader = proofreader
         #: Whether :meth:`close` closes the Proofreader. A GUI that shares it
         #: with another panel hands it over by setting this.
@@ -180,6 +187,8 @@ class TaskSession:
         self.current: Task | None = None
         self._find = find
         self._find_options = find_options
+        # place(proofreader, candidates): locations for a finder that leaves candidates unplaced
+        self._place = place
         self._gt_table = gt_table
         self._live_vi = LiveVI(proofreader, gt_table) if gt_table is not None else None
         self._candidates: list = []
@@ -200,8 +209,10 @@ class TaskSession:
         self.synapse_every = int(synapse_every)
         self._since_synapse = 0
         self.prefetcher = Prefetcher(self._prepare) if prefetch else None
-        self._learner = BackgroundLearner(proofreader, strategy, find, find_options, prefetcher=self.prefetcher,
-                                          in_background=learn_in_background, find_attempts=_FIND_ATTEMPTS)
+        self._learner = BackgroundLearner(
+            proofreader, strategy, find, find_options, prefetcher=self.prefetcher,
+            in_background=learn_in_background, find_attempts=_FIND_ATTEMPTS,
+            place=None if place is None else (lambda candidates: place(proofreader, candidates)))
         self._edit_connection = proofreader.add_listener(self._on_edit)
         if gt_table is not None:
             recorder.vi = self.vi  # manual edits carry VI too (the recorder is built before the session)
@@ -288,15 +299,21 @@ class TaskSession:
         if not isinstance(project, Project):
             project = open_project(project)
         find_options = dict(find_options or {})
+        place = None
         if find is None:
-            # After an answer, only the candidates of the segments the edit made are searched again.
+            # After an answer, only the candidates of the segments the edit made are searched again;
+            # and only the ones about to be shown are placed (finding each face was most of a search).
             from napari_connectome.candidates import CandidateCache
 
-            cache = CandidateCache(**find_options)
+            cache = CandidateCache(**{"locate": False, **find_options})
             find_options = {}
 
             def find(pr):
                 return cache(pr)
+
+            if not cache.options["locate"]:
+                def place(pr, candidates):
+                    cache.locate(pr, candidates)
         strat = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, model=model)
         activity = ActivityClock(clock=clock, idle_after_s=idle_after_s)  # validates idle_after_s first
         table = groundtruth_table(project, gt) if gt is not None else None
@@ -336,7 +353,7 @@ class TaskSession:
             try:
                 return cls(proofreader=pr, own_proofreader=own, strategy=strat, effort=recorder.log,
                            recorder=recorder, clock=activity, find=find, find_options=find_options, gt_table=table,
-                           em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch,
+                           em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch, place=place,
                            learn_in_background=learn_in_background, own_recorder=own_recorder, synapses=queue,
                            synapse_every=synapse_every)
             except BaseException:
@@ -771,6 +788,14 @@ class TaskSession:
         self._candidates = list(self._find(self.proofreader, **self._find_options))
         self._order = self._learner.order(self._candidates)
         self._outside_edits = False
+        if self._place is not None:
+            self._place(self.proofreader, first_unasked(self._candidates, self._order, self._asked, PLACE_AHEAD))
+
+    def _task_of(self, candidate) -> Task:
+        """The task asking about ``candidate``, placed first when the finder left it unplaced."""
+        if self._place is not None and math.isnan(candidate.location_nm[0]):
+            self._place(self.proofreader, [candidate])
+        return Task.from_candidate(candidate)
 
     def _unasked(self, *, exclude: tuple | None = None):
         for i in self._order:
@@ -824,7 +849,7 @@ class TaskSession:
         for cand in self._unasked():
             reason = stale_reason(self.proofreader, cand)
             if reason is None:
-                return Task.from_candidate(cand)
+                return self._task_of(cand)
             if moot and not moot.isdisjoint(int(s) for s in cand.segments):
                 continue  # made stale by this very answer: re-found under new ids, not a stale skip
             self._record_stale(Task.from_candidate(cand), reason, timed=False)
@@ -848,7 +873,7 @@ class TaskSession:
             return task  # the answer to a segmentation task now brings the turn of a synapse question
         for cand in self._unasked(exclude=current):
             if stale_reason(self.proofreader, cand) is None:
-                return Task.from_candidate(cand)
+                return self._task_of(cand)
         return self._synapse_task(exclude=current)
 
     def _stop_clock(self) -> tuple[float, float, float, float]:
@@ -889,7 +914,7 @@ class TaskSession:
             return task
         for c in self._candidates:
             if candidate_key(c) == task.key:
-                return Task.from_candidate(c)
+                return self._task_of(c)
         from dataclasses import replace
 
         c = task.candidate

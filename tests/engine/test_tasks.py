@@ -732,3 +732,26 @@ def test_manual_edits_are_timed_without_a_task_session_and_not_twice_with_one(pr
     assert rec.log._con is None                               # opened by the recorder, closed by it
     with pytest.raises(InputError, match="must time the proofreader"):
         TaskSession.open(project, clock=clock, recorder=rec)
+
+
+# ------------------------------------------------------------------ placement
+@pytest.mark.parametrize("background", [False, True])
+def test_tasks_are_placed_as_an_eager_search_places_them_and_only_those(project, clock, background):
+    """The session's finder leaves candidates unplaced; each task shown is placed where a full search puts it."""
+    with open_session(project, clock, learn_in_background=background, prefetch=background) as s:
+        pr = s.proofreader
+        shown = 0
+        for answer in ["no", "yes", "no", "no", "yes", "no", "yes", "no"]:
+            task = s.next_task() if s.current is None else s.current
+            if task is None:
+                break
+            eager = {task_id(c): c.location_nm for c in find_candidates(pr)}
+            assert np.all(np.isfinite(task.location_nm))
+            assert task.location_nm == eager[task.id]
+            assert s.view(task).em.size > 0
+            shown += 1
+            s.answer(answer)
+        assert shown >= 6
+        placed = sum(np.isfinite(c.location_nm[0]) for c in s._candidates)
+        # the ones shown and a few ahead of each order, not the list (~800)
+        assert 0 < placed <= 8 * (shown + 1) < len(s._candidates)
