@@ -15,13 +15,18 @@ keyed by the rows it takes faces from. After a graph edit only the
 candidates whose rows are new are located again, by scanning just the boxes
 their rows' faces lie in. A split inside a supervoxel switches a patch on
 (or off, on undo) and so drops the cache. Results are identical to the
-uncached scans (see :func:`locate_faces`).
+uncached scans (see :func:`locate_faces`). The row scan of the base
+supervoxels (no patch on) is also written to the project's graph folder
+(:data:`GEOMETRY_FILE`, stamped with the graph file's digest and the scan
+grid), so the next session on the project reads it instead of scanning.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +35,9 @@ import numpy as np
 
 #: Slices of z read at once by a scan.
 SLAB_Z = 16
+#: The row scan of the base supervoxels, kept in the project's graph folder for later sessions: the
+#: supervoxel voxels never change without a split inside one, and a 1024³ scan takes minutes.
+GEOMETRY_FILE = "contact_geometry.npz"
 #: Whether :func:`locate_faces` reuses earlier scans of the same supervoxel
 #: voxels (off: every call scans the whole volume twice, the reference).
 LOCATE_CACHE = True
@@ -245,6 +253,52 @@ def _scan_rows(proofreader, n_rows: int, shape) -> tuple[np.ndarray, ...]:
     return count, total, np.floor(lo.T).astype(itype), (np.floor(hi.T) + 1).astype(itype)
 
 
+def _stamp(proofreader, key: tuple) -> str | None:
+    """What a stored row scan must match to be this one's: the graph file, its supervoxels, the scan grid.
+
+    None when nothing is stored for this state: overlay patches are on (a split inside a supervoxel
+    changed the voxels; such states are not kept), or the project records no graph file to match.
+    """
+    project = getattr(proofreader, "project", None)
+    graph = project.manifest.get("graph") if project is not None else None
+    if key[0] or not isinstance(graph, dict) or not graph.get("sha256"):
+        return None
+    return json.dumps({"version": 1, "graph_sha256": graph["sha256"], "supervoxels": graph.get("supervoxels"),
+                       "shape": list(key[1]), "slab_z": key[2], "n_rows": key[3]}, sort_keys=True)
+
+
+def _rows_file(proofreader):
+    return proofreader.project.component_path("graph") / GEOMETRY_FILE
+
+
+def _load_rows(proofreader, stamp: str | None, n_rows: int) -> tuple[np.ndarray, ...] | None:
+    """The stored row scan when it was made for ``stamp``; None otherwise (missing, stale or unreadable)."""
+    if stamp is None:
+        return None
+    try:
+        with np.load(_rows_file(proofreader), allow_pickle=False) as f:
+            if str(f["stamp"]) != stamp:
+                return None
+            rows = tuple(np.array(f[k]) for k in ("count", "total", "lo", "hi"))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None  # a cache: scanning again is always right
+    shapes = [(n_rows,), (n_rows, 3), (n_rows, 3), (n_rows, 3)]
+    return rows if [r.shape for r in rows] == shapes else None
+
+
+def _save_rows(proofreader, stamp: str | None, rows: tuple[np.ndarray, ...]) -> None:
+    """Keep a base-volume row scan for the next session on this project (not from a read-only one)."""
+    if stamp is None or getattr(proofreader, "read_only", True):
+        return
+    from napari_connectome.atomic import save_npz_atomic
+
+    try:
+        save_npz_atomic(_rows_file(proofreader), dict(zip(("count", "total", "lo", "hi"), rows, strict=True),
+                                                      stamp=np.array(stamp)))
+    except OSError:
+        pass  # a full disk or a read-only folder: the next session scans again
+
+
 def _targets(count, total, row_of, cand_of, n: int) -> np.ndarray:
     """Centroid of each candidate's faces (voxel coordinates); summed in row order, as ever."""
     c_count = np.bincount(cand_of, weights=count[row_of], minlength=n)
@@ -326,7 +380,12 @@ def locate_faces(proofreader, row_of: np.ndarray, cand_of: np.ndarray, n: int) -
         geo = entry.geometry
         if geo is None or geo.key != key:
             entry.geometry = None  # drop the old arrays before the scan allocates new ones
-            geo = _Geometry(key, *_scan_rows(proofreader, n_rows, shape))
+            stamp = _stamp(proofreader, key)
+            rows = _load_rows(proofreader, stamp, n_rows)
+            if rows is None:
+                rows = _scan_rows(proofreader, n_rows, shape)
+                _save_rows(proofreader, stamp, rows)
+            geo = _Geometry(key, *rows)
         targets = _targets(geo.count, geo.total, row_of, cand_of, n)
 
         # Each candidate's rows, ascending (what its location depends on).

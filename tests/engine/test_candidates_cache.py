@@ -134,7 +134,7 @@ def test_cached_find_is_identical_through_edits_and_undo(pr, monkeypatch):
     assert spy.row_scans == 1
     pr.undo()
     _compare(pr, spy, monkeypatch)
-    assert spy.row_scans == 1
+    assert spy.row_scans == 0  # the base voxels again: their scan is read back from the project
     pr.undo()  # the merge
     back = _compare(pr, spy, monkeypatch)
     assert spy.row_scans == 0
@@ -255,3 +255,57 @@ def test_find_handles_a_segment_holding_a_supervoxel_minted_by_a_split_inside(pr
     # Every live supervoxel's size counts in its segment: the minted ones add up to the one they replaced.
     total = sum(pr.supervoxel_size(s) for s in minted)
     assert total == n
+
+
+def _rows_file(pr):
+    return pr.project.component_path("graph") / contacts.GEOMETRY_FILE
+
+
+def test_row_scan_is_kept_in_the_project_for_the_next_session(pr, monkeypatch):
+    monkeypatch.setattr(contacts, "LOCATE_CACHE", True)
+    contacts.clear_locate_cache()
+    path = _rows_file(pr)
+    path.unlink(missing_ok=True)
+    spy = Spy(monkeypatch)
+    first = find_candidates(pr)
+    assert spy.row_scans == 1 and path.is_file()
+    # another session (another process would do the same): the stored scan, no scan, the same places
+    with Proofreader.open(pr.project.root, read_only=True) as other:
+        spy.reset()
+        again = find_candidates(other)
+        assert spy.row_scans == 0
+        assert _signature(again) == _signature(first)
+        contacts.clear_locate_cache(other)
+    # a stale stamp (another graph), a damaged file: scanned again, and a good file written back
+    for damage in ("stale", "garbage"):
+        if damage == "stale":
+            with np.load(path) as f:
+                arrays = {k: f[k] for k in f.files}
+            arrays["stamp"] = np.array(str(arrays["stamp"]).replace('"version": 1', '"version": 0'))
+            np.savez(path, **arrays)
+        else:
+            path.write_bytes(b"not an npz")
+        contacts.clear_locate_cache(pr)
+        spy.reset()
+        assert _signature(find_candidates(pr)) == _signature(first)
+        assert spy.row_scans == 1
+        with np.load(path) as f:
+            assert contacts._load_rows(pr, str(f["stamp"]), pr.state.rag_u.size) is not None
+
+
+def test_row_scan_is_not_written_by_a_read_only_session_nor_with_a_split_inside_on(pr, monkeypatch):
+    monkeypatch.setattr(contacts, "LOCATE_CACHE", True)
+    contacts.clear_locate_cache()
+    path = _rows_file(pr)
+    path.unlink(missing_ok=True)
+    with Proofreader.open(pr.project.root, read_only=True) as other:
+        find_candidates(other)
+        contacts.clear_locate_cache(other)
+    assert not path.exists()
+    _split_inside_lone_supervoxel(pr)
+    spy = Spy(monkeypatch)
+    find_candidates(pr)
+    assert spy.row_scans == 1 and not path.exists()  # this state's voxels are not the base volume's
+    pr.undo()
+    find_candidates(pr)
+    assert spy.row_scans == 2 and path.exists()
