@@ -26,9 +26,15 @@ stage through ``/proc/self/clear_refs``, as ``segment_throughput.py`` does):
     :meth:`~napari_connectome.skeleton.SkeletonStore.rebuild`, blockwise (the
     supervoxels have one level: the coarse level is virtual).
 ``candidates``
-    the candidate search of the task session (:class:`CandidateCache`).
+    the candidate search of the task session and the simulator
+    (:class:`CandidateCache`, candidates not placed: a session places only
+    those it shows).
 ``first task``
-    :meth:`TaskSession.open` (``active``) and its first :meth:`next_task`.
+    :meth:`TaskSession.open` (``active``) and its first :meth:`next_task`, on
+    a project without a stored contact scan: the session searches, orders,
+    and scans the volume once for where contacts lie (kept in the project).
+``first task again``
+    the same, a second session: the stored scan is read instead.
 ``decisions``
     the simulated proofreader (``bench_decisions.py``'s timing) with
     ``size`` and ``active``, ``--decisions`` each.
@@ -158,7 +164,7 @@ class Stages:
         peak = peak_bytes()
         what = describe(result)
         self.rows.append((name, dt, peak / GIB, what))
-        print(f"{name:12s} {dt:8.1f} s   peak {peak / GIB:6.2f} GiB (+{(peak - before) / GIB:5.2f})   {what}",
+        print(f"{name:16s} {dt:8.1f} s   peak {peak / GIB:6.2f} GiB (+{(peak - before) / GIB:5.2f})   {what}",
               flush=True)
         return result
 
@@ -183,6 +189,8 @@ def main(argv=None) -> int:
     ap.add_argument("--strategies", nargs="*", default=["size", "active"])
     ap.add_argument("--affinities", choices=("raw", "gt"), default="raw",
                     help="where the affinities come from (not the network; see the module notes)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the graph, merge tree and skeletons the folder's project has (time the rest)")
     args = ap.parse_args(argv)
     n = args.size
     folder = args.dir or Path(f"/tmp/e2e-{n}")
@@ -212,29 +220,43 @@ def main(argv=None) -> int:
         create_project(proj, raw=str(data / "raw.ome.zarr"), supervoxels=str(folder / "supervoxels.ome.zarr"),
                        boundaries=str(folder / "boundaries.ome.zarr"))
     project = open_project(proj)
-    rag = st.run("graph", lambda: build_project_graph(project, workers=args.workers),
-                 lambda r: f"{r.n_nodes:,} nodes, {r.n_edges:,} edges")
-    del rag
-    def tree_and_threshold():
-        tree = agglomerate_project(project, threshold=args.threshold)
-        t = args.threshold
-        if t is None:  # the threshold after the merge that leaves the asked share of segments
-            merges = int(round(tree.n_nodes * (1.0 - args.segments_per_supervoxel)))
-            t = float(np.sort(np.asarray(tree.scores))[min(max(merges, 1), len(tree.scores)) - 1])
-            tree = agglomerate_project(project, threshold=t)
-        return tree, t
+    built = args.reuse and "agglomeration" in project.manifest and project.manifest.get("graph")
+    if built:
+        print("graph, merge tree: reused (--reuse)")
+    else:
+        rag = st.run("graph", lambda: build_project_graph(project, workers=args.workers),
+                     lambda r: f"{r.n_nodes:,} nodes, {r.n_edges:,} edges")
+        del rag
 
-    tree, threshold = st.run("merge tree", tree_and_threshold,
-                             lambda r: f"{r[0].n_segments_at(r[1]):,} segments at {r[1]:.4f}")
-    del tree
-    project.save()
-    with Proofreader.open(project, read_only=True) as pr:
-        st.run("skeletons", lambda: SkeletonStore.rebuild(pr, method="blockwise", workers=args.workers),
-               lambda s: f"{len(s):,} skeletons")
-    from napari_connectome.candidates import CandidateCache
+        def tree_and_threshold():
+            tree = agglomerate_project(project, threshold=args.threshold)
+            t = args.threshold
+            if t is None:  # the threshold after the merge that leaves the asked share of segments
+                merges = int(round(tree.n_nodes * (1.0 - args.segments_per_supervoxel)))
+                t = float(np.sort(np.asarray(tree.scores))[min(max(merges, 1), len(tree.scores)) - 1])
+                tree = agglomerate_project(project, threshold=t)
+            return tree, t
 
+        tree, threshold = st.run("merge tree", tree_and_threshold,
+                                 lambda r: f"{r[0].n_segments_at(r[1]):,} segments at {r[1]:.4f}")
+        del tree
+        project.save()
     with Proofreader.open(project, read_only=True) as pr:
-        st.run("candidates", lambda: CandidateCache()(pr), lambda c: f"{len(c):,} candidates")
+        if args.reuse and SkeletonStore.path(project).is_file():
+            print("skeletons: reused (--reuse)")
+        else:
+            st.run("skeletons", lambda: SkeletonStore.rebuild(pr, method="blockwise", workers=args.workers),
+                   lambda s: f"{len(s):,} skeletons")
+    import sklearn.ensemble  # noqa: F401  (imported once here: its ~2 s would otherwise land in "first task")
+
+    from napari_connectome.candidates import CandidateCache, contacts
+
+    # What a task session and the simulator search (candidates placed only when shown: see first task).
+    with Proofreader.open(project, read_only=True) as pr:
+        st.run("candidates", lambda: CandidateCache(locate=False)(pr), lambda c: f"{len(c):,} candidates")
+    # The first session on a project scans the volume once for where contacts lie and keeps the scan
+    # in the project; later sessions read it ("first task again").
+    (project.component_path("graph") / contacts.GEOMETRY_FILE).unlink(missing_ok=True)
     from napari_connectome.tasks.session import TaskSession
 
     def first_task():
@@ -246,6 +268,7 @@ def main(argv=None) -> int:
             session.close()
 
     st.run("first task", first_task, lambda t: "a task" if t is not None else "no task")
+    st.run("first task again", first_task, lambda t: "a task" if t is not None else "no task")
     from bench_decisions import timed_run
 
     for strategy in args.strategies:
@@ -253,9 +276,9 @@ def main(argv=None) -> int:
                      lambda r: f"{r['decisions']} decisions ({r['accepted']} accepted), "
                                f"{r['per_s']:.2f} decisions/s after {r['setup_s']:.0f} s of set-up")
         del run
-    print("\nstage        seconds   peak GiB")
+    print("\nstage            seconds   peak GiB")
     for name, dt, peak, _what in st.rows:
-        print(f"{name:12s} {dt:8.1f}   {peak:6.2f}")
+        print(f"{name:16s} {dt:8.1f}   {peak:6.2f}")
     return 0
 
 
