@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -79,12 +80,16 @@ class Taken:
         list changed meanwhile); ``""``: nothing to redo.
     note
         A failure in the worker that ``redo`` makes good, for the proofreader's notes; ``""`` when none.
+    key_counts
+        How many candidates of ``candidates`` propose each edit (:func:`key_counts`), counted in the
+        worker; None with no new list.
     """
 
     candidates: list | None = None
     order: list[int] | None = None
     redo: str = ""
     note: str = ""
+    key_counts: Counter | None = None
 
 
 @dataclass
@@ -95,6 +100,7 @@ class _Outcome:
     candidates: list | None = None   # the re-found list; None when not re-found (or the read was torn)
     version: int = -1                # Proofreader.version the re-found list was read at
     order: list[int] | None = None
+    key_counts: Counter | None = None  # of the re-found list (key_counts)
     ahead: Task | None = None        # the guess of the next task under the new order (prefetched)
     error: BaseException | None = None
     step: str = ""
@@ -273,7 +279,7 @@ class BackgroundLearner:
                     f"{' '.join(str(out.error).split())}); done again")
         if job.refind:
             if out.candidates is not None and out.order is not None and out.version == self.proofreader.version:
-                return Taken(candidates=out.candidates, order=out.order, note=note)
+                return Taken(candidates=out.candidates, order=out.order, note=note, key_counts=out.key_counts)
             return Taken(redo="refind", note=note)  # failed, torn, or an edit landed since
         if out.order is not None and job.candidates is candidates:
             return Taken(order=out.order, note=note)
@@ -327,6 +333,10 @@ class BackgroundLearner:
                 if cands is None:
                     return out  # edits kept landing: the caller finds them again
                 out.candidates = cands
+                try:
+                    out.key_counts = key_counts(cands)
+                except (AttributeError, TypeError):  # not candidates (a caller's own finder): counted when asked
+                    out.key_counts = None
             out.step = "ordering the tasks"
             out.order = self.order(cands)
             if self.place is not None:
@@ -352,6 +362,15 @@ class BackgroundLearner:
         except Exception:  # a torn read: no guess, the view is prepared when asked for
             return None
         return None
+
+
+def key_counts(candidates: list) -> Counter:
+    """How many candidates propose each edit (:func:`~napari_connectome.rank.candidate_key` → count).
+
+    What the session's progress counts the unasked ones from, without a key per candidate per call (at
+    10^6 candidates that loop took seconds of the GUI thread after every answer).
+    """
+    return Counter(candidate_key(c) for c in candidates)
 
 
 def first_unasked(candidates: list, order: list[int], asked, k: int) -> list:

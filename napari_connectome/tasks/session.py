@@ -108,6 +108,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from napari_connectome.candidates.apply import apply_candidate, stale_reason
@@ -120,6 +121,7 @@ from napari_connectome.tasks.learning import (
     Answered,
     BackgroundLearner,
     first_unasked,
+    key_counts,
 )
 from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer, task_key
@@ -192,6 +194,8 @@ class TaskSession:
         self._gt_table = gt_table
         self._live_vi = LiveVI(proofreader, gt_table) if gt_table is not None else None
         self._candidates: list = []
+        # (the list, key_counts of it): what progress() counts from, made once per list
+        self._key_counts: tuple[list, Counter] | None = None
         self._order: list[int] = []
         self._asked: dict[tuple, str] = {}
         self._answers: list[Answered] = []
@@ -600,7 +604,13 @@ class TaskSession:
         self._poll()
         counts = {a: sum(1 for x in self._answers if x.answer == a) for a in ("yes", "no", "skip", "flag")}
         current = self.current.key if self.current is not None else None
-        queued = sum(1 for c in self._candidates if (k := candidate_key(c)) not in self._asked and k != current)
+        listed = self._key_counts[1] if self._key_counts and self._key_counts[0] is self._candidates else None
+        if listed is None:
+            listed = key_counts(self._candidates)
+            self._key_counts = (self._candidates, listed)
+        # The list less the candidates asked or on screen: counted from the few asked, not the many listed.
+        excluded = {*self._asked, current} - {None}
+        queued = len(self._candidates) - sum(listed.get(k, 0) for k in excluded)
         if self.synapses is not None:
             queued += sum(1 for c in self.synapses.candidates
                           if (k := task_key(c)) not in self._asked and k != current)
@@ -688,6 +698,8 @@ class TaskSession:
             self._reorder_or_raise()
         elif taken.candidates is not None:
             self._candidates, self._order = taken.candidates, taken.order
+            if taken.key_counts is not None:
+                self._key_counts = (taken.candidates, taken.key_counts)
             self._outside_edits = False
         elif taken.order is not None:
             self._order = taken.order

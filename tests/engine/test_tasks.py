@@ -755,3 +755,21 @@ def test_tasks_are_placed_as_an_eager_search_places_them_and_only_those(project,
         placed = sum(np.isfinite(c.location_nm[0]) for c in s._candidates)
         # the ones shown and a few ahead of each order, not the list (~800)
         assert 0 < placed <= 8 * (shown + 1) < len(s._candidates)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_queued_counts_the_unasked_candidates_of_the_list(project, clock, background):
+    def brute(s):
+        current = s.current.key if s.current is not None else None
+        return sum(1 for c in s._candidates if (k := candidate_key(c)) not in s._asked and k != current)
+
+    with open_session(project, clock, learn_in_background=background) as s:
+        s.next_task()
+        assert s.progress()["queued"] == brute(s)
+        for answer in ["no", "yes", "skip", "flag", "yes", "undo", "no", "yes", "undo", "undo", "no"]:
+            if answer == "undo":
+                s.undo()
+            else:
+                s.answer(answer)
+            p = s.progress()
+            assert p["queued"] == brute(s) > 0
