@@ -118,7 +118,7 @@ class _Phases:
         return timed
 
 
-def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate_growth=None) -> dict:
+def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate_growth=None, seed: int = 0) -> dict:
     from napari_connectome.candidates import CandidateCache
     from napari_connectome.rank.simulate import simulate
     from napari_connectome.rank.strategies import build_strategy
@@ -137,7 +137,7 @@ def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate
         def close(self):
             phases.on = False
 
-    strat = build_strategy({"name": strategy, "seed": 0} if strategy in ("random", "active") else strategy)
+    strat = build_strategy({"name": strategy, "seed": seed} if strategy in ("random", "active") else strategy)
     ranker = getattr(strat, "ranker", None)
     if ranker is not None:
         if recalibrate_growth is not None:
@@ -149,7 +149,7 @@ def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate
         cache = CandidateCache(locate=False)  # as simulate() does: it shows nothing
         find = cache
     t0 = time.perf_counter()
-    result = simulate(project, gt, strategy=strat, decisions=decisions, find=phases.wrap("search", find),
+    result = simulate(project, gt, strategy=strat, decisions=decisions, seed=seed, find=phases.wrap("search", find),
                       progress=Clock())
     total = time.perf_counter() - t0
     made = len(result["decisions"])
@@ -165,7 +165,8 @@ def timed_run(project, gt, strategy: str, decisions: int, find=None, recalibrate
     return {"strategy": strategy, "decisions": made, "accepted": sum(d["answer"] for d in result["decisions"]),
             "setup_s": setup, "loop_s": loop, "per_s": made / loop if loop > 0 else float("inf"), "total_s": total,
             "phases": dict(phases.seconds), "auc": auc, "asked": [d["candidate"] for d in result["decisions"]],
-            "answers": [d["answer"] for d in result["decisions"]]}
+            "answers": [d["answer"] for d in result["decisions"]],
+            "vi": [round(p["vi_split"] + p["vi_merge"], 4) for p in (result["curve"][0], result["curve"][-1])]}
 
 
 def _phase_text(run: dict) -> str:
@@ -187,28 +188,36 @@ def main(argv=None) -> int:
                         help="also run `active` with the ranker's Platt scaling refitted only when the answers "
                              "grew by this factor (Ranker.recalibrate_growth; default 1: every answer) and "
                              "compare decisions and prequential AUC")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="exploration seeds of `active` (each a run of its own; the --recalibrate-growth "
+                             "comparison too): its picks branch early, so one seed says little about quality")
     args = parser.parse_args(argv)
     from napari_connectome.candidates import find_candidates
 
     project, gt, threshold, n_segments, n_sv = build(args.dir, args.segments)
     print(f"cube 250³: {n_sv} supervoxels, threshold {threshold:.4f} → {n_segments} segments")
     for strategy in args.strategies:
-        now = timed_run(project, gt, strategy, args.decisions)
-        print(f"{strategy:6s} incremental: {now['decisions']} decisions ({now['accepted']} accepted) in "
-              f"{now['loop_s']:.1f} s after {now['setup_s']:.1f} s of set-up: {now['per_s']:.1f} decisions/s")
-        print(f"{'':6s} {_phase_text(now)}")
-        if strategy == "active":
-            print(f"{'':6s} prequential AUC of the answers (each scored before it was learnt): {now['auc']:.3f}")
-        if strategy == "active" and args.recalibrate_growth:
-            old = timed_run(project, gt, strategy, args.decisions, recalibrate_growth=args.recalibrate_growth)
-            same = sum(a == b for a, b in zip(old["asked"], now["asked"], strict=False))
-            print(f"{strategy:6s} recalibrated at growth {args.recalibrate_growth:g}: {old['decisions']} decisions ({old['accepted']} "
-                  f"accepted), {old['per_s']:.1f} decisions/s, prequential AUC {old['auc']:.3f}; "
-                  f"the same candidate asked at {same} of {min(old['decisions'], now['decisions'])} decisions")
-            print(f"{'':6s} {_phase_text(old)}")
+        for seed in args.seeds if strategy == "active" else [0]:
+            now = timed_run(project, gt, strategy, args.decisions, seed=seed)
+            label = f"{strategy} seed {seed}" if strategy == "active" else strategy
+            print(f"{label:6s} incremental: {now['decisions']} decisions ({now['accepted']} accepted) in "
+                  f"{now['loop_s']:.1f} s after {now['setup_s']:.1f} s of set-up: {now['per_s']:.1f} decisions/s; "
+                  f"VI {now['vi'][0]:.3f} → {now['vi'][1]:.3f}")
+            print(f"{'':6s} {_phase_text(now)}")
+            if strategy == "active":
+                print(f"{'':6s} prequential AUC of the answers (each scored before it was learnt): {now['auc']:.3f}")
+            if strategy == "active" and args.recalibrate_growth:
+                old = timed_run(project, gt, strategy, args.decisions, recalibrate_growth=args.recalibrate_growth,
+                                seed=seed)
+                same = sum(a == b for a, b in zip(old["asked"], now["asked"], strict=False))
+                print(f"{label:6s} recalibrated at growth {args.recalibrate_growth:g}: {old['decisions']} decisions "
+                      f"({old['accepted']} accepted), {old['per_s']:.1f} decisions/s, prequential AUC "
+                      f"{old['auc']:.3f}, VI → {old['vi'][1]:.3f}; the same candidate asked at {same} of "
+                      f"{min(old['decisions'], now['decisions'])} decisions")
+                print(f"{'':6s} {_phase_text(old)}")
         before = args.decisions if args.before is None else args.before
         if before:
-            old = timed_run(project, gt, strategy, before, find=lambda pr: find_candidates(pr))
+            old = timed_run(project, gt, strategy, before, find=lambda pr: find_candidates(pr), seed=seed)
             same = old["decisions"] == now["decisions"]
             print(f"{strategy:6s} full search: {old['decisions']} decisions ({old['accepted']} accepted) in "
                   f"{old['loop_s']:.1f} s: {old['per_s']:.2f} decisions/s"
