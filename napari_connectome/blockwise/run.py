@@ -125,6 +125,11 @@ def _is_cancelled(cancel) -> Callable[[], bool]:
     raise InputError("cancel", f"{cancel!r} is neither a threading.Event nor a callable")
 
 
+def _apply(fn, block: Block):
+    """``fn(block)`` on a worker, ``fn`` being the scattered process (a future resolved there)."""
+    return fn(block)
+
+
 class _Backend:
     """Where blocks run: ``submit(fn, block) -> future``; ``slots`` blocks at once; ``close()``."""
 
@@ -179,10 +184,14 @@ class _Backend:
         if fn is not getattr(self, "_checked", None):
             _check_travels(fn)
             self._checked = fn
+            # Sent to each worker once, not with every block: a process that holds a 10^6-entry mapping
+            # (skeletons of a large project) otherwise travels as many times as there are blocks.
+            self._fn = self._client.scatter(fn, broadcast=True, hash=False)
         # pure=False: a rerun of the same block must run again, not reuse a result.
-        return self._client.submit(fn, block, pure=False)
+        return self._client.submit(_apply, self._fn, block, pure=False)
 
     def close(self) -> None:
+        self._fn = None  # the scattered process: released on a cluster that outlives this run
         for fn in self._close:
             try:
                 fn()
