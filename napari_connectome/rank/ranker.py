@@ -51,6 +51,23 @@ FILE_FORMAT = "napari-connectome-ranker"
 FILE_VERSION = 1
 
 
+_CONTROLLER = None
+
+
+def _one_openmp_thread():
+    """A context limiting OpenMP to one thread, the libraries looked up once.
+
+    ``threadpool_limits`` looks the loaded libraries up at every call: ~5 ms, three times a decision.
+    Called after scikit-learn is imported, so its OpenMP runtime is among them.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="openmp")
+
+
 def _derived(candidates: list[Candidate]) -> np.ndarray:
     kind = np.array([1.0 if c.kind == "false_split" else 0.0 for c in candidates])
     impact = np.array([float(c.impact) for c in candidates])
@@ -238,7 +255,6 @@ class Ranker:
 
     def _refit(self) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
-        from threadpoolctl import threadpool_limits
 
         x, y = self._training_set()
         # A column with fewer than two distinct values (e.g. skeleton features
@@ -261,7 +277,7 @@ class Ranker:
         )
         # One thread: on small data OpenMP start-up and contention with other
         # work cost more than they save, and the refit must stay < 1 s.
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with _one_openmp_thread():
             if min(n_pos, n_neg) >= MIN_PER_CLASS_TO_CALIBRATE:
                 n = len(self._ya)
                 due = (self._platt is None or self._usable_at_platt is None
@@ -288,11 +304,9 @@ class Ranker:
             raise InputError("ranker", f"features have {x.shape[1]} columns, the ranker expects {len(self.columns)}")
         if self._model is None:
             return np.full(x.shape[0], self._constant)
-        from threadpoolctl import threadpool_limits
-
         # Per-tree OpenMP start-up dominates on the few thousand rows ranked
         # at a time (milliseconds per tree under load); one thread is faster.
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with _one_openmp_thread():
             proba = self._model.predict_proba(x[:, self._usable])
         classes = list(self._model.classes_)
         return proba[:, classes.index(True)] if True in classes else np.zeros(x.shape[0])
