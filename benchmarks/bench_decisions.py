@@ -25,30 +25,33 @@ Protocol (issue 13's fourth item):
   it again with the ranker's Platt scaling refitted only when the answers
   grew by ``G`` and compares.
 
-Figures (2-core VM shared with other work, load ≈ 2.7, so ±30 %;
-``--decisions 100 --before 0``):
+Figures (2-core VM shared with other work, so ±30 %; ``--decisions 100
+--before 0 --seeds 0 1 2``):
 
-* before this round: ``size`` 34.8 decisions/s; ``active`` 1.0 decision/s
-  (77 of 100 accepted: nearly every accept splits a piece off one segment
-  of ~5,800 supervoxels, whose ~2,700 contacts and two cuts are searched
-  again).
-* now: ``size`` 54.5 decisions/s (search 15 ms/decision); ``active`` 1.3
-  decisions/s, the same 100 decisions (77 accepted, prequential AUC 0.935):
-  search 381, featurise 14, predict 36, refit 251, rest 94 ms/decision.
-  The candidates are bit-identical to before (vectorised false-split
-  statistics, min-cuts without the split preview's per-seed lookups); the
-  features of a re-found list are featurised only for its new candidates.
-* ``--recalibrate-growth 1.5``: refit 86 ms/decision and 2.9 decisions/s,
-  but other decisions (10 of 100 the same, 60 accepted) and a worse ranker
-  (prequential AUC 0.839): not the default.
+* before the incremental search: ``size`` 34.8 decisions/s; ``active`` 1.0
+  decision/s (77 of 100 accepted: nearly every accept splits a piece off one
+  segment of ~5,800 supervoxels, whose ~2,700 contacts and two cuts are
+  searched again).
+* with it, and features kept per candidate: ``size`` 192.5, ``active`` 2.9.
+* now (what depends on a candidate alone kept per candidate object, the
+  cache's update in numpy, VI read only after an edit, the split preview's
+  seeds checked at once): ``size`` 222.9 decisions/s (2 accepted); ``active``
+  2.9–3.0 decisions/s, the same decisions as before (seed 0: 77 accepted,
+  prequential AUC 0.935, VI 5.468 → 3.446): per decision search 57 ms,
+  featurise 10, predict 36, refit 199, the rest 47.
+* ``active`` branches early: seed 1 ends like seed 0 (77 accepted, VI
+  3.431, AUC 0.912), seed 2 does not (61 accepted, VI 4.624, AUC 0.831).
+* ``--recalibrate-growth 1.5`` (Platt scaling refitted only as the answers
+  grow by half): refit 84–99 ms instead of ~300 (same loaded run), 3.7–4.4
+  decisions/s, but VI 4.618 / 4.649 / 4.645 and AUC 0.839 / 0.797 / 0.836 on
+  seeds 0 / 1 / 2 (57–60 accepted): every seed ends where the unlucky seed of
+  the default does. Not the default.
 
 Not reached: 20 decisions/s for ``active``. What is left per decision: the
 classifier fit itself (~50 ms for 60 trees, scikit-learn's per-tree
 overhead) and three more for the calibration folds; per accepted edit the
-search of the grown segment (its ~2,700 pairs, its merge tree and the
-location of the new cuts' faces), the split preview of the commit
-(``Proofreader.preview_split_supervoxels`` looks its seeds up one by one),
-and labelling the new candidates.
+search of the grown segment (its ~2,700 pairs, its merge tree's cuts) and
+labelling its new candidates.
 
 Run::
 
