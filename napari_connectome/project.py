@@ -216,6 +216,10 @@ class Project:
         except OSError as exc:
             raise from_os_error(exc, path, action="it could not be moved aside") from None
 
+    def input_is(self, role: str, uri: str | os.PathLike) -> bool:
+        """Whether the project's ``role`` input is ``uri``, as :meth:`set_input` records it."""
+        return (self.inputs.get(role) or {}).get("uri") == _reference(uri)
+
     def set_input(self, role: str, uri: str | os.PathLike) -> dict:
         """Record ``uri`` as the project's ``role`` volume (one the suite computed, say) and save.
 

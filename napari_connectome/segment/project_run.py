@@ -206,10 +206,12 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
                                          dtype=affinities_dtype, precision=precision, scheduler=scheduler,
                                          workers=workers, threads=threads, progress=progress, cancel=cancel,
                                          region=region, before_writing=lambda: _refuse_if_edited(project))
-        if result.ran == 0 and complete:
+        if result.ran == 0 and complete and _bookkept(project, "affinities"):
             report.stages["affinities"] = "skipped"
             notify("affinities are up to date: skipped")
         else:
+            # (also a run killed after its last block and before the project recorded it: recorded now,
+            # with the same bytes, since the stored record leaves times and hosts out)
             report.stages["affinities"] = "resumed" if result.skipped else "ran"
             rec.set("tiling", {"block_voxels": list(result.block_voxels), "blocks": result.blocks,
                                "context_voxels": list(map(int, net.config.context))})
@@ -252,10 +254,13 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
                 for p in (sv_path, b_path, project.root / WORK):
                     _set_aside(p, notify)
                 result = run()
-        if sv_complete and result.ran == 0:
+        if sv_complete and result.ran == 0 and _bookkept(project, "supervoxels",
+                                                          {"supervoxels": sv_path, "boundaries": b_path}):
             report.stages["supervoxels"] = "skipped"
             notify("supervoxels are up to date: skipped")
         else:
+            # (also a run killed between finishing the volumes and pointing the project at them: a resume
+            # found nothing to compute and left the project without supervoxels)
             report.stages["supervoxels"] = "ran"
             rec.set("outputs", {"n_supervoxels": result.n_supervoxels,
                                 "crossing_block_faces": result.n_crossing, "blocks": result.blocks})
@@ -296,6 +301,13 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
     if cancel is not None and (cancel() if callable(cancel) else cancel.is_set()):
         raise CancelledError("segmentation cancelled; run it again to resume")
     return report
+
+
+def _bookkept(project, component: str, inputs: dict | None = None) -> bool:
+    """Whether a finished stage is recorded in the project: its provenance, and each input it sets there."""
+    if component not in (project.manifest.get("provenance") or {}):
+        return False
+    return all(project.input_is(role, path) for role, path in (inputs or {}).items())
 
 
 def _region_voxels(level, region_nm):

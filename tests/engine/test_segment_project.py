@@ -237,6 +237,29 @@ def test_cancel_then_resume_gives_the_uninterrupted_bytes(data, tmp_path):
     assert tree_bytes(proj / "segmentation") == tree_bytes(reference / "segmentation")
 
 
+@pytest.mark.parametrize("lost", [("supervoxels", "boundaries"), ("supervoxels",), ("affinities",)])
+def test_a_run_killed_before_the_project_recorded_its_finished_stage_is_recorded_on_resume(data, tmp_path, lost):
+    """A kill after a stage's volumes were finished but before the manifest said so (found by the SIGKILL test)."""
+    kw = {"model": str(data["weights"]), "device": "cpu", "block": 16, "supervoxel_block": 32}
+    proj = new_project(data, tmp_path / "p")
+    segment_project(open_project(proj), **kw)
+    want = tree_bytes(proj / "segmentation")
+    project = open_project(proj)
+    for role in lost:
+        if role != "affinities":
+            del project.manifest["inputs"][role]
+    project.manifest["provenance"].pop("supervoxels" if "supervoxels" in lost else "affinities")
+    project.save()
+    report = segment_project(open_project(proj), **kw)
+    stage = "supervoxels" if "supervoxels" in lost else "affinities"
+    assert report.stages[stage] != "skipped" and report.stages["graph"] == "skipped"
+    project = open_project(proj)
+    assert {"supervoxels", "boundaries"} <= set(project.inputs) and stage in project.manifest["provenance"]
+    assert tree_bytes(proj / "segmentation") == want
+    again = segment_project(open_project(proj), **kw)
+    assert again.stages == {"affinities": "skipped", "supervoxels": "skipped", "graph": "skipped"}
+
+
 def test_one_and_two_dask_workers_write_the_same_bytes(data, tmp_path):
     outs = []
     for workers in (1, 2):
