@@ -346,13 +346,8 @@ class Proofreader:
 
     def segment_of(self, sv_id: int) -> int:
         """The segment a supervoxel belongs to now (0 for the background)."""
-        sv_id = int(sv_id)
-        if sv_id == 0:
-            return 0
-        (pos,) = self.state.positions([sv_id])
-        if not self.state.alive[pos]:
-            raise InputError("supervoxel", f"{sv_id} was divided by a split inside it and exists no more")
-        return int(self.state.seg[pos])
+        (segment,) = self._segments_of([int(sv_id)])
+        return segment
 
     def _segments_of(self, sv_ids: list[int]) -> set[int]:
         """The segments of many supervoxels at once (:meth:`segment_of`'s errors; unknown ids first)."""

@@ -189,8 +189,8 @@ class TaskSession:
         self.current: Task | None = None
         self._find = find
         self._find_options = find_options
-        # place(proofreader, candidates): locations for a finder that leaves candidates unplaced
-        self._place = place
+        # place(candidates): locations for a finder that leaves candidates unplaced (given place(pr, candidates))
+        self._place = None if place is None else (lambda candidates: place(proofreader, candidates))
         self._gt_table = gt_table
         self._live_vi = LiveVI(proofreader, gt_table) if gt_table is not None else None
         self._candidates: list = []
@@ -216,7 +216,7 @@ class TaskSession:
         self._learner = BackgroundLearner(
             proofreader, strategy, find, find_options, prefetcher=self.prefetcher,
             in_background=learn_in_background, find_attempts=_FIND_ATTEMPTS,
-            place=None if place is None else (lambda candidates: place(proofreader, candidates)))
+            place=self._place)
         self._edit_connection = proofreader.add_listener(self._on_edit)
         if gt_table is not None:
             recorder.vi = self.vi  # manual edits carry VI too (the recorder is built before the session)
@@ -316,8 +316,7 @@ class TaskSession:
                 return cache(pr)
 
             if not cache.options["locate"]:
-                def place(pr, candidates):
-                    cache.locate(pr, candidates)
+                place = cache.locate
         strat = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, model=model)
         activity = ActivityClock(clock=clock, idle_after_s=idle_after_s)  # validates idle_after_s first
         table = groundtruth_table(project, gt) if gt is not None else None
@@ -801,12 +800,12 @@ class TaskSession:
         self._order = self._learner.order(self._candidates)
         self._outside_edits = False
         if self._place is not None:
-            self._place(self.proofreader, first_unasked(self._candidates, self._order, self._asked, PLACE_AHEAD))
+            self._place(first_unasked(self._candidates, self._order, self._asked, PLACE_AHEAD))
 
     def _task_of(self, candidate) -> Task:
         """The task asking about ``candidate``, placed first when the finder left it unplaced."""
         if self._place is not None and math.isnan(candidate.location_nm[0]):
-            self._place(self.proofreader, [candidate])
+            self._place([candidate])
         return Task.from_candidate(candidate)
 
     def _unasked(self, *, exclude: tuple | None = None):
