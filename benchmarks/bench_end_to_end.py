@@ -31,10 +31,11 @@ stage through ``/proc/self/clear_refs``, as ``segment_throughput.py`` does):
     those it shows).
 ``first task``
     :meth:`TaskSession.open` (``active``) and its first :meth:`next_task`, on
-    a project without a stored contact scan: the session searches, orders,
-    and scans the volume once for where contacts lie (kept in the project).
+    a project without a stored contact scan or candidate list: the session
+    searches (and keeps the list in the project), orders, and scans the
+    volume once for where contacts lie (kept in the project too).
 ``first task again``
-    the same, a second session: the stored scan is read instead.
+    the same, a second session: the stored list and scan are read instead.
 ``decisions``
     the simulated proofreader (``bench_decisions.py``'s timing) with
     ``size`` and ``active``, ``--decisions`` each.
@@ -249,14 +250,15 @@ def main(argv=None) -> int:
                    lambda s: f"{len(s):,} skeletons")
     import sklearn.ensemble  # noqa: F401  (imported once here: its ~2 s would otherwise land in "first task")
 
-    from napari_connectome.candidates import CandidateCache, contacts
+    from napari_connectome.candidates import CandidateCache, contacts, kept
 
     # What a task session and the simulator search (candidates placed only when shown: see first task).
     with Proofreader.open(project, read_only=True) as pr:
-        st.run("candidates", lambda: CandidateCache(locate=False)(pr), lambda c: f"{len(c):,} candidates")
-    # The first session on a project scans the volume once for where contacts lie and keeps the scan
-    # in the project; later sessions read it ("first task again").
+        st.run("candidates", lambda: CandidateCache(locate=False, kept=False)(pr), lambda c: f"{len(c):,} candidates")
+    # The first session on a project searches and scans the volume once for where contacts lie and keeps
+    # both in the project; later sessions read them ("first task again").
     (project.component_path("graph") / contacts.GEOMETRY_FILE).unlink(missing_ok=True)
+    (project.component_path("graph") / kept.CANDIDATES_FILE).unlink(missing_ok=True)
     from napari_connectome.tasks.session import TaskSession
 
     def first_task():

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from napari_connectome.candidates import kept
 from napari_connectome.candidates.contacts import locate_faces
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.errors import InputError
@@ -73,6 +74,27 @@ def _sv_table(pr):
     for pos in np.flatnonzero(alive[st.n_base:]) + st.n_base:
         sizes[pos] = pr.supervoxel_size(int(st.ids[pos])) or 0
     return alive, st.seg[:n].astype(np.int64), sizes
+
+
+class _Members:
+    """``state.members`` for every segment from one sort of the segment table.
+
+    ``SegmentationState.members`` scans the whole table for one segment; a
+    search asks it for every segment (and again for each cut), which at 1024³
+    (1.5 M supervoxels, 0.3 M segments) was most of a search: 170 k scans, ~60 s.
+    The answers are the same arrays (positions ascending: the sort is stable).
+    """
+
+    def __init__(self, seg: np.ndarray) -> None:
+        self._order = np.argsort(seg, kind="stable")
+        self._sorted = seg[self._order]
+
+    def __call__(self, segment: int) -> np.ndarray:
+        if segment == 0:
+            return np.empty(0, np.int64)
+        key = self._sorted.dtype.type(segment)
+        lo, hi = np.searchsorted(self._sorted, key, side="left"), np.searchsorted(self._sorted, key, side="right")
+        return self._order[lo:hi].astype(np.int64)
 
 
 def _border_supervoxels(pr) -> np.ndarray:
@@ -276,7 +298,7 @@ def find_candidates(
 
     def add_cut(s: int, src_svs, snk_svs, *, source: str, cid: str, extra: dict) -> None:
         """A false-merge candidate: the min-cut of segment ``s`` between two supervoxel sets."""
-        got = _graph_cut(st, s, src_svs, snk_svs, seg_of_pos, alive)
+        got = _graph_cut(st, s, src_svs, snk_svs, seg_of_pos, alive, members_of=members_of)
         if got is None:
             return
         src, snk, cut_pos = got
@@ -314,12 +336,14 @@ def find_candidates(
         ))
 
     wanted = None if only is None else set(only.tolist())
+    # One sort of the table for a whole search; an edit's few segments are cheaper scanned.
+    members_of = _Members(st.seg) if only is None or only.size > 16 else st.members
     for k_seg, s in enumerate(seg_ids.tolist()):
         if seg_nsv[k_seg] < 2 or seg_size[k_seg] < min_voxels or s == 0:
             continue
         if wanted is not None and s not in wanted:
             continue
-        members = st.members(s)
+        members = members_of(s)
         links = _last_merges(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, weakest_links)
         for rank, (score, side_a, side_b) in enumerate(links):
             add_cut(s, st.ids[side_a], st.ids[side_b], source="merge-tree", cid=f"fm-{s}-{rank}",
@@ -354,7 +378,7 @@ def locate_candidates(proofreader, candidates: list[Candidate], *, locations: di
     _locate(proofreader, unplaced, row_cand, lv, locations)
 
 
-def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive):
+def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members_of=None):
     """The min-cut of ``segment`` between two supervoxel sets: ``(source ids, sink ids, cut position pairs)``.
 
     What :meth:`~napari_connectome.proofread.Proofreader.preview_split_supervoxels` computes for a graph
@@ -362,7 +386,8 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive):
     edit, its description) and with the seeds checked at once rather than one by one; None where that
     preview raises (a seed unknown, dead, in another segment, or on both sides). A cut whose seeds are
     every supervoxel of the segment (a merge tree's last merge) is read off without a max-flow: every
-    supervoxel is pinned to its side, so the min-cut is the edges between the sides.
+    supervoxel is pinned to its side, so the min-cut is the edges between the sides. ``members_of``:
+    ``state.members`` or the same answers faster (:class:`_Members`).
     """
     from napari_connectome.proofread.split import min_cut
 
@@ -377,7 +402,7 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive):
     seeds = np.concatenate([src_pos, snk_pos])
     if not (alive[seeds].all() and (seg_of_pos[seeds] == segment).all()):
         return None
-    members = st.members(segment)
+    members = (members_of or st.members)(segment)
     pairs, caps = st.active_edges(members)
     src_u, snk_u = np.unique(src_pos), np.unique(snk_pos)
     if np.intersect1d(src_u, snk_u, assume_unique=True).size:
@@ -409,16 +434,25 @@ class CandidateCache:
     supervoxel), or skeletons among the options, makes every call a full
     search. Calls from several threads take turns.
 
+    A full search first looks for the list kept in the project for exactly
+    this state (:mod:`~napari_connectome.candidates.kept`) and keeps what it
+    found there for the next session; :meth:`keep` writes the list as the
+    session's edits left it.
+
     Parameters
     ----------
+    kept
+        Read and write the project's kept list (False: always search, never write).
     options
         Keyword options of :func:`find_candidates`.
     """
 
-    def __init__(self, **options) -> None:
+    def __init__(self, *, kept: bool = True, **options) -> None:
         import threading
 
+        self.kept = bool(kept)
         self.options = options
+        self._kept_stamp: str | None = None
         # A task session's background learner and its main thread may both ask: one search at a time.
         self._lock = threading.Lock()
         self._border: np.ndarray | None = None
@@ -453,7 +487,14 @@ class CandidateCache:
         fingerprint = (id(pr), int(st.ids.size), int(alive.sum()), int(st.n_base))
         if fingerprint != self._fingerprint or self.options.get("skeletons"):
             locations: dict = {}
-            found = find_candidates(pr, border_supervoxels=self._border, locations=locations, **self.options)
+            stamp = kept.state_stamp(pr, self.options) if self.kept else None
+            found = kept.load_candidates(kept.kept_path(pr), stamp) if stamp is not None else None
+            if found is None:
+                found = find_candidates(pr, border_supervoxels=self._border, locations=locations, **self.options)
+                if getattr(pr, "version", None) == version:
+                    self._write_kept(pr, stamp, found)
+            else:
+                self._kept_stamp = stamp
             if getattr(pr, "version", None) == version:
                 self._fingerprint, self._segments, self._candidates = fingerprint, now, found
                 self._order_keys = None
@@ -467,15 +508,15 @@ class CandidateCache:
         if self._order_keys is None or len(self._order_keys) != len(self._candidates):
             self._order_keys, self._segment_pairs = _order_columns(self._candidates)
         keep = ~np.isin(self._segment_pairs, np.fromiter(gone, np.int64, len(gone))).any(axis=1)
-        kept = list(itertools.compress(self._candidates, keep.tolist()))
+        survivors = list(itertools.compress(self._candidates, keep.tolist()))
         fresh = (find_candidates(pr, border_supervoxels=self._border, only_segments=new, locations=self._locations,
                                  **self.options) if new else [])
         fresh_keys, fresh_pairs = _order_columns(fresh)
         keys = np.concatenate([self._order_keys[keep], fresh_keys])
-        # sorted(kept + fresh, key=_full_order) in one stable numpy sort: the kept part is sorted already,
+        # sorted(survivors + fresh, key=_full_order) in one stable numpy sort: the survivors are sorted already,
         # so the sort meets one long run and a short one.
         order = np.argsort(keys, kind="stable")
-        both = kept + fresh
+        both = survivors + fresh
         merged = [both[i] for i in order.tolist()]
         if getattr(pr, "version", None) == version:
             self._segments, self._candidates = now, merged
@@ -485,6 +526,32 @@ class CandidateCache:
             self._fingerprint = None  # the next call searches everything again
         self.last_new = len(fresh)
         return list(merged)
+
+    def keep(self, proofreader) -> bool:
+        """Write the list for the proofreader's state now into the project, unless kept already.
+
+        What a session calls as it closes, so that the next one starts from the list its edits left
+        (brought up to date first: an incremental search). False when nothing was written (see
+        :mod:`~napari_connectome.candidates.kept`: read-only, skeletons, minted supervoxels).
+        """
+        if not self.kept:
+            return False
+        with self._lock:
+            version = getattr(proofreader, "version", None)
+            found = self._search(proofreader)
+            if getattr(proofreader, "version", None) != version:
+                return False
+            return self._write_kept(proofreader, kept.state_stamp(proofreader, self.options), found)
+
+    def _write_kept(self, pr, stamp: str | None, found: list[Candidate]) -> bool:
+        if stamp is None or stamp == self._kept_stamp or getattr(pr, "read_only", True):
+            return False
+        try:
+            kept.save_candidates(kept.kept_path(pr), found, stamp)
+        except OSError:
+            return False  # a full disk or a read-only folder: the next session searches again
+        self._kept_stamp = stamp
+        return True
 
 
 def _full_order(c: Candidate) -> tuple:

@@ -168,6 +168,44 @@ class SupervoxelBodies:
             self._segments[segment] = self.majority(proofreader.segment_supervoxels(segment).astype(np.int64))
         return self._segments[segment]
 
+    def remember_segments(self, proofreader, segments) -> None:
+        """:meth:`segment_majority` of many segments at once (one pass over the segment table).
+
+        Asked one by one, each segment scans the whole table and counts its
+        own bodies: at 1024³ the first labelling of 0.3 M segments took ~110 s.
+        Here every (segment, body) total comes from one sort; the answers are
+        :meth:`majority`'s (its tie rule included). Segments that hold no
+        supervoxel are left to :meth:`segment_majority` (which raises).
+        """
+        wanted = np.unique(np.asarray([int(x) for x in segments if int(x) not in self._segments], np.uint64))
+        if wanted.size == 0:
+            return
+        st = proofreader.state
+        seg = np.asarray(st.seg)
+        pos = np.flatnonzero(np.isin(seg, wanted))
+        if pos.size == 0:
+            return
+        svs = np.asarray(st.ids)[pos].astype(np.int64)
+        owner = seg[pos].astype(np.int64)
+        at = np.clip(np.searchsorted(self.ids, svs), 0, max(self.ids.size - 1, 0))
+        hit = (self.ids[at] == svs) if self.ids.size else np.zeros(svs.size, bool)
+        at, row_owner = at[hit], owner[hit]
+        lengths = self.stop[at] - self.start[at]
+        rows = np.repeat(self.start[at] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        row_owner = np.repeat(row_owner, lengths)
+        body, count = self.body[rows], self.count[rows].astype(np.float64)
+        result = dict.fromkeys(np.unique(owner).tolist(), 0)
+        if rows.size:
+            order = np.lexsort((body, row_owner))
+            o, b, c = row_owner[order], body[order], count[order]
+            first = np.flatnonzero(np.r_[True, (o[1:] != o[:-1]) | (b[1:] != b[:-1])])
+            go, gb, gt = o[first], b[first], np.add.reduceat(c, first)
+            # per segment: the largest total, ties to the smallest body (the groups are in body order)
+            best = np.lexsort((gb, -gt, go))
+            lead = best[np.flatnonzero(np.r_[True, go[best][1:] != go[best][:-1]])]
+            result.update(zip(go[lead].tolist(), gb[lead].tolist(), strict=True))
+        self._segments.update((int(k), int(v)) for k, v in result.items())
+
     def majority(self, svs) -> int:
         """The body with most voxels in the supervoxels ``svs`` (the smallest id of a tie; 0 if none)."""
         svs = np.asarray(svs, dtype=np.int64).reshape(-1)
@@ -206,6 +244,7 @@ def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *
     """
     if bodies is None:
         bodies = SupervoxelBodies.of(proofreader, gt)
+    bodies.remember_segments(proofreader, (s for c in candidates if c.kind == "false_split" for s in c.segments[:2]))
     out = np.zeros(len(candidates), dtype=bool)
     for i, c in enumerate(candidates):
         if c.kind == "false_split":

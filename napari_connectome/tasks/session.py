@@ -170,7 +170,7 @@ class TaskSession:
                  recorder: EffortRecorder, clock: ActivityClock, find: Callable, find_options: dict,
                  gt_table, em_volume, crop_nm, skeletons, prefetch: bool,
                  learn_in_background: bool = True, own_recorder: bool = True, synapses=None,
-                 synapse_every: int = 4, place: Callable | None = None) -> None:
+                 synapse_every: int = 4, place: Callable | None = None, keep: Callable | None = None) -> None:
         self.proofreader = proofreader
         #: Whether :meth:`close` closes the Proofreader. A GUI that shares it
         #: with another panel hands it over by setting this.
@@ -191,6 +191,8 @@ class TaskSession:
         self._find_options = find_options
         # place(candidates): locations for a finder that leaves candidates unplaced (given place(pr, candidates))
         self._place = None if place is None else (lambda candidates: place(proofreader, candidates))
+        # keep(pr): write the candidate list as this session's edits left it for the next session
+        self._keep = keep
         self._gt_table = gt_table
         self._live_vi = LiveVI(proofreader, gt_table) if gt_table is not None else None
         self._candidates: list = []
@@ -303,7 +305,7 @@ class TaskSession:
         if not isinstance(project, Project):
             project = open_project(project)
         find_options = dict(find_options or {})
-        place = None
+        place = keep = None
         if find is None:
             # After an answer, only the candidates of the segments the edit made are searched again;
             # and only the ones about to be shown are placed (finding each face was most of a search).
@@ -317,6 +319,7 @@ class TaskSession:
 
             if not cache.options["locate"]:
                 place = cache.locate
+            keep = cache.keep
         strat = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, model=model)
         activity = ActivityClock(clock=clock, idle_after_s=idle_after_s)  # validates idle_after_s first
         table = groundtruth_table(project, gt) if gt is not None else None
@@ -358,7 +361,7 @@ class TaskSession:
                            recorder=recorder, clock=activity, find=find, find_options=find_options, gt_table=table,
                            em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch, place=place,
                            learn_in_background=learn_in_background, own_recorder=own_recorder, synapses=queue,
-                           synapse_every=synapse_every)
+                           synapse_every=synapse_every, keep=keep)
             except BaseException:
                 if queue is not None:
                     queue.close()
@@ -755,7 +758,9 @@ class TaskSession:
 
         Waits for a running learning job (its result is dropped; the edit and
         effort logs are complete already). A failure of that job is added to
-        :attr:`notes`, not raised: nothing is left that it could change.
+        :attr:`notes`, not raised: nothing is left that it could change. The
+        candidate list, as this session's edits left it, is kept in the project
+        for the next session (:mod:`~napari_connectome.candidates.kept`).
         """
         if self._closed:
             return
@@ -763,6 +768,11 @@ class TaskSession:
         note = self._learner.shutdown()
         if note is not None:
             self.notes.append(note)
+        if self._keep is not None:
+            try:
+                self._keep(self.proofreader)
+            except Exception as exc:  # a cache: the next session searches instead, nothing is lost
+                self.notes.append(f"the candidate list was not kept for the next session: {exc}")
         if self.prefetcher is not None:
             self.prefetcher.close()
         if self.synapses is not None:

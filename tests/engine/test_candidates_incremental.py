@@ -133,3 +133,40 @@ def test_unplaced_candidates_are_placed_later_where_a_placing_search_puts_them(t
         fresh = find_candidates(pr, locate=False)
         locate_candidates(pr, fresh)
         _same(fresh, find_candidates(pr))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_majorities_of_many_segments_at_once_are_each_segments_own(seed):
+    """remember_segments (one pass) gives segment_majority's answer (one scan per segment), ties included."""
+    from types import SimpleNamespace
+
+    from napari_connectome.candidates.labels import SupervoxelBodies
+
+    rng = np.random.default_rng(seed)
+    sv = rng.integers(1, 300, 4000)
+    body = rng.integers(1, 4, 4000)  # few bodies, small counts: many ties
+    pairs, counts = np.unique(np.stack([sv, body], axis=1), axis=0, return_counts=True)
+    ids = np.arange(0, 320, dtype=np.uint64)  # 300..319 have no ground truth
+    seg = rng.integers(1, 60, ids.size).astype(np.uint64)
+    seg[0] = 0
+    state = SimpleNamespace(ids=ids, seg=seg)
+    pr = SimpleNamespace(state=state, segment_supervoxels=lambda s: ids[np.flatnonzero(seg == np.uint64(s))])
+    one, many = (SupervoxelBodies(pairs[:, 0], pairs[:, 1], counts) for _ in range(2))
+    segments = np.unique(seg[1:]).tolist()
+    many.remember_segments(pr, [*segments, 999])  # 999 holds nothing: left to segment_majority
+    assert 999 not in many._segments
+    for s in segments:
+        assert many._segments[s] == one.segment_majority(pr, s), s
+
+
+def test_the_members_index_answers_as_the_state_scan_does():
+    from napari_connectome.candidates.find import _Members
+
+    rng = np.random.default_rng(7)
+    seg = rng.integers(0, 50, 2000).astype(np.uint64)
+    members = _Members(seg)
+    for s in [0, *range(1, 55)]:  # 50..54 hold nothing
+        want = np.flatnonzero(seg == np.uint64(s)) if s else np.empty(0, np.int64)
+        got = members(s)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)

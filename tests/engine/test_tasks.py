@@ -758,6 +758,33 @@ def test_tasks_are_placed_as_an_eager_search_places_them_and_only_those(project,
 
 
 @pytest.mark.parametrize("background", [False, True])
+def test_a_closed_session_keeps_its_list_and_the_next_one_reads_it(project, clock, monkeypatch, background):
+    """Closing writes the candidate list its edits left; the next session opens on it without a full search."""
+    from napari_connectome.candidates import find, kept
+
+    real, full = find.find_candidates, []
+
+    def counted(pr, **kw):
+        full.append(kw.get("only_segments") is None)
+        return real(pr, **kw)
+
+    monkeypatch.setattr(find, "find_candidates", counted)
+    with open_session(project, clock, learn_in_background=background) as s:
+        for answer in ["yes", "no", "yes", "no"]:
+            if (s.next_task() if s.current is None else s.current) is None:
+                break
+            s.answer(answer)
+        assert len(s.proofreader.log.rows()) >= 2
+    assert sum(full) == 1
+    with open_session(project, clock, learn_in_background=background) as s:
+        assert s.next_task() is not None
+        assert sum(full) == 1  # read from the project, not searched
+        searched = real(s.proofreader, locate=False)
+        assert [c.id for c in s._candidates] == [c.id for c in searched]
+        assert kept.kept_path(s.proofreader).is_file()
+
+
+@pytest.mark.parametrize("background", [False, True])
 def test_queued_counts_the_unasked_candidates_of_the_list(project, clock, background):
     def brute(s):
         current = s.current.key if s.current is not None else None
