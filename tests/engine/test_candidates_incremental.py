@@ -170,3 +170,18 @@ def test_the_members_index_answers_as_the_state_scan_does():
         got = members(s)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_majorities_of_many_sets_are_each_sets_majority(seed):
+    from napari_connectome.candidates.labels import SupervoxelBodies
+
+    rng = np.random.default_rng(seed)
+    sv = rng.integers(1, 200, 3000)
+    body = rng.integers(1, 4, 3000)
+    pairs, counts = np.unique(np.stack([sv, body], axis=1), axis=0, return_counts=True)
+    bodies = SupervoxelBodies(pairs[:, 0], pairs[:, 1], counts)
+    sets = [rng.choice(220, int(rng.integers(0, 6)), replace=False) for _ in range(300)]  # 200.. hold nothing
+    group = np.repeat(np.arange(len(sets)), [len(x) for x in sets])
+    got = bodies.majorities(group, np.concatenate(sets), len(sets))
+    assert got.tolist() == [bodies.majority(x) for x in sets]
