@@ -131,6 +131,29 @@ def test_size_orders_by_impact():
     assert [cands[::-1][i].id for i in SizeStrategy().order(cands[::-1])] == ["h4", "h0", "h3", "h2", "h1"]
 
 
+def test_tie_keys_kept_on_the_candidates_order_as_fresh_ones_do():
+    """Many ties, orders asked again on the same objects (keys kept on them) and on copies (keys made anew)."""
+    import copy
+
+    rng = np.random.default_rng(3)
+    cands = [Candidate(id=f"t{i}", kind="false_split" if i % 3 else "false_merge", location_nm=(0.0, 0.0, 0.0),
+                       segments=(int(i),) if i % 3 == 0 else (int(i), int(i) + 1000),
+                       supervoxels=(int(rng.integers(1, 50)), int(i)), sinks=(int(i) + 5000,) if i % 3 == 0 else (),
+                       impact=float(rng.integers(1, 4)))
+             for i in range(300)]
+    strategy = SizeStrategy()
+    first = strategy.order(cands)
+    assert all("_tie_key" in c.__dict__ for c in cands)
+    np.testing.assert_array_equal(strategy.order(cands), first)
+    fresh = copy.deepcopy(cands)
+    for c in fresh:
+        c.__dict__.pop("_tie_key")
+    np.testing.assert_array_equal(SizeStrategy().order(fresh), first)
+    shuffled = rng.permutation(len(cands))
+    again = SizeStrategy().order([cands[i] for i in shuffled])
+    assert [cands[shuffled[i]].id for i in again] == [cands[i].id for i in first]
+
+
 def test_random_is_seeded_and_independent_of_list_order():
     cands, _ = make_candidates(30)
     a = RandomStrategy(seed=7)
