@@ -53,6 +53,30 @@ WHOLE_SCAN_FRACTION = 0.5
 Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 
 
+def position_lookup(ids: np.ndarray, n_voxels: int):
+    """``block -> np.searchsorted(ids, block)`` for label blocks, by a table where a table pays.
+
+    A whole-volume scan maps every voxel to its supervoxel's position: at
+    1024³ (1.5 M sorted ids) ``searchsorted`` was ~2.7 s a 16-slice slab, most
+    of the scan. When the ids are not much sparser than the voxels to map,
+    the answers for every value up to the largest id are made once (one
+    ``searchsorted`` of ``0..max + 1``) and looked up; a value above the
+    largest id maps to ``len(ids)``, as ``searchsorted`` maps it. The same
+    positions either way (tested), so faces and their order do not change.
+    """
+    ids = np.asarray(ids, np.uint64)
+    top = int(ids[-1]) if ids.size else 0
+    if n_voxels < 4 * (top + 2) or top >= 1 << 28:
+        return lambda block: np.searchsorted(ids, np.asarray(block).astype(np.uint64, copy=False))
+    table = np.searchsorted(ids, np.arange(top + 2, dtype=np.uint64))
+    cap = np.uint64(top + 1)
+
+    def lookup(block: np.ndarray) -> np.ndarray:
+        return table[np.minimum(np.asarray(block).astype(np.uint64, copy=False), cap)]
+
+    return lookup
+
+
 def _faces(proofreader, want: np.ndarray, *, slab_z: int = SLAB_Z,
            box: Box | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(rows, coords)`` per slab and axis: region-graph rows of faces between two supervoxels, face centres.
@@ -83,11 +107,12 @@ def _faces(proofreader, want: np.ndarray, *, slab_z: int = SLAB_Z,
     # The high voxel of a face is one past its low voxel.
     y_sl = slice(lo[1], min(shape[1], hi[1] + 1))
     x_sl = slice(lo[2], min(shape[2], hi[2] + 1))
+    positions = position_lookup(st.ids, (hi[0] - lo[0] + 1) * (y_sl.stop - y_sl.start) * (x_sl.stop - x_sl.start))
     for z0 in range((lo[0] // slab_z) * slab_z, hi[0], slab_z):
         z_core = min(hi[0], z0 + slab_z)
         z1 = min(shape[0], z_core + 1)
         block = np.asarray(arr[z0:z1, y_sl, x_sl])
-        pos = np.searchsorted(st.ids, block.astype(np.uint64, copy=False))
+        pos = positions(block)
         n_core = z_core - z0
         for ax in range(3):
             if ax == 0:

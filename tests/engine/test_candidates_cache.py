@@ -309,3 +309,15 @@ def test_row_scan_is_not_written_by_a_read_only_session_nor_with_a_split_inside_
     pr.undo()
     find_candidates(pr)
     assert spy.row_scans == 2 and path.exists()
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_position_lookup_is_searchsorted(sparse):
+    rng = np.random.default_rng(5)
+    ids = np.unique(rng.integers(1, 5000 if sparse else 300, 200)).astype(np.uint64)
+    ids = np.concatenate([[np.uint64(0)], ids])
+    block = rng.integers(0, int(ids[-1]) + 50, (6, 20, 30)).astype(np.uint32)  # absent labels and labels past the top
+    for n_voxels in (10, 10**9):  # searchsorted itself, and the table
+        got = contacts.position_lookup(ids, n_voxels)(block)
+        np.testing.assert_array_equal(got, np.searchsorted(ids, block.astype(np.uint64)))
+        assert got.dtype == np.searchsorted(ids, block.astype(np.uint64)).dtype
