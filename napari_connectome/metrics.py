@@ -89,12 +89,31 @@ def _pairs(gt: np.ndarray, seg: np.ndarray, ignore_gt) -> tuple[np.ndarray, np.n
         gt, seg = gt[keep], seg[keep]
     if gt.size == 0:
         return gt, seg, np.empty(0, np.int64)
+    if _fits_32_bits(gt) and _fits_32_bits(seg):
+        # One key per voxel, and one per run of equal keys: labels come in runs along x, so the sort
+        # meets tens of times fewer values (three sorts of every voxel were ~1.7 s a 64×512×512 block).
+        key = (gt.astype(np.uint64) << np.uint64(32)) | seg.astype(np.uint64)
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        lengths = np.diff(np.r_[starts, key.size])
+        ukey, inv = np.unique(key[starts], return_inverse=True)
+        count = np.bincount(inv.reshape(-1), weights=lengths).astype(np.int64)
+        return ((ukey >> np.uint64(32)).astype(gt.dtype), (ukey & np.uint64(0xFFFFFFFF)).astype(seg.dtype), count)
     # Compact both label sets first, so a pair packs into one int64 key.
     gu, gi = np.unique(gt, return_inverse=True)
     su, si = np.unique(seg, return_inverse=True)
     key = gi.ravel().astype(np.int64) * np.int64(su.size) + si.ravel()
     ukey, count = np.unique(key, return_counts=True)
     return gu[ukey // su.size], su[ukey % su.size], count.astype(np.int64)
+
+
+def _fits_32_bits(labels: np.ndarray) -> bool:
+    """Whether every label is a whole number in [0, 2³²) (checked by dtype first, values only when needed)."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        return False
+    info = np.iinfo(labels.dtype)
+    if info.min >= 0 and info.max < 1 << 32:
+        return True
+    return bool(labels.size == 0 or (int(labels.min()) >= 0 and int(labels.max()) < 1 << 32))
 
 
 def _as_array(x):

@@ -143,3 +143,22 @@ def test_gala_fib_reference_figures(shared_data):
     assert result["arand"] == pytest.approx(arand, abs=1e-6)
     lazy = evaluate(from_array(ws, kind="labels"), from_array(gt, kind="labels"))
     assert lazy["vi_split"] == pytest.approx(result["vi_split"], abs=1e-12)
+
+
+@pytest.mark.parametrize("dtypes", [(np.uint32, np.uint64), (np.int64, np.int32), (np.uint64, np.uint64)])
+def test_pairs_by_runs_equal_the_pairs_of_every_voxel(dtypes):
+    """The run-length fast path (labels below 2³²) and the general path count the same pairs, same order."""
+    from napari_connectome import metrics
+
+    rng = np.random.default_rng(1)
+    gt = np.repeat(rng.integers(0, 7, 400), rng.integers(1, 30, 400))[:3000].astype(dtypes[0])
+    seg = np.repeat(rng.integers(1, 9, 500), rng.integers(1, 20, 500))[:3000].astype(dtypes[1])
+    fast = metrics._pairs(gt, seg, (0,))
+    # labels past 2³² take the general path (every voxel, compacted labels): the same pairs, counts and order
+    off = np.uint64(1 << 40)
+    general = metrics._pairs(gt.astype(np.uint64) + off, seg.astype(np.uint64) + off, (int(off),))
+    np.testing.assert_array_equal(general[0] - off, fast[0].astype(np.uint64))
+    np.testing.assert_array_equal(general[1] - off, fast[1].astype(np.uint64))
+    np.testing.assert_array_equal(general[2], fast[2])
+    assert fast[2].sum() == np.count_nonzero(gt)
+    assert fast[0].dtype == gt.dtype and fast[1].dtype == seg.dtype and fast[2].dtype == np.int64
