@@ -28,7 +28,7 @@ MIN_VOLUMES = (1e5, 2e5, 3e5, 5e5)
 #: Pre ray reaches tried (nm beyond the predicted pre point; None: no ray).
 REACHES = (None, 0.0, 30.0, 60.0)
 #: Orientation radii tried (nm; None: rows stay as the vectors give them).
-ORIENT_RADII = (None, 50.0, 80.0)
+ORIENT_RADII = (None, 50.0, 80.0, 150.0, 200.0, 250.0)
 
 
 def threshold_curve(prediction: np.ndarray, segmentation: np.ndarray, truth: SynapseTable, *, voxel_size,
