@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coarse-min", type=int, metavar="VOXELS",
                    help="blockwise: voxels a segment needs at that level to be traced there (default 2000)")
     p.add_argument("--block", type=int, metavar="VOXELS", help="blockwise: block edge in voxels (default 256)")
+    p.add_argument("--coarse-block", type=int, metavar="VOXELS",
+                   help="blockwise: block edge in voxels of the coarse level (default 128)")
     p.add_argument("--scheduler", default="threads",
                    help="where the blocks run: threads, synchronous, processes, or tcp://HOST:PORT of a Dask "
                         "scheduler whose workers reach the project (the skeletons are the same on any)")
@@ -449,9 +451,11 @@ def _cmd_skeletonize(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", f"must be at least 1, got {args.workers}")
     settings = {k: v for k, v in (("max_voxel_nm", args.max_voxel), ("coarse_min_voxels", args.coarse_min),
-                                  ("block_voxels", args.block)) if v is not None}
+                                  ("block_voxels", args.block), ("coarse_block_voxels", args.coarse_block))
+                if v is not None}
     if settings and args.method == "whole":
-        raise InputError("--method", "whole takes no blockwise settings (--max-voxel, --coarse-min, --block)")
+        raise InputError("--method", "whole takes no blockwise settings (--max-voxel, --coarse-min, --block, "
+                                     "--coarse-block)")
     method = "blockwise" if settings else args.method  # a blockwise setting asks for the blockwise method
     project = open_project(args.dir)
     progress = TqdmProgress(disable=args.quiet)

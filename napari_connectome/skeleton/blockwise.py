@@ -53,6 +53,10 @@ DEFAULT_MAX_VOXEL_NM = 40.0
 DEFAULT_COARSE_MIN_VOXELS = 2000
 #: Edge of a block, in voxels of the level it reads.
 DEFAULT_BLOCK_VOXELS = 256
+#: Edge of a block of the coarse level, in its voxels. Smaller than a level-0 block: a coarse voxel is
+#: several level-0 voxels across, and at 1024³ (a 256³ coarse level) one 256-voxel block made the coarse
+#: pass, most of the time, a single job on a single core.
+DEFAULT_COARSE_BLOCK_VOXELS = 128
 
 
 def coarse_level(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM):
@@ -314,17 +318,18 @@ def _pass(level, blocks, *, teasar, dust, fix_branching, drop, keep, scheduler, 
 
 
 def count_blocks(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM, block_voxels=DEFAULT_BLOCK_VOXELS,
-                 roi=None, coarse="auto") -> int:
+                 coarse_block_voxels=DEFAULT_COARSE_BLOCK_VOXELS, roi=None, coarse="auto") -> int:
     """How many blocks :func:`skeletonize_volume` runs (its progress steps)."""
     if isinstance(coarse, str):
         coarse = coarse_level(volume, max_voxel_nm=max_voxel_nm)
     n = len(_blocks(volume.levels[0], block_voxels, roi))
-    return n + (len(_blocks(coarse, block_voxels, roi)) if coarse is not None else 0)
+    return n + (len(_blocks(coarse, coarse_block_voxels, roi)) if coarse is not None else 0)
 
 
 def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
                        coarse_min_voxels: int = DEFAULT_COARSE_MIN_VOXELS,
-                       block_voxels=DEFAULT_BLOCK_VOXELS, teasar: dict | None = None,
+                       block_voxels=DEFAULT_BLOCK_VOXELS, coarse_block_voxels=DEFAULT_COARSE_BLOCK_VOXELS,
+                       teasar: dict | None = None,
                        dust_voxels: int = DEFAULT_DUST_VOXELS, fix_branching: bool = True,
                        segment_ids=None, roi=None, coarse="auto", scheduler="threads",
                        workers: int | None = None, progress=None,
@@ -341,8 +346,8 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
     coarse_min_voxels
         A segment with at least this many voxels at the coarse level is
         skeletonized there; the others at level 0.
-    block_voxels
-        Block edge in voxels of the level being read (one number or per axis).
+    block_voxels, coarse_block_voxels
+        Block edge in voxels of level 0 and of the coarse level (one number or per axis).
     teasar, dust_voxels, fix_branching
         As :func:`~napari_connectome.skeleton.skeletonize`; ``dust_voxels`` is
         counted in level-0 voxels and scaled to the coarse level.
@@ -386,7 +391,7 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
         if only.size == 0:
             return {}, {}
     fine_blocks = _blocks(base, block_voxels, roi)
-    coarse_blocks = _blocks(coarse, block_voxels, roi) if coarse is not None else []
+    coarse_blocks = _blocks(coarse, coarse_block_voxels, roi) if coarse is not None else []
     progress.start(len(fine_blocks) + len(coarse_blocks), "skeleton blocks")
     try:
         skeletons: dict[int, Skeleton] = {}

@@ -36,6 +36,7 @@ from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError, warn
 from napari_connectome.skeleton.blockwise import (
     DEFAULT_BLOCK_VOXELS,
+    DEFAULT_COARSE_BLOCK_VOXELS,
     DEFAULT_COARSE_MIN_VOXELS,
     DEFAULT_MAX_VOXEL_NM,
     coarse_level,
@@ -149,10 +150,13 @@ def _coarse_of(proofreader, settings: dict, labels, supervoxels):
     return mapped_mode_level(supervoxels.levels[0], proofreader.mapping(), max_voxel_nm=settings["max_voxel_nm"])
 
 
+_BLOCKWISE_KEYS = ("max_voxel_nm", "coarse_min_voxels", "block_voxels", "coarse_block_voxels")
+
+
 def _blockwise_params(blockwise: dict | None) -> dict:
     """The blockwise settings with their defaults, checked."""
     params = {"max_voxel_nm": DEFAULT_MAX_VOXEL_NM, "coarse_min_voxels": DEFAULT_COARSE_MIN_VOXELS,
-              "block_voxels": DEFAULT_BLOCK_VOXELS}
+              "block_voxels": DEFAULT_BLOCK_VOXELS, "coarse_block_voxels": DEFAULT_COARSE_BLOCK_VOXELS}
     unknown = set(blockwise or {}) - set(params)
     if unknown:
         raise InputError("blockwise", f"unknown setting(s) {sorted(unknown)}; known: {sorted(params)}")
@@ -160,7 +164,9 @@ def _blockwise_params(blockwise: dict | None) -> dict:
     params["max_voxel_nm"] = float(params["max_voxel_nm"])
     params["coarse_min_voxels"] = int(params["coarse_min_voxels"])
     params["block_voxels"] = int(params["block_voxels"])
-    if not params["max_voxel_nm"] > 0 or params["coarse_min_voxels"] < 1 or params["block_voxels"] < 8:
+    params["coarse_block_voxels"] = int(params["coarse_block_voxels"])
+    if (not params["max_voxel_nm"] > 0 or params["coarse_min_voxels"] < 1
+            or min(params["block_voxels"], params["coarse_block_voxels"]) < 8):
         raise InputError("blockwise", f"settings out of range: {params} (need a positive voxel edge, at least "
                                       "1 coarse voxel, blocks of at least 8 voxels)")
     return params
@@ -277,7 +283,8 @@ class SkeletonStore:
         coarse = None if settings is None else _coarse_of(proofreader, settings, labels, supervoxels)
         progress.start(3 if settings is None else 2 + count_blocks(
             labels, max_voxel_nm=settings["max_voxel_nm"],
-            block_voxels=settings["block_voxels"], coarse=coarse), "skeletons")
+            block_voxels=settings["block_voxels"], coarse_block_voxels=settings["coarse_block_voxels"],
+            coarse=coarse), "skeletons")
         rec = Recorder("skeletons", parameters={"teasar": teasar, "dust_voxels": dust_voxels, "method": method,
                                                 "blockwise": settings},
                        extra_software=("kimimaro",))
@@ -304,7 +311,7 @@ class SkeletonStore:
                 skeletons, _levels = skeletonize_volume(
                     labels, teasar=teasar, dust_voxels=dust_voxels, coarse=coarse,
                     scheduler=scheduler, workers=workers, progress=PartOf(progress), cancel=cancel,
-                    **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
+                    **{k: settings[k] for k in _BLOCKWISE_KEYS})
             store = cls(proofreader.project, skeletons=skeletons, signature=signature,
                         sv_ids=sv_ids, sv_boxes=sv_boxes)
             if save:
@@ -404,7 +411,7 @@ class SkeletonStore:
                 traced, _levels = skeletonize_volume(
                     labels, segment_ids=[seg], roi=labels_level.roi_of(box), coarse=coarse, teasar=sig["teasar"],
                     dust_voxels=sig["dust_voxels"], scheduler="synchronous",
-                    **{k: settings[k] for k in ("max_voxel_nm", "coarse_min_voxels", "block_voxels")})
+                    **{k: settings[k] for k in _BLOCKWISE_KEYS})
                 if seg in traced:
                     self.skeletons[seg] = traced[seg]
                     made.append(seg)

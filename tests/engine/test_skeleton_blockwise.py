@@ -85,6 +85,20 @@ def test_large_segments_come_from_the_coarse_level_and_small_ones_from_level_0(t
     assert levels == {5: (10.0, 10.0, 10.0), 9: (10.0, 10.0, 10.0)}
 
 
+def test_the_coarse_level_has_blocks_of_its_own_and_a_cut_tube_stays_one_piece(tmp_path):
+    labels = _tube_labels(shape=(32, 48, 192), r_vox=8.0, axis_y=24, axis_z=16)
+    vol = _pyramid(tmp_path, labels)
+    opts = {"max_voxel_nm": 20, "coarse_min_voxels": 100, "dust_voxels": 20, "block_voxels": 512}
+    one, levels = skeletonize_volume(vol, coarse_block_voxels=512, **opts)
+    cut, _ = skeletonize_volume(vol, coarse_block_voxels=(16, 24, 24), **opts)  # the 20 nm level: 16×24×96
+    assert levels[5] == (20.0, 20.0, 20.0)
+    assert count_blocks(vol, max_voxel_nm=20, block_voxels=512, coarse_block_voxels=(16, 24, 24)) == 1 + 4
+    tube = cut[5]
+    assert _components(tube) == 1 and len(tube.branch_points()) == 0 and len(tube.endpoints()) == 2
+    assert tube.path_length_nm == pytest.approx(one[5].path_length_nm, rel=0.05)
+    assert cut[9].equals(one[9])  # level 0 is not cut differently
+
+
 def test_a_volume_without_a_pyramid_gets_a_virtual_mode_level_equal_to_the_written_one(tmp_path):
     from napari_connectome.volume import from_array
 
@@ -192,7 +206,8 @@ def test_cli_skeletonize_builds_the_store_and_refuses_nonsense(demo, capsys):
     assert "skeletons (blockwise)" in out and "skeletons.npz" in out
     store = SkeletonStore.load(project, proofreader=pr)
     assert store.signature["blockwise"]["block_voxels"] == 24 and len(store) >= 4
-    for bad, says in ((["--block", "3"], "out of range"), (["--workers", "0"], "--workers"),
+    assert store.signature["blockwise"]["coarse_block_voxels"] == 128  # the default
+    for bad, says in ((["--block", "3"], "out of range"), (["--coarse-block", "4"], "out of range"), (["--workers", "0"], "--workers"),
                       (["--method", "whole", "--block", "64"], "whole takes no blockwise")):
         assert main(["skeletonize", str(project.root), "--quiet", *bad]) == 2
         err = capsys.readouterr().err
