@@ -489,13 +489,14 @@ class CandidateCache:
             locations: dict = {}
             stamp = kept.state_stamp(pr, self.options) if self.kept else None
             found = kept.load_candidates(kept.kept_path(pr), stamp) if stamp is not None else None
-            if found is None:
+            searched = found is None
+            if searched:
                 found = find_candidates(pr, border_supervoxels=self._border, locations=locations, **self.options)
-                if getattr(pr, "version", None) == version:
-                    self._write_kept(pr, stamp, found)
-            else:
-                self._kept_stamp = stamp
             if getattr(pr, "version", None) == version:
+                if searched:
+                    self._write_kept(pr, stamp, found)
+                else:
+                    self._kept_stamp = stamp
                 self._fingerprint, self._segments, self._candidates = fingerprint, now, found
                 self._order_keys = None
                 self._locations = locations

@@ -220,17 +220,7 @@ class SupervoxelBodies:
     def majority(self, svs) -> int:
         """The body with most voxels in the supervoxels ``svs`` (the smallest id of a tie; 0 if none)."""
         svs = np.asarray(svs, dtype=np.int64).reshape(-1)
-        if svs.size == 0 or self.ids.size == 0:
-            return 0
-        pos = np.clip(np.searchsorted(self.ids, svs), 0, self.ids.size - 1)
-        pos = pos[self.ids[pos] == svs]
-        if pos.size == 0:
-            return 0
-        lengths = self.stop[pos] - self.start[pos]
-        rows = np.repeat(self.start[pos] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-        bodies, inv = np.unique(self.body[rows], return_inverse=True)
-        total = np.bincount(inv.reshape(-1), weights=self.count[rows])
-        return int(bodies[int(np.argmax(total))])
+        return int(self.majorities(np.zeros(svs.size, np.int64), svs, 1)[0])
 
 
 def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *,

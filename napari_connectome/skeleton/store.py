@@ -150,9 +150,6 @@ def _coarse_of(proofreader, settings: dict, labels, supervoxels):
     return mapped_mode_level(supervoxels.levels[0], proofreader.mapping(), max_voxel_nm=settings["max_voxel_nm"])
 
 
-_BLOCKWISE_KEYS = ("max_voxel_nm", "coarse_min_voxels", "block_voxels", "coarse_block_voxels")
-
-
 def _blockwise_params(blockwise: dict | None) -> dict:
     """The blockwise settings with their defaults, checked."""
     params = {"max_voxel_nm": DEFAULT_MAX_VOXEL_NM, "coarse_min_voxels": DEFAULT_COARSE_MIN_VOXELS,
@@ -311,7 +308,7 @@ class SkeletonStore:
                 skeletons, _levels = skeletonize_volume(
                     labels, teasar=teasar, dust_voxels=dust_voxels, coarse=coarse,
                     scheduler=scheduler, workers=workers, progress=PartOf(progress), cancel=cancel,
-                    **{k: settings[k] for k in _BLOCKWISE_KEYS})
+                    **settings)
             store = cls(proofreader.project, skeletons=skeletons, signature=signature,
                         sv_ids=sv_ids, sv_boxes=sv_boxes)
             if save:
@@ -411,7 +408,7 @@ class SkeletonStore:
                 traced, _levels = skeletonize_volume(
                     labels, segment_ids=[seg], roi=labels_level.roi_of(box), coarse=coarse, teasar=sig["teasar"],
                     dust_voxels=sig["dust_voxels"], scheduler="synchronous",
-                    **{k: settings[k] for k in _BLOCKWISE_KEYS})
+                    **settings)
                 if seg in traced:
                     self.skeletons[seg] = traced[seg]
                     made.append(seg)
