@@ -40,10 +40,14 @@ class RowCache:
         self._rows: np.ndarray | None = None
 
     def __call__(self, candidates: Sequence) -> np.ndarray:
-        """The rows of ``candidates``, in order (a fresh array, the caller's to change)."""
+        """The rows of ``candidates``, in order (read-only: the kept array itself, not a copy).
+
+        At 1.4 M candidates copying the kept features (1.4 M × 26) was 0.2 s of each call, three calls
+        an order; nobody changes them in place.
+        """
         candidates = list(candidates)
         if self._rows is not None and self._list is not None and candidates == self._list:
-            return self._rows.copy()
+            return self._rows
         if self._rows is None or not candidates:
             rows = np.asarray(self.compute(candidates))
         else:
@@ -57,9 +61,9 @@ class RowCache:
             new = np.flatnonzero(~hit)
             if new.size:
                 rows[new] = self.compute([candidates[i] for i in new.tolist()])
+        rows.flags.writeable = False
         if len(candidates) > 1:
             self._list, self._where, self._rows = candidates, None, rows
-            return rows.copy()
         return rows
 
     def clear(self) -> None:

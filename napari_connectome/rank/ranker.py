@@ -107,6 +107,27 @@ class _PlattCalibrated:
         return self.platt.predict_proba(self.base.decision_function(x)[:, None])
 
 
+def _compiled(model, usable: np.ndarray):
+    """``model``'s trees compiled (:class:`~napari_connectome.rank.forest.CompiledForest`), or None.
+
+    None where the model is not what the compiled loop evaluates (or a scikit-learn release stores its
+    trees otherwise): predictions then go through scikit-learn, as before, only slower.
+    """
+    from napari_connectome.rank.forest import CompiledForest
+
+    try:
+        return CompiledForest(model, usable)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _proba_from_raw(model, raw: np.ndarray) -> np.ndarray:
+    """What ``model.predict_proba`` gives, from the raw scores of its (compiled) classifier."""
+    if isinstance(model, _PlattCalibrated):
+        return model.platt.predict_proba(raw[:, None])
+    return model._loss.predict_proba(raw)
+
+
 class Ranker:
     """Calibrated P(error) over candidate features, retrainable after every answer.
 
@@ -151,6 +172,8 @@ class Ranker:
         self._xa: list[np.ndarray] = []
         self._ya: list[bool] = []
         self._model = None
+        # The fitted classifier's trees, compiled (rank/forest.py); None: scikit-learn predicts.
+        self._forest = None
         self._constant = 0.5
         self._usable = np.empty(0, np.int64)
         self.training_info: dict = {}
@@ -268,6 +291,7 @@ class Ranker:
         self._constant = (n_pos + 1.0) / (y.size + 2.0)
         self.training_info = {"n_prior": int(self._y0.size), "n_answers": len(self._ya),
                               "n_positive": n_pos, "n_negative": n_neg, "calibrated": False}
+        self._forest = None
         if n_pos == 0 or n_neg == 0:
             self._model = None
             return
@@ -292,6 +316,7 @@ class Ranker:
                 self.training_info["calibrated_at_answers"] = self._platt[0]
             else:
                 self._model = base.fit(x, y)
+        self._forest = _compiled(base, self._usable)
 
     # ------------------------------------------------------------ prediction
     def predict_proba(self, x) -> np.ndarray:
@@ -307,8 +332,11 @@ class Ranker:
             return np.full(x.shape[0], self._constant)
         # Per-tree OpenMP start-up dominates on the few thousand rows ranked
         # at a time (milliseconds per tree under load); one thread is faster.
-        with _one_openmp_thread():
-            proba = self._model.predict_proba(x[:, self._usable])
+        if self._forest is not None:
+            proba = _proba_from_raw(self._model, self._forest.decision_function(x))
+        else:
+            with _one_openmp_thread():
+                proba = self._model.predict_proba(x[:, self._usable])
         classes = list(self._model.classes_)
         return proba[:, classes.index(True)] if True in classes else np.zeros(x.shape[0])
 
@@ -364,7 +392,7 @@ class Ranker:
                    recalibrate_growth=self.recalibrate_growth)
         r._x0, r._y0 = self._x0.copy(), self._y0.copy()
         r._xa, r._ya = [a.copy() for a in self._xa], list(self._ya)
-        r._model, r._constant, r._usable = self._model, self._constant, self._usable
+        r._model, r._forest, r._constant, r._usable = self._model, self._forest, self._constant, self._usable
         r._platt, r._usable_at_platt = self._platt, self._usable_at_platt
         r.training_info = dict(self.training_info)
         return r

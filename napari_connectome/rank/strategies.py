@@ -52,14 +52,46 @@ def _tie_key(c: Candidate) -> str:
     return key
 
 
-def _order(score: np.ndarray, candidates: list[Candidate]) -> np.ndarray:
+def _sorted_keys(keys: list[str]) -> np.ndarray:
+    """Indices of ``keys`` in sorted order, equal keys in list order.
+
+    Python's sort, not numpy's: a false-merge candidate's key lists every supervoxel of a cut's side, so
+    keys run to kilobytes, and a fixed-width numpy string array would be as wide as the longest.
+    """
+    return np.fromiter(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64, count=len(keys))
+
+
+class _KeyOrder:
+    """The latest list's candidates sorted by their keys (the tie-break), kept while the list is the same.
+
+    Sorting 1.4 M keys is ~1 s: made once per list of candidates (an accepted edit makes a new one), not
+    once per order (every answer, since the model changes).
+    """
+
+    def __init__(self) -> None:
+        self._list: list | None = None
+        self._by_key: np.ndarray | None = None
+
+    def holds(self, candidates: list[Candidate]) -> bool:
+        """Whether the kept order is of this list (the same objects in the same places)."""
+        return self._by_key is not None and self._list is not None and candidates == self._list
+
+    def __call__(self, candidates: list[Candidate]) -> np.ndarray:
+        if not self.holds(candidates):
+            self._list, self._by_key = list(candidates), _sorted_keys([_tie_key(c) for c in candidates])
+        return self._by_key
+
+
+def _order(score: np.ndarray, candidates: list[Candidate], by_key: _KeyOrder) -> np.ndarray:
     """Indices by score, highest first; equal scores by the candidates' keys.
 
     Ties fall back on the candidate's key, so the order never depends on the
-    order the finder happened to list them in. Keys are made only for the
+    order the finder happened to list them in. Keys are made only for
     candidates in a tie, once per candidate object (the finder hands back the
-    same objects after an edit): at 1.4 M candidates, most of them tied on
-    impact, making every key again was ~3 s of each order.
+    same objects after an edit). Where most of the list is tied (1.4 M
+    candidates at 1024³, most of them tied: resolving each tie in Python was
+    ~2.3 s of every order), the list sorted by key is kept (``by_key``) and
+    sorted again, stably, by score; where few are, only those are sorted.
     """
     s = -np.asarray(score, dtype=np.float64)
     order = np.argsort(s, kind="stable")
@@ -67,12 +99,14 @@ def _order(score: np.ndarray, candidates: list[Candidate]) -> np.ndarray:
     same = (ranked[1:] == ranked[:-1]) | (np.isnan(ranked[1:]) & np.isnan(ranked[:-1]))
     if not same.any():
         return order
-    starts = np.flatnonzero(np.r_[True, ~same])
-    stops = np.r_[starts[1:], ranked.size]
-    for i0, i1 in zip(starts[stops - starts > 1], stops[stops - starts > 1], strict=True):
-        idx = order[i0:i1]
-        keys = np.array([_tie_key(candidates[j]) for j in idx.tolist()], dtype=object)
-        order[i0:i1] = idx[np.argsort(keys, kind="stable")]
+    tied = np.r_[same, False] | np.r_[False, same]
+    if by_key.holds(candidates) or 2 * int(tied.sum()) > len(candidates):
+        keyed = by_key(candidates)
+        return keyed[np.argsort(s[keyed], kind="stable")]
+    group = np.cumsum(np.r_[True, ~same])[tied]
+    idx = order[tied]
+    sub = _sorted_keys([_tie_key(candidates[j]) for j in idx.tolist()])
+    order[tied] = idx[sub[np.argsort(group[sub], kind="stable")]]
     return order
 
 
@@ -92,9 +126,16 @@ class Strategy(abc.ABC):
         """Indices of ``candidates``, the one to ask first first."""
         if not candidates:
             raise InputError(f"{self.name} strategy", "no candidates to rank")
-        return _order(self.scores(candidates), candidates)
+        return _order(self.scores(candidates), candidates, self._by_key())
 
     rank = order
+
+    def _by_key(self) -> _KeyOrder:
+        """This strategy's :class:`_KeyOrder` (made on first use: subclasses need not call an ``__init__``)."""
+        by_key = self.__dict__.get("_key_order")
+        if by_key is None:
+            by_key = self._key_order = _KeyOrder()
+        return by_key
 
     def observe(self, candidate: Candidate, answer: bool) -> None:  # noqa: B027
         """Learn from a proofreader's answer (True: it was a real error).
@@ -309,7 +350,7 @@ class ActiveStrategy(StaticStrategy):
             raise InputError(f"{self.name} strategy", "no candidates to rank")
         p = self.probabilities(candidates)
         benefit = self.benefit(candidates, p)
-        order = _order(benefit, candidates)
+        order = _order(benefit, candidates, self._by_key())
         rng = np.random.default_rng([self.seed, self.ranker.n_answers])
         self.last_pick_explored = bool(rng.random() < self.epsilon)
         if self.last_pick_explored:

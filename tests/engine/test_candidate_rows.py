@@ -48,12 +48,16 @@ def test_rows_are_computed_once_per_candidate_object():
     assert compute.seen == ["c-3"]
 
 
-def test_rows_returned_are_the_callers_to_change():
+def test_rows_returned_cannot_be_changed_by_the_caller():
     rows = RowCache(Counting())
     lst = [cand(i, impact=float(i)) for i in range(4)]
     out = rows(lst)
-    out[:] = -1
+    with pytest.raises(ValueError):
+        out[:] = -1
+    assert rows(lst) is out  # the same list again: the kept rows themselves, no copy
     np.testing.assert_array_equal(rows(lst)[:, 0], np.arange(4.0))
+    with pytest.raises(ValueError):
+        rows([lst[2], lst[0]])[0, 0] = 5.0
 
 
 def test_rows_of_one_candidate_and_of_none():

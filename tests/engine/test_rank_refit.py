@@ -34,8 +34,9 @@ def test_features_of_a_refound_list_equal_a_fresh_featurisation(prior):
     first, _ = make_candidates(30, seed=2)
     x1 = r.featurize(first)
     np.testing.assert_array_equal(x1, r._featurize(first))
-    # The caller may change what it got: the kept rows do not move.
-    x1[:] = -7.0
+    # The caller gets the kept rows themselves, read-only: they cannot be changed under the cache.
+    with pytest.raises(ValueError):
+        x1[:] = -7.0
     # A re-found list: some candidates kept (same objects, another order), some new, some gone.
     new, _ = make_candidates(10, seed=3, start=100)
     again = [*first[20:], *new[:5], *first[:8], *new[5:]]
