@@ -72,6 +72,13 @@ is left out of active time and recorded as ``waiting_s`` on the rows it
 falls in (the answered task's, up to the answer; the next one's, from its
 display).
 
+Earlier sessions. A question answered *no* or *flagged* in an earlier
+session of the project (any proofreader's, not taken back by an undo) is
+not asked again while its segments stand: the session reads the effort log
+when it opens and its candidate lists leave those out
+(:mod:`~napari_connectome.tasks.settled`). *Skip* means "later": a new
+session asks it again.
+
 A task whose segments were edited away since its candidates were found
 (another panel merged or split one of them) is skipped when it would be
 shown, or when it is answered: an effort row with answer ``stale`` and a note,
@@ -126,6 +133,7 @@ from napari_connectome.tasks.learning import (
 from napari_connectome.tasks.live_vi import LiveVI, groundtruth_table, vi_now
 from napari_connectome.tasks.model import AnswerResult, Task, check_answer, task_key
 from napari_connectome.tasks.prefetch import Prefetcher
+from napari_connectome.tasks.settled import settled_tasks, skipping_settled
 from napari_connectome.tasks.view import TaskView, crop_edge_nm, prepare_view, view_still_valid
 
 #: Re-find attempts inside one learning job; read at each opening, so a test can change it here.
@@ -349,6 +357,8 @@ class TaskSession:
                 effort = EffortLog.open(project, user=user or pr.user, session=pr.session, clock=clock,
                                         vi_start=start)
                 recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
+            # Questions answered no or flagged in earlier sessions are not asked again (tasks/settled.py).
+            find = skipping_settled(find, settled_tasks(recorder.log.rows()))
             if synapses is None:
                 synapses = project.component_path("synapses").is_file()
             queue = None

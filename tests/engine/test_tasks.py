@@ -20,6 +20,7 @@ from napari_connectome.graph import agglomerate_project
 from napari_connectome.rank import Strategy, candidate_key
 from napari_connectome.samples import gala_fib_project
 from napari_connectome.tasks import Task, TaskSession, crop_box, prepare_view, task_id
+from napari_connectome.tasks.settled import settled_tasks, without_settled
 
 START = 1_700_000_000.0
 
@@ -626,14 +627,17 @@ def rows_of(s):
     return [(x["task_id"], x["answer"], x["shown_at"], x["answered_at"], x["active_s"], x["edit_id"]) for x in mine(s)]
 
 
-def test_effort_and_edit_logs_are_what_was_answered_in_either_mode(project, clock):
+def test_effort_and_edit_logs_are_what_was_answered_in_either_mode(project, clock, tmp_path):
     script = ["no", "skip", "flag", "no", "undo", "no"]
     with open_session(project, clock, learn_in_background=False) as s:
         s.next_task()
         sync = play(s, clock, script)
         assert rows_of(s) == sync
     clock.t = START
-    with open_session(project, clock) as s:
+    # A project of its own: on the same one, the first session's no and flag would not be asked again.
+    twin = gala_fib_project(tmp_path / "twin")
+    agglomerate_project(twin, threshold=0.5)
+    with open_session(twin, clock) as s:
         s.next_task()
         background = play(s, clock, script)
         assert rows_of(s) == background
@@ -779,7 +783,7 @@ def test_a_closed_session_keeps_its_list_and_the_next_one_reads_it(project, cloc
     with open_session(project, clock, learn_in_background=background) as s:
         assert s.next_task() is not None
         assert sum(full) == 1  # read from the project, not searched
-        searched = real(s.proofreader, locate=False)
+        searched = without_settled(real(s.proofreader, locate=False), settled_tasks(s.effort.rows()))
         assert [c.id for c in s._candidates] == [c.id for c in searched]
         assert kept.kept_path(s.proofreader).is_file()
 
@@ -800,3 +804,60 @@ def test_queued_counts_the_unasked_candidates_of_the_list(project, clock, backgr
                 s.answer(answer)
             p = s.progress()
             assert p["queued"] == brute(s) > 0
+
+
+# ------------------------------------------------------------------ earlier sessions
+def _shown_until_exhausted(s, limit=2000) -> list[str]:
+    """Every task the session shows, answering skip (so nothing is edited), until the list runs out."""
+    shown = []
+    task = s.next_task()
+    while task is not None and len(shown) < limit:
+        shown.append(task.id)
+        task = s.answer("skip").next
+    return shown
+
+
+def test_no_and_flag_of_an_earlier_session_are_not_asked_again(project, clock):
+    """A no / flag still in effect settles its question; an undone no and a skip come back."""
+    with open_session(project, clock) as s:
+        asked = {}
+        for answer in ["no", "flag", "skip", "no", "no"]:
+            asked.setdefault(answer, []).append(s.current.id if s.current is not None else s.next_task().id)
+            s.answer(answer)
+        s.undo()  # takes back the last no
+    settled = {asked["no"][0], asked["no"][1], asked["flag"][0]}
+    with open_session(project, clock) as s:
+        shown = _shown_until_exhausted(s)
+        assert not settled & set(shown)
+        assert {asked["no"][2], asked["skip"][0]} <= set(shown)
+        # What the list leaves out is exactly the settled questions.
+        every = {task_id(c) for c in find_candidates(s.proofreader, locate=False)}
+        assert settled <= every
+        assert set(shown) == every - settled
+    # The third session reads the second's answers (all skips) too: the same settled ones out.
+    with open_session(project, clock) as s:
+        assert not settled & set(_shown_until_exhausted(s))
+
+
+def test_a_settled_question_is_asked_again_once_its_segments_change(project, clock):
+    """An edit gives the segment a new id: its questions are new questions, asked again."""
+    with open_session(project, clock) as s:
+        first = s.next_task()
+        s.answer("no")
+        while set(s.current.segments) & set(first.segments):
+            s.answer("skip")  # a skip settles nothing
+        other = s.current
+        s.answer("no")
+    with open_session(project, clock) as s:
+        ids = {task_id(c) for c in s._candidates}
+        assert first.id not in ids and other.id not in ids
+        # Merge one of the first question's segments with a third segment, outside tasks.
+        third = next(c for c in s._candidates if c.kind == "false_split"
+                     and len(set(c.segments) & set(first.segments)) == 1 and not set(c.segments) & set(other.segments))
+        s.proofreader.merge_supervoxels(*third.supervoxels[:2])
+    with open_session(project, clock) as s:
+        searched = find_candidates(s.proofreader, locate=False)
+        assert first.candidate.id not in {c.id for c in searched}
+        assert other.candidate.id in {c.id for c in searched}
+        # Only the untouched question is left out; the first one's segments are new.
+        assert [c.id for c in s._candidates] == [c.id for c in searched if c.id != other.candidate.id]
