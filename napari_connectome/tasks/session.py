@@ -178,7 +178,8 @@ class TaskSession:
                  recorder: EffortRecorder, clock: ActivityClock, find: Callable, find_options: dict,
                  gt_table, em_volume, crop_nm, skeletons, prefetch: bool,
                  learn_in_background: bool = True, own_recorder: bool = True, synapses=None,
-                 synapse_every: int = 4, place: Callable | None = None, keep: Callable | None = None) -> None:
+                 synapse_every: int = 4, place: Callable | None = None, keep: Callable | None = None,
+                 settled_earlier: int = 0) -> None:
         self.proofreader = proofreader
         #: Whether :meth:`close` closes the Proofreader. A GUI that shares it
         #: with another panel hands it over by setting this.
@@ -208,6 +209,8 @@ class TaskSession:
         self._key_counts: tuple[list, Counter] | None = None
         self._order: list[int] = []
         self._asked: dict[tuple, str] = {}
+        #: Questions an earlier session answered no or flagged, left out of the lists (tasks/settled.py).
+        self.settled_earlier = int(settled_earlier)
         self._answers: list[Answered] = []
         self._stale = 0
         self._outside_edits = False
@@ -358,7 +361,8 @@ class TaskSession:
                                         vi_start=start)
                 recorder = EffortRecorder(effort, pr, clock=clock, idle_after_s=idle_after_s)
             # Questions answered no or flagged in earlier sessions are not asked again (tasks/settled.py).
-            find = skipping_settled(find, settled_tasks(recorder.log.rows()))
+            settled = settled_tasks(recorder.log.rows())
+            find = skipping_settled(find, settled)
             if synapses is None:
                 synapses = project.component_path("synapses").is_file()
             queue = None
@@ -371,7 +375,8 @@ class TaskSession:
                            recorder=recorder, clock=activity, find=find, find_options=find_options, gt_table=table,
                            em_volume=em_volume, crop_nm=crop, skeletons=skeletons, prefetch=prefetch, place=place,
                            learn_in_background=learn_in_background, own_recorder=own_recorder, synapses=queue,
-                           synapse_every=synapse_every, keep=keep)
+                           synapse_every=synapse_every, keep=keep,
+                           settled_earlier=sum(len(tids) for tids in settled.values()))
             except BaseException:
                 if queue is not None:
                     queue.close()
@@ -608,7 +613,8 @@ class TaskSession:
 
     def progress(self) -> dict:
         """``done`` (answers in effect: yes/no/skip/flag), ``queued`` (candidates not asked yet, the one
-        on screen excluded), ``flagged``, ``stale`` (skipped as edited away) and the count of each answer.
+        on screen excluded), ``flagged``, ``stale`` (skipped as edited away), the count of each answer, and
+        ``earlier`` (questions an earlier session answered no or flagged: not asked, not queued).
 
         Never waits for the background learning: while it runs after a
         *yes*, ``queued`` counts the list found before that answer.
@@ -627,7 +633,7 @@ class TaskSession:
             queued += sum(1 for c in self.synapses.candidates
                           if (k := task_key(c)) not in self._asked and k != current)
         return {"done": len(self._answers), "queued": queued, "flagged": counts["flag"], "stale": self._stale,
-                **counts}
+                "earlier": self.settled_earlier, **counts}
 
     def vi(self) -> dict | None:
         """Live VI against the ground truth: ``vi_split``, ``vi_merge``, ``vi`` (bits), ``exact``; None without gt.

@@ -120,11 +120,13 @@ def _fmt_impact(candidate) -> str:
 
 
 def progress_text(progress: dict) -> str:
-    """``12 done · 340 queued · 1 flagged``."""
-    return (
+    """``12 done · 340 queued · 1 flagged`` (`` · 8 settled earlier`` when earlier sessions settled some)."""
+    text = (
         f"{int(progress.get('done', 0))} done · {int(progress.get('queued', 0))} queued · "
         f"{int(progress.get('flagged', 0))} flagged"
     )
+    earlier = int(progress.get("earlier", 0))
+    return f"{text} · {earlier} settled earlier" if earlier else text
 
 
 def vi_text(vi: dict | None) -> str:

@@ -827,7 +827,10 @@ def test_no_and_flag_of_an_earlier_session_are_not_asked_again(project, clock):
         s.undo()  # takes back the last no
     settled = {asked["no"][0], asked["no"][1], asked["flag"][0]}
     with open_session(project, clock) as s:
+        assert s.progress()["earlier"] == 3
+        queued = s.progress()["queued"]
         shown = _shown_until_exhausted(s)
+        assert len(shown) == queued  # counted before the first task was shown
         assert not settled & set(shown)
         assert {asked["no"][2], asked["skip"][0]} <= set(shown)
         # What the list leaves out is exactly the settled questions.

@@ -241,6 +241,15 @@ def test_buttons_and_the_press_hook_answer_like_keys(panel, qtbot, project):
     assert rows[1]["active_s"] == 3.0
     with pytest.raises(ValueError):
         widget.press("q")
+    assert "settled earlier" not in widget.progress_label.text()  # no earlier session on this project
+
+
+def test_progress_text_says_what_earlier_sessions_settled():
+    from napari_connectome_plugins._microtask_widget import progress_text
+
+    assert progress_text({"done": 2, "queued": 40, "flagged": 1, "earlier": 0}) == "2 done · 40 queued · 1 flagged"
+    assert progress_text({"done": 0, "queued": 38, "flagged": 0, "earlier": 3}) == \
+        "0 done · 38 queued · 0 flagged · 3 settled earlier"
 
 
 def test_layers_show_the_task_crop_around_the_decision_point(panel):
