@@ -7,7 +7,7 @@ import pytest
 
 from napari_connectome.candidates.find import _full_order, _order_columns
 from napari_connectome.candidates.model import Candidate
-from napari_connectome.candidates.rows import RowCache
+from napari_connectome.candidates.rows import RowCache, serials
 
 
 def cand(i: int, kind: str = "false_split", impact: float = 1.0) -> Candidate:
@@ -96,3 +96,45 @@ def test_packed_order_keys_sort_as_the_full_order():
     assert all(pairs[i, 1] == -1 for i, c in enumerate(cands) if c.kind == "false_merge")
     with pytest.raises(ValueError, match="2\\^31"):
         _order_columns([cand(2**31)])
+
+
+def test_rows_stay_right_over_many_edits_with_compaction_and_repeats():
+    """Lists that change like a list after edits (some gone, some new, reordered, one object twice)."""
+    compute = Counting()
+    rows = RowCache(compute)
+    rng = np.random.default_rng(0)
+    lst = [cand(i, impact=float(i)) for i in range(200)]
+    rows(lst)
+    made = 200
+    for _ in range(90):
+        keep = [c for c in lst if rng.random() < 0.8]
+        new = [cand(made + j, impact=float(made + j)) for j in range(int(rng.integers(0, 60)))]
+        made += len(new)
+        lst = [keep[i] for i in rng.permutation(len(keep))] + new
+        if rng.random() < 0.3 and lst:
+            lst.append(lst[0])  # the same object twice
+        compute.seen.clear()
+        got = rows(lst)
+        np.testing.assert_array_equal(got[:, 0], [c.impact for c in lst])
+        assert len(compute.seen) == len({c.id for c in new})  # only new objects are computed
+        assert rows._used <= 2 * len(lst) + 1024 + len(new)
+    assert rows._used < made  # compacted along the way: the rows of candidates gone are dropped
+
+
+def test_serials_are_shared_by_the_caches_asked_about_one_list():
+    lst = [cand(i, impact=float(i)) for i in range(5)]
+    first = serials(lst)
+    assert serials(list(lst)) is first  # an equal list of the same objects: no second pass
+    assert len(set(first.tolist())) == 5
+    other = [cand(i, impact=float(i)) for i in range(5)]  # other objects (equal by value)
+    np.testing.assert_array_equal(serials([*other, lst[0]])[-1], first[0])
+    with pytest.raises(ValueError):
+        first[0] = 7
+
+
+def test_a_cache_whose_rows_change_dtype_keeps_them_exact():
+    calls = iter([np.array([1, 2]), np.array([0.5])])
+    rows = RowCache(lambda cands: next(calls))
+    a, b, c = (cand(i, impact=float(i)) for i in range(3))
+    np.testing.assert_array_equal(rows([a, b]), [1, 2])
+    np.testing.assert_array_equal(rows([a, b, c]), [1.0, 2.0, 0.5])

@@ -80,7 +80,7 @@ def _reference_order(score, candidates) -> np.ndarray:
     return order
 
 
-def _many(n: int, seed: int) -> list[Candidate]:
+def _many(n: int, seed: int, *, repeats: bool = True) -> list[Candidate]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -92,7 +92,8 @@ def _many(n: int, seed: int) -> list[Candidate]:
         out.append(Candidate(id=f"m{i}", kind=kind, location_nm=(0.0, 0.0, 0.0), segments=(i,), supervoxels=sv,
                              sinks=() if kind == "false_split" else (int(rng.integers(1, 999)),),
                              impact=float(rng.integers(1, 5))))
-    out.extend(out[: n // 10])  # the same objects twice: equal keys keep list order
+    if repeats:
+        out.extend(out[: n // 10])  # the same objects twice: equal keys keep list order
     return out
 
 
@@ -130,3 +131,25 @@ def test_the_kept_key_order_follows_a_new_list():
     for listed in (cands, cands[::-1], cands):
         np.testing.assert_array_equal(strategy.order(listed), _reference_order(impact[: len(listed)] if listed is cands
                                                                                 else impact[::-1], listed))
+
+
+def test_a_list_after_an_edit_is_sorted_from_the_last_one(monkeypatch):
+    """Most objects kept, some gone, some new, reordered: sorted from the last order, equal to a fresh sort."""
+    from napari_connectome.rank import strategies
+
+    full = []
+    real = strategies._sorted_keys
+    monkeypatch.setattr(strategies, "_sorted_keys", lambda keys: full.append(len(keys)) or real(keys))
+    rng = np.random.default_rng(11)
+    by_key = _KeyOrder()
+    cands = _many(2000, 12, repeats=False)
+    for made in range(1, 7):
+        score = rng.integers(0, 3, len(cands)).astype(np.float64)
+        np.testing.assert_array_equal(_order(score, cands, by_key), _reference_order(score, cands))
+        kept = [c for c in cands if rng.random() < 0.9]
+        cands = [kept[i] for i in rng.permutation(len(kept))] + _many(100, 100 + made, repeats=False)
+    assert full == [2000]  # one sort from scratch; every later list from the one before
+    twice = cands + cands[:3]  # an object listed twice: sorted from scratch, list order among equal keys
+    score = np.zeros(len(twice))
+    np.testing.assert_array_equal(_order(score, twice, by_key), _reference_order(score, twice))
+    assert len(full) == 2
