@@ -310,7 +310,10 @@ class MicroTaskWidget(ProjectPanel, QWidget):
             grid.addWidget(button, *places[action])
         task.addLayout(grid)
         self.progress_label = QLabel("", box)
-        self.progress_label.setToolTip("Answered (yes, no, flag, skip; undone answers do not count) · candidates not asked yet · flagged for an expert")
+        self.progress_label.setToolTip("Answered (yes, no, flag, skip; undone answers do not count) · candidates not asked yet · "
+                                       "flagged for an expert · answered no or flagged in an earlier session, not asked again")
+        # Wrapped, so "· 8 settled earlier" never widens the dock past the viewer (a scroll bar, cut buttons).
+        self.progress_label.setWordWrap(True)
         task.addWidget(self.progress_label)
         self.vi_label = QLabel("", box)
         self.vi_label.setToolTip("Variation of information against the project's ground truth, now (split: false merges … merge: false splits)")
