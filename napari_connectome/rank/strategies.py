@@ -65,16 +65,19 @@ class _KeyOrder:
     """The latest list's candidates sorted by their keys (the tie-break), kept while the list is the same.
 
     Sorting 1.4 M keys is ~1 s: made once per list of candidates (an accepted edit makes a new one), not
-    once per order (every answer, since the model changes). A new list that shares most of its objects
-    with the last one (the list after an edit) is sorted from the last one's order, the candidates it
-    kept first and its new ones after: Python's sort merges that nearly sorted sequence in about one
-    pass. Equal keys (one object listed twice) keep list order, as a sort from scratch keeps them.
+    once per order (every answer, since the model changes). A new list that keeps most of the last one's
+    objects (the list after an edit) is not sorted again: the kept candidates stay in the last order and
+    each new one is placed among them by a binary search on keys. Equal keys keep list order, as a sort
+    from scratch keeps them (found through each key's hash, kept per candidate object).
     """
 
     def __init__(self) -> None:
         self._list: list | None = None
         self._by_key: np.ndarray | None = None
         self._serials: np.ndarray | None = None
+        # Each key's hash by the candidate object's serial (rows.serials), and whether it is known.
+        self._hash = np.zeros(0, np.int64)
+        self._hashed = np.zeros(0, bool)
 
     def holds(self, candidates: list[Candidate]) -> bool:
         """Whether the kept order is of this list (the same objects in the same places)."""
@@ -88,20 +91,50 @@ class _KeyOrder:
         numbers = serials(candidates)
         by_key = None
         if self._serials is not None and numbers.size and np.unique(numbers).size == numbers.size:
-            at = np.full(max(int(numbers.max()), int(self._serials.max(initial=0))) + 1, -1, np.int64)
-            at[numbers] = np.arange(numbers.size)
-            kept = at[self._serials]
-            kept = kept[kept >= 0]
-            fresh = np.ones(numbers.size, bool)
-            fresh[kept] = False
-            if kept.size >= numbers.size // 2:
-                start = [*kept.tolist(), *np.flatnonzero(fresh).tolist()]
-                by_key = np.fromiter(sorted(start, key=lambda i: (_tie_key(candidates[i]), i)), np.int64,
-                                     count=len(start))
+            by_key = self._from_last(candidates, numbers)
         if by_key is None:
             by_key = _sorted_keys([_tie_key(c) for c in candidates])
         self._list, self._by_key, self._serials = list(candidates), by_key, numbers[by_key]
         return by_key
+
+    def _from_last(self, candidates: list[Candidate], numbers: np.ndarray) -> np.ndarray | None:
+        """The key order of ``candidates`` from the last list's, or None when it kept less than half of it."""
+        import bisect
+
+        at = np.full(max(int(numbers.max()), int(self._serials.max(initial=0))) + 1, -1, np.int64)
+        at[numbers] = np.arange(numbers.size)
+        kept = at[self._serials]
+        kept = kept[kept >= 0]
+        if kept.size < numbers.size // 2:
+            return None
+        fresh = np.ones(numbers.size, bool)
+        fresh[kept] = False
+        fresh = np.flatnonzero(fresh)
+
+        def key(i) -> tuple[str, int]:
+            return _tie_key(candidates[i]), int(i)
+
+        # Kept candidates with equal keys (equal hashes) must stand in list order, which may have changed.
+        hashes = self._hashes(candidates, numbers)[kept]
+        same = np.r_[False, hashes[1:] == hashes[:-1], False]
+        starts = np.flatnonzero(~same[:-1] & same[1:])
+        stops = np.flatnonzero(same[:-1] & ~same[1:]) + 1
+        for i0, i1 in zip(starts.tolist(), stops.tolist(), strict=True):
+            kept[i0:i1] = sorted(kept[i0:i1].tolist(), key=key)
+        new = sorted(fresh.tolist(), key=key)
+        where = [bisect.bisect_left(kept, key(i), key=key) for i in new]
+        return np.insert(kept, np.asarray(where, np.int64), np.asarray(new, np.int64))
+
+    def _hashes(self, candidates: list[Candidate], numbers: np.ndarray) -> np.ndarray:
+        if numbers.max() >= self._hash.size:
+            size = max(2 * self._hash.size, int(numbers.max()) + 1)
+            self._hash = np.r_[self._hash, np.zeros(size - self._hash.size, np.int64)]
+            self._hashed = np.r_[self._hashed, np.zeros(size - self._hashed.size, bool)]
+        unknown = np.flatnonzero(~self._hashed[numbers])
+        if unknown.size:
+            self._hash[numbers[unknown]] = [hash(_tie_key(candidates[i])) for i in unknown.tolist()]
+            self._hashed[numbers[unknown]] = True
+        return self._hash[numbers]
 
 
 def _order(score: np.ndarray, candidates: list[Candidate], by_key: _KeyOrder) -> np.ndarray:
