@@ -39,6 +39,11 @@ Figures (2-core VM shared with other work, so ±30 %; ``--decisions 100
   2.9–3.0 decisions/s, the same decisions as before (seed 0: 77 accepted,
   prequential AUC 0.935, VI 5.468 → 3.446): per decision search 57 ms,
   featurise 10, predict 36, refit 199, the rest 47.
+* after the compiled trees, the kept key order and the serial-indexed rows
+  (what made ``active`` at 1024³ 0.12 → 0.18 decisions/s): ``size`` 182–209
+  decisions/s; ``active`` 2.3–2.8 decisions/s over four runs, the same
+  decisions (77 accepted, AUC 0.935, VI 3.446): per decision search 67–86 ms,
+  featurise 7–10, predict 12–15 (was 31–36), refit 215–265, the rest 51–68.
 * ``active`` branches early: seed 1 ends like seed 0 (77 accepted, VI
   3.431, AUC 0.912), seed 2 does not (61 accepted, VI 4.624, AUC 0.831).
 * ``--recalibrate-growth 1.5`` (Platt scaling refitted only as the answers

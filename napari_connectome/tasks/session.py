@@ -628,7 +628,7 @@ class TaskSession:
             self._key_counts = (self._candidates, listed)
         # The list less the candidates asked or on screen: counted from the few asked, not the many listed.
         excluded = {*self._asked, current} - {None}
-        queued = len(self._candidates) - sum(listed.get(k, 0) for k in excluded)
+        queued = len(self._candidates) - sum(listed.get(repr(k), 0) for k in excluded)  # counted by key text
         if self.synapses is not None:
             queued += sum(1 for c in self.synapses.candidates
                           if (k := task_key(c)) not in self._asked and k != current)

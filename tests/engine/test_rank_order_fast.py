@@ -9,7 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.rank import Ranker, SizeStrategy
 from napari_connectome.rank.forest import CompiledForest
-from napari_connectome.rank.strategies import _KeyOrder, _order, _tie_key
+from napari_connectome.rank.strategies import _KeyOrder, _order, candidate_key_text
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +75,7 @@ def _reference_order(score, candidates) -> np.ndarray:
     stops = np.r_[starts[1:], ranked.size]
     for i0, i1 in zip(starts, stops, strict=True):
         idx = order[i0:i1]
-        keys = np.array([_tie_key(candidates[j]) for j in idx.tolist()], dtype=object)
+        keys = np.array([candidate_key_text(candidates[j]) for j in idx.tolist()], dtype=object)
         order[i0:i1] = idx[np.argsort(keys, kind="stable")]
     return order
 
