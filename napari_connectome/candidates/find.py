@@ -498,7 +498,12 @@ class CandidateCache:
                 else:
                     self._kept_stamp = stamp
                 self._fingerprint, self._segments, self._candidates = fingerprint, now, found
-                self._order_keys = None
+                # Packed now, with the search or the read: else the first edit's search packs the whole
+                # list (1.7 s at 1.4 M candidates, in the learning a proofreader may wait for).
+                try:
+                    self._order_keys, self._segment_pairs = _order_columns(found)
+                except ValueError:  # ids beyond the packing: the edit's search raises it where it needs them
+                    self._order_keys = None
                 self._locations = locations
             else:
                 self._fingerprint = None
