@@ -114,7 +114,7 @@ class RowCache:
             self._store = np.empty((max(2 * len(computed), 1024), *computed.shape[1:]), dtype=computed.dtype)
         elif self._used + len(computed) > len(self._store):
             grown = np.empty((max(2 * len(self._store), self._used + len(computed)), *self._store.shape[1:]),
-                             dtype=np.result_type(self._store.dtype, computed.dtype))
+                             dtype=self._store.dtype)
             grown[: self._used] = self._store[: self._used]
             self._store = grown
         self._store[self._used: self._used + len(computed)] = computed

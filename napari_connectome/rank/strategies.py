@@ -24,7 +24,7 @@ import hashlib
 import numpy as np
 
 from napari_connectome.candidates.model import Candidate
-from napari_connectome.candidates.rows import RowCache
+from napari_connectome.candidates.rows import RowCache, serials
 from napari_connectome.errors import InputError
 from napari_connectome.rank.ranker import Ranker
 from napari_connectome.rank.timing import TimeModel
@@ -65,6 +65,10 @@ def _sorted_keys(keys: list[str]) -> np.ndarray:
     return np.fromiter(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64, count=len(keys))
 
 
+def _key_hashes(candidates: list[Candidate]) -> np.ndarray:
+    return np.fromiter((hash(candidate_key_text(c)) for c in candidates), np.int64, len(candidates))
+
+
 class _KeyOrder:
     """The latest list's candidates sorted by their keys (the tie-break), kept while the list is the same.
 
@@ -79,9 +83,8 @@ class _KeyOrder:
         self._list: list | None = None
         self._by_key: np.ndarray | None = None
         self._serials: np.ndarray | None = None
-        # Each key's hash by the candidate object's serial (rows.serials), and whether it is known.
-        self._hash = np.zeros(0, np.int64)
-        self._hashed = np.zeros(0, bool)
+        # Each key's hash, made once per candidate object.
+        self._hashes = RowCache(_key_hashes)
 
     def holds(self, candidates: list[Candidate]) -> bool:
         """Whether the kept order is of this list (the same objects in the same places)."""
@@ -90,8 +93,6 @@ class _KeyOrder:
     def __call__(self, candidates: list[Candidate]) -> np.ndarray:
         if self.holds(candidates):
             return self._by_key
-        from napari_connectome.candidates.rows import serials
-
         numbers = serials(candidates)
         by_key = None
         if self._serials is not None and numbers.size and np.unique(numbers).size == numbers.size:
@@ -100,7 +101,7 @@ class _KeyOrder:
             by_key = _sorted_keys([candidate_key_text(c) for c in candidates])
             # Hash the keys now, while they are at hand: else the first list after an edit hashes them all
             # (1.9 s at 1.4 M candidates, in the learning the proofreader may wait for).
-            self._hashes(candidates, numbers)
+            self._hashes(candidates)
         self._list, self._by_key, self._serials = list(candidates), by_key, numbers[by_key]
         return by_key
 
@@ -122,7 +123,7 @@ class _KeyOrder:
             return candidate_key_text(candidates[i]), int(i)
 
         # Kept candidates with equal keys (equal hashes) must stand in list order, which may have changed.
-        hashes = self._hashes(candidates, numbers)[kept]
+        hashes = self._hashes(candidates)[kept]
         same = np.r_[False, hashes[1:] == hashes[:-1], False]
         starts = np.flatnonzero(~same[:-1] & same[1:])
         stops = np.flatnonzero(same[:-1] & ~same[1:]) + 1
@@ -131,17 +132,6 @@ class _KeyOrder:
         new = sorted(fresh.tolist(), key=key)
         where = [bisect.bisect_left(kept, key(i), key=key) for i in new]
         return np.insert(kept, np.asarray(where, np.int64), np.asarray(new, np.int64))
-
-    def _hashes(self, candidates: list[Candidate], numbers: np.ndarray) -> np.ndarray:
-        if numbers.max() >= self._hash.size:
-            size = max(2 * self._hash.size, int(numbers.max()) + 1)
-            self._hash = np.r_[self._hash, np.zeros(size - self._hash.size, np.int64)]
-            self._hashed = np.r_[self._hashed, np.zeros(size - self._hashed.size, bool)]
-        unknown = np.flatnonzero(~self._hashed[numbers])
-        if unknown.size:
-            self._hash[numbers[unknown]] = [hash(candidate_key_text(candidates[i])) for i in unknown.tolist()]
-            self._hashed[numbers[unknown]] = True
-        return self._hash[numbers]
 
 
 def _order(score: np.ndarray, candidates: list[Candidate], by_key: _KeyOrder) -> np.ndarray:
