@@ -18,6 +18,8 @@ threshold`` goes left), so the scores are the same bits
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit
 
@@ -87,12 +89,60 @@ class CompiledForest:
         self.baseline = float(baseline.reshape(-1)[0])
         self.n_columns = int(self.column.max()) + 1
 
+    @classmethod
+    def from_arrays(cls, *, column, threshold, missing_left, left, right, leaf, value, roots,
+                    baseline: float) -> CompiledForest:
+        """A forest from flat node arrays (trees grown elsewhere: :mod:`~napari_connectome.rank.boost`).
+
+        ``left``/``right`` index the flat arrays; ``roots`` holds each tree's root in boosting order.
+        """
+        self = cls.__new__(cls)
+        self.column = np.asarray(column, dtype=np.int64)
+        self.threshold = np.asarray(threshold, dtype=np.float64)
+        self.missing_left = np.asarray(missing_left, dtype=np.bool_)
+        self.left = np.asarray(left, dtype=np.int64)
+        self.right = np.asarray(right, dtype=np.int64)
+        self.leaf = np.asarray(leaf, dtype=np.bool_)
+        self.value = np.asarray(value, dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.int64)
+        self.baseline = float(baseline)
+        self.n_columns = int(self.column.max()) + 1 if self.column.size else 0
+        return self
+
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         """The raw score (log-odds) of every row of ``x`` (float64, NaN = missing)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] < self.n_columns:
             raise ValueError(f"expected a 2D matrix with at least {self.n_columns} columns, got shape {x.shape}")
         out = np.empty(x.shape[0], dtype=np.float64)
-        _decision(x, self.column, self.threshold, self.missing_left, self.left, self.right, self.leaf,
-                  self.value, self.roots, self.baseline, out)
+        args = (self.column, self.threshold, self.missing_left, self.left, self.right, self.leaf, self.value,
+                self.roots, self.baseline)
+        pool = _pool() if x.shape[0] >= 2 * CHUNK_ROWS else None
+        if pool is None:
+            _decision(x, *args, out)
+            return out
+        # Rows are independent: slices on threads (the loop holds no GIL) give the same scores.
+        bounds = list(range(0, x.shape[0], CHUNK_ROWS)) + [x.shape[0]]
+        jobs = [pool.submit(_decision, x[a:b], *args, out[a:b]) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                                  strict=True)]
+        for job in jobs:
+            job.result()
         return out
+
+
+#: Rows per slice when a large matrix is scored on several threads.
+CHUNK_ROWS = 65_536
+_POOL = None
+
+
+def _pool():
+    """A pool of threads for scoring (None on one core)."""
+    global _POOL
+    workers = min(4, os.cpu_count() or 1)
+    if workers < 2:
+        return None
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forest-score")
+    return _POOL

@@ -1,4 +1,4 @@
-"""The ranker's compiled trees and the strategies' tie-break: the same answers as the slow paths they replace."""
+"""The compiled trees, the ranker's column mapping and the strategies' tie-break: the same answers as the slow paths."""
 
 from __future__ import annotations
 
@@ -35,6 +35,21 @@ def test_compiled_trees_give_scikit_learns_scores_bit_for_bit():
         forest.decision_function(test[:, :3])
 
 
+def test_large_matrices_scored_in_slices_on_threads_give_the_same_scores(monkeypatch):
+    import napari_connectome.rank.forest as forest_module
+
+    x, y = _data(1500, 5)
+    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, early_stopping=False,
+                                           random_state=0).fit(x, y)
+    forest = CompiledForest(model, np.arange(x.shape[1]))
+    test, _ = _data(5003, 6)
+    whole = forest.decision_function(test)
+    monkeypatch.setattr(forest_module, "CHUNK_ROWS", 1000)  # five slices and a short one
+    monkeypatch.setattr(forest_module.os, "cpu_count", lambda: 2)
+    np.testing.assert_array_equal(forest.decision_function(test), whole)
+    np.testing.assert_array_equal(whole, model.decision_function(test))
+
+
 def test_a_model_with_categorical_splits_is_not_compiled():
     x, y = _data(600, 2)
     x[:, 1] = np.abs(np.round(np.nan_to_num(x[:, 1]) * 3))
@@ -46,7 +61,7 @@ def test_a_model_with_categorical_splits_is_not_compiled():
 
 
 @pytest.mark.parametrize("n_prior", [40, 400])  # few errors among them: not calibrated; enough: Platt-scaled
-def test_the_rankers_probabilities_equal_scikit_learns(n_prior):
+def test_the_rankers_mapped_columns_give_its_models_own_probabilities(n_prior):
     x, y = _data(n_prior, 3)
     if n_prior == 40:
         y = np.arange(n_prior) < 4
