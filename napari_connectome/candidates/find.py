@@ -40,6 +40,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+from numba import njit
 
 from napari_connectome.candidates import kept
 from napari_connectome.candidates.contacts import locate_faces
@@ -606,32 +607,54 @@ def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int
     ar = np.asarray(area, dtype=np.float64)[rows]
     ar = np.where(ar > 0, ar, 1.0)
     merges, scores = merge_all(a, b, np.asarray(mean, dtype=np.float64)[rows] * ar, ar, _tie_keys(rows.size), n)
-    # leaves under each tree id, only for what is asked: the last k merges and the pieces
-    children = {n + i: (int(x), int(y)) for i, (x, y) in enumerate(merges.tolist())}
-
-    def leaves(node: int) -> list[int]:
-        out, stack = [], [node]
-        while stack:
-            top = stack.pop()
-            if top < n:
-                out.append(top)
-            else:
-                stack.extend(children[top])
-        return sorted(out)
-
-    made = set(children)
-    used = {c for pair in children.values() for c in pair}
-    roots = sorted((r for r in [*range(n), *made] if r not in used), key=lambda r: min(leaves(r)))
+    merges = np.asarray(merges, dtype=np.int64).reshape(-1, 2)
+    m = merges.shape[0]
+    # Trees left by the merges, in the order of their smallest leaf (leaves are disjoint: no ties).
+    used = np.zeros(n + m, dtype=bool)
+    used[merges.ravel()] = True
+    roots = np.flatnonzero(~used)
+    roots = roots[np.argsort(_smallest_leaf(merges, n)[roots], kind="stable")]
     out = []
-    if len(roots) > 1:
-        out.append((1.0, leaves(roots[0]), [p for r in roots[1:] for p in leaves(r)]))
-    for i in range(len(merges) - 1, -1, -1):
+    if roots.size > 1:
+        rest = [_leaves(merges, n, int(r)) for r in roots[1:].tolist()]
+        out.append((1.0, _leaves(merges, n, int(roots[0])), np.concatenate(rest)))
+    for i in range(m - 1, -1, -1):
         if len(out) >= k:
             break
-        x, y = merges[i]
-        out.append((float(scores[i]), leaves(int(x)), leaves(int(y))))
-    return [(s, members[np.asarray(a_, dtype=np.int64)], members[np.asarray(b_, dtype=np.int64)])
-            for s, a_, b_ in out[:k]]
+        out.append((float(scores[i]), _leaves(merges, n, int(merges[i, 0])), _leaves(merges, n, int(merges[i, 1]))))
+    return [(s, members[a_], members[b_]) for s, a_, b_ in out[:k]]
+
+
+@njit(cache=True, nogil=True)
+def _smallest_leaf(merges, n):
+    """The smallest leaf under every node of a merge tree (leaves ``0..n-1``, merge ``j`` is node ``n + j``)."""
+    low = np.empty(n + merges.shape[0], np.int64)
+    for i in range(n):
+        low[i] = i
+    for j in range(merges.shape[0]):
+        low[n + j] = min(low[merges[j, 0]], low[merges[j, 1]])
+    return low
+
+
+@njit(cache=True, nogil=True)
+def _leaves(merges, n, node):
+    """The leaves under ``node`` of a merge tree, sorted."""
+    out = np.empty(n, np.int64)
+    stack = np.empty(n + merges.shape[0], np.int64)
+    count = 0
+    stack[0] = node
+    top = 1
+    while top > 0:
+        top -= 1
+        x = stack[top]
+        if x < n:
+            out[count] = x
+            count += 1
+        else:
+            stack[top] = merges[x - n, 0]
+            stack[top + 1] = merges[x - n, 1]
+            top += 2
+    return np.sort(out[:count])
 
 
 def _locate(pr, candidates: list[Candidate], row_cand, lv: Level, locations: dict | None = None) -> None:

@@ -46,3 +46,22 @@ def test_the_cut_equals_the_split_preview_on_random_seeds(tmp_path):
             np.testing.assert_array_equal(st.ids[cut_pos].reshape(-1, 2), preview.cut_edges)
             checked += 1
         assert checked > 50 and refused > 0
+
+
+def test_last_merges_read_off_the_segments_merge_tree():
+    from napari_connectome.candidates.find import _last_merges
+
+    members = np.array([10, 20, 30, 40, 50], dtype=np.int64)
+    u = np.array([10, 20, 30])
+    v = np.array([20, 30, 40])
+    area = np.ones(3)
+    mean = np.array([0.1, 0.5, 0.2])  # merged in the order 10-20, 30-40, then the two pieces
+    rows = np.arange(3)
+    # 50 has no edge: a manual link holds it on, and that link comes first with score 1
+    links = _last_merges(members, rows, u, v, area, mean, 3)
+    assert [s for s, _, _ in links] == [1.0, 0.5, 0.2]
+    assert links[0][1].tolist() == [10, 20, 30, 40] and links[0][2].tolist() == [50]
+    assert {tuple(links[1][1].tolist()), tuple(links[1][2].tolist())} == {(10, 20), (30, 40)}
+    assert {tuple(links[2][1].tolist()), tuple(links[2][2].tolist())} == {(30,), (40,)}
+    only_tree = _last_merges(members[:4], rows, u, v, area, mean, 2)
+    assert [s for s, _, _ in only_tree] == [0.5, 0.2]
