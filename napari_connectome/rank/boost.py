@@ -192,6 +192,48 @@ def _node_value(sum_g, sum_h, l2):
 
 
 @njit(cache=True, nogil=True)
+def _scan(hist, slot, f, first, stop, step, offset, near_is_left, n_samples, sum_g, sum_h, loss_node,
+          min_samples_leaf, l2, best):
+    """One of scikit-learn's two split scans of feature ``f``: bins ``first, first + step, … (≠ stop)``,
+    each reading bin ``b + offset`` into the *near* side (left when ``near_is_left``); the far side is
+    the node minus it. Returns ``(gain, bin, sum of gradients left, sum of hessians left)`` of the first
+    bin whose gain beats ``best`` and every earlier one (``best`` itself and -1 where none does)."""
+    gain_f, bin_f, sgl_f, shl_f = best, 0, 0.0, 0.0
+    sg_near = 0.0
+    sh_near = 0.0
+    n_near = 0.0
+    for b in range(first, stop, step):
+        g, h, c = hist[slot, f, b + offset, 0], hist[slot, f, b + offset, 1], hist[slot, f, b + offset, 2]
+        if c == 0.0 and g == 0.0 and h == 0.0:
+            continue  # changes no sum, so no decision: its gain would equal the last one's, not beat it
+        n_near += c
+        sh_near += h
+        sg_near += g
+        n_far = n_samples - n_near
+        sh_far = sum_h - sh_near
+        sg_far = sum_g - sg_near
+        if n_near < min_samples_leaf:
+            continue
+        if n_far < min_samples_leaf:
+            break
+        if sh_near < MIN_HESSIAN:
+            continue
+        if sh_far < MIN_HESSIAN:
+            break
+        if near_is_left:
+            sgl, shl, sgr, shr = sg_near, sh_near, sg_far, sh_far
+        else:
+            sgl, shl, sgr, shr = sg_far, sh_far, sg_near, sh_near
+        # scikit-learn's order of operations: the node's loss, minus the left child's, minus the right's
+        gain = loss_node
+        gain -= sgl * _node_value(sgl, shl, l2)
+        gain -= sgr * _node_value(sgr, shr, l2)
+        if gain > gain_f and gain > 0.0:
+            gain_f, bin_f, sgl_f, shl_f = gain, b, sgl, shl
+    return gain_f, bin_f, sgl_f, shl_f
+
+
+@njit(cache=True, nogil=True)
 def _find_split(hist, slot, n_bins_non_missing, has_missing, n_samples, sum_g, sum_h, value,
                 min_samples_leaf, l2, split_f, split_g):
     """The node's best split into ``split_f`` (feature, bin, missing values left) and ``split_g``
@@ -204,65 +246,16 @@ def _find_split(hist, slot, n_bins_non_missing, has_missing, n_samples, sum_g, s
     best_sgl = 0.0
     best_shl = 0.0
     for f in range(hist.shape[1]):
-        gain_f = -1.0
-        bin_f = 0
-        missing_left_f = 0
-        sgl_f = 0.0
-        shl_f = 0.0
         # left to right, missing values (if any) to the right
-        end = n_bins_non_missing[f] - 1 + has_missing[f]
-        sgl = 0.0
-        shl = 0.0
-        nl = 0
-        for b in range(end):
-            if hist[slot, f, b, 2] == 0.0 and hist[slot, f, b, 0] == 0.0 and hist[slot, f, b, 1] == 0.0:
-                continue  # changes no sum, so no decision: its gain would repeat the last one's (see below)
-            nl += hist[slot, f, b, 2]
-            nr = n_samples - nl
-            shl += hist[slot, f, b, 1]
-            shr = sum_h - shl
-            sgl += hist[slot, f, b, 0]
-            sgr = sum_g - sgl
-            if nl < min_samples_leaf:
-                continue
-            if nr < min_samples_leaf:
-                break
-            if shl < MIN_HESSIAN:
-                continue
-            if shr < MIN_HESSIAN:
-                break
-            gain = loss_node
-            gain -= sgl * _node_value(sgl, shl, l2)
-            gain -= sgr * _node_value(sgr, shr, l2)
-            if gain > gain_f and gain > 0.0:
-                gain_f, bin_f, missing_left_f, sgl_f, shl_f = gain, b, 0, sgl, shl
+        gain_f, bin_f, sgl_f, shl_f = _scan(hist, slot, f, 0, n_bins_non_missing[f] - 1 + has_missing[f], 1, 0,
+                                            True, n_samples, sum_g, sum_h, loss_node, min_samples_leaf, l2, -1.0)
+        missing_left_f = 0
         if has_missing[f]:
-            # right to left, missing values to the left
-            sgr = 0.0
-            shr = 0.0
-            nr = 0
-            for b in range(n_bins_non_missing[f] - 2, -1, -1):
-                if hist[slot, f, b + 1, 2] == 0.0 and hist[slot, f, b + 1, 0] == 0.0 and hist[slot, f, b + 1, 1] == 0.0:
-                    continue
-                nr += hist[slot, f, b + 1, 2]
-                nl = n_samples - nr
-                shr += hist[slot, f, b + 1, 1]
-                shl = sum_h - shr
-                sgr += hist[slot, f, b + 1, 0]
-                sgl = sum_g - sgr
-                if nr < min_samples_leaf:
-                    continue
-                if nl < min_samples_leaf:
-                    break
-                if shr < MIN_HESSIAN:
-                    continue
-                if shl < MIN_HESSIAN:
-                    break
-                gain = loss_node
-                gain -= sgl * _node_value(sgl, shl, l2)
-                gain -= sgr * _node_value(sgr, shr, l2)
-                if gain > gain_f and gain > 0.0:
-                    gain_f, bin_f, missing_left_f, sgl_f, shl_f = gain, b, 1, sgl, shl
+            # right to left, missing values to the left; only a strictly better gain replaces the first scan's
+            gain_r, bin_r, sgl_r, shl_r = _scan(hist, slot, f, n_bins_non_missing[f] - 2, -1, -1, 1, False,
+                                                n_samples, sum_g, sum_h, loss_node, min_samples_leaf, l2, gain_f)
+            if gain_r > gain_f:
+                gain_f, bin_f, missing_left_f, sgl_f, shl_f = gain_r, bin_r, 1, sgl_r, shl_r
         if f == 0 or gain_f > best_gain:
             best_gain, best_f, best_bin, best_missing_left = gain_f, f, bin_f, missing_left_f
             best_sgl, best_shl = sgl_f, shl_f
