@@ -135,6 +135,15 @@ CHUNK_ROWS = 65_536
 _POOL = None
 
 
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but not its threads: it would wait on them forever.
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool():
     """A pool of threads for scoring (None on one core)."""
     global _POOL

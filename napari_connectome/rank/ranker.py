@@ -123,6 +123,15 @@ class _PlattCalibrated:
 _FIT_POOL = None
 
 
+def _forget_fit_pool() -> None:
+    # A forked child inherits the pool object but not its threads: it would wait on them forever.
+    global _FIT_POOL
+    _FIT_POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_fit_pool)
+
+
 def _fit_all(jobs) -> None:
     """``model.fit(x, y)`` for each ``(model, x, y)``: at once on threads where the trees are compiled.
 

@@ -134,3 +134,21 @@ def test_above_scikit_learns_bin_subsample_the_bins_come_from_its_draw():
     x = np.column_stack([rng.normal(size=n), np.round(rng.normal(size=n), 2)])
     y = x[:, 0] + rng.normal(size=n) > 1.0
     _same(x, y, max_iter=2, max_leaf_nodes=4, min_samples_leaf=20, random_state=3)
+
+
+def test_a_forked_child_refits_with_threads_of_its_own():
+    import multiprocessing
+
+    rng = np.random.default_rng(9)
+    x = _columns(rng, 300, ["normal", "missing", "few"])
+    y = np.nan_to_num(x[:, 0]) + rng.normal(size=300) > 0.5
+    ranker = Ranker(derived=False).fit(x, y)  # the parent's fitting threads now exist
+    expected = ranker.predict_proba(x)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_refit_in_child, (x, y)).get(timeout=120)  # hung before the pools were reset
+    np.testing.assert_array_equal(got, expected)
+
+
+def _refit_in_child(x, y):
+    return Ranker(derived=False).fit(x, y).predict_proba(x)
