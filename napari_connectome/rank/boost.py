@@ -153,12 +153,11 @@ def _histogram(xb, grad, hess, part, start, stop, hist, slot, n_bins_non_missing
     ``hist[slot, f, b]`` holds (sum of gradients, sum of hessians, count) of bin ``b`` of feature
     ``f``; only the bins a feature can have (its value bins and the missing-value bin) are written.
     """
-    n = stop - start
-    for k in range(n):
-        i = part[start + k]
-        ordered[k, 0] = grad[i]
-        ordered[k, 1] = hess[i]
     rows = part[start:stop]
+    n = rows.size
+    for k in range(n):
+        ordered[k, 0] = grad[rows[k]]
+        ordered[k, 1] = hess[rows[k]]
     for f in range(xb.shape[0]):
         h = hist[slot, f]
         for b in range(n_bins_non_missing[f]):
@@ -203,12 +202,9 @@ def _scan(hist, slot, f, first, stop, step, offset, near_is_left, n_samples, sum
     sh_near = 0.0
     n_near = 0.0
     for b in range(first, stop, step):
-        g, h, c = hist[slot, f, b + offset, 0], hist[slot, f, b + offset, 1], hist[slot, f, b + offset, 2]
-        if c == 0.0 and g == 0.0 and h == 0.0:
-            continue  # changes no sum, so no decision: its gain would equal the last one's, not beat it
-        n_near += c
-        sh_near += h
-        sg_near += g
+        n_near += hist[slot, f, b + offset, 2]
+        sh_near += hist[slot, f, b + offset, 1]
+        sg_near += hist[slot, f, b + offset, 0]
         n_far = n_samples - n_near
         sh_far = sum_h - sh_near
         sg_far = sum_g - sg_near

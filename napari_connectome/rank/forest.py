@@ -18,10 +18,10 @@ threshold`` goes left), so the scores are the same bits
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import njit
+
+from napari_connectome.rank import threads
 
 
 @njit(cache=True, nogil=True)
@@ -117,7 +117,7 @@ class CompiledForest:
         out = np.empty(x.shape[0], dtype=np.float64)
         args = (self.column, self.threshold, self.missing_left, self.left, self.right, self.leaf, self.value,
                 self.roots, self.baseline)
-        pool = _pool() if x.shape[0] >= 2 * CHUNK_ROWS else None
+        pool = threads.pool() if x.shape[0] >= 2 * CHUNK_ROWS else None
         if pool is None:
             _decision(x, *args, out)
             return out
@@ -132,26 +132,3 @@ class CompiledForest:
 
 #: Rows per slice when a large matrix is scored on several threads.
 CHUNK_ROWS = 65_536
-_POOL = None
-
-
-def _forget_pool() -> None:
-    # A forked child inherits the pool object but not its threads: it would wait on them forever.
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _pool():
-    """A pool of threads for scoring (None on one core)."""
-    global _POOL
-    workers = min(4, os.cpu_count() or 1)
-    if workers < 2:
-        return None
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forest-score")
-    return _POOL

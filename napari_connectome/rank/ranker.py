@@ -46,6 +46,7 @@ from napari_connectome.atomic import atomic_write
 from napari_connectome.candidates.model import Candidate, feature_matrix
 from napari_connectome.candidates.rows import RowCache
 from napari_connectome.errors import InputError
+from napari_connectome.rank import threads
 from napari_connectome.rank.boost import BoostedTrees
 from napari_connectome.rank.boost import available as boost_available
 
@@ -120,18 +121,6 @@ class _PlattCalibrated:
         return self.platt.predict_proba(self.base.decision_function(x)[:, None])
 
 
-_FIT_POOL = None
-
-
-def _forget_fit_pool() -> None:
-    # A forked child inherits the pool object but not its threads: it would wait on them forever.
-    global _FIT_POOL
-    _FIT_POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_fit_pool)
-
-
 def _fit_all(jobs) -> None:
     """``model.fit(x, y)`` for each ``(model, x, y)``: at once on threads where the trees are compiled.
 
@@ -139,17 +128,12 @@ def _fit_all(jobs) -> None:
     fit of a refit run side by side (each its own data: the models are the ones a sequential run
     makes). scikit-learn's classifier holds the GIL between its OpenMP regions: run one by one.
     """
-    global _FIT_POOL
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2 or not all(isinstance(m, BoostedTrees) for m, _, _ in jobs):
+    pool = threads.pool() if len(jobs) > 1 else None
+    if pool is None or not all(isinstance(m, BoostedTrees) for m, _, _ in jobs):
         for model, x, y in jobs:
             model.fit(x, y)
         return
-    if _FIT_POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _FIT_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ranker-fit")
-    for future in [_FIT_POOL.submit(model.fit, x, y) for model, x, y in jobs]:
+    for future in [pool.submit(model.fit, x, y) for model, x, y in jobs]:
         future.result()
 
 

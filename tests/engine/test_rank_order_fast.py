@@ -37,6 +37,7 @@ def test_compiled_trees_give_scikit_learns_scores_bit_for_bit():
 
 def test_large_matrices_scored_in_slices_on_threads_give_the_same_scores(monkeypatch):
     import napari_connectome.rank.forest as forest_module
+    import napari_connectome.rank.threads as threads_module
 
     x, y = _data(1500, 5)
     model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, early_stopping=False,
@@ -45,7 +46,7 @@ def test_large_matrices_scored_in_slices_on_threads_give_the_same_scores(monkeyp
     test, _ = _data(5003, 6)
     whole = forest.decision_function(test)
     monkeypatch.setattr(forest_module, "CHUNK_ROWS", 1000)  # five slices and a short one
-    monkeypatch.setattr(forest_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
     np.testing.assert_array_equal(forest.decision_function(test), whole)
     np.testing.assert_array_equal(whole, model.decision_function(test))
 
