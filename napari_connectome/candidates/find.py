@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit
 
 from napari_connectome.candidates import kept
+from napari_connectome.candidates import rows as candidate_rows
 from napari_connectome.candidates.contacts import locate_faces
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.errors import InputError
@@ -390,7 +391,7 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members
     supervoxel is pinned to its side, so the min-cut is the edges between the sides. ``members_of``:
     ``state.members`` or the same answers faster (:class:`_Members`).
     """
-    from napari_connectome.proofread.split import min_cut
+    from napari_connectome.proofread.split import split_by_seeds
 
     src_ids = np.asarray(src_svs, np.uint64).ravel()
     snk_ids = np.asarray(snk_svs, np.uint64).ravel()
@@ -405,18 +406,9 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members
         return None
     members = (members_of or st.members)(segment)
     pairs, caps = st.active_edges(members)
-    src_u, snk_u = np.unique(src_pos), np.unique(snk_pos)
-    if np.intersect1d(src_u, snk_u, assume_unique=True).size:
+    if np.intersect1d(src_pos, snk_pos).size:
         return None
-    if src_u.size + snk_u.size == members.size:
-        side = np.isin(members, src_u, assume_unique=True)
-        if len(pairs):
-            a, b = np.searchsorted(members, pairs[:, 0]), np.searchsorted(members, pairs[:, 1])
-            cut = np.flatnonzero(side[a] != side[b])
-        else:
-            cut = np.empty(0, np.int64)
-    else:
-        side, cut = min_cut(members, pairs, caps, src_pos, snk_pos)
+    side, cut = split_by_seeds(members, pairs, caps, src_pos, snk_pos)
     cut_pos = pairs[cut] if cut.size else np.empty((0, 2), np.int64)
     return st.ids[members[side]], st.ids[members[~side]], cut_pos
 
@@ -463,6 +455,8 @@ class CandidateCache:
         # _full_order of each kept candidate packed in one int64, and its segments: what an edit's update reads
         self._order_keys: np.ndarray | None = None
         self._segment_pairs = np.empty((0, 2), np.int64)
+        # Each kept candidate's serial (candidates/rows.py), aligned with _candidates.
+        self._serials: np.ndarray | None = None
         self._locations: dict = {}
         self.last_new = 0
 
@@ -499,6 +493,7 @@ class CandidateCache:
                 else:
                     self._kept_stamp = stamp
                 self._fingerprint, self._segments, self._candidates = fingerprint, now, found
+                self._serials = candidate_rows.assign_serials(found)
                 # Packed now, with the search or the read: else the first edit's search packs the whole
                 # list (1.7 s at 1.4 M candidates, in the learning a proofreader may wait for).
                 try:
@@ -525,13 +520,19 @@ class CandidateCache:
         order = np.argsort(keys, kind="stable")
         both = survivors + fresh
         merged = [both[i] for i in order.tolist()]
+        if self._serials is None or len(self._serials) != len(self._candidates):
+            self._serials = candidate_rows.assign_serials(self._candidates)
+        numbers = np.concatenate([self._serials[keep], candidate_rows.assign_serials(fresh)])[order]
         if getattr(pr, "version", None) == version:
             self._segments, self._candidates = now, merged
             self._order_keys = keys[order]
             self._segment_pairs = np.concatenate([self._segment_pairs[keep], fresh_pairs])[order]
+            self._serials = numbers
         else:
             self._fingerprint = None  # the next call searches everything again
         self.last_new = len(fresh)
+        # Whoever ranks the list next finds its serials known (candidates/rows.py).
+        candidate_rows.remember(merged, numbers)
         return list(merged)
 
     def keep(self, proofreader) -> bool:

@@ -47,14 +47,40 @@ def serials(candidates: list) -> np.ndarray:
     return numbers
 
 
+def assign_serials(candidates: Sequence) -> np.ndarray:
+    """Each candidate's serial number (given now where it has none), without a lookup of the list.
+
+    For a maker of lists that keeps its candidates' serials itself (:class:`CandidateCache`) and
+    tells them with the list it hands out (:func:`remember`).
+    """
+    return np.fromiter((_serial(c) for c in candidates), np.int64, len(candidates))
+
+
+def remember(candidates: Sequence, numbers: np.ndarray) -> None:
+    """Make ``candidates`` the latest list looked up, with its serials ``numbers`` (from :func:`assign_serials`).
+
+    After an edit :class:`CandidateCache` knows the serials of the list it hands out (its kept
+    candidates' and its new ones'): the first cache asked about that list then needs no pass over
+    its objects (~7 ms an edit at 16,000 candidates, ~0.5 s at 1.4 M).
+    """
+    global _LATEST
+    numbers = np.asarray(numbers, np.int64)
+    if numbers.shape != (len(candidates),):
+        raise ValueError(f"{numbers.shape[0] if numbers.ndim else 0} serials for {len(candidates)} candidates")
+    numbers = numbers.copy()
+    numbers.flags.writeable = False
+    _LATEST = (list(candidates), numbers)
+
+
 class RowCache:
     """The rows ``compute(candidates)`` gives, kept per candidate object and looked up by its serial.
 
     Parameters
     ----------
     compute
-        ``compute(candidates) -> (len(candidates), width)`` array (or ``(len,)``): rows of candidates
-        this cache has not seen.
+        ``compute(candidates, *aligned) -> (len(candidates), width)`` array (or ``(len,)``): rows of
+        candidates this cache has not seen; ``aligned`` are the arrays given with the list (see
+        :meth:`__call__`), cut to those candidates.
 
     Notes
     -----
@@ -71,8 +97,11 @@ class RowCache:
         self.compute = compute
         self.clear()
 
-    def __call__(self, candidates: Sequence) -> np.ndarray:
+    def __call__(self, candidates: Sequence, *aligned: np.ndarray) -> np.ndarray:
         """The rows of ``candidates``, in order (read-only: the kept array itself, not a copy).
+
+        ``aligned``: arrays with one row per candidate that ``compute`` derives new rows from (another
+        cache's rows of the same list), so that it need not compute them again.
 
         At 1.4 M candidates copying the kept features (1.4 M × 26) was 0.2 s of each call, three calls
         an order; nobody changes them in place.
@@ -81,7 +110,7 @@ class RowCache:
         if self._rows is not None and self._list is not None and candidates == self._list:
             return self._rows
         if not candidates:
-            rows = np.asarray(self.compute(candidates))
+            rows = np.asarray(self.compute(candidates, *aligned))
             rows.flags.writeable = False
             return rows
         numbers = serials(candidates)
@@ -94,7 +123,8 @@ class RowCache:
         if new.size:
             # A list may hold one object twice: compute and store each new object once.
             fresh = new[np.unique(numbers[new], return_index=True)[1]]
-            computed = np.asarray(self.compute([candidates[i] for i in fresh.tolist()]))
+            computed = np.asarray(self.compute([candidates[i] for i in fresh.tolist()],
+                                               *(np.asarray(a)[fresh] for a in aligned)))
             start = self._used
             self._append(computed)
             self._slot[numbers[fresh]] = np.arange(start, start + fresh.size)

@@ -78,6 +78,30 @@ def min_cut(
     return source_side, cut
 
 
+def split_by_seeds(
+    nodes: np.ndarray,
+    pairs: np.ndarray,
+    capacities: np.ndarray,
+    sources: np.ndarray,
+    sinks: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`min_cut`, read off without a max-flow where the seeds are every node.
+
+    A merge tree's last merge proposes a cut whose two sides hold every supervoxel of the segment:
+    each node is pinned to its side, so the minimum cut is the edges between the sides, and a
+    max-flow over a segment of thousands of supervoxels (milliseconds) finds nothing else.
+    """
+    src, snk = np.unique(sources), np.unique(sinks)
+    if (src.size + snk.size == nodes.size and not np.intersect1d(src, snk, assume_unique=True).size
+            and np.isin(src, nodes).all() and np.isin(snk, nodes).all()):
+        side = np.isin(nodes, src, assume_unique=True)
+        if not len(pairs):
+            return side, np.empty(0, np.int64)
+        a, b = np.searchsorted(nodes, pairs[:, 0]), np.searchsorted(nodes, pairs[:, 1])
+        return side, np.flatnonzero(side[a] != side[b])
+    return min_cut(nodes, pairs, capacities, sources, sinks)
+
+
 def seeded_watershed(
     labels: np.ndarray,
     boundary: np.ndarray,

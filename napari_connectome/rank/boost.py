@@ -373,6 +373,11 @@ def _grow(xb, grad, hess, n_bins_non_missing, has_missing, min_samples_leaf, max
     return n_nodes
 
 
+def _distinct(column: np.ndarray) -> int:
+    finite = column[~np.isnan(column)]
+    return int(np.unique(finite).size)
+
+
 # --------------------------------------------------------------------------- the classifier
 class BoostedTrees:
     """A binary ``HistGradientBoostingClassifier`` with these options, grown by :func:`_grow`.
@@ -400,26 +405,40 @@ class BoostedTrees:
                             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
                             l2_regularization=self.l2_regularization, random_state=self.random_state)
 
-    def fit(self, x, y) -> BoostedTrees:
+    def fit(self, x, y, *, offset=None) -> BoostedTrees:
+        """Grow the trees on rows ``x`` and binary labels ``y``.
+
+        ``offset``: each row's starting log-odds (another model's scores) instead of the fitted
+        baseline; the trees then learn a correction to it, the baseline is 0, and ``y`` may hold
+        one class only (a boolean, True the positive class).
+        """
         from sklearn._loss.loss import HalfBinomialLoss
 
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y).reshape(-1)
         if x.ndim != 2 or x.shape[0] != y.size or x.shape[0] == 0:
             raise ValueError(f"expected rows × features and one label per row, got {x.shape} and {y.shape}")
-        classes, encoded = np.unique(y, return_inverse=True)
-        if classes.size != 2:
-            raise ValueError(f"binary labels expected, got {classes.size} classes")
-        self.classes_ = classes
-        y_train = encoded.astype(np.float64)
-        binned, self._thresholds = self._bin(x)
+        self._loss = HalfBinomialLoss()
+        n, n_features = x.shape
+        if offset is None:
+            classes, encoded = np.unique(y, return_inverse=True)
+            if classes.size != 2:
+                raise ValueError(f"binary labels expected, got {classes.size} classes")
+            self.classes_ = classes
+            y_train = encoded.astype(np.float64)
+            self._baseline = self._loss.fit_intercept_only(y_true=y_train).reshape(-1)
+            raw = np.zeros(n, dtype=np.float64) + self._baseline[0]
+        else:
+            raw = np.array(offset, dtype=np.float64).reshape(-1)
+            if raw.size != n or not np.isfinite(raw).all():
+                raise ValueError(f"offset must hold one finite score per row ({n}), got {raw.size}")
+            self.classes_ = np.array([False, True])
+            y_train = y.astype(bool).astype(np.float64)
+            self._baseline = np.zeros(1)
+        binned, self._thresholds = self._bin(x, constant_ok=offset is not None)
         n_bins_non_missing = np.array([t.size + 1 for t in self._thresholds], dtype=np.int64)
         has_missing = (binned == MISSING_BIN).any(axis=0).astype(np.int64)
         xb = np.ascontiguousarray(binned.T)
-        self._loss = HalfBinomialLoss()
-        self._baseline = self._loss.fit_intercept_only(y_true=y_train).reshape(-1)
-        n, n_features = x.shape
-        raw = np.zeros(n, dtype=np.float64) + self._baseline[0]
         grad = np.empty(n, dtype=np.float32)
         hess = np.empty(n, dtype=np.float32)
         max_nodes = 2 * self.max_leaf_nodes - 1
@@ -440,8 +459,13 @@ class BoostedTrees:
         self._forest = self.compiled(np.arange(n_features))
         return self
 
-    def _bin(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """scikit-learn's bins of ``x`` (uint8, Fortran order) and each feature's thresholds."""
+    def _bin(self, x: np.ndarray, *, constant_ok: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """scikit-learn's bins of ``x`` (uint8, Fortran order) and each feature's thresholds.
+
+        ``constant_ok``: a column with fewer than two distinct values gets no threshold (it is never
+        split on) where scikit-learn's binner refuses it. A correction fitted on a handful of answers
+        has such columns; the prior's fit is given only columns that vary.
+        """
         from sklearn.ensemble._hist_gradient_boosting._binning import _map_to_bins
         from sklearn.ensemble._hist_gradient_boosting.binning import (
             _BinMapper,
@@ -457,7 +481,8 @@ class BoostedTrees:
             return binned, [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
         # What _BinMapper.fit does below its subsample size, without its per-feature job dispatch
         # (a few ms a fit: most of the binning's cost on the ranker's rows).
-        thresholds = [np.asarray(_find_binning_thresholds(x[:, f], N_BINS - 1), dtype=np.float64)
+        thresholds = [np.empty(0) if constant_ok and _distinct(x[:, f]) < 2
+                      else np.asarray(_find_binning_thresholds(x[:, f], N_BINS - 1), dtype=np.float64)
                       for f in range(x.shape[1])]
         binned = np.zeros_like(x, dtype=np.uint8, order="F")
         _map_to_bins(x, thresholds, np.zeros(x.shape[1], dtype=np.uint8), MISSING_BIN, 1, binned)

@@ -26,7 +26,7 @@ import numpy as np
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.candidates.rows import RowCache, serials
 from napari_connectome.errors import InputError
-from napari_connectome.rank.ranker import Ranker
+from napari_connectome.rank.ranker import Ranker, logit
 from napari_connectome.rank.timing import TimeModel
 
 #: The registry name of the prior model shipped in ``models/``.
@@ -334,14 +334,20 @@ class ActiveStrategy(StaticStrategy):
         Answers of each kind that exploration collects before it turns to uncertainty.
     level_sd
         Prior standard deviation (in log-odds) of a kind's shift from the model's level.
+    learning
+        How the model learns the answers (:data:`~napari_connectome.rank.ranker.LEARNING`):
+        ``"correction"`` (default: the prior model kept, a boosted correction of its log-odds fitted
+        on the answers, a few ms) or ``"refit"`` (classifier and calibration fitted again on prior +
+        answers, ~100 ms; what this strategy did before).
     """
 
     name = "active"
     learns = True
 
     def __init__(self, *, model=DEFAULT_PRIOR, time_model=None, epsilon: float = 0.1, seed: int = 0,
-                 min_per_kind: int = 5, level_sd: float = 3.0) -> None:
+                 min_per_kind: int = 5, level_sd: float = 3.0, learning: str = "correction") -> None:
         super().__init__(model=model, time_model=time_model)
+        self.ranker.set_learning(learning)
         epsilon, level_sd, min_per_kind = float(epsilon), float(level_sd), int(min_per_kind)
         if not 0.0 <= epsilon <= 1.0:
             raise InputError("active strategy", f"epsilon must be in [0, 1], got {epsilon}")
@@ -391,7 +397,7 @@ class ActiveStrategy(StaticStrategy):
         if not self._asked:
             return p
         kind_of = self._columns(candidates)[:, 2]
-        z = _logit(p)
+        z = logit(p)
         for kind in self._asked:
             if kind in self._kinds:
                 z[kind_of == self._kinds.index(kind)] += self.level_shift(kind)
@@ -425,7 +431,7 @@ class ActiveStrategy(StaticStrategy):
         x = self.ranker.featurize([candidate])
         # The model's belief *before* it learns this answer: after the refit
         # it would partly echo the answer back.
-        z = float(_logit(self.ranker.predict_proba(x))[0])
+        z = float(logit(self.ranker.predict_proba(x))[0])
         self._asked.setdefault(candidate.kind, []).append((z, bool(answer)))
         self.ranker.partial_update(x, [bool(answer)])
 
@@ -440,12 +446,8 @@ class ActiveStrategy(StaticStrategy):
 
     def to_config(self) -> dict:
         return {**super().to_config(), "epsilon": self.epsilon, "seed": self.seed,
-                "min_per_kind": self.min_per_kind, "level_sd": self.level_sd}
+                "min_per_kind": self.min_per_kind, "level_sd": self.level_sd, "learning": self.ranker.learning}
 
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1.0 - 1e-9)
-    return np.log(p) - np.log1p(-p)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

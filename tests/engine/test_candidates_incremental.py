@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_connectome.candidates import CandidateCache, apply_candidate, find_candidates
+from napari_connectome.candidates.rows import remember, serials
 from napari_connectome.errors import InputError
 from napari_connectome.proofread import Proofreader
 from napari_connectome.proofread.demo import make_demo_project
@@ -53,6 +54,9 @@ def test_after_every_edit_the_cache_equals_a_full_search(tmp_path, seed):
                     continue
                 edits += 1
             again = cache(pr)
+            # The serials the cache tells with its list are each candidate object's own (rows.py).
+            told = serials(again)
+            assert told.tolist() == [c.__dict__["_row_serial"] for c in again]
             _same(again, find_candidates(pr))
             # only what the edit touched was searched again
             assert cache.last_new <= len(again)
@@ -185,3 +189,8 @@ def test_majorities_of_many_sets_are_each_sets_majority(seed):
     group = np.repeat(np.arange(len(sets)), [len(x) for x in sets])
     got = bodies.majorities(group, np.concatenate(sets), len(sets))
     assert got.tolist() == [bodies.majority(x) for x in sets]
+
+
+def test_a_list_told_with_serials_of_another_length_is_refused():
+    with pytest.raises(ValueError, match="serials for"):
+        remember([object(), object()], np.arange(3))

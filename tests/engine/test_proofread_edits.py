@@ -432,3 +432,31 @@ def test_cut_problem_names_each_degenerate_cut():
                                       inside=False)
     assert "sources' side empty" in cut_problem(cut_edges=edge, source_supervoxels=one[:0], sink_supervoxels=two,
                                                 n_pieces=2, inside=False)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_split_whose_seeds_are_every_node_is_the_min_cut_read_off(seed):
+    from napari_connectome.proofread.split import split_by_seeds
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 40))
+    nodes = np.sort(rng.choice(1000, n, replace=False)).astype(np.int64)
+    k = int(rng.integers(n - 1, 3 * n))
+    ends = rng.choice(n, size=(k, 2))
+    ends = ends[ends[:, 0] != ends[:, 1]]
+    pairs = np.unique(np.sort(nodes[ends], axis=1), axis=0)
+    caps = rng.uniform(0.1, 1.0, len(pairs))
+    side_of = rng.random(n) < 0.5
+    side_of[0], side_of[-1] = True, False
+    src, snk = nodes[side_of], nodes[~side_of]
+    got_side, got_cut = split_by_seeds(nodes, pairs, caps, src, snk)
+    want_side, want_cut = min_cut(nodes, pairs, caps, src, snk)
+    np.testing.assert_array_equal(got_side, want_side)
+    np.testing.assert_array_equal(np.sort(got_cut), np.sort(want_cut))
+    # Fewer seeds than nodes: the max-flow's answer itself.
+    part_side, part_cut = split_by_seeds(nodes, pairs, caps, src[:1], snk[:1])
+    ref_side, ref_cut = min_cut(nodes, pairs, caps, src[:1], snk[:1])
+    np.testing.assert_array_equal(part_side, ref_side)
+    np.testing.assert_array_equal(part_cut, ref_cut)
+    with pytest.raises(InputError, match="both a source and a sink"):
+        split_by_seeds(nodes, pairs, caps, nodes, nodes[:1])
