@@ -42,7 +42,7 @@ from napari_connectome.rank.strategies import (
     RandomStrategy,
     Strategy,
     build_strategy,
-    candidate_key,
+    candidate_key_text,
 )
 from napari_connectome.rank.timing import TimeModel
 
@@ -251,12 +251,12 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
                 # A strategy that does not learn gives the same order to the same candidates: it is made
                 # again only when an accepted edit changed them.
                 order = strat.order(candidates) if candidates else np.empty(0, int)
-            pick = next((int(j) for j in order if candidate_key(candidates[j]) not in asked), None)
+            pick = next((int(j) for j in order if candidate_key_text(candidates[j]) not in asked), None)
             if pick is None:
                 stopped = "exhausted"
                 break
             c, yes = candidates[pick], bool(answers[pick])
-            asked.add(candidate_key(c))
+            asked.add(candidate_key_text(c))
             seconds += tm.seconds_for(c.kind)
             entry = {"decision": i, "candidate": c.id, "kind": c.kind, "answer": yes, "operation_id": None,
                      "explored": bool(getattr(strat, "last_pick_explored", False))}
@@ -278,10 +278,13 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
             "stopped": stopped, "n_candidates_start": n_start}
 
 
-def _answer_key(c) -> tuple:
+def _answer_key(c) -> tuple | str:
     if c.kind == "false_split":
-        return (c.kind, tuple(sorted(int(s) for s in c.segments)))
-    return candidate_key(c)
+        a, b = (int(s) for s in c.segments)
+        return (c.kind, (a, b) if a <= b else (b, a))
+    # A cut's key lists every supervoxel of its sides (thousands in a large segment): its text, made
+    # once per candidate object and hashed once, not a tuple built and hashed at every lookup.
+    return candidate_key_text(c)
 
 
 # ------------------------------------------------------------------ outputs

@@ -460,3 +460,14 @@ def test_a_split_whose_seeds_are_every_node_is_the_min_cut_read_off(seed):
     np.testing.assert_array_equal(part_cut, ref_cut)
     with pytest.raises(InputError, match="both a source and a sink"):
         split_by_seeds(nodes, pairs, caps, nodes, nodes[:1])
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 40, 400, 4000])
+def test_unique_rows_through_a_mask_are_numpys(n):
+    from napari_connectome.proofread.state import _unique_rows
+
+    rng = np.random.default_rng(n)
+    rows = rng.integers(0, 500, n).astype(np.int64)
+    got = _unique_rows(rows, 500)
+    np.testing.assert_array_equal(got, np.unique(rows))
+    assert got.dtype == np.unique(rows).dtype
