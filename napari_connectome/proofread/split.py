@@ -91,14 +91,21 @@ def split_by_seeds(
     each node is pinned to its side, so the minimum cut is the edges between the sides, and a
     max-flow over a segment of thousands of supervoxels (milliseconds) finds nothing else.
     """
-    src, snk = np.unique(sources), np.unique(sinks)
-    if (src.size + snk.size == nodes.size and not np.intersect1d(src, snk, assume_unique=True).size
-            and np.isin(src, nodes).all() and np.isin(snk, nodes).all()):
-        side = np.isin(nodes, src, assume_unique=True)
-        if not len(pairs):
-            return side, np.empty(0, np.int64)
-        a, b = np.searchsorted(nodes, pairs[:, 0]), np.searchsorted(nodes, pairs[:, 1])
-        return side, np.flatnonzero(side[a] != side[b])
+    sources, sinks = np.asarray(sources).ravel(), np.asarray(sinks).ravel()
+    if sources.size + sinks.size >= nodes.size > 0:
+        # Mark each node with the sides its seeds put it on (1 source, 2 sink): every node on exactly one.
+        mark = np.zeros(nodes.size, np.int8)
+        ok = True
+        for seeds, bit in ((sources, 1), (sinks, 2)):
+            at = np.minimum(np.searchsorted(nodes, seeds), nodes.size - 1)
+            ok = ok and bool((nodes[at] == seeds).all())
+            mark[at] |= bit
+        if ok and bool(((mark == 1) | (mark == 2)).all()):
+            side = mark == 1
+            if not len(pairs):
+                return side, np.empty(0, np.int64)
+            a, b = np.searchsorted(nodes, pairs[:, 0]), np.searchsorted(nodes, pairs[:, 1])
+            return side, np.flatnonzero(side[a] != side[b])
     return min_cut(nodes, pairs, capacities, sources, sinks)
 
 

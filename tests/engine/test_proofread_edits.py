@@ -458,6 +458,14 @@ def test_a_split_whose_seeds_are_every_node_is_the_min_cut_read_off(seed):
     ref_side, ref_cut = min_cut(nodes, pairs, caps, src[:1], snk[:1])
     np.testing.assert_array_equal(part_side, ref_side)
     np.testing.assert_array_equal(part_cut, ref_cut)
+    # As many seeds as nodes, but repeated ones leave nodes free: the max-flow again.
+    repeated = np.r_[src[:1], src[:1], src[:1]]
+    few = nodes[~side_of][:1]
+    if repeated.size + few.size >= n:
+        rep_side, rep_cut = split_by_seeds(nodes, pairs, caps, np.r_[repeated, repeated], few)
+        ref_side, ref_cut = min_cut(nodes, pairs, caps, np.r_[repeated, repeated], few)
+        np.testing.assert_array_equal(rep_side, ref_side)
+        np.testing.assert_array_equal(rep_cut, ref_cut)
     with pytest.raises(InputError, match="both a source and a sink"):
         split_by_seeds(nodes, pairs, caps, nodes, nodes[:1])
 
