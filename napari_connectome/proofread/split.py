@@ -52,28 +52,39 @@ def min_cut(
     a = np.searchsorted(nodes, pairs[:, 0]).astype(np.int64) if len(pairs) else np.empty(0, np.int64)
     b = np.searchsorted(nodes, pairs[:, 1]).astype(np.int64) if len(pairs) else np.empty(0, np.int64)
     caps = np.asarray(capacities, dtype=np.float64)
-    # scipy wants int32 capacities: scale so that the finite ones sum to at
-    # most 2**29 (each ≥ 1), leaving room for the infinite seed links.
+    # scipy wants int32 capacities: scale so that they sum to at most 2**29 (each ≥ 1), so that the
+    # links a contracted side gathers into one never overflow.
     total = float(caps.sum()) if caps.size else 1.0
     scale = (2.0**29) / max(total, 1e-12)
     icap = np.maximum(1, np.floor(caps * scale)).astype(np.int64)
-    inf = np.int64(2**31 - 1)
-    s, t = n, n + 1
-    rows = np.concatenate([a, b, np.full(src.size, s), snk])
-    cols = np.concatenate([b, a, src, np.full(snk.size, t)])
-    data = np.concatenate([icap, icap, np.full(src.size, inf), np.full(snk.size, inf)])
-    graph = csr_array((data.astype(np.int32), (rows, cols)), shape=(n + 2, n + 2))
-    graph.sum_duplicates()
-    flow = maximum_flow(graph, s, t).flow
-    residual = (graph.astype(np.int64) - csr_array(flow).astype(np.int64)).tocoo()
-    keep = residual.data > 0
-    reach_graph = csr_array(
-        (np.ones(int(keep.sum()), np.int8), (residual.row[keep], residual.col[keep])), shape=(n + 2, n + 2)
-    )
-    reached = breadth_first_order(reach_graph, s, directed=True, return_predecessors=False)
-    side = np.zeros(n + 2, dtype=bool)
+    # Every seed is pinned to its side: each side is contracted into one node (source 0, sink 1) and the
+    # max-flow runs over the free nodes only. The minimum cuts keep their capacities, so they are the
+    # same cuts, and so is the smallest source side among them. A merge tree's second-last merge pins
+    # all but a few of a segment's thousands of supervoxels.
+    label = np.full(n, -1, np.int64)
+    label[src] = 0
+    label[snk] = 1
+    free = np.flatnonzero(label < 0)
+    label[free] = np.arange(2, 2 + free.size)
+    m = int(free.size) + 2
+    ca, cb = label[a], label[b]
+    between = ca != cb
+    ca, cb, w = ca[between], cb[between], icap[between]
+    reached = np.zeros(1, np.int64)
+    if ca.size:
+        graph = csr_array((np.concatenate([w, w]).astype(np.int32), (np.concatenate([ca, cb]), np.concatenate([cb, ca]))),
+                          shape=(m, m))
+        graph.sum_duplicates()
+        flow = maximum_flow(graph, 0, 1).flow
+        residual = (graph.astype(np.int64) - csr_array(flow).astype(np.int64)).tocoo()
+        keep = residual.data > 0
+        reach_graph = csr_array(
+            (np.ones(int(keep.sum()), np.int8), (residual.row[keep], residual.col[keep])), shape=(m, m)
+        )
+        reached = breadth_first_order(reach_graph, 0, directed=True, return_predecessors=False)
+    side = np.zeros(m, dtype=bool)
     side[reached] = True
-    source_side = side[:n]
+    source_side = side[label]
     cut = np.flatnonzero(source_side[a] != source_side[b]) if a.size else np.empty(0, np.int64)
     return source_side, cut
 

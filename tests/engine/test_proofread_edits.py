@@ -479,3 +479,35 @@ def test_unique_rows_through_a_mask_are_numpys(n):
     got = _unique_rows(rows, 500)
     np.testing.assert_array_equal(got, np.unique(rows))
     assert got.dtype == np.unique(rows).dtype
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_min_cut_is_the_smallest_source_side_of_the_cheapest_cuts(seed):
+    # Brute force over every side of the free nodes, with the integer capacities min_cut cuts with.
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 11))
+    nodes = np.sort(rng.choice(100, n, replace=False)).astype(np.int64)
+    ends = rng.choice(n, size=(int(rng.integers(1, 3 * n)), 2))
+    ends = ends[ends[:, 0] != ends[:, 1]]
+    pairs = np.unique(np.sort(nodes[ends], axis=1), axis=0).reshape(-1, 2)
+    caps = rng.choice([0.5, 1.0, 1.5], len(pairs))  # equal capacities: ties between cuts
+    order = rng.permutation(n)
+    n_src, n_snk = int(rng.integers(0, n // 2 + 1)), int(rng.integers(0, n // 2 + 1))
+    src, snk = nodes[order[:n_src]], nodes[order[n_src:n_src + n_snk]]
+    icap = np.maximum(1, np.floor(caps * (2.0**29) / max(float(caps.sum()), 1e-12)))
+    free = [i for i in range(n) if nodes[i] not in src and nodes[i] not in snk]
+    a, b = np.searchsorted(nodes, pairs[:, 0]), np.searchsorted(nodes, pairs[:, 1])
+    best, smallest = None, None
+    for bits in itertools.product([False, True], repeat=len(free)):
+        side = np.isin(nodes, src)
+        side[free] = bits
+        cost = float(icap[side[a] != side[b]].sum())
+        if best is None or cost < best:
+            best, smallest = cost, side.copy()
+        elif cost == best:
+            smallest &= side
+    got, cut = min_cut(nodes, pairs, caps, src, snk)
+    np.testing.assert_array_equal(got, smallest)
+    assert float(icap[cut].sum()) == best
