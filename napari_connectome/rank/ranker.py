@@ -354,8 +354,9 @@ class Ranker:
             self._correction = None
             self._prior_logits.clear()
             self._platt = None
-            self._refit()
-            self._learn()
+            self._refit()  # the prior's model (prior + answers when refitting)
+            if self._correcting:
+                self._fit_correction()
         return self
 
     @property
