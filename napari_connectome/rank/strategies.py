@@ -308,10 +308,11 @@ class StaticStrategy(Strategy):
 
 
 class ActiveStrategy(StaticStrategy):
-    """Expected benefit from a model retrained after every answer, plus uncertainty sampling.
+    """Expected benefit from a model that learns after every answer, plus uncertainty sampling.
 
-    Two things are learnt from the answers. The model itself is refitted on
-    prior + answers (it learns *which* candidates of a kind are real). And
+    Two things are learnt from the answers. The model itself learns them (by
+    default a boosted correction of the prior's log-odds fitted on the
+    answers, ``learning``; it learns *which* candidates of a kind are real). And
     each kind's *level* is re-estimated on this volume, because how often a
     kind is real depends on the volume and the agglomeration threshold far
     more than on anything the prior saw (on gala-fib train, 20 % of
