@@ -391,7 +391,7 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members
     supervoxel is pinned to its side, so the min-cut is the edges between the sides. ``members_of``:
     ``state.members`` or the same answers faster (:class:`_Members`).
     """
-    from napari_connectome.proofread.split import split_by_seeds
+    from napari_connectome.proofread.split import min_cut
 
     src_ids = np.asarray(src_svs, np.uint64).ravel()
     snk_ids = np.asarray(snk_svs, np.uint64).ravel()
@@ -408,7 +408,7 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members
     pairs, caps = st.active_edges(members)
     if np.intersect1d(src_pos, snk_pos).size:
         return None
-    side, cut = split_by_seeds(members, pairs, caps, src_pos, snk_pos)
+    side, cut = min_cut(members, pairs, caps, src_pos, snk_pos)
     cut_pos = pairs[cut] if cut.size else np.empty((0, 2), np.int64)
     return st.ids[members[side]], st.ids[members[~side]], cut_pos
 

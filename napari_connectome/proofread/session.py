@@ -57,7 +57,7 @@ from napari_connectome.proofread.ops import Effect, Patch
 from napari_connectome.proofread.overlay import LabelReader, Overlay, proofread_volume
 from napari_connectome.proofread.preview import SplitPreview, describe_split
 from napari_connectome.proofread.recorded import OPERATION_TYPES, RecordedOperation
-from napari_connectome.proofread.split import split_by_seeds
+from napari_connectome.proofread.split import min_cut
 from napari_connectome.proofread.state import (
     EffectConflict,
     Plan,
@@ -517,7 +517,7 @@ class Proofreader:
         st = self.state
         members = st.members(segment)
         pairs, caps = st.active_edges(members)
-        side, cut = split_by_seeds(members, pairs, caps, st.positions(src_sv), st.positions(snk_sv))
+        side, cut = min_cut(members, pairs, caps, st.positions(src_sv), st.positions(snk_sv))
         cut_pairs = st.ids[pairs[cut]] if cut.size else np.empty((0, 2), np.uint64)
         effect = Effect(edges_removed=[tuple(map(int, p)) for p in cut_pairs])
         plan = st.plan(effect)

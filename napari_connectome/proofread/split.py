@@ -71,7 +71,8 @@ def min_cut(
     between = ca != cb
     ca, cb, w = ca[between], cb[between], icap[between]
     reached = np.zeros(1, np.int64)
-    if ca.size:
+    # With every node a seed (a merge tree's last merge) the cut is the links between the sides: no flow.
+    if ca.size and free.size:
         graph = csr_array((np.concatenate([w, w]).astype(np.int32), (np.concatenate([ca, cb]), np.concatenate([cb, ca]))),
                           shape=(m, m))
         graph.sum_duplicates()
@@ -87,37 +88,6 @@ def min_cut(
     source_side = side[label]
     cut = np.flatnonzero(source_side[a] != source_side[b]) if a.size else np.empty(0, np.int64)
     return source_side, cut
-
-
-def split_by_seeds(
-    nodes: np.ndarray,
-    pairs: np.ndarray,
-    capacities: np.ndarray,
-    sources: np.ndarray,
-    sinks: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`min_cut`, read off without a max-flow where the seeds are every node.
-
-    A merge tree's last merge proposes a cut whose two sides hold every supervoxel of the segment:
-    each node is pinned to its side, so the minimum cut is the edges between the sides, and a
-    max-flow over a segment of thousands of supervoxels (milliseconds) finds nothing else.
-    """
-    sources, sinks = np.asarray(sources).ravel(), np.asarray(sinks).ravel()
-    if sources.size + sinks.size >= nodes.size > 0:
-        # Mark each node with the sides its seeds put it on (1 source, 2 sink): every node on exactly one.
-        mark = np.zeros(nodes.size, np.int8)
-        ok = True
-        for seeds, bit in ((sources, 1), (sinks, 2)):
-            at = np.minimum(np.searchsorted(nodes, seeds), nodes.size - 1)
-            ok = ok and bool((nodes[at] == seeds).all())
-            mark[at] |= bit
-        if ok and bool(((mark == 1) | (mark == 2)).all()):
-            side = mark == 1
-            if not len(pairs):
-                return side, np.empty(0, np.int64)
-            a, b = np.searchsorted(nodes, pairs[:, 0]), np.searchsorted(nodes, pairs[:, 1])
-            return side, np.flatnonzero(side[a] != side[b])
-    return min_cut(nodes, pairs, capacities, sources, sinks)
 
 
 def seeded_watershed(

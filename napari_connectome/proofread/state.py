@@ -44,7 +44,6 @@ def edge_capacity(contact_area, mean) -> np.ndarray:
     return area * (1.0 - mean) + CAPACITY_EPSILON
 
 
-
 def _unique_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     """``np.unique(rows)`` for row indices below ``n_rows``: through a mask where they are many.
 
@@ -57,6 +56,7 @@ def _unique_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     seen = np.zeros(n_rows, np.bool_)
     seen[rows] = True
     return np.flatnonzero(seen).astype(rows.dtype, copy=False)
+
 
 class EffectConflict(InputError):
     """An effect cannot apply to the current state (its preconditions do not hold)."""
