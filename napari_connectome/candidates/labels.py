@@ -12,6 +12,7 @@ Ground-truth label 0 is ignored (unlabelled), and so is segment 0 (background).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -176,7 +177,8 @@ class SupervoxelBodies:
         Segments that hold no supervoxel are left to :meth:`segment_majority`
         (which raises).
         """
-        wanted = np.unique(np.asarray([int(x) for x in segments if int(x) not in self._segments], np.uint64))
+        known = self._segments
+        wanted = np.unique(np.fromiter((x for x in map(int, segments) if x not in known), np.uint64))
         if wanted.size == 0:
             return
         st = proofreader.state
@@ -248,18 +250,21 @@ def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *
     bodies.remember_segments(proofreader, (s for c in candidates if c.kind == "false_split" for s in c.segments[:2]))
     out = np.zeros(len(candidates), dtype=bool)
     cuts = [i for i, c in enumerate(candidates) if c.kind != "false_split"]
+    known = bodies._segments
     for i, c in enumerate(candidates):
         if c.kind == "false_split":
-            try:
-                a, b = (bodies.segment_majority(proofreader, s) for s in c.segments[:2])
-            except InputError:
-                continue  # a segment an edit has replaced since
+            a, b = known.get(int(c.segments[0])), known.get(int(c.segments[1]))
+            if a is None or b is None:  # not remembered above: a segment with no supervoxel left
+                try:
+                    a, b = (bodies.segment_majority(proofreader, s) for s in c.segments[:2])
+                except InputError:
+                    continue  # a segment an edit has replaced since
             out[i] = a != 0 and a == b
     if cuts:
         # both sides of every cut at once: side 2j is candidate j's source side, 2j + 1 its sink side
         sides = [side for i in cuts for side in (candidates[i].supervoxels, candidates[i].sinks)]
         lengths = np.fromiter((len(x) for x in sides), np.int64, len(sides))
-        flat = np.fromiter((int(v) for x in sides for v in x), np.int64, int(lengths.sum()))
+        flat = np.fromiter(itertools.chain.from_iterable(sides), np.int64, int(lengths.sum()))
         major = bodies.majorities(np.repeat(np.arange(len(sides)), lengths), flat, len(sides)).reshape(-1, 2)
         out[cuts] = (major[:, 0] != 0) & (major[:, 1] != 0) & (major[:, 0] != major[:, 1])
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -83,12 +84,27 @@ def format_impact(value: float, unit: str) -> str:
 
 
 def feature_matrix(candidates: list[Candidate], names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Stack the candidates' features as a float array (missing values → NaN)."""
+    """Stack the candidates' features as a float array (missing values → NaN).
+
+    Candidates whose features have the same names in the same order (one finder's kind: the usual case)
+    are stacked as one block and its columns placed at once, rather than looked up name by name (at
+    ~2,000 new candidates an edit that lookup was ~8 ms of every accepted edit).
+    """
     if names is None:
         names = sorted({k for c in candidates for k in c.features})
+    column = {n: j for j, n in enumerate(names)}
     x = np.full((len(candidates), len(names)), np.nan, dtype=np.float64)
+    groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(candidates):
-        for j, n in enumerate(names):
-            if n in c.features:
-                x[i, j] = c.features[n]
+        groups.setdefault(tuple(c.features), []).append(i)
+    for schema, rows in groups.items():
+        if not schema:
+            continue
+        wanted = [(k, column[n]) for k, n in enumerate(schema) if n in column]
+        if not wanted:
+            continue
+        values = itertools.chain.from_iterable(candidates[i].features.values() for i in rows)
+        block = np.fromiter(values, np.float64, count=len(rows) * len(schema)).reshape(len(rows), len(schema))
+        src, dst = (list(t) for t in zip(*wanted, strict=True))
+        x[np.asarray(rows)[:, None], np.asarray(dst)[None, :]] = block[:, src]
     return x, names

@@ -350,13 +350,16 @@ class SegmentationState:
             return p
 
         removed_nodes = [pos(sv) for sv in effect.nodes_removed]
-        removed = [tuple(sorted((pos(u), pos(v)))) for u, v in effect.edges_removed]
+        # A split removes a cut of tens to hundreds of links: looked up at once, checked in order.
+        removed_pos = self._edge_positions(effect.edges_removed, new_positions, source)
+        removed = list(map(tuple, removed_pos.tolist()))
         added = [tuple(sorted((pos(u), pos(v)))) for u, v in effect.edges_added]
-        for a, b in removed:
-            if not self.is_active(a, b):
-                raise EffectConflict(
-                    source, f"supervoxels {int(self.ids[a])} and {int(self.ids[b])} are not linked any more"
-                )
+        linked = self._active_pairs(removed_pos)
+        if not linked.all():
+            a, b = removed[int(np.argmin(linked))]
+            raise EffectConflict(
+                source, f"supervoxels {int(self.ids[a])} and {int(self.ids[b])} are not linked any more"
+            )
         added_set = set()
         for a, b in added:
             if a == b:
@@ -396,6 +399,37 @@ class SegmentationState:
             pairs = np.concatenate([pairs.reshape(-1, 2), extra])
             comps = self.components(nodes, pairs)
         return Plan(effect=effect, before_segments=before, components=comps, new_positions=new_positions)
+
+    def _edge_positions(self, edges, new_positions: dict[int, int], source: str) -> np.ndarray:
+        """``(K, 2)`` positions ``a < b`` of supervoxel id pairs; EffectConflict naming the first one gone.
+
+        Ids in ``new_positions`` (supervoxels an effect adds) take the position given there.
+        """
+        flat = np.asarray(edges, dtype=np.uint64).reshape(-1)
+        if flat.size == 0:
+            return np.empty((0, 2), np.int64)
+        at = np.minimum(np.searchsorted(self.ids, flat), self.ids.size - 1)
+        ok = (self.ids[at] == flat) & self.alive[at]
+        out = at.astype(np.int64)
+        if new_positions:
+            for i, sv in enumerate(flat.tolist()):
+                if sv in new_positions:
+                    out[i], ok[i] = new_positions[sv], True
+        if not ok.all():
+            sv = int(flat[int(np.argmin(ok))])
+            raise EffectConflict(source, f"supervoxel {sv} is not in the segmentation any more")
+        out = out.reshape(-1, 2)
+        return np.sort(out, axis=1)
+
+    def _active_pairs(self, pairs: np.ndarray) -> np.ndarray:
+        """Whether each position pair ``a < b`` is an active link (:meth:`is_active`, at once for base rows)."""
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        rows = self.rag_rows(pairs[:, 0], pairs[:, 1])
+        out = np.zeros(rows.size, dtype=bool)
+        out[rows >= 0] = self.active[rows[rows >= 0]]
+        for i in np.flatnonzero(rows < 0).tolist():
+            out[i] = self.is_active(int(pairs[i, 0]), int(pairs[i, 1]))
+        return out
 
     def _merge_components(self, before: list[int], added: list[tuple[int, int]]) -> list[np.ndarray]:
         # Only links added between existing segments: union whole segments.
@@ -449,8 +483,7 @@ class SegmentationState:
             p = self._find(sv)
             self.alive[p] = False
             self.seg[p] = 0
-        for u, v in effect.edges_removed:
-            self._set_active(self._find(u), self._find(v), False)
+        self._set_active_pairs(effect.edges_removed, False)
         for u, v in effect.edges_added:
             self._set_active(self._find(u), self._find(v), True)
         digests = []
@@ -469,6 +502,17 @@ class SegmentationState:
                 continue
             self.extra_rag.setdefault(pu, {})[pv] = float(cap)
             self.extra_rag.setdefault(pv, {})[pu] = float(cap)
+
+    def _set_active_pairs(self, edges, flag: bool) -> None:
+        """:meth:`_set_active` for supervoxel id pairs: base rows at once, links of minted supervoxels one by one."""
+        flat = np.asarray(edges, dtype=np.uint64).reshape(-1)
+        if flat.size == 0:
+            return
+        pairs = np.sort(self.positions(flat, source="edit").reshape(-1, 2), axis=1)
+        rows = self.rag_rows(pairs[:, 0], pairs[:, 1])
+        self.active[rows[rows >= 0]] = flag
+        for a, b in pairs[rows < 0].tolist():
+            self._set_active(a, b, flag)
 
     def _set_active(self, pu: int, pv: int, flag: bool) -> None:
         a, b = (pu, pv) if pu < pv else (pv, pu)

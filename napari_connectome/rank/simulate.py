@@ -280,7 +280,7 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
 
 def _answer_key(c) -> tuple | str:
     if c.kind == "false_split":
-        a, b = (int(s) for s in c.segments)
+        a, b = c.segments
         return (c.kind, (a, b) if a <= b else (b, a))
     # A cut's key lists every supervoxel of its sides (thousands in a large segment): its text, made
     # once per candidate object and hashed once, not a tuple built and hashed at every lookup.

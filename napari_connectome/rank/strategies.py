@@ -286,11 +286,17 @@ class StaticStrategy(Strategy):
         self._columns = RowCache(self._candidate_columns)
 
     def _candidate_columns(self, candidates: list[Candidate]) -> np.ndarray:
-        out = np.empty((len(candidates), 3))
-        for i, c in enumerate(candidates):
-            if c.kind not in self._kinds:
-                self._kinds.append(c.kind)
-            out[i] = (max(float(c.impact), 0.0), self.time_model.seconds_for(c.kind), self._kinds.index(c.kind))
+        kinds = [c.kind for c in candidates]
+        seconds = {}
+        for kind in dict.fromkeys(kinds):
+            if kind not in self._kinds:
+                self._kinds.append(kind)
+            seconds[kind] = (self.time_model.seconds_for(kind), self._kinds.index(kind))
+        n = len(candidates)
+        out = np.empty((n, 3))
+        out[:, 0] = np.maximum(np.fromiter((c.impact for c in candidates), np.float64, n), 0.0)
+        out[:, 1] = np.fromiter((seconds[kind][0] for kind in kinds), np.float64, n)
+        out[:, 2] = np.fromiter((seconds[kind][1] for kind in kinds), np.float64, n)
         return out
 
     def probabilities(self, candidates: list[Candidate]) -> np.ndarray:

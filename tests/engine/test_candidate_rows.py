@@ -94,6 +94,9 @@ def test_packed_order_keys_sort_as_the_full_order():
     assert np.argsort(keys, kind="stable").tolist() == by_tuple
     assert pairs.shape == (400, 2)
     assert all(pairs[i, 1] == -1 for i, c in enumerate(cands) if c.kind == "false_merge")
+    assert pairs.tolist() == [[*c.segments, -1][:2] for c in cands]
+    keys, pairs = _order_columns([])
+    assert keys.shape == (0,) and pairs.shape == (0, 2)
     with pytest.raises(ValueError, match="2\\^31"):
         _order_columns([cand(2**31)])
 

@@ -12,6 +12,7 @@ from napari_connectome.candidates import (
     SPLIT_FEATURES,
     Candidate,
     candidate_recall,
+    feature_matrix,
     find_candidates,
     graph_fixable,
     label_candidates,
@@ -327,3 +328,39 @@ def test_impact_is_written_with_its_unit():
     assert format_impact(3.2e6, "nm") == "3.2 mm of skeleton"
     with pytest.raises(ValueError, match="unknown impact unit"):
         format_impact(1.0, "furlongs")
+
+
+def test_feature_matrix_equals_lookup_by_name():
+    """The block-wise stacking gives what looking up every name of every candidate gives.
+
+    Mixed schemas (both kinds' names, an unknown one, none), a name order other than the features', names
+    the candidates lack, and names none of them has.
+    """
+    rng = np.random.default_rng(0)
+    schemas = [list(SPLIT_FEATURES), list(MERGE_FEATURES), ["odd", "contact_area"], [],
+               list(reversed(SPLIT_FEATURES))]
+    candidates = []
+    for i in range(300):
+        names = schemas[int(rng.integers(len(schemas)))]
+        values = rng.normal(size=len(names))
+        values[rng.random(len(names)) < 0.1] = math.nan
+        candidates.append(Candidate(id=f"c{i}", kind="false_split", location_nm=(0.0, 0.0, 0.0), segments=(1, 2),
+                                    supervoxels=(1, 2), features=dict(zip(names, values.tolist(), strict=True))))
+
+    def by_name(names):
+        x = np.full((len(candidates), len(names)), np.nan)
+        for i, c in enumerate(candidates):
+            for j, n in enumerate(names):
+                if n in c.features:
+                    x[i, j] = c.features[n]
+        return x
+
+    every = sorted({n for c in candidates for n in c.features})
+    x, names = feature_matrix(candidates)
+    assert names == every
+    np.testing.assert_array_equal(x, by_name(every))
+    for names in (list(reversed(every)), ["size_ratio", "absent"], [], ["absent"]):
+        x, back = feature_matrix(candidates, names)
+        assert back == names
+        np.testing.assert_array_equal(x, by_name(names))
+    assert feature_matrix([], ["a", "b"])[0].shape == (0, 2)

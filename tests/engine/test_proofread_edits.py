@@ -517,3 +517,34 @@ def test_the_min_cut_is_the_smallest_source_side_of_the_cheapest_cuts(seed):
     got, cut = min_cut(nodes, pairs, caps, src, snk)
     np.testing.assert_array_equal(got, smallest)
     assert float(icap[cut].sum()) == best
+
+
+def test_a_cut_is_checked_at_once_as_link_by_link(demo):
+    """The cut's links are looked up and checked together: the same answers and errors as one by one."""
+    from napari_connectome.proofread import Effect
+    from napari_connectome.proofread.state import EffectConflict
+
+    project, _ = demo
+    rng = np.random.default_rng(0)
+    with Proofreader.open(project, user="t") as pr:
+        st = pr.state
+        pairs = np.stack([st.rag_u, st.rag_v], axis=1)
+        pick = pairs[rng.choice(len(pairs), size=min(40, len(pairs)), replace=False)]
+        expected = [st.is_active(int(a), int(b)) for a, b in pick]
+        assert st._active_pairs(pick).tolist() == expected
+        assert any(expected) and not all(expected)
+        ids = st.ids[pick]
+        active = [tuple(int(x) for x in e) for e, on in zip(ids, expected, strict=True) if on]
+        inactive = [tuple(int(x) for x in e) for e, on in zip(ids, expected, strict=True) if not on]
+        # The first link that is not there is the one named, wherever it stands in the cut.
+        with pytest.raises(EffectConflict, match=f"supervoxels {inactive[0][0]} and {inactive[0][1]} are not linked"):
+            st.plan(Effect(edges_removed=[*active[:3], inactive[0], *active[3:5], *inactive[1:]]))
+        unknown = int(st.ids.max()) + 7
+        with pytest.raises(EffectConflict, match=f"supervoxel {unknown} is not in the segmentation"):
+            st.plan(Effect(edges_removed=[active[0], (int(active[1][0]), unknown), inactive[0]]))
+        before = st.active.copy()
+        plan = st.plan(Effect(edges_removed=active[:5]))
+        assert (st.active == before).all()  # a plan changes nothing
+        st.commit(plan, list(range(st.next_id, st.next_id + len(plan.components))))
+        assert not st._active_pairs(st.positions(np.asarray(active[:5]).ravel()).reshape(-1, 2)).any()
+        st.check()
