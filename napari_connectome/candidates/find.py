@@ -293,16 +293,24 @@ def find_candidates(
     int_rows, int_seg = int_rows[order], int_seg[order]
     bounds = np.flatnonzero(np.r_[True, int_seg[1:] != int_seg[:-1], True]) if int_rows.size else np.array([0])
     rows_of_seg = {int(int_seg[bounds[i]]): int_rows[bounds[i]:bounds[i + 1]] for i in range(bounds.size - 1)}
-    seen_cuts: set[frozenset] = set()
+    seen_cuts: set[tuple[bytes, bytes]] = set()
     nsv_of = dict(zip(seg_ids.tolist(), seg_nsv.tolist(), strict=True))
+    # A segment's members and active links, shared by its cuts (a grown segment's are ~15,000 links).
+    links_of: dict[int, tuple] = {}
 
-    def add_cut(s: int, src_svs, snk_svs, *, source: str, cid: str, extra: dict) -> None:
-        """A false-merge candidate: the min-cut of segment ``s`` between two supervoxel sets."""
-        got = _graph_cut(st, s, src_svs, snk_svs, seg_of_pos, alive, members_of=members_of)
+    def add_cut(s: int, src_pos, snk_pos, *, source: str, cid: str, extra: dict) -> None:
+        """A false-merge candidate: the min-cut of segment ``s`` between two supervoxel sets (positions)."""
+        if s not in links_of:
+            members = members_of(s)
+            links_of[s] = (members, *st.active_edges(members))
+        got = _cut_positions(st, s, src_pos, snk_pos, seg_of_pos, alive, *links_of[s])
         if got is None:
             return
-        src, snk, cut_pos = got
-        key = frozenset([frozenset(src.tolist()), frozenset(snk.tolist())])
+        src_side, snk_side, cut_pos = got
+        src, snk = st.ids[src_side], st.ids[snk_side]
+        # Either side first: the same cut (both sides sorted, as positions and ids are).
+        key = (src.tobytes(), snk.tobytes())
+        key = key if key[0] <= key[1] else (key[1], key[0])
         if key in seen_cuts:
             return  # the same cut proposed twice (a skeleton anomaly on a merge-tree cut)
         seen_cuts.add(key)
@@ -311,8 +319,8 @@ def find_candidates(
             crow = crow[crow >= 0]
         else:
             crow = np.empty(0, np.int64)
-        n_src = int(sv_size[st.positions(src)].sum())
-        n_snk = int(sv_size[st.positions(snk)].sum())
+        n_src = int(sv_size[src_side].sum())
+        n_snk = int(sv_size[snk_side].sum())
         w = area[crow]
         features = dict.fromkeys(MERGE_FEATURES, math.nan)
         features.update({
@@ -330,8 +338,8 @@ def find_candidates(
         features.update(extra)
         row_cand.append((crow, len(candidates)))
         candidates.append(Candidate(
-            id=cid, kind="false_merge", location_nm=(math.nan,) * 3, segments=(s,),
-            supervoxels=tuple(int(x) for x in src), sinks=tuple(int(x) for x in snk), source=source,
+            id=cid, kind="false_merge", location_nm=_UNPLACED, segments=(s,),
+            supervoxels=tuple(src.tolist()), sinks=tuple(snk.tolist()), source=source,
             features=features, impact=float(min(n_src, n_snk)),
         ))
 
@@ -346,12 +354,14 @@ def find_candidates(
         members = members_of(s)
         links = _last_merges(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, weakest_links)
         for rank, (score, side_a, side_b) in enumerate(links):
-            add_cut(s, st.ids[side_a], st.ids[side_b], source="merge-tree", cid=f"fm-{s}-{rank}",
+            add_cut(s, side_a, side_b, source="merge-tree", cid=f"fm-{s}-{rank}",
                     extra={"merge_score": float(score), "merge_rank": float(rank)})
 
     if skeletons:
         for s, kind_name, side_a, side_b, extra in _skeleton_anomalies(pr, skeletons, seg_ids[seg_nsv >= 2]):
-            add_cut(s, side_a, side_b, source="skeleton-anomaly", cid=f"fm-{s}-{kind_name}", extra=extra)
+            seeds = _seed_positions(st, side_a, side_b)
+            if seeds is not None:
+                add_cut(s, *seeds, source="skeleton-anomaly", cid=f"fm-{s}-{kind_name}", extra=extra)
 
     if skeletons:
         _add_skeleton_features(pr, candidates, pair_index, skeletons, max_endpoint_distance_nm)
@@ -389,26 +399,47 @@ def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members
     supervoxel is pinned to its side, so the min-cut is the edges between the sides. ``members_of``:
     ``state.members`` or the same answers faster (:class:`_Members`).
     """
-    from napari_connectome.proofread.split import min_cut
+    seeds = _seed_positions(st, src_svs, snk_svs)
+    if seeds is None:
+        return None
+    members = (members_of or st.members)(segment)
+    got = _cut_positions(st, segment, *seeds, seg_of_pos, alive, members, *st.active_edges(members))
+    if got is None:
+        return None
+    return st.ids[got[0]], st.ids[got[1]], got[2]
 
+
+def _seed_positions(st, src_svs, snk_svs) -> tuple[np.ndarray, np.ndarray] | None:
+    """The positions of two seed sets of supervoxel ids; None where one is empty or an id unknown."""
     src_ids = np.asarray(src_svs, np.uint64).ravel()
     snk_ids = np.asarray(snk_svs, np.uint64).ravel()
     if src_ids.size == 0 or snk_ids.size == 0:
         return None
     try:
-        src_pos, snk_pos = st.positions(src_ids), st.positions(snk_ids)
+        return st.positions(src_ids), st.positions(snk_ids)
     except InputError:
+        return None
+
+
+def _cut_positions(st, segment: int, src_pos, snk_pos, seg_of_pos, alive, members, pairs, caps):
+    """:func:`_graph_cut` from seed positions and the segment's members and active links, in positions.
+
+    ``(source side, sink side, cut position pairs)``; None where a seed is dead, in another segment or on
+    both sides, or a side is empty.
+    """
+    from napari_connectome.proofread.split import min_cut
+
+    src_pos, snk_pos = np.asarray(src_pos, np.int64).ravel(), np.asarray(snk_pos, np.int64).ravel()
+    if src_pos.size == 0 or snk_pos.size == 0:
         return None
     seeds = np.concatenate([src_pos, snk_pos])
     if not (alive[seeds].all() and (seg_of_pos[seeds] == segment).all()):
         return None
-    members = (members_of or st.members)(segment)
-    pairs, caps = st.active_edges(members)
     if np.intersect1d(src_pos, snk_pos).size:
         return None
     side, cut = min_cut(members, pairs, caps, src_pos, snk_pos)
     cut_pos = pairs[cut] if cut.size else np.empty((0, 2), np.int64)
-    return st.ids[members[side]], st.ids[members[~side]], cut_pos
+    return members[side], members[~side], cut_pos
 
 
 class CandidateCache:
