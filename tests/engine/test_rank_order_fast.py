@@ -169,3 +169,20 @@ def test_a_list_after_an_edit_is_sorted_from_the_last_one(monkeypatch):
     score = np.zeros(len(twice))
     np.testing.assert_array_equal(_order(score, twice, by_key), _reference_order(score, twice))
     assert len(full) == 2
+
+
+def test_key_text_is_the_repr_of_the_key():
+    """The text kept per candidate is ``repr(candidate_key(c))``, however the supervoxels are given."""
+    from napari_connectome.rank.strategies import candidate_key
+
+    made = [
+        Candidate(id="a", kind="false_split", location_nm=(0, 0, 0), segments=(1, 2), supervoxels=(9, 3)),
+        Candidate(id="b", kind="false_split", location_nm=(0, 0, 0), segments=(1, 2),
+                  supervoxels=(np.uint64(2**40 + 1), np.int64(7))),
+        Candidate(id="c", kind="false_split", location_nm=(0, 0, 0), segments=(1, 2), supervoxels=(5, 5)),
+        Candidate(id="d", kind="false_merge", location_nm=(0, 0, 0), segments=(1,), supervoxels=(4,), sinks=(8, 2)),
+        Candidate(id="e", kind="false_split", location_nm=(0, 0, 0), segments=(1, 2), supervoxels=(1, 2, 3)),
+    ]
+    for c in made:
+        assert candidate_key_text(c) == repr(candidate_key(c))
+        assert candidate_key_text(c) is candidate_key_text(c)  # made once, kept on the object
