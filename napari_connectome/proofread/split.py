@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_connectome.errors import InputError
+from napari_connectome.graph.local import local_index
 from napari_connectome.proofread.ops import EDGE_FEATURES, NodeEdges
 
 _QUANTILES = {"q10": 0.10, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q90": 0.90}
@@ -45,12 +46,12 @@ def min_cut(
     from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
     n = int(nodes.size)
-    src = np.unique(np.searchsorted(nodes, sources))
-    snk = np.unique(np.searchsorted(nodes, sinks))
+    src = np.unique(local_index(nodes, np.asarray(sources)))
+    snk = np.unique(local_index(nodes, np.asarray(sinks)))
     if np.intersect1d(src, snk).size:
         raise InputError("split", "a supervoxel cannot be both a source and a sink")
-    a = np.searchsorted(nodes, pairs[:, 0]).astype(np.int64) if len(pairs) else np.empty(0, np.int64)
-    b = np.searchsorted(nodes, pairs[:, 1]).astype(np.int64) if len(pairs) else np.empty(0, np.int64)
+    ends = local_index(nodes, np.asarray(pairs).reshape(-1, 2))
+    a, b = ends[:, 0], ends[:, 1]
     caps = np.asarray(capacities, dtype=np.float64)
     # scipy wants int32 capacities: scale so that they sum to at most 2**29 (each ≥ 1), so that the
     # links a contracted side gathers into one never overflow.

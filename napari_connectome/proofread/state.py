@@ -20,8 +20,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from napari_connectome.errors import InputError
+from napari_connectome.graph.local import local_index
 from napari_connectome.proofread.ops import Effect, NodeEdges
 
 #: Added to every edge's capacity so that even a full-strength boundary costs
@@ -56,6 +58,32 @@ def _unique_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     seen = np.zeros(n_rows, np.bool_)
     seen[rows] = True
     return np.flatnonzero(seen).astype(rows.dtype, copy=False)
+
+
+@njit(cache=True, nogil=True)
+def _smallest_of_component(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For nodes ``0..n-1`` joined by edges ``(a[i], b[i])``: each node's component's smallest node.
+
+    Union-find whose root is always the smaller one; a split's components of a segment of thousands of
+    supervoxels in a fraction of what building a sparse matrix for scipy's labelling took.
+    """
+    parent = np.arange(n)
+    for i in range(a.size):
+        x = a[i]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        y = b[i]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x < y:
+            parent[y] = x
+        elif y < x:
+            parent[x] = y
+    for i in range(n):  # in order, so a node's parent is final already: roots are the smallest
+        parent[i] = parent[parent[i]]
+    return parent
 
 
 class EffectConflict(InputError):
@@ -297,24 +325,16 @@ class SegmentationState:
     @staticmethod
     def components(nodes: np.ndarray, pairs: np.ndarray) -> list[np.ndarray]:
         """Connected components of ``nodes`` (sorted positions) under ``pairs``; sorted by smallest."""
-        from scipy.sparse import coo_array
-        from scipy.sparse.csgraph import connected_components
-
         n = nodes.size
         if n == 0:
             return []
-        if pairs.size:
-            a = np.searchsorted(nodes, pairs[:, 0])
-            b = np.searchsorted(nodes, pairs[:, 1])
-            graph = coo_array((np.ones(a.size, np.int8), (a, b)), shape=(n, n)).tocsr()
-        else:
-            graph = coo_array((n, n), dtype=np.int8).tocsr()
-        k, labels = connected_components(graph, directed=False)
+        ends = local_index(nodes, np.asarray(pairs).reshape(-1, 2))
+        a, b = np.ascontiguousarray(ends[:, 0]), np.ascontiguousarray(ends[:, 1])
+        # Each node labelled by its component's smallest index: components come sorted by smallest.
+        labels = _smallest_of_component(n, a, b)
         order = np.argsort(labels, kind="stable")
         bounds = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0, True])
-        comps = [nodes[order[bounds[i] : bounds[i + 1]]] for i in range(k)]
-        comps.sort(key=lambda c: int(c[0]))
-        return comps
+        return [nodes[order[bounds[i] : bounds[i + 1]]] for i in range(bounds.size - 1)]
 
     # ---------------------------------------------------------- plan / commit
     def plan(self, effect: Effect, *, source: str = "edit") -> Plan:
