@@ -47,6 +47,7 @@ from napari_connectome.candidates import rows as candidate_rows
 from napari_connectome.candidates.contacts import locate_faces
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.errors import InputError
+from napari_connectome.graph.local import local_index
 from napari_connectome.volume.model import Level
 
 #: Features of a false-split candidate.
@@ -640,9 +641,9 @@ def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int
 
     n = members.size
     rows = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(members)
-    a = order[np.searchsorted(members, np.asarray(u)[rows], sorter=order)]
-    b = order[np.searchsorted(members, np.asarray(v)[rows], sorter=order)]
+    # members are positions in ascending order (state.members, _Members)
+    a = local_index(members, np.asarray(u)[rows])
+    b = local_index(members, np.asarray(v)[rows])
     ar = np.asarray(area, dtype=np.float64)[rows]
     ar = np.where(ar > 0, ar, 1.0)
     merges, scores = merge_all(a, b, np.asarray(mean, dtype=np.float64)[rows] * ar, ar, _tie_keys(rows.size), n)
