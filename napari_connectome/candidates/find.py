@@ -40,14 +40,13 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from numba import njit
 
 from napari_connectome.candidates import kept
 from napari_connectome.candidates import rows as candidate_rows
 from napari_connectome.candidates.contacts import locate_faces
 from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.trees import KEEP_FROM, last_merges, segment_tree
 from napari_connectome.errors import InputError
-from napari_connectome.graph.local import local_index
 from napari_connectome.volume.model import Level
 
 #: Features of a false-split candidate.
@@ -135,6 +134,7 @@ def find_candidates(
     border_supervoxels: np.ndarray | None = None,
     locations: dict | None = None,
     locate: bool = True,
+    trees: dict | None = None,
 ) -> list[Candidate]:
     """Candidate false splits and false merges of the proofreader's segmentation now.
 
@@ -168,6 +168,12 @@ def find_candidates(
         A dict this call reads and fills: a candidate's location by the region-graph rows that place it
         (a contact or a cut: the same rows give the same face), valid while the supervoxels are
         unchanged (:class:`CandidateCache` keeps one).
+    trees
+        A dict this call reads and fills: the merge trees of the segments of at least
+        :data:`~napari_connectome.candidates.trees.KEEP_FROM` supervoxels it searched, by segment id. A
+        new segment that is a piece of a kept tree's segment (gone now) has its tree read off that one
+        instead of agglomerated again (:mod:`~napari_connectome.candidates.trees`: the same tree).
+        :class:`CandidateCache` keeps one.
     locate
         Place every candidate (its ``location_nm``: where a task shows it). False leaves contact and
         cut candidates at NaN until :func:`locate_candidates` places the ones that are shown: finding
@@ -345,6 +351,9 @@ def find_candidates(
         ))
 
     wanted = None if only is None else set(only.tolist())
+    # The kept trees of segments that are gone: a new segment may be a piece of one (candidates/trees.py).
+    gone = ~np.isin(np.fromiter(trees, np.int64, len(trees)), seg_ids) if trees else np.empty(0, bool)
+    earlier = list(itertools.compress(trees.values(), gone.tolist())) if trees else []
     # One sort of the table for a whole search; an edit's few segments are cheaper scanned.
     members_of = _Members(st.seg) if only is None or only.size > 16 else st.members
     for k_seg, s in enumerate(seg_ids.tolist()):
@@ -353,8 +362,10 @@ def find_candidates(
         if wanted is not None and s not in wanted:
             continue
         members = members_of(s)
-        links = _last_merges(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, weakest_links)
-        for rank, (score, side_a, side_b) in enumerate(links):
+        tree = segment_tree(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, earlier=earlier)
+        if trees is not None and members.size >= KEEP_FROM:
+            trees[s] = tree
+        for rank, (score, side_a, side_b) in enumerate(last_merges(tree, weakest_links)):
             add_cut(s, side_a, side_b, source="merge-tree", cid=f"fm-{s}-{rank}",
                     extra={"merge_score": float(score), "merge_rank": float(rank)})
 
@@ -488,6 +499,8 @@ class CandidateCache:
         # Each kept candidate's serial (candidates/rows.py), aligned with _candidates.
         self._serials: np.ndarray | None = None
         self._locations: dict = {}
+        # Merge trees of the large segments (find_candidates' ``trees``): an edit's pieces read off them.
+        self._trees: dict = {}
         self.last_new = 0
 
     def locate(self, proofreader, candidates: list[Candidate]) -> None:
@@ -515,8 +528,10 @@ class CandidateCache:
             stamp = kept.state_stamp(pr, self.options) if self.kept else None
             found = kept.load_candidates(kept.kept_path(pr), stamp) if stamp is not None else None
             searched = found is None
+            trees: dict = {}
             if searched:
-                found = find_candidates(pr, border_supervoxels=self._border, locations=locations, **self.options)
+                found = find_candidates(pr, border_supervoxels=self._border, locations=locations, trees=trees,
+                                        **self.options)
             if getattr(pr, "version", None) == version:
                 if searched:
                     self._write_kept(pr, stamp, found)
@@ -530,7 +545,7 @@ class CandidateCache:
                     self._order_keys, self._segment_pairs = _order_columns(found)
                 except ValueError:  # ids beyond the packing: the edit's search raises it where it needs them
                     self._order_keys = None
-                self._locations = locations
+                self._locations, self._trees = locations, trees
             else:
                 self._fingerprint = None
             self.last_new = len(found)
@@ -542,7 +557,9 @@ class CandidateCache:
         keep = ~np.isin(self._segment_pairs, np.fromiter(gone, np.int64, len(gone))).any(axis=1)
         survivors = list(itertools.compress(self._candidates, keep.tolist()))
         fresh = (find_candidates(pr, border_supervoxels=self._border, only_segments=new, locations=self._locations,
-                                 **self.options) if new else [])
+                                 trees=self._trees, **self.options) if new else [])
+        for segment in gone:
+            self._trees.pop(segment, None)  # read off for the pieces already, if any
         fresh_keys, fresh_pairs = _order_columns(fresh)
         keys = np.concatenate([self._order_keys[keep], fresh_keys])
         # sorted(survivors + fresh, key=_full_order) in one stable numpy sort: the survivors are sorted already,
@@ -630,71 +647,11 @@ def _order_columns(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]
 def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int):
     """The last ``k`` merges of a segment's history: ``(score, side_a, side_b)`` positions, latest first.
 
-    Re-agglomerates the segment's internal region-graph edges by
-    contact-weighted mean boundary, with the merge loop of every agglomeration
-    (:func:`~napari_connectome.graph.merge_loop.merge_all`). If those edges leave it in several
-    pieces (a manual link holds it together), the link between pieces comes
-    first, with score 1 (nothing in the image supports it).
+    The segment's internal region-graph edges agglomerated again (:func:`~napari_connectome.candidates.
+    trees.segment_tree`) and its last merges read off (:func:`~napari_connectome.candidates.trees.
+    last_merges`).
     """
-    from napari_connectome.graph.agglomerate import _tie_keys
-    from napari_connectome.graph.merge_loop import merge_all
-
-    n = members.size
-    rows = np.asarray(rows, dtype=np.int64)
-    # members are positions in ascending order (state.members, _Members)
-    a = local_index(members, np.asarray(u)[rows])
-    b = local_index(members, np.asarray(v)[rows])
-    ar = np.asarray(area, dtype=np.float64)[rows]
-    ar = np.where(ar > 0, ar, 1.0)
-    merges, scores = merge_all(a, b, np.asarray(mean, dtype=np.float64)[rows] * ar, ar, _tie_keys(rows.size), n)
-    merges = np.asarray(merges, dtype=np.int64).reshape(-1, 2)
-    m = merges.shape[0]
-    # Trees left by the merges, in the order of their smallest leaf (leaves are disjoint: no ties).
-    used = np.zeros(n + m, dtype=bool)
-    used[merges.ravel()] = True
-    roots = np.flatnonzero(~used)
-    roots = roots[np.argsort(_smallest_leaf(merges, n)[roots], kind="stable")]
-    out = []
-    if roots.size > 1:
-        rest = [_leaves(merges, n, int(r)) for r in roots[1:].tolist()]
-        out.append((1.0, _leaves(merges, n, int(roots[0])), np.concatenate(rest)))
-    for i in range(m - 1, -1, -1):
-        if len(out) >= k:
-            break
-        out.append((float(scores[i]), _leaves(merges, n, int(merges[i, 0])), _leaves(merges, n, int(merges[i, 1]))))
-    return [(s, members[a_], members[b_]) for s, a_, b_ in out[:k]]
-
-
-@njit(cache=True, nogil=True)
-def _smallest_leaf(merges, n):
-    """The smallest leaf under every node of a merge tree (leaves ``0..n-1``, merge ``j`` is node ``n + j``)."""
-    low = np.empty(n + merges.shape[0], np.int64)
-    for i in range(n):
-        low[i] = i
-    for j in range(merges.shape[0]):
-        low[n + j] = min(low[merges[j, 0]], low[merges[j, 1]])
-    return low
-
-
-@njit(cache=True, nogil=True)
-def _leaves(merges, n, node):
-    """The leaves under ``node`` of a merge tree, sorted."""
-    out = np.empty(n, np.int64)
-    stack = np.empty(n + merges.shape[0], np.int64)
-    count = 0
-    stack[0] = node
-    top = 1
-    while top > 0:
-        top -= 1
-        x = stack[top]
-        if x < n:
-            out[count] = x
-            count += 1
-        else:
-            stack[top] = merges[x - n, 0]
-            stack[top + 1] = merges[x - n, 1]
-            top += 2
-    return np.sort(out[:count])
+    return last_merges(segment_tree(members, rows, u, v, area, mean), k)
 
 
 def _locate(pr, candidates: list[Candidate], row_cand, lv: Level, locations: dict | None = None) -> None:

@@ -375,8 +375,8 @@ def _heap_merge(a_list: list, b_list: list, wsum: list, area: list, score: list,
     return merged_a, merged_b, scores
 
 
-def _tie_keys(n_edges: int) -> np.ndarray:
-    """The tie key of every RAG edge: a fixed bijective hash of its row.
+def _tie_keys(n_edges: int, *, rows: np.ndarray | None = None) -> np.ndarray:
+    """The tie key of every RAG edge (of ``rows`` only, when given): a fixed bijective hash of its row.
 
     Boundaries with equal scores are taken in order of their tie key; the
     boundary between two regions carries the smallest key of the RAG edges
@@ -389,15 +389,16 @@ def _tie_keys(n_edges: int) -> np.ndarray:
     minima spread out instead of in one chain. uint32 (murmur3's 32-bit
     finaliser) up to 2**32 edges, uint64 (splitmix64's) beyond.
     """
+    index = np.arange(n_edges, dtype=np.uint64) if rows is None else np.asarray(rows).astype(np.uint64)
     if n_edges <= 2**32:
-        h = np.arange(n_edges, dtype=np.uint64).astype(np.uint32)
+        h = index.astype(np.uint32)
         h ^= h >> np.uint32(16)
         h *= np.uint32(0x85EBCA6B)
         h ^= h >> np.uint32(13)
         h *= np.uint32(0xC2B2AE35)
         h ^= h >> np.uint32(16)
         return h
-    return _mix64(np.arange(n_edges, dtype=np.uint64))
+    return _mix64(index)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
