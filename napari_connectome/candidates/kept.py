@@ -36,7 +36,7 @@ CANDIDATES_FILE = "candidates.npz"
 FORMAT = 1
 _KINDS = ("false_split", "false_merge")
 _UNITS = ("voxels", "nm")
-_FINDER_CODE = ("find.py", "model.py")
+_FINDER_CODE = ("find.py", "model.py", "trees.py")
 
 
 def kept_path(proofreader) -> Path:
