@@ -128,9 +128,9 @@ def last_merges(tree: SegmentTree, k: int) -> list[tuple[float, np.ndarray, np.n
 
 def _weights(rows: np.ndarray, area, mean) -> tuple[np.ndarray, np.ndarray]:
     """What the merge loop is given per row: its boundary sum (mean × area) and its area (> 0)."""
-    ar = np.asarray(area, dtype=np.float64)[rows]
+    ar = np.asarray(np.asarray(area)[rows], dtype=np.float64)
     ar = np.where(ar > 0, ar, 1.0)
-    return np.asarray(mean, dtype=np.float64)[rows] * ar, ar
+    return np.asarray(np.asarray(mean)[rows], dtype=np.float64) * ar, ar
 
 
 def _agglomerated(members: np.ndarray, rows: np.ndarray, u, v, area, mean) -> SegmentTree:

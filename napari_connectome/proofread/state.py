@@ -227,16 +227,8 @@ class SegmentationState:
     def active_edges(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Active edges with an end in ``nodes`` (positions): ``(K, 2)`` pairs ``u < v`` and capacities."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        base = nodes[nodes < self.n_base]
-        starts = self._indptr[base]
-        counts = self._indptr[base + 1] - starts
-        total = int(counts.sum())
-        if total:
-            offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-            rows = self._csr_rows[offsets + np.arange(total)]
-            rows = _unique_rows(rows[self.active[rows]], self.active.size)
-        else:
-            rows = np.empty(0, np.int64)
+        rows = self.incident_rows(nodes)
+        rows = rows[self.active[rows]]
         pairs = [np.stack([self.rag_u[rows], self.rag_v[rows]], axis=1)]
         caps = [self.capacity[rows]]
         extra = self._extra_active_edges(nodes)
@@ -244,6 +236,18 @@ class SegmentationState:
             pairs.append(np.array([e[0] for e in extra], dtype=np.int64).reshape(-1, 2))
             caps.append(np.array([e[1] for e in extra], dtype=np.float64))
         return np.concatenate(pairs).astype(np.int64), np.concatenate(caps)
+
+    def incident_rows(self, nodes: np.ndarray) -> np.ndarray:
+        """The region-graph rows with an end in ``nodes`` (positions), active or not, ascending."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        base = nodes[nodes < self.n_base]
+        starts = self._indptr[base]
+        counts = self._indptr[base + 1] - starts
+        total = int(counts.sum())
+        if not total:
+            return np.empty(0, np.int64)
+        offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        return _unique_rows(self._csr_rows[offsets + np.arange(total)], self.active.size)
 
     def _extra_active_edges(self, nodes: np.ndarray) -> list:
         if not self.extra_active:
