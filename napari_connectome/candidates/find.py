@@ -31,6 +31,10 @@ a max-flow when every supervoxel of the segment is a seed), and two scans of the
 proofreader after graph edits only, the scans are reused and only the
 candidates whose contacts are new are placed, by scanning the boxes their
 faces lie in (:func:`~napari_connectome.candidates.contacts.locate_faces`).
+For some segments only (``only_segments``: what an edit made) it reads the
+graph rows at their supervoxels and the sizes of the segments they touch,
+not the whole graph, and a piece of a split reads its merge tree off the
+tree it was cut from (:mod:`~napari_connectome.candidates.trees`).
 """
 
 from __future__ import annotations
@@ -300,7 +304,8 @@ def find_candidates(
         first_index = len(candidates)
         candidates.extend(
             Candidate(id=f"fs-{sa}-{sb}", kind="false_split", location_nm=_UNPLACED, segments=(sa, sb),
-                      supervoxels=(sv_a, sv_b), source="graph-contact", features=dict(zip(SPLIT_FEATURES, values, strict=True)), impact=small)
+                      supervoxels=(sv_a, sv_b), source="graph-contact",
+                      features=dict(zip(SPLIT_FEATURES, values, strict=True)), impact=small)
             for sa, sb, sv_a, sv_b, small, values in cols)
         for k, (sa, sb, rows) in enumerate(zip(pa_seg.tolist(), pb_seg.tolist(), rows_of_pair, strict=True),
                                            first_index):
