@@ -231,23 +231,33 @@ def _climb(parent, count, leaf, size):
 
 
 @njit(cache=True, nogil=True)
-def _inner_merges(merges, n, node):
-    """The merges (indices) under ``node``."""
-    out = np.empty(merges.shape[0], np.int64)
+def _under(merges, n, node):
+    """The leaves (unsorted) and the merges (indices) under ``node`` of a merge tree."""
+    leaves = np.empty(n, np.int64)
+    inner = np.empty(merges.shape[0], np.int64)
     stack = np.empty(n + merges.shape[0], np.int64)
-    count = 0
+    n_leaves, n_inner = 0, 0
     stack[0] = node
     top = 1
     while top > 0:
         top -= 1
         x = stack[top]
-        if x >= n:
-            out[count] = x - n
-            count += 1
+        if x < n:
+            leaves[n_leaves] = x
+            n_leaves += 1
+        else:
+            inner[n_inner] = x - n
+            n_inner += 1
             stack[top] = merges[x - n, 0]
             stack[top + 1] = merges[x - n, 1]
             top += 2
-    return out[:count]
+    return leaves[:n_leaves], inner[:n_inner]
+
+
+@njit(cache=True, nogil=True)
+def _inner_merges(merges, n, node):
+    """The merges (indices) under ``node``."""
+    return _under(merges, n, node)[1]
 
 
 @njit(cache=True, nogil=True)
@@ -293,19 +303,4 @@ def _smallest_leaf(merges, n):
 @njit(cache=True, nogil=True)
 def _leaves(merges, n, node):
     """The leaves under ``node`` of a merge tree, sorted."""
-    out = np.empty(n, np.int64)
-    stack = np.empty(n + merges.shape[0], np.int64)
-    count = 0
-    stack[0] = node
-    top = 1
-    while top > 0:
-        top -= 1
-        x = stack[top]
-        if x < n:
-            out[count] = x
-            count += 1
-        else:
-            stack[top] = merges[x - n, 0]
-            stack[top + 1] = merges[x - n, 1]
-            top += 2
-    return np.sort(out[:count])
+    return np.sort(_under(merges, n, node)[0])
