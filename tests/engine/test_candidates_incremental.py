@@ -27,8 +27,16 @@ def _same(a, b) -> None:
             assert (math.isnan(v) and math.isnan(w)) or v == w, (x.id, k)
 
 
+@pytest.mark.parametrize("keep_trees_from", [None, 2])  # the default; every segment's tree kept and read off
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_after_every_edit_the_cache_equals_a_full_search(tmp_path, seed):
+def test_after_every_edit_the_cache_equals_a_full_search(tmp_path, seed, keep_trees_from, monkeypatch):
+    from napari_connectome.candidates import find, trees
+
+    read_off = []
+    if keep_trees_from is not None:
+        monkeypatch.setattr(find, "KEEP_FROM", keep_trees_from)
+        earlier = trees._from_earlier
+        monkeypatch.setattr(trees, "_from_earlier", lambda *a: read_off.append(earlier(*a)) or read_off[-1])
     project = make_demo_project(tmp_path / "demo", shape=(8, 32, 32), n_bodies=5, n_supervoxels=60, threshold=0.5,
                                 seed=seed)
     rng = np.random.default_rng(seed)
@@ -61,6 +69,8 @@ def test_after_every_edit_the_cache_equals_a_full_search(tmp_path, seed):
             # only what the edit touched was searched again
             assert cache.last_new <= len(again)
         assert edits >= 5
+    if keep_trees_from is not None:
+        assert any(t is not None for t in read_off)  # pieces of splits read their trees off
 
 
 def test_only_segments_refuses_skeletons(tmp_path):
