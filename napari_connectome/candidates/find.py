@@ -45,6 +45,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.candidates import kept
 from napari_connectome.candidates import rows as candidate_rows
 from napari_connectome.candidates.contacts import locate_faces
@@ -116,8 +117,8 @@ def _border_supervoxels(pr) -> np.ndarray:
         for i in (0, shape[ax] - 1):
             key = [slice(None)] * 3
             key[ax] = i
-            found.append(np.unique(np.asarray(arr[tuple(key)])))
-    ids = np.unique(np.concatenate(found)) if found else np.empty(0, np.uint64)
+            found.append(distinct(np.asarray(arr[tuple(key)])))
+    ids = distinct(np.concatenate(found)) if found else np.empty(0, np.uint64)
     return ids[ids != 0].astype(np.uint64)
 
 
@@ -224,7 +225,7 @@ def find_candidates(
     if only is None:
         live = np.flatnonzero(alive)
     else:
-        named = np.unique(np.concatenate([only, ext_u, ext_v]))
+        named = distinct(np.concatenate([only, ext_u, ext_v]))
         live = np.flatnonzero(np.isin(seg_of_pos, named[named != 0]))
     seg_ids, seg_inv = np.unique(seg_of_pos[live], return_inverse=True)
     seg_size = np.bincount(seg_inv, weights=sv_size[live]).astype(np.int64)
@@ -236,7 +237,7 @@ def find_candidates(
 
     border = _border_supervoxels(pr) if border_supervoxels is None else np.asarray(border_supervoxels, np.uint64)
     border_pos = st.positions(border[np.isin(border, st.ids[:st.n_base])]) if border.size else np.empty(0, np.int64)
-    border_segs = np.unique(seg_of_pos[border_pos]) if border_pos.size else np.empty(0, np.int64)
+    border_segs = distinct(seg_of_pos[border_pos]) if border_pos.size else np.empty(0, np.int64)
     min_voxels = min_size_nm3 / voxel_nm3
 
     # Edge values as stored (float32 features): turned to float64 where read, not every row each search.
@@ -539,7 +540,7 @@ class CandidateCache:
         if self._border is None or self._fingerprint is None or self._fingerprint[0] != id(pr):
             self._border = _border_supervoxels(pr)
         alive, seg_of_pos, _ = _sv_table(pr)
-        now = set(np.unique(seg_of_pos[alive]).tolist()) - {0}
+        now = set(distinct(seg_of_pos[alive]).tolist()) - {0}
         fingerprint = (id(pr), int(st.ids.size), int(alive.sum()), int(st.n_base))
         if fingerprint != self._fingerprint or self.options.get("skeletons"):
             locations: dict = {}

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.errors import InputError
 
@@ -178,7 +179,7 @@ class SupervoxelBodies:
         (which raises).
         """
         known = self._segments
-        wanted = np.unique(np.fromiter((x for x in map(int, segments) if x not in known), np.uint64))
+        wanted = distinct(np.fromiter((x for x in map(int, segments) if x not in known), np.uint64))
         if wanted.size == 0:
             return
         st = proofreader.state

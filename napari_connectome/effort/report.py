@@ -63,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.atomic import atomic_write
 from napari_connectome.effort.log import EffortLog
 from napari_connectome.errors import InputError, from_os_error
@@ -302,7 +303,7 @@ def effort_report(project, *, volume: str = "project", target_mm3: float = 1.0, 
         pr, history = proofreader, proofreader.history()
     else:
         pr, history = _open_edit_history(project)
-    current = {int(s) for s in np.unique(pr.mapping()[1])} if pr is not None else None
+    current = {int(s) for s in distinct(pr.mapping()[1])} if pr is not None else None
     lineage = _Lineage(history, current)
     by_op = {int(r["operation_id"]): r for r in history}
     in_effect = [r for r in history if r["type"] in _EDIT_TYPES and not r["undone"]]

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 from napari_connectome.graph.agglomerate import MergeTree
 from napari_connectome.graph.rag import RegionGraph
@@ -292,7 +293,7 @@ def _fit(estimator, x: np.ndarray, y: np.ndarray, name: str) -> EdgeClassifier:
 
     data = np.unique(np.column_stack([x, y]), axis=0)  # gala: unique examples
     x, y = data[:, :-1], data[:, -1].astype(np.int64)
-    if np.unique(y).size < 2:
+    if distinct(y).size < 2:
         raise InputError("ground truth", "every training boundary has the same label; "
                          "the classifier needs both merges and real boundaries")
     est = clone(estimator)

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.blockwise import BlockGrid, run_blockwise
 from napari_connectome.errors import InputError
@@ -334,7 +335,7 @@ def _intensity_sample(array) -> np.ndarray:
     chunks = tuple(int(c) for c in (getattr(array, "chunks", None) or (64,) * len(shape)))
     box = tuple(max(1, min(c, s, 64)) for c, s in zip(chunks, shape, strict=True))
     grid = tuple(-(-s // b) for s, b in zip(shape, box, strict=True))
-    picks = np.unique(np.linspace(0, math.prod(grid) - 1, _SAMPLE_CHUNKS).round().astype(np.int64))
+    picks = distinct(np.linspace(0, math.prod(grid) - 1, _SAMPLE_CHUNKS).round().astype(np.int64))
     parts = []
     for flat in picks:
         index = np.unravel_index(int(flat), grid)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 
 
@@ -59,7 +60,7 @@ def demo_volumes(*, shape=(6, 24, 24), n_bodies: int = 4, n_supervoxels: int = 4
     gt[sv == 0] = 0
     raw = np.clip(255 * (1.0 - boundary) - 20 + rng.normal(0, 5, shape), 0, 255).astype(np.uint8)
     # Renumber supervoxels densely so ids are 1..N in scan order of first appearance.
-    ids = np.unique(sv)
+    ids = distinct(sv)
     ids = ids[ids != 0]
     lut = np.zeros(int(sv.max()) + 1, np.uint32)
     lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 
 #: Per-edge features stored for the edges of new supervoxels, the same as a
@@ -151,7 +152,7 @@ class Patch:
         blocks = padded.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2])
         best = np.zeros(shape, np.uint64)
         best_count = np.zeros(shape, np.int64)
-        for value in np.unique(self.data):
+        for value in distinct(self.data):
             if value == 0:
                 continue
             count = (blocks == value).sum(axis=(1, 3, 5))

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 from napari_connectome.events import Connection, Signal
 from napari_connectome.project import NEEDS_SUPERVOXELS
@@ -359,7 +360,7 @@ class Proofreader:
             dead = ~self.state.alive[pos]
             if dead.any():
                 raise InputError("supervoxel", f"{int(ids[dead][0])} was divided by a split inside it and exists no more")
-            out.update(np.unique(self.state.seg[pos]).astype(np.int64).tolist())
+            out.update(distinct(self.state.seg[pos]).astype(np.int64).tolist())
         return out
 
     def segment_supervoxels(self, segment_id: int) -> np.ndarray:

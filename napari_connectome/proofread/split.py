@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 from napari_connectome.graph.local import local_index
 from napari_connectome.proofread.ops import EDGE_FEATURES, NodeEdges
@@ -46,8 +47,8 @@ def min_cut(
     from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
     n = int(nodes.size)
-    src = np.unique(local_index(nodes, np.asarray(sources)))
-    snk = np.unique(local_index(nodes, np.asarray(sinks)))
+    src = distinct(local_index(nodes, np.asarray(sources)))
+    snk = distinct(local_index(nodes, np.asarray(sinks)))
     if np.intersect1d(src, snk).size:
         raise InputError("split", "a supervoxel cannot be both a source and a sink")
     ends = local_index(nodes, np.asarray(pairs).reshape(-1, 2))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 from napari_connectome.graph.local import local_index
 from napari_connectome.proofread.ops import Effect, NodeEdges
@@ -47,14 +48,14 @@ def edge_capacity(contact_area, mean) -> np.ndarray:
 
 
 def _unique_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """``np.unique(rows)`` for row indices below ``n_rows``: through a mask where they are many.
+    """``distinct(rows)`` for row indices below ``n_rows``: through a mask where they are many.
 
     An edge inside a segment comes once from each end; for a segment of thousands of supervoxels a
     mask over the graph's rows (one pass) is several times cheaper than sorting them, every time a
     split or a candidate cut reads the segment's edges.
     """
     if rows.size * 16 < n_rows:
-        return np.unique(rows)
+        return distinct(rows)
     seen = np.zeros(n_rows, np.bool_)
     seen[rows] = True
     return np.flatnonzero(seen).astype(rows.dtype, copy=False)
@@ -283,7 +284,7 @@ class SegmentationState:
             out.append(np.fromiter(self.extra_rag[pos], dtype=np.int64))
         if not out:
             return np.empty(0, np.int64)
-        nb = np.unique(np.concatenate(out))
+        nb = distinct(np.concatenate(out))
         return nb[self.alive[nb]]
 
     def touching(self, pu: int, pv: int) -> bool:
@@ -308,7 +309,7 @@ class SegmentationState:
             assert self.alive[pairs].all(), "an active edge touches a dead supervoxel"
             assert (self.seg[pairs[:, 0]] == self.seg[pairs[:, 1]]).all(), "an active edge joins two segments"
         comps = self.components(live, pairs)
-        assert len(comps) == np.unique(self.seg[live]).size, "a segment is not connected"
+        assert len(comps) == distinct(self.seg[live]).size, "a segment is not connected"
 
     # ---------------------------------------------------------- components
     def _base_components(self) -> None:

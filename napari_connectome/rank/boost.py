@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from napari_connectome.arrays import distinct
 from napari_connectome.rank.forest import CompiledForest
 
 #: scikit-learn's bin count: 255 bins for values and the last one for missing values.
@@ -375,7 +376,7 @@ def _grow(xb, grad, hess, n_bins_non_missing, has_missing, min_samples_leaf, max
 
 def _distinct(column: np.ndarray) -> int:
     finite = column[~np.isnan(column)]
-    return int(np.unique(finite).size)
+    return int(distinct(finite).size)
 
 
 # --------------------------------------------------------------------------- the classifier

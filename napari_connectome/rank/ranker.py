@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.atomic import atomic_write
 from napari_connectome.candidates.model import Candidate, feature_matrix
 from napari_connectome.candidates.rows import RowCache
@@ -412,7 +413,7 @@ class Ranker:
         # A column with fewer than two distinct values (e.g. skeleton features
         # of a project without skeletons) carries nothing, and scikit-learn's
         # binner rejects it.
-        self._usable = np.flatnonzero([np.unique(col[np.isfinite(col)]).size >= 2 for col in x.T])
+        self._usable = np.flatnonzero([distinct(col[np.isfinite(col)]).size >= 2 for col in x.T])
         x = x[:, self._usable]
         n_pos, n_neg = int(y.sum()), int((~y).sum())
         # Laplace-smoothed base rate: the honest answer while one class is unseen.

@@ -23,6 +23,7 @@ import hashlib
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.candidates.rows import RowCache, serials
 from napari_connectome.errors import InputError
@@ -102,7 +103,7 @@ class _KeyOrder:
             return self._by_key
         numbers = serials(candidates)
         by_key = None
-        if self._serials is not None and numbers.size and np.unique(numbers).size == numbers.size:
+        if self._serials is not None and numbers.size and distinct(numbers).size == numbers.size:
             by_key = self._from_last(candidates, numbers)
         if by_key is None:
             by_key = _sorted_keys([candidate_key_text(c) for c in candidates])
@@ -427,7 +428,7 @@ class ActiveStrategy(StaticStrategy):
         self.last_pick_explored = bool(rng.random() < self.epsilon)
         if self.last_pick_explored:
             kind_of = self._columns(candidates)[:, 2].astype(np.int64)
-            present = [self._kinds[k] for k in np.unique(kind_of).tolist()]
+            present = [self._kinds[k] for k in distinct(kind_of).tolist()]
             counts = {k: len(self._asked.get(k, ())) for k in sorted(present)}
             least = min(counts, key=lambda k: (counts[k], k))
             if counts[least] < self.min_per_kind:

@@ -43,6 +43,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 from napari_connectome.skeleton.model import Skeleton
 from napari_connectome.skeleton.teasar import DEFAULT_DUST_VOXELS, _teasar_params
@@ -385,7 +386,7 @@ def skeletonize_volume(volume, *, max_voxel_nm: float = DEFAULT_MAX_VOXEL_NM,
     base = volume.levels[0]
     if isinstance(coarse, str):
         coarse = coarse_level(volume, max_voxel_nm=max_voxel_nm)
-    only = None if segment_ids is None else np.unique(np.asarray(list(segment_ids), dtype=np.uint64))
+    only = None if segment_ids is None else distinct(np.asarray(list(segment_ids), dtype=np.uint64))
     if only is not None:
         only = only[only != 0]
         if only.size == 0:

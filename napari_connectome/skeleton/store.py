@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.atomic import save_npz_atomic
 from napari_connectome.errors import InputError, warn
 from napari_connectome.skeleton.blockwise import (
@@ -440,7 +441,7 @@ class SkeletonStore:
         box = level.snap(Roi.from_bounds(lo - grow, hi + grow), mode="grow").intersect(level.roi)
         if box.empty:
             return []
-        near = np.unique(np.asarray(level.array[level.voxel_slices(box)]))
+        near = distinct(np.asarray(level.array[level.voxel_slices(box)]))
         skip = {0, *exclude, *(int(s) for s in edit_result.before_segments)}
         return [int(s) for s in near if int(s) not in skip]
 

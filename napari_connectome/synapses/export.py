@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.atomic import atomic_write
 from napari_connectome.errors import InputError
 from napari_connectome.synapses.table import SynapseTable
@@ -89,7 +90,7 @@ def write_neuroglancer(table: SynapseTable, folder: str | os.PathLike, *, overwr
                                                      (table.pre_id[k], table.post_id[k]))
             (build / "by_id" / str(int(ids[k]))).write_bytes(blob)
         for name, column in zip(RELATIONSHIPS, (table.pre_id, table.post_id), strict=True):
-            for neuron in np.unique(column):
+            for neuron in distinct(column):
                 rows = np.flatnonzero(column == neuron)
                 (build / f"rel_{name}" / str(int(neuron))).write_bytes(_many(rec[rows], ids[rows]))
         _replace_folder(build, target, overwrite)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.errors import InputError
 from napari_connectome.inference.models import load_model
 from napari_connectome.progress import NullProgress, Progress
@@ -211,7 +212,7 @@ def detect_in_project(project, segmentation, *, model: str = DEFAULT_MODEL, devi
     write_csv(table, csv)
     report.table = table
     report.figures.update({"sites": int(len(score)), "connections": len(table),
-                           "synapses": int(np.unique(table.synapse_id).size) if len(table) else 0,
+                           "synapses": int(distinct(table.synapse_id).size) if len(table) else 0,
                            "on_background": found.on_background, "outside": found.outside,
                            "self_connections": found.self_connections, "duplicates": found.duplicates,
                            "reversed": found.reversed,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.atomic import atomic_write
 from napari_connectome.errors import InputError, from_os_error
 
@@ -302,7 +303,7 @@ def read_cremi(path: str | os.PathLike, *, labels: Labeller | None = None) -> Sy
         raise InputError(path, "annotation ids must be ≥ 0")
     ann_ids = ann_ids.astype(np.uint64)
     partners = partners.astype(np.uint64)
-    if len(np.unique(ann_ids)) != n:
+    if len(distinct(ann_ids)) != n:
         raise InputError(path, f"'{CREMI_GROUP}/ids' repeats an annotation id")
     row_of = {int(a): i for i, a in enumerate(ann_ids)}
     pre_rows, post_rows = [], []

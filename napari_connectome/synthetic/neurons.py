@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.synthetic.spec import SyntheticSpec
 
 # Radius drift per segment (log scale) and pull back towards the base radius.
@@ -83,7 +84,7 @@ class Segments:
 
     def label_ids(self) -> np.ndarray:
         """Sorted ids of the neurons that have at least one segment reaching the volume."""
-        return np.unique(self.neuron)
+        return distinct(self.neuron)
 
 
 def reach_nm(spec: SyntheticSpec) -> float:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome.synthetic.neurons import Segments, neuron_segments
 from napari_connectome.synthetic.spec import SyntheticSpec
 from napari_connectome.volume.model import voxel_index
@@ -81,7 +82,7 @@ class SyntheticSynapses:
     @property
     def n_synapses(self) -> int:
         """Presynaptic sites (a polyadic synapse counts once)."""
-        return int(np.unique(self.synapse_id).size)
+        return int(distinct(self.synapse_id).size)
 
     def rows(self) -> dict[str, np.ndarray]:
         """The table as columns: ``synapse_id, pre, post, pre_id, post_id, score`` (score 1)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
 from napari_connectome_plugins._skeleton_layer import segment_colour
 
 TASK_KEY = "napari_connectome_task"
@@ -135,7 +136,7 @@ def skeleton_vectors(view, colours: dict[int, np.ndarray]) -> tuple[np.ndarray, 
         mid = np.clip(np.round((a + b) / 2).astype(int), 0, shape - 1)
         under = labels[mid[:, 0], mid[:, 1], mid[:, 2]]
         edge_rgba = np.tile(own, (len(a), 1))
-        for value in np.unique(under):
+        for value in distinct(under):
             if int(value) != 0 and int(value) in colours:
                 edge_rgba[under == value] = colours[int(value)]
         starts.append(a[:, 1:])

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_connectome.arrays import distinct
+
 
 class LiveArray:
     """A napari level array whose source can be swapped without a new object.
@@ -198,7 +200,7 @@ def segment_colormap(segment_ids, colours) -> Any:
 
     from napari_connectome.tasks.colours import PALETTE
 
-    segments = np.unique(np.asarray(segment_ids))
+    segments = distinct(np.asarray(segment_ids))
     segments = segments[segments != 0]
     palette = np.asarray(PALETTE, dtype=np.float32)
     rgba = palette[colours.indices(segments)]
