@@ -66,6 +66,11 @@ Figures (2-core VM shared with other work, so ±30 %; ``--decisions 100
   for the figures of this stop (``--compare-refit`` runs the refitting
   learner in the same process and prints the ratio).
 
+* an edit's search reading only the rows at its new segments, a split's pieces reading their merge trees
+  off the tree they were cut from, cuts of few free supervoxels without a max-flow, the false splits built
+  as columns, and integer ``np.unique`` by sorting (NumPy 2.3+'s hash table was 60x slower): seeds 0-4
+  at 10.2 / 11.2 / 8.3 / 8.3 / 9.2 decisions/s, the same decisions (README).
+
 Not reached: 20 decisions/s for ``active``. What is left per decision: the
 four fits of a refit (~23 ms each for 60 trees, two at a time on this
 machine's two cores: the histograms of every row for every tree); per accepted edit the
