@@ -419,27 +419,6 @@ def locate_candidates(proofreader, candidates: list[Candidate], *, locations: di
     _locate(proofreader, unplaced, row_cand, lv, locations)
 
 
-def _graph_cut(st, segment: int, src_svs, snk_svs, seg_of_pos, alive, *, members_of=None):
-    """The min-cut of ``segment`` between two supervoxel sets: ``(source ids, sink ids, cut position pairs)``.
-
-    What :meth:`~napari_connectome.proofread.Proofreader.preview_split_supervoxels` computes for a graph
-    split (the same min-cut on the same active edges), without what only a commit needs (the plan of the
-    edit, its description) and with the seeds checked at once rather than one by one; None where that
-    preview raises (a seed unknown, dead, in another segment, or on both sides). A cut whose seeds are
-    every supervoxel of the segment (a merge tree's last merge) is read off without a max-flow: every
-    supervoxel is pinned to its side, so the min-cut is the edges between the sides. ``members_of``:
-    ``state.members`` or the same answers faster (:class:`_Members`).
-    """
-    seeds = _seed_positions(st, src_svs, snk_svs)
-    if seeds is None:
-        return None
-    members = (members_of or st.members)(segment)
-    got = _cut_positions(st, segment, *seeds, seg_of_pos, alive, members, *st.active_edges(members))
-    if got is None:
-        return None
-    return st.ids[got[0]], st.ids[got[1]], got[2]
-
-
 def _seed_positions(st, src_svs, snk_svs) -> tuple[np.ndarray, np.ndarray] | None:
     """The positions of two seed sets of supervoxel ids; None where one is empty or an id unknown."""
     src_ids = np.asarray(src_svs, np.uint64).ravel()
@@ -453,10 +432,13 @@ def _seed_positions(st, src_svs, snk_svs) -> tuple[np.ndarray, np.ndarray] | Non
 
 
 def _cut_positions(st, segment: int, src_pos, snk_pos, seg_of_pos, alive, members, pairs, caps):
-    """:func:`_graph_cut` from seed positions and the segment's members and active links, in positions.
+    """The min-cut of ``segment`` between two seed sets, all in state positions.
 
-    ``(source side, sink side, cut position pairs)``; None where a seed is dead, in another segment or on
-    both sides, or a side is empty.
+    What :meth:`~napari_connectome.proofread.Proofreader.preview_split_supervoxels` computes for a graph
+    split (the same min-cut on the same active edges ``pairs``, ``caps`` of ``members``), without what
+    only a commit needs and with the seeds checked at once. ``(source side, sink side, cut position
+    pairs)``; None where the preview raises: a seed dead, in another segment or on both sides, or a side
+    empty.
     """
     from napari_connectome.proofread.split import min_cut
 
@@ -661,16 +643,6 @@ def _order_columns(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]
     for i in two.tolist():  # a cut that names more than its segment (none is made so)
         pairs[i, 1] = candidates[i].segments[1]
     return keys, pairs
-
-
-def _last_merges(members: np.ndarray, rows: np.ndarray, u, v, area, mean, k: int):
-    """The last ``k`` merges of a segment's history: ``(score, side_a, side_b)`` positions, latest first.
-
-    The segment's internal region-graph edges agglomerated again (:func:`~napari_connectome.candidates.
-    trees.segment_tree`) and its last merges read off (:func:`~napari_connectome.candidates.trees.
-    last_merges`).
-    """
-    return last_merges(segment_tree(members, rows, u, v, area, mean), k)
 
 
 def _locate(pr, candidates: list[Candidate], row_cand, lv: Level, locations: dict | None = None) -> None:

@@ -189,7 +189,7 @@ def _subtree(tree: SegmentTree, node: int, leaves: np.ndarray, members: np.ndarr
              late: tuple[int, float] | None) -> SegmentTree:
     """The tree of ``members`` from ``tree``'s subtree at ``node`` (then ``late``'s merge, when given)."""
     n = members.size
-    inner = np.sort(_inner_merges(tree.merges, tree.n, node))
+    inner = np.sort(_under(tree.merges, tree.n, node)[1])
     new = np.full(tree.n + tree.merges.shape[0], -1, np.int64)
     new[leaves] = np.arange(n)
     new[tree.n + inner] = n + np.arange(inner.size)
@@ -252,12 +252,6 @@ def _under(merges, n, node):
             stack[top + 1] = merges[x - n, 1]
             top += 2
     return leaves[:n_leaves], inner[:n_inner]
-
-
-@njit(cache=True, nogil=True)
-def _inner_merges(merges, n, node):
-    """The merges (indices) under ``node``."""
-    return _under(merges, n, node)[1]
 
 
 @njit(cache=True, nogil=True)

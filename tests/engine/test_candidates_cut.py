@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_connectome.candidates.find import _graph_cut, _sv_table
+from napari_connectome.candidates import trees
+from napari_connectome.candidates.find import _cut_positions, _seed_positions, _sv_table
 from napari_connectome.errors import InputError
 from napari_connectome.proofread import Proofreader
 from napari_connectome.proofread.demo import make_demo_project
+
+
+def _graph_cut(st, segment, src_svs, snk_svs, seg_of_pos, alive):
+    """The finder's cut of ``segment`` between two supervoxel id sets, as ids (None where it refuses)."""
+    seeds = _seed_positions(st, src_svs, snk_svs)
+    if seeds is None:
+        return None
+    members = st.members(segment)
+    got = _cut_positions(st, segment, *seeds, seg_of_pos, alive, members, *st.active_edges(members))
+    return None if got is None else (st.ids[got[0]], st.ids[got[1]], got[2])
+
+
+def _last_merges(members, rows, u, v, area, mean, k):
+    return trees.last_merges(trees.segment_tree(members, rows, u, v, area, mean), k)
 
 
 def test_the_cut_equals_the_split_preview_on_random_seeds(tmp_path):
@@ -49,8 +64,6 @@ def test_the_cut_equals_the_split_preview_on_random_seeds(tmp_path):
 
 
 def test_last_merges_read_off_the_segments_merge_tree():
-    from napari_connectome.candidates.find import _last_merges
-
     members = np.array([10, 20, 30, 40, 50], dtype=np.int64)
     u = np.array([10, 20, 30])
     v = np.array([20, 30, 40])
