@@ -45,7 +45,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from napari_connectome.arrays import distinct
+from napari_connectome.arrays import distinct, overlaps
 from napari_connectome.candidates import kept
 from napari_connectome.candidates import rows as candidate_rows
 from napari_connectome.candidates.contacts import locate_faces
@@ -120,6 +120,55 @@ def _border_supervoxels(pr) -> np.ndarray:
             found.append(distinct(np.asarray(arr[tuple(key)])))
     ids = distinct(np.concatenate(found)) if found else np.empty(0, np.uint64)
     return ids[ids != 0].astype(np.uint64)
+
+
+def _strongest_rows(grp: np.ndarray, starts: np.ndarray, mean: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Per run of ``grp`` (sorted runs from ``starts``): the position of its strongest edge.
+
+    The weakest boundary (NaN last), ties the widest contact, then the first position: what
+    ``np.lexsort((-area, mean, grp))`` puts first in each run, by reductions (a three-key lexsort of
+    an edit's ~15,000 contact rows was ~3 ms of every search).
+    """
+    low = np.fmin.reduceat(mean, starts)[grp]
+    weakest = (mean == low) | (np.isnan(low) & np.isnan(mean))
+    widest = np.maximum.reduceat(np.where(weakest, area, -np.inf), starts)[grp]
+    hit = np.flatnonzero(weakest & (area == widest))
+    return hit[np.r_[True, grp[hit][1:] != grp[hit][:-1]]]
+
+
+def _make_split_features():
+    # One dict display per candidate, not dict(zip(names, values)): half the time, and an edit makes
+    # ~2,000 of them. Generated from SPLIT_FEATURES so that the two cannot drift apart.
+    args = ", ".join(f"v{i}" for i in range(len(SPLIT_FEATURES)))
+    body = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(SPLIT_FEATURES))
+    namespace: dict = {}
+    exec(f"def split_features({args}):\n    return {{{body}}}\n", namespace)  # noqa: S102 - constant source
+    return namespace["split_features"]
+
+
+_split_features = _make_split_features()
+
+
+def _split_candidates(seg_a, seg_b, sv_a, sv_b, impact, table, rows_of_pair) -> list[Candidate]:
+    """The false-split candidates of contact pairs, given as columns (lists), each with its serial taken.
+
+    Made without the dataclass's ``__init__`` (the same fields, the same objects otherwise) and with what
+    :mod:`~napari_connectome.candidates.rows` and :func:`locate_candidates` keep on a candidate set at
+    once: an edit's search makes ~2,000 of them, and each pass over them in Python cost about as much
+    as making them.
+    """
+    new = Candidate.__new__
+    serials = candidate_rows.take_serials(len(seg_a))
+    out = []
+    for sa, sb, a, b, small, values, rows, serial in zip(seg_a, seg_b, sv_a, sv_b, impact, table, rows_of_pair,
+                                                         serials, strict=True):
+        c = new(Candidate)
+        c.__dict__ = {"id": f"fs-{sa}-{sb}", "kind": "false_split", "location_nm": _UNPLACED, "segments": (sa, sb),
+                      "supervoxels": (a, b), "sinks": (), "source": "graph-contact",
+                      "features": _split_features(*values), "impact": small, "impact_unit": "voxels",
+                      "_rows": rows, "_row_serial": serial}
+        out.append(c)
+    return out
 
 
 def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
@@ -279,18 +328,15 @@ def find_candidates(
             b_q50 = np.where(w_sum > 0, q_sum / np.where(w_sum > 0, w_sum, 1.0), math.nan)
         pa_seg, pb_seg = a_seg[starts], b_seg[starts]
         na_all, nb_all = size_of(pa_seg), size_of(pb_seg)
-        # The strongest shared edge (weakest boundary; ties: the widest, then the first row) carries the merge.
-        first = np.lexsort((-w_all, mean_ext, grp))
-        head = np.flatnonzero(np.r_[True, grp[first][1:] != grp[first][:-1]])
-        best = ext[first[head]]
+        best = ext[_strongest_rows(grp, starts, mean_ext, w_all)]
         a_first = seg_of_pos[u[best]] == pa_seg
         pa = np.where(a_first, u[best], v[best])
         pb = np.where(a_first, v[best], u[best])
         small_seg = np.where(na_all <= nb_all, pa_seg, pb_seg)
         on_border = np.isin(small_seg, border_segs)
         rows_of_pair = [ext[a:b] for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]  # np.split: 3x slower
-        # The features as columns, then one dict per pair (a Python pass per pair is most of a search after an
-        # edit: its new segments' ~2,000 contacts). log10 through math, as before, for the same values.
+        # The features as columns, then one candidate per pair (a Python pass per pair is most of a search after
+        # an edit: its new segments' ~2,000 contacts). log10 through math, as before, for the same values.
         n_small, n_large = np.minimum(na_all, nb_all), np.maximum(na_all, nb_all)
         log_small = [math.log10(x) for x in np.maximum(n_small, 1).tolist()]
         log_large = [math.log10(x) for x in np.maximum(n_large, 1).tolist()]
@@ -300,18 +346,15 @@ def find_candidates(
         table = zip(w_sum.tolist(), b_mean.tolist(), b_min.tolist(), b_max.tolist(), b_q50.tolist(), n_edges.tolist(),
                     log_small, log_large, (n_small / np.maximum(n_large, 1)).tolist(), orphan.tolist(),
                     nan_col.tolist(), nan_col.tolist(), strict=True)
-        cols = zip(pa_seg.tolist(), pb_seg.tolist(), st.ids[pa].tolist(), st.ids[pb].tolist(),
-                   n_small.astype(np.float64).tolist(), table, strict=True)
         first_index = len(candidates)
-        candidates.extend(
-            Candidate(id=f"fs-{sa}-{sb}", kind="false_split", location_nm=_UNPLACED, segments=(sa, sb),
-                      supervoxels=(sv_a, sv_b), source="graph-contact",
-                      features=dict(zip(SPLIT_FEATURES, values, strict=True)), impact=small)
-            for sa, sb, sv_a, sv_b, small, values in cols)
-        for k, (sa, sb, rows) in enumerate(zip(pa_seg.tolist(), pb_seg.tolist(), rows_of_pair, strict=True),
-                                           first_index):
-            pair_index[(sa, sb)] = k
-            row_cand.append((rows, k))
+        candidates.extend(_split_candidates(pa_seg.tolist(), pb_seg.tolist(), st.ids[pa].tolist(),
+                                            st.ids[pb].tolist(), n_small.astype(np.float64).tolist(), table,
+                                            rows_of_pair))
+        if locate:
+            row_cand.extend(zip(rows_of_pair, range(first_index, len(candidates)), strict=True))
+        if skeletons:
+            pair_index.update(zip(zip(pa_seg.tolist(), pb_seg.tolist(), strict=True),
+                                  range(first_index, len(candidates)), strict=True))
 
     # ------------------------------------------------------------ false merges
     int_seg = seg_of_pos[u[int_rows]]
@@ -362,24 +405,25 @@ def find_candidates(
             "log_n_supervoxels": math.log10(max(int(nsv_of.get(s, src.size + snk.size)), 1)),
         })
         features.update(extra)
-        row_cand.append((crow, len(candidates)))
-        candidates.append(Candidate(
+        if locate:
+            row_cand.append((crow, len(candidates)))
+        cut = Candidate(
             id=cid, kind="false_merge", location_nm=_UNPLACED, segments=(s,),
             supervoxels=tuple(src.tolist()), sinks=tuple(snk.tolist()), source=source,
             features=features, impact=float(min(n_src, n_snk)),
-        ))
+        )
+        cut._rows = crow  # what locate_candidates needs (not a field: equality ignores it)
+        candidates.append(cut)
 
-    wanted = None if only is None else set(only.tolist())
     # The kept trees of segments that are gone: a new segment may be a piece of one (candidates/trees.py).
     # (a segment that still exists still holds its first supervoxel: ids are never reused)
     earlier = [t for segment, t in (trees or {}).items() if seg_of_pos[t.members[0]] != segment]
     # One sort of the table for a whole search; an edit's few segments are cheaper scanned.
     members_of = _Members(st.seg) if only is None or only.size > 16 else st.members
-    for k_seg, s in enumerate(seg_ids.tolist()):
-        if seg_nsv[k_seg] < 2 or seg_size[k_seg] < min_voxels or s == 0:
-            continue
-        if wanted is not None and s not in wanted:
-            continue
+    searched = (seg_nsv >= 2) & (seg_size >= min_voxels) & (seg_ids != 0)
+    if only is not None:
+        searched &= np.isin(seg_ids, only)
+    for s in seg_ids[searched].tolist():
         members = members_of(s)
         tree = segment_tree(members, rows_of_seg.get(s, np.empty(0, np.int64)), u, v, area, mean, earlier=earlier)
         if trees is not None and members.size >= KEEP_FROM:
@@ -399,10 +443,8 @@ def find_candidates(
 
     if locate:
         _locate(pr, candidates, row_cand, lv, locations)
-    else:
-        for rows, c in row_cand:
-            candidates[c]._rows = rows  # what locate_candidates needs (not a field: equality ignores it)
-    candidates.sort(key=lambda c: c.kind != "false_split")
+    if skeletons:  # end-point candidates were appended after the false merges
+        candidates.sort(key=lambda c: c.kind != "false_split")
     return candidates
 
 
@@ -448,7 +490,7 @@ def _cut_positions(st, segment: int, src_pos, snk_pos, seg_of_pos, alive, member
     seeds = np.concatenate([src_pos, snk_pos])
     if not (alive[seeds].all() and (seg_of_pos[seeds] == segment).all()):
         return None
-    if np.intersect1d(src_pos, snk_pos).size:
+    if overlaps(src_pos, snk_pos):
         return None
     side, cut = min_cut(members, pairs, caps, src_pos, snk_pos)
     cut_pos = pairs[cut] if cut.size else np.empty((0, 2), np.int64)

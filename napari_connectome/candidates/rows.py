@@ -30,6 +30,15 @@ def _serial(c) -> int:
     return s
 
 
+def take_serials(n: int) -> list[int]:
+    """``n`` serial numbers not given before, for a maker that keeps them on new candidates itself.
+
+    Drawn one by one from the same counter (each draw is atomic), so numbers taken by another thread
+    meanwhile are never given twice; in C, ~20 ns each.
+    """
+    return list(itertools.islice(_SERIALS, n))
+
+
 def serials(candidates: list) -> np.ndarray:
     """Each candidate object's serial number (read-only), given once per object, kept on it (not a field).
 
@@ -53,7 +62,10 @@ def assign_serials(candidates: Sequence) -> np.ndarray:
     For a maker of lists that keeps its candidates' serials itself (:class:`CandidateCache`) and
     tells them with the list it hands out (:func:`remember`).
     """
-    return np.fromiter((_serial(c) for c in candidates), np.int64, len(candidates))
+    numbers = [c.__dict__.get("_row_serial") for c in candidates]
+    if None in numbers:  # not every one made with its serial (take_serials): give the missing ones now
+        numbers = [_serial(c) for c in candidates]
+    return np.array(numbers, np.int64).reshape(len(candidates))
 
 
 def remember(candidates: Sequence, numbers: np.ndarray) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_connectome.arrays import distinct
+from napari_connectome.arrays import distinct, overlaps
 from napari_connectome.errors import InputError
 from napari_connectome.graph.local import local_index
 from napari_connectome.proofread.ops import EDGE_FEATURES, NodeEdges
@@ -49,7 +49,7 @@ def min_cut(
     n = int(nodes.size)
     src = distinct(local_index(nodes, np.asarray(sources)))
     snk = distinct(local_index(nodes, np.asarray(sinks)))
-    if np.intersect1d(src, snk).size:
+    if overlaps(src, snk):
         raise InputError("split", "a supervoxel cannot be both a source and a sink")
     ends = local_index(nodes, np.asarray(pairs).reshape(-1, 2))
     a, b = ends[:, 0], ends[:, 1]
