@@ -413,13 +413,20 @@ class SegmentationState:
                 np.flatnonzero(np.isin(self.seg, np.array(before, dtype=np.uint64)))
                 if before else np.empty(0, np.int64)
             )
-            nodes = np.setdiff1d(in_before, np.array(removed_nodes, dtype=np.int64))
-            nodes = np.union1d(nodes, np.array(sorted(new_positions.values()), dtype=np.int64))
+            # in_before is sorted and distinct already: the set operations (each a hash-table unique in
+            # NumPy 2.3+) only where a node goes or comes.
+            nodes = in_before
+            if removed_nodes:
+                nodes = np.setdiff1d(nodes, np.array(removed_nodes, dtype=np.int64))
+            if new_positions:
+                nodes = np.union1d(nodes, np.array(sorted(new_positions.values()), dtype=np.int64))
             pairs, _ = self.active_edges(in_before)
             if pairs.size and removed_set:
-                gone = np.array(sorted(removed_set), dtype=np.int64).reshape(-1, 2)
-                keep = ~np.isin(_pair_keys(pairs), _pair_keys(gone))
-                pairs = pairs[keep]
+                # The cut's few links looked up among the segment's thousands by a binary search.
+                gone = np.sort(_pair_keys(np.array(sorted(removed_set), dtype=np.int64)))
+                keys = _pair_keys(pairs)
+                at = np.minimum(np.searchsorted(gone, keys), gone.size - 1)
+                pairs = pairs[gone[at] != keys]
             extra = np.array(sorted(added_set), dtype=np.int64).reshape(-1, 2)
             pairs = np.concatenate([pairs.reshape(-1, 2), extra])
             comps = self.components(nodes, pairs)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from napari_connectome.arrays import distinct
 from napari_connectome.rank.forest import CompiledForest
 
 #: scikit-learn's bin count: 255 bins for values and the last one for missing values.
@@ -374,9 +373,26 @@ def _grow(xb, grad, hess, n_bins_non_missing, has_missing, min_samples_leaf, max
     return n_nodes
 
 
-def _distinct(column: np.ndarray) -> int:
-    finite = column[~np.isnan(column)]
-    return int(distinct(finite).size)
+def _sorted_distinct(column: np.ndarray) -> np.ndarray:
+    """The distinct values of a column, NaN left out, ascending (``np.unique``'s, by one sort)."""
+    values = np.sort(column[~np.isnan(column)])
+    return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
+
+
+def _midpoints(values: np.ndarray) -> np.ndarray:
+    """scikit-learn's bin thresholds of a column with 2 to 255 distinct values (``values``, ascending).
+
+    What ``_find_binning_thresholds`` returns there: the midpoints of neighbouring values, duplicates
+    (neighbours one float apart) dropped, clipped below +inf. Its own path costs ~0.2 ms a column (two
+    sorts and a hash-table ``np.unique`` each), and a correction fitted after every answer bins 26
+    columns: 6 of its 10 ms.
+    """
+    from sklearn.ensemble._hist_gradient_boosting.common import ALMOST_INF
+
+    mid = (values[:-1] + values[1:]) / 2.0
+    mid = mid[np.r_[True, mid[1:] != mid[:-1]]]
+    np.clip(mid, a_min=None, a_max=ALMOST_INF, out=mid)
+    return mid
 
 
 # --------------------------------------------------------------------------- the classifier
@@ -482,9 +498,15 @@ class BoostedTrees:
             return binned, [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
         # What _BinMapper.fit does below its subsample size, without its per-feature job dispatch
         # (a few ms a fit: most of the binning's cost on the ranker's rows).
-        thresholds = [np.empty(0) if constant_ok and _distinct(x[:, f]) < 2
-                      else np.asarray(_find_binning_thresholds(x[:, f], N_BINS - 1), dtype=np.float64)
-                      for f in range(x.shape[1])]
+        thresholds = []
+        for f in range(x.shape[1]):
+            values = _sorted_distinct(x[:, f])
+            if constant_ok and values.size < 2:
+                thresholds.append(np.empty(0))
+            elif 2 <= values.size <= N_BINS - 1:
+                thresholds.append(_midpoints(values))
+            else:
+                thresholds.append(np.asarray(_find_binning_thresholds(x[:, f], N_BINS - 1), dtype=np.float64))
         binned = np.zeros_like(x, dtype=np.uint8, order="F")
         _map_to_bins(x, thresholds, np.zeros(x.shape[1], dtype=np.uint8), MISSING_BIN, 1, binned)
         return binned, thresholds

@@ -196,6 +196,10 @@ def test_split_inside_a_supervoxel_mints_ids_and_undo_restores_it(demo):
         pr.preview_split_supervoxels([n1, x], [n2])  # seeds checked at once: the dead one named
     with pytest.raises(InputError, match="999999 is not a supervoxel"):
         pr.preview_split_supervoxels([n1], [999999, x])
+    with pytest.raises(InputError, match="-3 is not a supervoxel id"):
+        pr.preview_split_supervoxels([n1], [-3])
+    with pytest.raises(InputError, match=f"{n1} is both a source and a sink"):
+        pr.preview_split_supervoxels(np.array([n1], np.uint64), [float(n1)])
     # The new supervoxels are graph nodes: they can be merged and split again.
     assert pr.state.graph_neighbors(int(pr.state.positions([n1])[0])).size > 0
     pr.merge(nm(p_src), nm(p_snk))

@@ -152,3 +152,21 @@ def test_a_forked_child_refits_with_threads_of_its_own():
 
 def _refit_in_child(x, y):
     return Ranker(derived=False).fit(x, y).predict_proba(x)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_bin_thresholds_are_scikit_learns_on_awkward_columns(seed):
+    from sklearn.ensemble._hist_gradient_boosting.binning import _find_binning_thresholds
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 300))
+    one = 1.0 + np.finfo(float).eps
+    pool = np.array([0.0, -0.0, 1.0, one, one + np.finfo(float).eps, -2.5, np.inf, -np.inf, np.nan, 1e308, 3.0])
+    cols = [rng.choice(pool[: int(rng.integers(2, pool.size + 1))], n), rng.normal(size=n),
+            np.round(rng.normal(size=n), 1), rng.choice([np.nan, 4.0], n)]
+    x = np.column_stack(cols)
+    x[0, 3] = 4.0  # the last column: one value and NaN
+    _, got = BoostedTrees()._bin(x)
+    for f, thresholds in enumerate(got):
+        want = np.asarray(_find_binning_thresholds(x[:, f], 255), dtype=np.float64)
+        np.testing.assert_array_equal(thresholds, want)
