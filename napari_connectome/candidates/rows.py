@@ -63,8 +63,8 @@ def assign_serials(candidates: Sequence) -> np.ndarray:
     tells them with the list it hands out (:func:`remember`).
     """
     numbers = [c.__dict__.get("_row_serial") for c in candidates]
-    if None in numbers:  # not every one made with its serial (take_serials): give the missing ones now
-        numbers = [_serial(c) for c in candidates]
+    if None in numbers:  # some not made with their serial (take_serials): give the missing ones now
+        numbers = [_serial(c) if n is None else n for c, n in zip(candidates, numbers, strict=True)]
     return np.array(numbers, np.int64).reshape(len(candidates))
 
 
