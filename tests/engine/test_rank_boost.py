@@ -161,7 +161,8 @@ def test_bin_thresholds_are_scikit_learns_on_awkward_columns(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 300))
     one = 1.0 + np.finfo(float).eps
-    pool = np.array([0.0, -0.0, 1.0, one, one + np.finfo(float).eps, -2.5, np.inf, -np.inf, np.nan, 1e308, 3.0])
+    pool = np.array([0.0, -0.0, 1.0, one, one + np.finfo(float).eps, -2.5, np.inf, -np.inf, np.nan, 1e308, 3.0,
+                     1.7e308])
     cols = [rng.choice(pool[: int(rng.integers(2, pool.size + 1))], n), rng.normal(size=n),
             np.round(rng.normal(size=n), 1), rng.choice([np.nan, 4.0], n)]
     x = np.column_stack(cols)
