@@ -526,6 +526,7 @@ class Proofreader:
 
     def _preview_graph(self, segment, src_sv, snk_sv, sources_nm, sinks_nm, version) -> SplitPreview:
         st = self.state
+        src_sv, snk_sv = _supervoxel_ids(src_sv), _supervoxel_ids(snk_sv)
         members = st.members(segment)
         pairs, caps = st.active_edges(members)
         side, cut = min_cut(members, pairs, caps, st.positions(src_sv), st.positions(snk_sv))
@@ -543,8 +544,8 @@ class Proofreader:
             inside_supervoxel=False, bbox_nm=None, supervoxel=None, patch_offset=None, patch=None,
             sources_nm=sources_nm, sinks_nm=sinks_nm, version=version, message=message, problem=problem,
             _effect=effect, _plan=plan, _new_patch=None, _proofreader=self,
-            _seed_svs=distinct(np.concatenate([_supervoxel_ids(src_sv), _supervoxel_ids(snk_sv)])).tolist(),
-            _seed_sides=(tuple(_supervoxel_ids(src_sv).tolist()), tuple(_supervoxel_ids(snk_sv).tolist())),
+            _seed_svs=distinct(np.concatenate([src_sv, snk_sv])).tolist(),
+            _seed_sides=(tuple(src_sv.tolist()), tuple(snk_sv.tolist())),
         )
 
     def split(self, preview: SplitPreview | None = None, *, sources_nm=None, sinks_nm=None,

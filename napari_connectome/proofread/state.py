@@ -423,7 +423,7 @@ class SegmentationState:
             pairs, _ = self.active_edges(in_before)
             if pairs.size and removed_set:
                 # The cut's few links looked up among the segment's thousands by a binary search.
-                gone = np.sort(_pair_keys(np.array(sorted(removed_set), dtype=np.int64)))
+                gone = np.sort(_pair_keys(np.array(list(removed_set), dtype=np.int64)))
                 keys = _pair_keys(pairs)
                 at = np.minimum(np.searchsorted(gone, keys), gone.size - 1)
                 pairs = pairs[gone[at] != keys]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from napari_connectome.arrays import distinct
 from napari_connectome.rank.forest import CompiledForest
 
 #: scikit-learn's bin count: 255 bins for values and the last one for missing values.
@@ -373,12 +374,6 @@ def _grow(xb, grad, hess, n_bins_non_missing, has_missing, min_samples_leaf, max
     return n_nodes
 
 
-def _sorted_distinct(column: np.ndarray) -> np.ndarray:
-    """The distinct values of a column, NaN left out, ascending (``np.unique``'s, by one sort)."""
-    values = np.sort(column[~np.isnan(column)])
-    return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
-
-
 def _midpoints(values: np.ndarray) -> np.ndarray:
     """scikit-learn's bin thresholds of a column with 2 to 255 distinct values (``values``, ascending).
 
@@ -500,7 +495,7 @@ class BoostedTrees:
         # (a few ms a fit: most of the binning's cost on the ranker's rows).
         thresholds = []
         for f in range(x.shape[1]):
-            values = _sorted_distinct(x[:, f])
+            values = distinct(x[:, f][~np.isnan(x[:, f])])
             if constant_ok and values.size < 2:
                 thresholds.append(np.empty(0))
             elif 2 <= values.size <= N_BINS - 1:
