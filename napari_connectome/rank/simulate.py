@@ -35,6 +35,7 @@ import numpy as np
 from napari_connectome.atomic import atomic_write, write_json_atomic
 from napari_connectome.candidates.apply import apply_candidate
 from napari_connectome.candidates.rows import RowCache
+from napari_connectome.collector import fewer_collections
 from napari_connectome.errors import InputError, from_os_error
 from napari_connectome.outputs import guard_output
 from napari_connectome.rank.strategies import (
@@ -193,7 +194,10 @@ def simulate(project, gt_uri, *, strategy, decisions: int, seed: int = 0, time_m
         sandbox = _sandbox(project, root / "project" if not keep else root)
         pr = Proofreader.open(sandbox, user="simulator", session=f"simulate-{strat.name}-seed{int(seed)}")
         try:
-            result = _run(pr, strat, gt, table, tm, decisions, find, label, find_options, vi_from_table, progress)
+            # Each accepted edit makes and drops ~2,000 candidate objects: see napari_connectome/collector.py.
+            with fewer_collections():
+                result = _run(pr, strat, gt, table, tm, decisions, find, label, find_options, vi_from_table,
+                              progress)
         finally:
             pr.close()
     finally:

@@ -114,6 +114,35 @@ def test_active_learns_from_every_answer(demo, prior):
     assert r["config"]["name"] == "active" and static["config"]["name"] == "static"
 
 
+def test_decisions_run_with_fewer_collections(demo):
+    """The loop runs inside collector.fewer_collections (each edit makes and drops thousands of objects)."""
+    import gc
+
+    from napari_connectome.collector import YOUNG_THRESHOLD
+
+    project, gt = demo
+    seen = []
+
+    class Progress:
+        def start(self, total, description=""):
+            seen.append(gc.get_threshold()[0])
+
+        def advance(self, n=1):
+            seen.append(gc.get_threshold()[0])
+
+        def close(self):
+            pass
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        simulate(project, gt, strategy="size", decisions=3, progress=Progress())
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+    assert len(seen) == 4 and all(t >= YOUNG_THRESHOLD for t in seen)
+
+
 def test_runs_out_of_candidates_cleanly(demo):
     project, gt = demo
     r = simulate(project, gt, strategy="size", decisions=10_000)
