@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -94,17 +95,27 @@ def feature_matrix(candidates: list[Candidate], names: list[str] | None = None) 
         names = sorted({k for c in candidates for k in c.features})
     column = {n: j for j, n in enumerate(names)}
     x = np.full((len(candidates), len(names)), np.nan, dtype=np.float64)
-    groups: dict[tuple, list[int]] = {}
-    for i, c in enumerate(candidates):
-        groups.setdefault(tuple(c.features), []).append(i)
+    features = list(map(_FEATURES, candidates))
+    schemas = list(map(tuple, features))
+    if schemas and schemas.count(schemas[0]) == len(schemas):
+        # One schema (an edit's new candidates usually are one kind): no grouping pass in Python.
+        groups: dict[tuple, list[int] | range] = {schemas[0]: range(len(candidates))}
+    else:
+        groups = {}
+        for i, schema in enumerate(schemas):
+            groups.setdefault(schema, []).append(i)
     for schema, rows in groups.items():
         if not schema:
             continue
         wanted = [(k, column[n]) for k, n in enumerate(schema) if n in column]
         if not wanted:
             continue
-        values = itertools.chain.from_iterable(candidates[i].features.values() for i in rows)
+        values = itertools.chain.from_iterable(map(_VALUES, map(features.__getitem__, rows)))
         block = np.fromiter(values, np.float64, count=len(rows) * len(schema)).reshape(len(rows), len(schema))
         src, dst = (list(t) for t in zip(*wanted, strict=True))
         x[np.asarray(rows)[:, None], np.asarray(dst)[None, :]] = block[:, src]
     return x, names
+
+
+_FEATURES = operator.attrgetter("features")
+_VALUES = operator.methodcaller("values")
