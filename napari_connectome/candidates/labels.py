@@ -13,6 +13,7 @@ Ground-truth label 0 is ignored (unlabelled), and so is segment 0 (background).
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -226,6 +227,9 @@ class SupervoxelBodies:
         return int(self.majorities(np.zeros(svs.size, np.int64), svs, 1)[0])
 
 
+_KIND, _SEGMENTS, _FIRST_TWO = operator.attrgetter("kind"), operator.attrgetter("segments"), operator.itemgetter(slice(2))
+
+
 def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *,
                      bodies: SupervoxelBodies | None = None) -> np.ndarray:
     """The right answer to every candidate, from ground truth: True = do the proposed edit.
@@ -249,19 +253,20 @@ def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *
     if bodies is None:
         bodies = SupervoxelBodies.of(proofreader, gt)
     out = np.zeros(len(candidates), dtype=bool)
-    kinds = [c.kind for c in candidates]
-    merges = [i for i, kind in enumerate(kinds) if kind == "false_split"]
-    cuts = [i for i, kind in enumerate(kinds) if kind != "false_split"]
+    # C-level passes (map, attrgetter): an edit brings ~2,000 new candidates, one Python pass each was
+    # most of labelling them.
+    is_merge = np.fromiter(map(operator.eq, map(_KIND, candidates), itertools.repeat("false_split")), bool,
+                           len(candidates))
+    merges, cuts = np.flatnonzero(is_merge).tolist(), np.flatnonzero(~is_merge).tolist()
     if merges:
-        # Every pair's two segments as one array, each distinct segment's majority looked up once (an edit
-        # brings ~2,000 new pairs; one Python pass per pair was most of labelling them).
-        pairs = np.fromiter(itertools.chain.from_iterable(candidates[i].segments[:2] for i in merges), np.int64,
-                            2 * len(merges)).reshape(-1, 2)
+        # Every pair's two segments as one array, each distinct segment's majority looked up once.
+        pairs = np.fromiter(itertools.chain.from_iterable(map(_FIRST_TWO, map(_SEGMENTS, map(candidates.__getitem__,
+                                                                                               merges)))),
+                            np.int64, 2 * len(merges)).reshape(-1, 2)
         segments, where = np.unique(pairs, return_inverse=True)
         bodies.remember_segments(proofreader, segments.tolist())
-        known = bodies._segments
-        found = [known.get(s) for s in segments.tolist()]
-        major = np.array([-1 if x is None else x for x in found], np.int64)[where.reshape(-1, 2)]
+        found = map(bodies._segments.get, segments.tolist(), itertools.repeat(-1))
+        major = np.fromiter(found, np.int64, segments.size)[where.reshape(-1, 2)]
         out[merges] = (major[:, 0] != 0) & (major[:, 0] == major[:, 1])
         for k in np.flatnonzero((major < 0).any(axis=1)).tolist():
             # not remembered above: a segment with no supervoxel left

@@ -532,7 +532,7 @@ class Proofreader:
         side, cut = min_cut(members, pairs, caps, st.positions(src_sv), st.positions(snk_sv))
         cut_pairs = st.ids[pairs[cut]] if cut.size else np.empty((0, 2), np.uint64)
         effect = Effect(edges_removed=[tuple(map(int, p)) for p in cut_pairs])
-        plan = st.plan(effect)
+        plan = st.plan(effect, edges=(members, pairs))
         cut_edges = np.asarray(cut_pairs, dtype=np.uint64).reshape(-1, 2)
         src_ids, snk_ids = st.ids[members[side]].copy(), st.ids[members[~side]].copy()
         problem, message = describe_split(cut_edges, src_ids, snk_ids, plan, inside=False, supervoxel=None)

@@ -557,3 +557,39 @@ def test_a_cut_is_checked_at_once_as_link_by_link(demo):
         st.commit(plan, list(range(st.next_id, st.next_id + len(plan.components))))
         assert not st._active_pairs(st.positions(np.asarray(active[:5]).ravel()).reshape(-1, 2)).any()
         st.check()
+
+
+def test_a_split_preview_reads_its_segments_links_once_and_plans_as_without_the_hint(demo):
+    """The preview hands its segment's links to the plan; a plan given another node set's links reads its own."""
+
+    project, _ = demo
+    pr = Proofreader.open(project)
+    a, b = (3, 5, 5), (3, 20, 20)
+    pr.merge(nm(a), nm(b))
+    st = pr.state
+    calls = []
+    real = st.active_edges
+
+    def counted(nodes):
+        calls.append(np.asarray(nodes).size)
+        return real(nodes)
+
+    st.active_edges = counted
+    preview = pr.preview_split([nm(a)], [nm(b)])
+    assert len(calls) == 1 and calls[0] == pr.segment_supervoxels(preview.segment_id).size
+    # the plan it made equals one made without the hint
+    del st.active_edges
+    fresh = st.plan(preview._effect)
+    assert [c.tolist() for c in preview._plan.components] == [c.tolist() for c in fresh.components]
+    assert len(fresh.components) == 2
+    # a hint of other nodes is not used: the same components as without it
+    members = st.members(preview.segment_id)
+    wrong = (members[:-1], np.empty((0, 2), np.int64))
+    hinted = st.plan(preview._effect, edges=wrong)
+    assert [c.tolist() for c in hinted.components] == [c.tolist() for c in fresh.components]
+    # while a hint of the right nodes is what the plan cuts (no links: every node its own piece)
+    alone = st.plan(preview._effect, edges=(members, np.empty((0, 2), np.int64)))
+    assert len(alone.components) == members.size
+    pr.split(preview)
+    assert pr.segment_at(nm(a)) != pr.segment_at(nm(b))
+    pr.close()
