@@ -34,7 +34,6 @@ import numpy as np
 
 from napari_connectome.atomic import atomic_write, write_json_atomic
 from napari_connectome.candidates.apply import apply_candidate
-from napari_connectome.candidates.rows import RowCache
 from napari_connectome.collector import fewer_collections
 from napari_connectome.errors import InputError, from_os_error
 from napari_connectome.outputs import guard_output
@@ -222,24 +221,18 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
 
     known: dict = {}
 
-    def new_answers(cands) -> np.ndarray:
-        # Ground truth is asked only about what an edit changed: segment ids
-        # are never reused, so a merge answer keyed by its two segment ids,
-        # and a split answer keyed by its two sides, hold for the whole run
-        # (and a candidate object kept by the finder keeps its answer: RowCache).
-        keys = [_answer_key(c) for c in cands]
-        new = [i for i, k in enumerate(keys) if k not in known]
-        if new:
-            fresh = np.asarray(label([cands[i] for i in new], pr, gt), dtype=bool)
-            known.update((keys[i], bool(v)) for i, v in zip(new, fresh, strict=True))
-        return np.array([known[k] for k in keys], dtype=bool)
-
-    answers_for = RowCache(new_answers)
+    def answer(c) -> bool:
+        # Ground truth is asked about the candidate picked, not about every candidate an edit brings
+        # (~2,000, of which a handful are ever picked). Segment ids are never reused, so a merge answer
+        # keyed by its two segment ids, and a split answer keyed by its two sides, hold for the run.
+        key = _answer_key(c)
+        if key not in known:
+            known[key] = bool(np.asarray(label([c], pr, gt), dtype=bool).reshape(-1)[0])
+        return known[key]
 
     candidates = find(pr, **find_options)
     if not candidates:
         raise InputError(str(pr.project.root), "no candidates were found to proofread (nothing to simulate)")
-    answers = answers_for(candidates)
     n_start = len(candidates)
     asked: set = set()
     seconds = 0.0
@@ -259,7 +252,8 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
             if pick is None:
                 stopped = "exhausted"
                 break
-            c, yes = candidates[pick], bool(answers[pick])
+            c = candidates[pick]
+            yes = answer(c)
             asked.add(candidate_key_text(c))
             seconds += tm.seconds_for(c.kind)
             entry = {"decision": i, "candidate": c.id, "kind": c.kind, "answer": yes, "operation_id": None,
@@ -269,7 +263,6 @@ def _run(pr, strat: Strategy, gt, table, tm: TimeModel, decisions: int, find, la
             strat.observe(c, yes)
             if yes:
                 candidates = find(pr, **find_options)
-                answers = answers_for(candidates) if candidates else np.empty(0, bool)
                 order = None
             curve.append(point(i, seconds))
             log.append(entry)

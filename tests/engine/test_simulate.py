@@ -143,6 +143,33 @@ def test_decisions_run_with_fewer_collections(demo):
     assert len(seen) == 4 and all(t >= YOUNG_THRESHOLD for t in seen)
 
 
+def test_ground_truth_is_asked_only_about_picked_candidates(demo):
+    """Labels are read for the candidate picked, once per proposal, and agree with labelling every candidate."""
+    from napari_connectome.candidates.labels import label_candidates
+
+    project, gt = demo
+    gt_arr = demo_volumes(seed=3)["groundtruth"]
+    asked: list = []
+
+    def label(cands, pr, gt_volume):
+        asked.append([c.id for c in cands])
+        one = label_candidates(list(cands), pr, gt_arr)
+        # the answer labelling every candidate of the state at once gives (what the loop did before)
+        every = find_candidates(pr, locate=False)
+        by_id = dict(zip((c.id for c in every), label_candidates(every, pr, gt_arr).tolist(), strict=True))
+        assert by_id[cands[0].id] == bool(one[0])
+        return one
+
+    r = simulate(project, gt, strategy="size", decisions=12, label=label)
+    assert all(len(ids) == 1 for ids in asked)
+    picked = [d["candidate"] for d in r["decisions"]]
+    assert [ids[0] for ids in asked] == picked[: len(asked)]
+    assert len(asked) == len(picked)  # the size strategy never picks the same proposal twice
+    default = simulate(project, gt, strategy="size", decisions=12)
+    assert [d["answer"] for d in default["decisions"]] == [d["answer"] for d in r["decisions"]]
+    assert default["curve"] == r["curve"]
+
+
 def test_runs_out_of_candidates_cleanly(demo):
     project, gt = demo
     r = simulate(project, gt, strategy="size", decisions=10_000)
