@@ -339,14 +339,15 @@ def find_candidates(
         # The features as columns, then one candidate per pair (a Python pass per pair is most of a search after
         # an edit: its new segments' ~2,000 contacts). log10 through math, as before, for the same values.
         n_small, n_large = np.minimum(na_all, nb_all), np.maximum(na_all, nb_all)
-        log_small = [math.log10(x) for x in np.maximum(n_small, 1).tolist()]
-        log_large = [math.log10(x) for x in np.maximum(n_large, 1).tolist()]
+        log_small = map(math.log10, np.maximum(n_small, 1).tolist())
+        log_large = map(math.log10, np.maximum(n_large, 1).tolist())
         orphan = ((n_small < orphan_voxels) & ~on_border).astype(np.float64)
         n_edges = (stops - starts).astype(np.float64)
-        nan_col = np.full(starts.size, math.nan)
+        # the skeleton columns: one NaN object shared, not two new floats per pair
+        nan_col = itertools.repeat(math.nan, starts.size)
         table = zip(w_sum.tolist(), b_mean.tolist(), b_min.tolist(), b_max.tolist(), b_q50.tolist(), n_edges.tolist(),
                     log_small, log_large, (n_small / np.maximum(n_large, 1)).tolist(), orphan.tolist(),
-                    nan_col.tolist(), nan_col.tolist(), strict=True)
+                    nan_col, itertools.repeat(math.nan, starts.size), strict=True)
         first_index = len(candidates)
         candidates.extend(_split_candidates(pa_seg.tolist(), pb_seg.tolist(), st.ids[pa].tolist(),
                                             st.ids[pb].tolist(), n_small.astype(np.float64).tolist(), table,
