@@ -50,7 +50,7 @@ from napari_connectome.arrays import distinct, overlaps
 from napari_connectome.candidates import kept
 from napari_connectome.candidates import rows as candidate_rows
 from napari_connectome.candidates.contacts import locate_faces
-from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.model import Candidate, proposes_merges
 from napari_connectome.candidates.trees import KEEP_FROM, last_merges, segment_tree
 from napari_connectome.errors import InputError
 from napari_connectome.volume.model import Level
@@ -672,7 +672,7 @@ def _order_columns(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]
     """
     n = len(candidates)
     # C-level passes (map, attrgetter): an edit's search brings ~2,700 new candidates.
-    split = np.fromiter(map(operator.eq, map(_KIND, candidates), itertools.repeat("false_split")), bool, n)
+    split = proposes_merges(candidates)
     segments = list(map(_SEGMENTS, candidates))
     first = np.fromiter(map(_FIRST, segments), np.int64, n)
     # A false split's second segment; a cut's number, the end of its id (``fm-S-k``).
@@ -694,7 +694,7 @@ def _order_columns(candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]
     return keys, pairs
 
 
-_KIND, _SEGMENTS = operator.attrgetter("kind"), operator.attrgetter("segments")
+_SEGMENTS = operator.attrgetter("segments")
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from napari_connectome.arrays import distinct
-from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.model import Candidate, proposes_merges
 from napari_connectome.errors import InputError
 
 
@@ -227,7 +227,7 @@ class SupervoxelBodies:
         return int(self.majorities(np.zeros(svs.size, np.int64), svs, 1)[0])
 
 
-_KIND, _SEGMENTS, _FIRST_TWO = operator.attrgetter("kind"), operator.attrgetter("segments"), operator.itemgetter(slice(2))
+_SEGMENTS, _FIRST_TWO = operator.attrgetter("segments"), operator.itemgetter(slice(2))
 
 
 def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *,
@@ -255,8 +255,7 @@ def label_candidates(candidates: list[Candidate], proofreader, gt: np.ndarray, *
     out = np.zeros(len(candidates), dtype=bool)
     # C-level passes (map, attrgetter): an edit brings ~2,000 new candidates, one Python pass each was
     # most of labelling them.
-    is_merge = np.fromiter(map(operator.eq, map(_KIND, candidates), itertools.repeat("false_split")), bool,
-                           len(candidates))
+    is_merge = proposes_merges(candidates)
     merges, cuts = np.flatnonzero(is_merge).tolist(), np.flatnonzero(~is_merge).tolist()
     if merges:
         # Every pair's two segments as one array, each distinct segment's majority looked up once.

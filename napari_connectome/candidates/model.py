@@ -117,5 +117,15 @@ def feature_matrix(candidates: list[Candidate], names: list[str] | None = None) 
     return x, names
 
 
-_FEATURES = operator.attrgetter("features")
+def proposes_merges(candidates: list[Candidate]) -> np.ndarray:
+    """Whether each candidate proposes a merge (a false split), as a bool array.
+
+    By C-level passes (``map``, ``attrgetter``): an edit brings ~2,700 new candidates, and a Python
+    pass over them costs about what the numbers they feed cost.
+    """
+    return np.fromiter(map(operator.eq, map(_KIND, candidates), itertools.repeat("false_split")), bool,
+                       len(candidates))
+
+
+_FEATURES, _KIND = operator.attrgetter("features"), operator.attrgetter("kind")
 _VALUES = operator.methodcaller("values")

@@ -56,7 +56,6 @@ that worked on every seed tried.
 
 from __future__ import annotations
 
-import itertools
 import operator
 import os
 from pathlib import Path
@@ -65,7 +64,7 @@ import numpy as np
 
 from napari_connectome.arrays import distinct
 from napari_connectome.atomic import atomic_write
-from napari_connectome.candidates.model import Candidate, feature_matrix
+from napari_connectome.candidates.model import Candidate, feature_matrix, proposes_merges
 from napari_connectome.candidates.rows import RowCache
 from napari_connectome.errors import InputError
 from napari_connectome.rank import threads
@@ -115,12 +114,12 @@ def logit(p: np.ndarray) -> np.ndarray:
 def _derived(candidates: list[Candidate]) -> np.ndarray:
     n = len(candidates)
     # map/attrgetter: C-level passes (an edit brings ~2,000 new candidates).
-    kind = np.fromiter(map(operator.eq, map(_KIND, candidates), itertools.repeat("false_split")), np.float64, n)
+    kind = proposes_merges(candidates).astype(np.float64)
     impact = np.fromiter(map(_IMPACT, candidates), np.float64, n)
     return np.column_stack([kind, np.log1p(np.maximum(impact, 0.0))]) if candidates else np.empty((0, 2))
 
 
-_KIND, _IMPACT = operator.attrgetter("kind"), operator.attrgetter("impact")
+_IMPACT = operator.attrgetter("impact")
 
 
 class _PlattCalibrated:

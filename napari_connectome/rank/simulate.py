@@ -129,6 +129,7 @@ def simulate(project, gt_uri, *, strategy, decisions: int, seed: int = 0, time_m
     find, label
         Candidate finder ``find(proofreader, **find_options) -> list[Candidate]`` and labeller
         ``label(candidates, proofreader, gt) -> bool array``; default: :mod:`napari_connectome.candidates`.
+        The labeller is asked about each candidate picked (a one-item list), once per proposal.
     progress
         Told about every decision.
 

@@ -14,7 +14,7 @@ from napari_connectome.candidates.find import (
     _split_features,
     _strongest_rows,
 )
-from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.model import Candidate, proposes_merges
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -75,3 +75,12 @@ def test_serials_taken_from_threads_are_never_given_twice():
                                                       segments=(1, 2), supervoxels=(1, 2))])[0]]
     everything = [n for block in got for n in block] + [int(x) for x in loose]
     assert len(everything) == len(set(everything)) == 20001
+
+
+def test_proposes_merges_is_each_candidates_own_answer():
+    kinds = ["false_split", "false_merge", "false_split", "false_split", "false_merge"]
+    cands = [Candidate(id=f"c{i}", kind=k, location_nm=(0.0, 0.0, 0.0), segments=(i, i + 1), supervoxels=(i,))
+             for i, k in enumerate(kinds)]
+    got = proposes_merges(cands)
+    assert got.dtype == bool and got.tolist() == [c.proposes_merge for c in cands] == [True, False, True, True, False]
+    assert proposes_merges([]).shape == (0,)
