@@ -76,11 +76,17 @@ Figures (2-core VM shared with other work, so ±30 %; ``--decisions 100
   the correction's bins computed directly: against the previous code run alternately seed by seed, 1.12 /
   1.18 / 1.56 / 1.36 / 1.15 times the decisions/s on seeds 0-4, the same decisions (README).
 
+* the decisions with fewer garbage collections (``collector.fewer_collections``), ground truth read only for
+  the candidate picked, new candidates read by C-level passes, a split's plan taking its preview's links, an
+  unstable score sort with ties put in list order before their keys: against the previous code run
+  alternately, 1.33 / 1.43 / 1.14 / 1.35 / 1.34 times the decisions/s on seeds 0-4 (12.5-15.8), the same
+  decisions; 1024³ 0.339 -> 0.447 (README).
+
 Not reached: 20 decisions/s for ``active``. What is left per decision: the
 four fits of a refit (~23 ms each for 60 trees, two at a time on this
 machine's two cores: the histograms of every row for every tree); per accepted edit the
 search of the grown segment (its ~2,700 pairs, its merge tree's cuts) and
-labelling its new candidates.
+making, featurising and dropping its new candidates as objects.
 
 Run::
 
