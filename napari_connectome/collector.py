@@ -1,8 +1,8 @@
 """Fewer garbage collections while a loop makes and drops many small objects.
 
-CPython (3.11) collects its youngest generation after every 700 new container
-objects, walking every young container each time, among them any fresh list of
-all the candidates. An accepted edit in the simulated proofreader makes about
+CPython (3.11) collects its youngest generation each time 700 more container
+objects have been made than freed, walking every young container, among them
+any fresh list of all the candidates. An accepted edit in the simulated proofreader makes about
 2,000 candidates (an object and a dict of features each) and drops as many:
 about 15 collections a decision. On the 250³ bench (``bench_decisions.py``)
 they were 1.5 s of 100 decisions' ~9 s; with the threshold at 50,000, 0.13 s.
@@ -31,7 +31,7 @@ _saved: tuple[int, ...] | None = None
 
 @contextmanager
 def fewer_collections(young: int = YOUNG_THRESHOLD) -> Iterator[None]:
-    """Collect the youngest generation after ``young`` new containers (at least), not 700.
+    """Collect the youngest generation after ``young`` (at least) new containers, not 700.
 
     Nested and concurrent blocks are counted: the interpreter's thresholds are raised by the first
     and restored by the last to end, whichever thread runs it. A threshold already higher is kept.
