@@ -56,7 +56,6 @@ that worked on every seed tried.
 
 from __future__ import annotations
 
-import operator
 import os
 from pathlib import Path
 
@@ -64,7 +63,7 @@ import numpy as np
 
 from napari_connectome.arrays import distinct
 from napari_connectome.atomic import atomic_write
-from napari_connectome.candidates.model import Candidate, feature_matrix, proposes_merges
+from napari_connectome.candidates.model import Candidate, feature_matrix, impacts, proposes_merges
 from napari_connectome.candidates.rows import RowCache
 from napari_connectome.errors import InputError
 from napari_connectome.rank import threads
@@ -112,14 +111,9 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def _derived(candidates: list[Candidate]) -> np.ndarray:
-    n = len(candidates)
-    # map/attrgetter: C-level passes (an edit brings ~2,000 new candidates).
     kind = proposes_merges(candidates).astype(np.float64)
-    impact = np.fromiter(map(_IMPACT, candidates), np.float64, n)
+    impact = impacts(candidates)
     return np.column_stack([kind, np.log1p(np.maximum(impact, 0.0))]) if candidates else np.empty((0, 2))
-
-
-_IMPACT = operator.attrgetter("impact")
 
 
 class _PlattCalibrated:

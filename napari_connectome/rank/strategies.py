@@ -25,7 +25,7 @@ import operator
 import numpy as np
 
 from napari_connectome.arrays import distinct
-from napari_connectome.candidates.model import Candidate
+from napari_connectome.candidates.model import Candidate, impacts
 from napari_connectome.candidates.rows import RowCache, serials
 from napari_connectome.errors import InputError
 from napari_connectome.rank.ranker import Ranker, logit
@@ -42,11 +42,7 @@ def candidate_key(c: Candidate) -> tuple:
     return (c.kind, tuple(sorted(int(s) for s in c.supervoxels)), tuple(sorted(int(s) for s in c.sinks)))
 
 
-def _impacts(candidates: list[Candidate]) -> np.ndarray:
-    return np.fromiter(map(_IMPACT, candidates), np.float64, len(candidates))
-
-
-_KIND, _IMPACT = operator.attrgetter("kind"), operator.attrgetter("impact")
+_KIND = operator.attrgetter("kind")
 
 
 def candidate_key_text(c: Candidate) -> str:
@@ -251,7 +247,7 @@ class SizeStrategy(Strategy):
     name = "size"
 
     def __init__(self) -> None:
-        self._impact = RowCache(_impacts)
+        self._impact = RowCache(impacts)
 
     def scores(self, candidates: list[Candidate]) -> np.ndarray:
         return self._impact(candidates)
@@ -311,7 +307,7 @@ class StaticStrategy(Strategy):
             seconds[kind], code[kind] = self.time_model.seconds_for(kind), self._kinds.index(kind)
         n = len(candidates)
         out = np.empty((n, 3))
-        out[:, 0] = np.maximum(np.fromiter(map(_IMPACT, candidates), np.float64, n), 0.0)
+        out[:, 0] = np.maximum(impacts(candidates), 0.0)
         out[:, 1] = np.fromiter(map(seconds.__getitem__, kinds), np.float64, n)
         out[:, 2] = np.fromiter(map(code.__getitem__, kinds), np.float64, n)
         return out
