@@ -82,16 +82,21 @@ Figures (2-core VM shared with other work, so ±30 %; ``--decisions 100
   alternately, 1.33 / 1.43 / 1.14 / 1.35 / 1.34 times the decisions/s on seeds 0-4 (12.5-15.8), the same
   decisions; 1024³ 0.339 -> 0.447 (README).
 
-Not reached: 20 decisions/s for ``active``. What is left per decision: the
-four fits of a refit (~23 ms each for 60 trees, two at a time on this
-machine's two cores: the histograms of every row for every tree); per accepted edit the
-search of the grown segment (its ~2,700 pairs, its merge tree's cuts) and
-making, featurising and dropping its new candidates as objects.
+* on the next stop's VM the same code made 25.9-27.3 decisions/s on seeds 0-4 (the code before the stop
+  above, run alternately with it there: 15.8-21.1): above 20 on that machine, 12.5-15.8 on the one before,
+  so this figure is the machine's as much as the code's. Then the correction's trees reading the kept
+  feature rows in place and the candidate cache splicing its list: 1024³ (``--project``) 0.552 -> 0.731
+  decisions/s, 250³ unchanged within noise (README).
+
+What is left per accepted edit: the search of the grown segment (its ~2,700 pairs, its merge tree's
+cuts) and making, featurising and dropping its new candidates as objects.
 
 Run::
 
     python benchmarks/bench_decisions.py [--dir /tmp/bench-decisions] [--decisions 200] [--strategies size active]
         [--before 0] [--recalibrate-growth 1.5] [--compare-refit] [--seeds 0 1 2 3 4]
+    python benchmarks/bench_decisions.py --project /tmp/e2e-1024/project --gt /tmp/e2e-1024/data/groundtruth.ome.zarr \
+        --strategies active --decisions 30 --before 0      # the 1024³ project of bench_end_to_end.py
 """
 
 from __future__ import annotations
@@ -218,6 +223,12 @@ def _phase_text(run: dict) -> str:
     return "ms/decision: " + ", ".join(parts) + f", the rest (label, apply, VI) {1000 * other / n:.0f}"
 
 
+def _max_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-decisions"))
@@ -233,14 +244,27 @@ def main(argv=None) -> int:
     parser.add_argument("--compare-refit", action="store_true",
                         help="also run `active` learning by refits (learning='refit', what it did before the "
                              "correction) and print both and the ratio of decisions/s")
+    parser.add_argument("--project", type=Path,
+                        help="run on this project instead of the 250³ cube (e.g. the 1024³ one "
+                             "bench_end_to_end.py made in DIR/project); needs --gt. The simulation works on "
+                             "a copy of its manifest and graph: the project is not changed")
+    parser.add_argument("--gt", help="ground-truth labels of --project (e.g. DIR/data/groundtruth.ome.zarr)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="exploration seeds of `active` (each a run of its own; the --recalibrate-growth "
                              "comparison too): its picks branch early, so one seed says little about quality")
     args = parser.parse_args(argv)
     from napari_connectome.candidates import find_candidates
 
-    project, gt, threshold, n_segments, n_sv = build(args.dir, args.segments)
-    print(f"cube 250³: {n_sv} supervoxels, threshold {threshold:.4f} → {n_segments} segments")
+    if args.project is not None:
+        from napari_connectome.project import open_project
+
+        if not args.gt:
+            parser.error("--project needs --gt")
+        project, gt = open_project(args.project), args.gt
+        print(f"project {args.project}, ground truth {gt}")
+    else:
+        project, gt, threshold, n_segments, n_sv = build(args.dir, args.segments)
+        print(f"cube 250³: {n_sv} supervoxels, threshold {threshold:.4f} → {n_segments} segments")
     for strategy in args.strategies:
         for seed in args.seeds if strategy == "active" else [0]:
             now = timed_run(project, gt, strategy, args.decisions, seed=seed)
@@ -248,7 +272,7 @@ def main(argv=None) -> int:
             print(f"{label:6s} incremental: {now['decisions']} decisions ({now['accepted']} accepted) in "
                   f"{now['loop_s']:.1f} s after {now['setup_s']:.1f} s of set-up: {now['per_s']:.1f} decisions/s; "
                   f"VI {now['vi'][0]:.3f} → {now['vi'][1]:.3f}")
-            print(f"{'':6s} {_phase_text(now)}")
+            print(f"{'':6s} {_phase_text(now)}; max RSS so far {_max_rss_gib():.1f} GiB")
             if strategy == "active":
                 print(f"{'':6s} prequential AUC of the answers (each scored before it was learnt): {now['auc']:.3f}")
             if strategy == "active" and args.compare_refit:

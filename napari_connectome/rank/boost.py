@@ -522,9 +522,9 @@ class BoostedTrees:
             missing_left=missing_left.ravel(), left=(left + shift).ravel(), right=(right + shift).ravel(),
             leaf=leaf.ravel(), value=value.ravel(), roots=roots, baseline=float(self._baseline[0]))
 
-    def decision_function(self, x) -> np.ndarray:
-        """Raw scores (log-odds of the second class)."""
-        return self._forest.decision_function(np.asarray(x, dtype=np.float64))
+    def decision_function(self, x, *, rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw scores (log-odds of the second class) of ``x`` (of ``x[rows]``, read in place)."""
+        return self._forest.decision_function(np.asarray(x, dtype=np.float64), rows=rows)
 
     def predict_proba(self, x) -> np.ndarray:
         return self._loss.predict_proba(self.decision_function(x))

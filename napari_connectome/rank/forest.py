@@ -25,21 +25,33 @@ from napari_connectome.rank import threads
 
 
 @njit(cache=True, nogil=True)
+def _row_score(x, r, column, threshold, missing_left, left, right, leaf, value, roots, baseline):
+    acc = baseline
+    for t in range(roots.size):
+        node = roots[t]
+        while not leaf[node]:
+            v = x[r, column[node]]
+            if np.isnan(v):
+                node = left[node] if missing_left[node] else right[node]
+            elif v <= threshold[node]:
+                node = left[node]
+            else:
+                node = right[node]
+        acc += value[node]
+    return acc
+
+
+@njit(cache=True, nogil=True)
 def _decision(x, column, threshold, missing_left, left, right, leaf, value, roots, baseline, out):
     for i in range(x.shape[0]):
-        acc = baseline
-        for t in range(roots.size):
-            node = roots[t]
-            while not leaf[node]:
-                v = x[i, column[node]]
-                if np.isnan(v):
-                    node = left[node] if missing_left[node] else right[node]
-                elif v <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
-            acc += value[node]
-        out[i] = acc
+        out[i] = _row_score(x, i, column, threshold, missing_left, left, right, leaf, value, roots, baseline)
+
+
+@njit(cache=True, nogil=True)
+def _decision_rows(x, rows, column, threshold, missing_left, left, right, leaf, value, roots, baseline, out):
+    # _decision of x[rows] without making x[rows]
+    for i in range(rows.shape[0]):
+        out[i] = _row_score(x, rows[i], column, threshold, missing_left, left, right, leaf, value, roots, baseline)
 
 
 class CompiledForest:
@@ -109,22 +121,36 @@ class CompiledForest:
         self.n_columns = int(self.column.max()) + 1 if self.column.size else 0
         return self
 
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        """The raw score (log-odds) of every row of ``x`` (float64, NaN = missing)."""
+    def decision_function(self, x: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
+        """The raw score (log-odds) of every row of ``x`` (float64, NaN = missing).
+
+        ``rows``: score ``x[rows]`` instead, read in place (the same scores, no copy of those rows).
+        """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] < self.n_columns:
             raise ValueError(f"expected a 2D matrix with at least {self.n_columns} columns, got shape {x.shape}")
-        out = np.empty(x.shape[0], dtype=np.float64)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+            if rows.size and (rows.min() < 0 or rows.max() >= x.shape[0]):
+                raise ValueError(f"rows must index the {x.shape[0]} rows of x")
+        n = x.shape[0] if rows is None else rows.size
+        out = np.empty(n, dtype=np.float64)
         args = (self.column, self.threshold, self.missing_left, self.left, self.right, self.leaf, self.value,
                 self.roots, self.baseline)
-        pool = threads.pool() if x.shape[0] >= 2 * CHUNK_ROWS else None
+
+        def run(a: int, b: int) -> None:
+            if rows is None:
+                _decision(x[a:b], *args, out[a:b])
+            else:
+                _decision_rows(x, rows[a:b], *args, out[a:b])
+
+        pool = threads.pool() if n >= 2 * CHUNK_ROWS else None
         if pool is None:
-            _decision(x, *args, out)
+            run(0, n)
             return out
         # Rows are independent: slices on threads (the loop holds no GIL) give the same scores.
-        bounds = list(range(0, x.shape[0], CHUNK_ROWS)) + [x.shape[0]]
-        jobs = [pool.submit(_decision, x[a:b], *args, out[a:b]) for a, b in zip(bounds[:-1], bounds[1:],
-                                                                                  strict=True)]
+        bounds = list(range(0, n, CHUNK_ROWS)) + [n]
+        jobs = [pool.submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         for job in jobs:
             job.result()
         return out

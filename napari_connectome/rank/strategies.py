@@ -154,6 +154,11 @@ def _order(score: np.ndarray, candidates: list[Candidate], by_key: _KeyOrder) ->
     sorted again, stably, by score; where few are, only those are sorted.
     """
     s = -np.asarray(score, dtype=np.float64)
+    if by_key.holds(candidates):
+        # The list's key order is at hand (most of it was tied before): one stable sort of it by score is
+        # the order whether or not any score is tied now (one sort of 1.4 M at 1024³, not two).
+        keyed = by_key(candidates)
+        return keyed[np.argsort(s[keyed], kind="stable")]
     # Not a stable sort (3x faster at 16,000): only tied scores have more than one order, and those are
     # put in key order, equal keys in list order, below.
     order = np.argsort(s)
@@ -162,7 +167,7 @@ def _order(score: np.ndarray, candidates: list[Candidate], by_key: _KeyOrder) ->
     if not same.any():
         return order
     tied = np.r_[same, False] | np.r_[False, same]
-    if by_key.holds(candidates) or 2 * int(tied.sum()) > len(candidates):
+    if 2 * int(tied.sum()) > len(candidates):
         keyed = by_key(candidates)
         return keyed[np.argsort(s[keyed], kind="stable")]
     group = np.cumsum(np.r_[True, ~same])[tied]

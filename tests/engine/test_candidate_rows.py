@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_connectome.candidates.find import _full_order, _order_columns
+from napari_connectome.candidates import rows as candidate_rows
+from napari_connectome.candidates.find import _full_order, _inserted, _order_columns, _without
 from napari_connectome.candidates.model import Candidate
 from napari_connectome.candidates.rows import RowCache, serials
 
@@ -141,3 +142,61 @@ def test_a_cache_whose_rows_change_dtype_keeps_them_exact():
     a, b, c = (cand(i, impact=float(i)) for i in range(3))
     np.testing.assert_array_equal(rows([a, b]), [1, 2])
     np.testing.assert_array_equal(rows([a, b, c]), [1.0, 2.0, 0.5])
+
+
+def test_indexed_rows_are_the_rows_without_a_gather():
+    """``store[slots]`` from :meth:`RowCache.indexed` is what the cache gives, over edits and compactions."""
+    compute = Counting()
+    rows, reference = RowCache(compute), RowCache(Counting())
+    rng = np.random.default_rng(3)
+    lst = [cand(i, impact=float(i)) for i in range(300)]
+    made = 300
+    for step in range(60):
+        store, slots = rows.indexed(lst)
+        np.testing.assert_array_equal(store[slots], reference(lst))
+        again = rows.indexed(list(lst))  # the same list again: what was kept for it, no pass
+        assert again[0] is store and again[1] is slots
+        with pytest.raises(ValueError):
+            store[0, 0] = -1.0
+        with pytest.raises(ValueError):
+            slots[0] = 0
+        if step % 3 == 0:  # the two ways of asking, mixed
+            np.testing.assert_array_equal(rows(lst), reference(lst))
+        keep = [c for c in lst if rng.random() < 0.8]
+        new = [cand(made + j, impact=float(made + j)) for j in range(int(rng.integers(0, 80)))]
+        made += len(new)
+        lst = [keep[i] for i in rng.permutation(len(keep))] + new
+        compute.seen.clear()
+        rows.indexed(lst)
+        assert len(compute.seen) == len(new)  # only new objects are computed
+    assert rows._used < made  # compacted along the way
+
+
+def test_rows_of_a_few_leave_the_latest_list_alone():
+    rows = RowCache(Counting())
+    lst = [cand(i, impact=float(i)) for i in range(50)]
+    numbers = serials(lst)
+    extra = cand(99, impact=9.5)
+    np.testing.assert_array_equal(rows.rows_of([lst[7], extra])[:, 0], [7.0, 9.5])
+    assert candidate_rows._LATEST[1] is numbers  # the whole list's serials are still the ones looked up
+    np.testing.assert_array_equal(rows(lst)[:, 0], np.arange(50.0))
+    assert rows.rows_of([]).shape[0] == 0
+
+
+def test_splicing_a_sorted_list_equals_a_stable_sort():
+    """What the candidate cache does after an edit: drop some, put the new ones in key order, ties after the kept."""
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(0, 40))
+        old_keys = np.sort(rng.integers(0, 15, n))
+        old = [("old", i) for i in range(n)]
+        drop = np.flatnonzero(rng.random(n) < 0.3)
+        new_keys = rng.integers(0, 16, int(rng.integers(0, 10)))
+        new = [("new", i) for i in range(new_keys.size)]
+        kept = np.setdiff1d(np.arange(n), drop)
+        both_keys = np.concatenate([old_keys[kept], new_keys])
+        both = [old[i] for i in kept.tolist()] + new
+        expected = [both[i] for i in np.argsort(both_keys, kind="stable").tolist()]
+        first = np.argsort(new_keys, kind="stable")
+        at = np.searchsorted(np.delete(old_keys, drop), new_keys[first], side="right")
+        assert _inserted(_without(old, drop), at, [new[i] for i in first.tolist()]) == expected

@@ -35,20 +35,44 @@ def test_compiled_trees_give_scikit_learns_scores_bit_for_bit():
         forest.decision_function(test[:, :3])
 
 
-def test_large_matrices_scored_in_slices_on_threads_give_the_same_scores(monkeypatch):
+def _forest(seed: int) -> tuple[CompiledForest, HistGradientBoostingClassifier]:
+    x, y = _data(1500, seed)
+    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, early_stopping=False,
+                                           random_state=0).fit(x, y)
+    return CompiledForest(model, np.arange(x.shape[1])), model
+
+
+def _in_slices_on_threads(monkeypatch) -> None:
+    """Score 5,003 rows as five slices of 1,000 and a short one, on two threads."""
     import napari_connectome.rank.forest as forest_module
     import napari_connectome.rank.threads as threads_module
 
-    x, y = _data(1500, 5)
-    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, early_stopping=False,
-                                           random_state=0).fit(x, y)
-    forest = CompiledForest(model, np.arange(x.shape[1]))
+    monkeypatch.setattr(forest_module, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
+
+
+def test_large_matrices_scored_in_slices_on_threads_give_the_same_scores(monkeypatch):
+    forest, model = _forest(5)
     test, _ = _data(5003, 6)
     whole = forest.decision_function(test)
-    monkeypatch.setattr(forest_module, "CHUNK_ROWS", 1000)  # five slices and a short one
-    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
+    _in_slices_on_threads(monkeypatch)
     np.testing.assert_array_equal(forest.decision_function(test), whole)
     np.testing.assert_array_equal(whole, model.decision_function(test))
+
+
+def test_rows_scored_in_place_are_the_scores_of_the_gathered_rows(monkeypatch):
+    """``decision_function(x, rows=r)`` reads ``x[r]`` where it lies: the same bits, in slices on threads too."""
+    forest, model = _forest(13)
+    store, _ = _data(4000, 14)
+    rows = np.random.default_rng(15).integers(0, len(store), 5003)  # repeats, any order
+    expected = model.decision_function(store[rows])
+    np.testing.assert_array_equal(forest.decision_function(store, rows=rows), expected)
+    _in_slices_on_threads(monkeypatch)
+    np.testing.assert_array_equal(forest.decision_function(store, rows=rows), expected)
+    assert forest.decision_function(store, rows=np.empty(0, np.int64)).shape == (0,)
+    for bad in ([-1], [len(store)]):
+        with pytest.raises(ValueError, match="rows"):
+            forest.decision_function(store, rows=np.array(bad))
 
 
 def test_a_model_with_categorical_splits_is_not_compiled():
@@ -129,6 +153,24 @@ def test_ties_are_broken_by_key_as_before_with_nan_and_signed_zero():
     few[rng.random(few.size) < 0.1] = 7.0
     few[rng.random(few.size) < 0.05] = np.nan
     np.testing.assert_array_equal(_order(few, cands, _KeyOrder()), _reference_order(few, cands))
+
+
+def test_a_list_whose_key_order_is_kept_is_ordered_by_it_with_or_without_ties():
+    """Once the key order of a list is kept, every order of that list is one stable sort of it by score."""
+    cands = _many(3000, 21)
+    rng = np.random.default_rng(22)
+    by_key = _KeyOrder()
+    tied = rng.integers(0, 3, len(cands)).astype(np.float64)  # most tied: the key order is made and kept
+    np.testing.assert_array_equal(_order(tied, cands, by_key), _reference_order(tied, cands))
+    assert by_key.holds(cands)
+    distinct = rng.permutation(len(cands)).astype(np.float64)
+    np.testing.assert_array_equal(_order(distinct, cands, by_key), np.argsort(-distinct))
+    few = distinct.copy()
+    few[rng.random(few.size) < 0.1] = 5.5
+    few[rng.random(few.size) < 0.05] = np.nan
+    few[rng.random(few.size) < 0.05] = -0.0
+    few[rng.random(few.size) < 0.05] = 0.0
+    np.testing.assert_array_equal(_order(few, cands, by_key), _reference_order(few, cands))
 
 
 def test_the_kept_key_order_follows_a_new_list():
