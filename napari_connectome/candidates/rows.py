@@ -127,25 +127,21 @@ class RowCache:
             rows = np.asarray(self.compute(candidates, *aligned))
             rows.flags.writeable = False
             return rows
-        numbers = serials(candidates)
-        slots = self._slots(candidates, numbers, aligned)
+        slots = self._placed(candidates, aligned)  # (makes the store on a first call)
         rows = self._store[slots]
         rows.flags.writeable = False
-        if len(candidates) > 1:
-            if not same:
-                self._list_slots = None
-            self._list, self._rows = candidates, rows
-            if self._used > 2 * len(candidates) + 1024:
-                self._compact(numbers, slots)
+        if self._keeps(candidates, same):
+            self._rows = rows
         return rows
 
     def indexed(self, candidates: Sequence) -> tuple[np.ndarray, np.ndarray]:
         """``(store, slots)``: the kept rows and where each candidate's row is (``store[slots]`` is
         :meth:`__call__`'s answer), without gathering them.
 
-        For a reader that goes through the rows once (the ranker's trees): after an edit at 1.4 M
-        candidates the gathered feature matrix (1.4 M × 28, 305 MB, made in new memory) was ~0.5 s of each
-        decision that followed an edit. Both arrays are read-only; a later call that adds rows may move the store, not these.
+        For a reader that goes through the rows once (the ranker's trees): at 1.4 M candidates the
+        gathered feature matrix (1.4 M × 28, 305 MB, made in new memory) was ~0.5 s of each decision
+        that followed an edit. Both arrays are read-only; a later call that adds rows may move the
+        store, not these.
         """
         candidates = list(candidates)
         same = self._list is not None and candidates == self._list
@@ -155,18 +151,12 @@ class RowCache:
             empty = np.asarray(self.compute(candidates))
             empty.flags.writeable = False
             return empty, np.empty(0, np.int64)
-        numbers = serials(candidates)
-        slots = self._slots(candidates, numbers, ())
-        if len(candidates) > 1 and self._used > 2 * len(candidates) + 1024:
-            self._compact(numbers, slots)
-            slots = self._slot[numbers]
+        slots = self._placed(candidates, ())
         store = self._store[: self._used]
         store.flags.writeable = False
         slots.flags.writeable = False
-        if len(candidates) > 1:
-            if not same:
-                self._rows = None
-            self._list, self._list_slots = candidates, (store, slots)
+        if self._keeps(candidates, same):
+            self._list_slots = (store, slots)
         return store, slots
 
     def rows_of(self, candidates: Sequence) -> np.ndarray:
@@ -178,9 +168,30 @@ class RowCache:
         candidates = list(candidates)
         if not candidates:
             return np.asarray(self.compute(candidates))
-        numbers = np.fromiter(map(_serial, candidates), np.int64, len(candidates))
-        slots = self._slots(candidates, numbers, ())  # (makes the store on a first call)
+        slots = self._slots(candidates, assign_serials(candidates), ())  # (makes the store on a first call)
         return self._store[slots]
+
+    def _placed(self, candidates: list, aligned) -> np.ndarray:
+        """The slots of a whole list (rows computed where new); the store compacted to it once it holds
+        twice as many rows."""
+        numbers = serials(candidates)
+        slots = self._slots(candidates, numbers, aligned)
+        if len(candidates) > 1 and self._used > 2 * len(candidates) + 1024:
+            self._compact(numbers, slots)
+            slots = self._slot[numbers]
+        return slots
+
+    def _keeps(self, candidates: list, same: bool) -> bool:
+        """Whether what is made for this list is kept for it, the list becoming the latest if new.
+
+        A list of one is not kept: the ranker asks about each answer's candidate alone, between two
+        orders of the whole list.
+        """
+        if len(candidates) < 2:
+            return False
+        if not same:
+            self._list, self._rows, self._list_slots = candidates, None, None
+        return True
 
     def _slots(self, candidates: list, numbers: np.ndarray, aligned) -> np.ndarray:
         """Each candidate's slot in the store, computing and storing the rows of those it has not seen."""
