@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,54 @@ def unique_tmp_name(name: str) -> str:
     if not dot or not stem.strip("."):
         return f"{name}.{tag}"
     return f"{stem}.{tag}.{ext}"
+
+
+# What ``unique_tmp_name`` makes of a hidden name: ``.NAME.<pid>-<8 hex>[.ext]``.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}(\.[A-Za-z0-9]+)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):  # another user's process, or cannot tell
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files that killed writers of :func:`atomic_write` left in ``folder``.
+
+    A writer killed between creating its temporary file and the rename
+    leaves ``.NAME.<pid>-<random>[.ext]`` beside ``NAME``: the target itself
+    is whole (old or new), but the leftover would stay forever and a resumed
+    run's folder would not equal an uninterrupted one's. Only files whose
+    process is gone from this host are removed (ours and live ones stay);
+    the folder itself is not descended. Call it where one run owns the
+    folder's files (a resumed output, the project's own segmentation).
+
+    Returns
+    -------
+    list of str
+        The names removed.
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        path = Path(folder) / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_connectome.atomic import write_json_atomic
+from napari_connectome.atomic import remove_dead_temporaries, write_json_atomic
 from napari_connectome.errors import InputError, from_os_error
 from napari_connectome.provenance import ATTRIBUTE, zarr_attributes
 from napari_connectome.pyramid.downsample import LevelPlan
@@ -134,6 +134,8 @@ class ResumableOutput:
             if tuple(store.shape) != tuple(shape) or np.dtype(store.dtype.numpy_dtype) != dtype:
                 raise OutputMismatch(path, f"holds {tuple(store.shape)} {store.dtype.numpy_dtype}, "
                                            f"not {tuple(shape)} {dtype}")
+            # A run killed while writing the metadata left its temporary file: the resumed run owns the group.
+            remove_dead_temporaries(path)
             return cls(path, store, signature, old, resumed=True, complete=bool(ours.get("complete")))
         try:
             path.mkdir(parents=True, exist_ok=True)

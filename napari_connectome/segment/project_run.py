@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_connectome.atomic import remove_dead_temporaries
 from napari_connectome.errors import InputError
 from napari_connectome.inference.models import load_model
 from napari_connectome.progress import NullProgress, Progress
@@ -166,6 +167,7 @@ def segment_project(project: Project, *, model: str = DEFAULT_MODEL, device: str
     folder = project.root / FOLDER
     if folder.exists() and not folder.is_dir():
         raise InputError(folder, "is not a folder, and the segmentation is written there: move it away")
+    remove_dead_temporaries(folder)  # a killed run's half-saved files; the targets themselves are whole
     raw = project.open_input("raw")
     aff_path = project.root / AFFINITIES
 

@@ -237,6 +237,34 @@ def test_cancel_then_resume_gives_the_uninterrupted_bytes(data, tmp_path):
     assert tree_bytes(proj / "segmentation") == tree_bytes(reference / "segmentation")
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_writers_temporary_files_are_removed_on_resume(data, tmp_path):
+    """SIGKILL inside an atomic write leaves ``.NAME.<pid>-<random>.partial`` (found by the SIGKILL test in CI)."""
+    kw = {"model": str(data["weights"]), "device": "cpu", "block": 16, "supervoxel_block": 32}
+    proj = new_project(data, tmp_path / "p")
+    segment_project(open_project(proj), **kw)
+    seg = proj / "segmentation"
+    want = tree_bytes(seg)
+    dead = _dead_pid()
+    planted = [seg / f".region_graph.npz.{dead}-0123abcd.tmp"] + [
+        seg / group / f".zattrs.{dead}-bdfbb25d.partial"
+        for group in ("affinities.ome.zarr", "supervoxels.ome.zarr", "boundaries.ome.zarr")]
+    live = seg / "boundaries.ome.zarr" / f".zgroup.{os.getpid()}-00000000.partial"  # a writer still running
+    for p in [*planted, live]:
+        p.write_text("{")
+    again = segment_project(open_project(proj), **kw)
+    assert again.stages == {"affinities": "skipped", "supervoxels": "skipped", "graph": "skipped"}
+    assert not any(p.exists() for p in planted)
+    assert live.exists()
+    live.unlink()
+    assert tree_bytes(seg) == want
+
+
 @pytest.mark.parametrize("lost", [("supervoxels", "boundaries"), ("supervoxels",), ("affinities",)])
 def test_a_run_killed_before_the_project_recorded_its_finished_stage_is_recorded_on_resume(data, tmp_path, lost):
     """A kill after a stage's volumes were finished but before the manifest said so (found by the SIGKILL test)."""
