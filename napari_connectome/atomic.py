@@ -49,12 +49,19 @@ def unique_tmp_name(name: str) -> str:
 _TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}(\.[A-Za-z0-9]+)?$")
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host may be running; when in doubt, yes.
+
+    On Windows the answer is always yes: there ``os.kill(pid, 0)`` is not a
+    probe but a console control event sent to the process.
+    """
+    if os.name != "posix":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, OSError):  # another user's process, or cannot tell
+    except (OSError, OverflowError):  # PermissionError: another user's, alive
         return True
     return True
 
@@ -82,7 +89,7 @@ def remove_dead_temporaries(folder: str | os.PathLike) -> list[str]:
     removed = []
     for name in names:
         m = _TEMPORARY.match(name)
-        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+        if m is None or int(m.group(1)) == os.getpid() or process_alive(int(m.group(1))):
             continue
         path = Path(folder) / name
         if path.is_symlink() or not path.is_file():

@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from napari_connectome.atomic import fsync_dir
+from napari_connectome.atomic import fsync_dir, process_alive
 from napari_connectome.errors import InputError
 
 FORMAT = "napari-connectome.staged-build"
@@ -141,14 +141,8 @@ def writer_alive(info: dict, marker: Path) -> bool:
         return True
     if pid == os.getpid():
         return info.get("token") in _ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    except OSError:
-        return True
     stat = _proc_stat(pid)
     if stat is None:
         return True

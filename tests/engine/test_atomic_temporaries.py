@@ -80,3 +80,19 @@ def test_the_pattern_matches_what_atomic_write_names(tmp_path):
 
 def test_a_missing_folder_is_nothing_to_remove(tmp_path):
     assert remove_dead_temporaries(tmp_path / "absent") == []
+
+
+def test_where_a_process_cannot_be_probed_nothing_is_removed(tmp_path, monkeypatch):
+    """On Windows ``os.kill(pid, 0)`` sends a console event instead of probing: the sweep must not call it."""
+    import napari_connectome.atomic as atomic
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not atomic.process_alive(proc.pid)
+    (tmp_path / f".zattrs.{proc.pid}-0123abcd.partial").write_text("{")
+    calls = []
+    monkeypatch.setattr(atomic.os, "name", "nt")
+    monkeypatch.setattr(atomic.os, "kill", lambda *a: calls.append(a))
+    assert atomic.process_alive(proc.pid)
+    assert remove_dead_temporaries(tmp_path) == [] and calls == []
+    assert (tmp_path / f".zattrs.{proc.pid}-0123abcd.partial").exists()
