@@ -89,7 +89,7 @@ def remove_dead_temporaries(folder: str | os.PathLike) -> list[str]:
     removed = []
     for name in names:
         m = _TEMPORARY.match(name)
-        if m is None or int(m.group(1)) == os.getpid() or process_alive(int(m.group(1))):
+        if m is None or process_alive(int(m.group(1))):  # (this process is alive too)
             continue
         path = Path(folder) / name
         if path.is_symlink() or not path.is_file():

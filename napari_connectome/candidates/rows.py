@@ -124,9 +124,7 @@ class RowCache:
         if same and self._rows is not None:
             return self._rows
         if not candidates:
-            rows = np.asarray(self.compute(candidates, *aligned))
-            rows.flags.writeable = False
-            return rows
+            return self._no_rows(aligned)
         slots = self._placed(candidates, aligned)  # (makes the store on a first call)
         rows = self._store[slots]
         rows.flags.writeable = False
@@ -148,9 +146,7 @@ class RowCache:
         if same and self._list_slots is not None:
             return self._list_slots
         if not candidates:
-            empty = np.asarray(self.compute(candidates))
-            empty.flags.writeable = False
-            return empty, np.empty(0, np.int64)
+            return self._no_rows(()), np.empty(0, np.int64)
         slots = self._placed(candidates, ())
         store = self._store[: self._used]
         store.flags.writeable = False
@@ -167,9 +163,15 @@ class RowCache:
         """
         candidates = list(candidates)
         if not candidates:
-            return np.asarray(self.compute(candidates))
+            return self._no_rows(())
         slots = self._slots(candidates, assign_serials(candidates), ())  # (makes the store on a first call)
         return self._store[slots]
+
+    def _no_rows(self, aligned) -> np.ndarray:
+        """The rows of an empty list, read-only (``compute`` says how many columns)."""
+        rows = np.asarray(self.compute([], *aligned))
+        rows.flags.writeable = False
+        return rows
 
     def _placed(self, candidates: list, aligned) -> np.ndarray:
         """The slots of a whole list (rows computed where new); the store compacted to it once it holds
